@@ -1,0 +1,1 @@
+"""Projector workers that fold the event log into call records, presence and commands."""

@@ -1,0 +1,144 @@
+"""The relay's exceptions, and the one place where they map to wire codes.
+
+Tree::
+
+    RelayError
+    ├── ConfigError                 invalid configuration (names the setting); fails at start
+    ├── FrameRefused                one frame is refused; the connection stays open (``nack``)
+    │   ├── BadFrame                    not JSON, not an object, unknown ``type``, wrong shape
+    │   ├── UnknownEvent                ``event`` frame whose ``name`` is no contract hook/request
+    │   ├── InvalidEvent                an event's ``data`` fails the contract (names the field)
+    │   ├── Forbidden                   the event speaks for another partner
+    │   ├── RateLimited                 over the connection's rate limit
+    │   └── Unavailable                 the log store is down or slow: retry later
+    └── SessionClosed               the session ends (``error`` frame, then close)
+        ├── BadHello                    4400  the hello frame is malformed
+        ├── AuthenticationFailed        4401  no hello first, bad or expired token
+        ├── PartnerForbidden            4403  the token's partner is not served here
+        ├── HelloTimeout                4408  no hello in time
+        ├── SessionReplaced             4409  a newer session of the same agent took over
+        ├── RateLimitExceeded           4429  kept sending while rate limited
+        └── TryAgainLater               1013  the log store is down at hello: reconnect later
+
+Each class carries its wire ``code`` (a nack code string) or ``close_code`` (an int); nothing
+else in the code base spells these numbers.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RelayError(Exception):
+    """Root of every error the relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """A setting is missing or invalid; the message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class FrameRefused(RelayError):
+    """One client frame is refused with a ``nack``; the connection stays open."""
+
+    code: ClassVar[str]
+
+
+class BadFrame(FrameRefused):
+    """The frame is not a well-formed protocol frame."""
+
+    code = "bad_frame"
+
+
+class UnknownEvent(FrameRefused):
+    """The event's name is not a contract hook or CRM-side request."""
+
+    code = "unknown_event"
+
+
+class InvalidEvent(FrameRefused):
+    """The event's data does not satisfy the contract."""
+
+    code = "invalid_event"
+
+
+class Forbidden(FrameRefused):
+    """The event claims a partner other than the session's."""
+
+    code = "forbidden"
+
+
+class RateLimited(FrameRefused):
+    """The connection is over its rate limit."""
+
+    code = "rate_limited"
+
+
+class Unavailable(FrameRefused):
+    """The event log cannot be written right now; nothing was stored."""
+
+    code = "unavailable"
+
+
+class SessionClosed(RelayError):
+    """The session must end: an ``error`` frame, then a close with ``close_code``."""
+
+    close_code: ClassVar[int]
+    code: ClassVar[str]
+
+
+class BadHello(SessionClosed):
+    """The hello frame is malformed."""
+
+    close_code = 4400
+    code = "bad_hello"
+
+
+class AuthenticationFailed(SessionClosed):
+    """No hello first, or the token is missing, malformed, expired or not ours."""
+
+    close_code = 4401
+    code = "unauthorized"
+
+
+class PartnerForbidden(SessionClosed):
+    """The token is valid but its partner is not served by this relay."""
+
+    close_code = 4403
+    code = "forbidden"
+
+
+class HelloTimeout(SessionClosed):
+    """The client did not say hello in time."""
+
+    close_code = 4408
+    code = "hello_timeout"
+
+
+class SessionReplaced(SessionClosed):
+    """A newer session of the same agent took over."""
+
+    close_code = 4409
+    code = "replaced"
+
+
+class RateLimitExceeded(SessionClosed):
+    """The client went on sending while rate limited."""
+
+    close_code = 4429
+    code = "rate_limited"
+
+
+class TryAgainLater(SessionClosed):
+    """The log store is unreachable while opening the session; the client should retry."""
+
+    close_code = 1013
+    code = "unavailable"
+
+
+FRAME_TOO_LARGE_CLOSE_CODE = 1009
+"""Close code the websocket layer uses for a frame over the size limit (RFC 6455)."""

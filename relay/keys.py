@@ -1,0 +1,54 @@
+"""Every Redis key and channel name, in one place (DESIGN.md section 4).
+
+Names carry ``{...}`` hash tags so that the keys one script touches share a Redis Cluster
+slot: an event shard's stream and its dedupe records share ``{S}``; an agent's command stream,
+its ack position, its session counter and its notification channel share ``{agentId}``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+GROUPS: Final = ("calls", "presence", "dispatch")
+"""The projection consumer groups on every event shard."""
+
+
+def event_stream(shard: int) -> str:
+    """The event log of one shard."""
+    return f"sp:events:{{{shard}}}"
+
+
+def seen(shard: int, agent_id: str, event_id: str) -> str:
+    """The dedupe record of one event id (scoped by agent so no one can pre-empt another's id)."""
+    return f"sp:seen:{{{shard}}}:{agent_id}:{event_id}"
+
+
+def command_stream(agent_id: str) -> str:
+    """An agent's commands, oldest first."""
+    return f"sp:cmd:{{{agent_id}}}"
+
+
+def command_ack(agent_id: str) -> str:
+    """The newest command id the agent's softphone acked."""
+    return f"sp:cmdack:{{{agent_id}}}"
+
+
+def session_counter(agent_id: str) -> str:
+    """Incremented by each new session of the agent: the newest session wins."""
+    return f"sp:session:{{{agent_id}}}"
+
+
+def agent_channel(agent_id: str) -> str:
+    """Pub/sub channel telling relays about an agent's new commands and new sessions."""
+    return f"sp:notify:{{{agent_id}}}"
+
+
+def dead_letters(group: str) -> str:
+    """Dead-letter stream of one projection group."""
+    return f"sp:dlq:{{{group}}}"
+
+
+def shard_of(key: str, shards: int) -> int:
+    """Stable shard of a conversation (or agent) id: CRC-32 modulo the shard count."""
+    return zlib.crc32(key.encode()) % shards

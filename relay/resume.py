@@ -1,0 +1,46 @@
+"""Where an agent's command stream resumes after a reconnect, and whether nothing was lost.
+
+Pure: stream ids in, decisions out (DESIGN.md section 3, "Resume").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def parse_stream_id(stream_id: str) -> tuple[int, int]:
+    """``"1700000000000-3"`` as ``(1700000000000, 3)``; ordering of ids is tuple ordering."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def later_of(*ids: str | None) -> str | None:
+    """The latest of some stream ids (None where there is none)."""
+    present = [i for i in ids if i is not None]
+    return max(present, key=parse_stream_id) if present else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What Redis says about an agent's command stream (None fields where unknown)."""
+
+    exists: bool
+    last_generated_id: str | None = None
+    max_deleted_entry_id: str | None = None
+
+
+def is_recovered(resume_from: str | None, stream: StreamState) -> bool:
+    """True when every command after ``resume_from`` is still in the stream.
+
+    False when the client's position is unknown to the stream (Redis lost data: the stream is
+    gone or went back in time) or when entries after it were trimmed away.
+    """
+    if resume_from is None:
+        return True
+    if not stream.exists or stream.last_generated_id is None:
+        return False
+    position = parse_stream_id(resume_from)
+    if position > parse_stream_id(stream.last_generated_id):
+        return False
+    deleted = stream.max_deleted_entry_id
+    return deleted is None or parse_stream_id(deleted) <= position

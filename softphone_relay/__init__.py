@@ -1,0 +1,1 @@
+"""The ``softphone-relay`` command line (the composition root)."""

@@ -1,0 +1,296 @@
+"""``softphone-relay``: the command line, and the composition root that wires the packages.
+
+Nothing imports this module. ``up`` runs everything on embedded defaults for a first try;
+``serve`` runs a relay from configuration; ``token`` mints an agent token; ``send`` enqueues a
+command for an agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from relay import log as event_log
+from relay.auth import mint_token
+from relay.backoff import Backoff
+from relay.commands import CommandLog
+from relay.embedded import EmbeddedServer, EmbeddedServerError
+from relay.errors import ConfigError, RelayError
+from relay.server import Relay
+from relay.settings import Partner, Settings, settings_from_env
+
+log = logging.getLogger("softphone_relay")
+
+DEV_PARTNER_ID = "215fd887-39be-4935-981f-2670d6afeaa7"
+DEV_AGENT_ID = "dev-agent"
+DEV_PARTNERS = {
+    DEV_PARTNER_ID: Partner(
+        disposition=["code1", "code2"],
+        businessSegmentId="d6afeaa7-39be-4935-981f-2670215fd887",
+        channelOriginId="57053e21-0440-4689-a27a-513d7dceebde",
+        dialFrom="+18449401117",
+    )
+}
+DEV_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
+
+
+class DevState:
+    """What ``up`` leaves in its data directory so that other commands find it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def secret(self) -> str:
+        """The development signing secret, created on first use."""
+        path = self.data_dir / "dev-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def existing_secret(self) -> str | None:
+        """The development secret if ``up`` made one."""
+        path = self.data_dir / "dev-secret"
+        return path.read_text().strip() if path.exists() else None
+
+    def redis_url(self) -> str | None:
+        """The URL of the embedded server of a running ``up``."""
+        path = self.data_dir / "redis-url"
+        return path.read_text().strip() if path.exists() else None
+
+    def set_redis_url(self, url: str | None) -> None:
+        """Record (or, with None, forget) the embedded server's URL."""
+        path = self.data_dir / "redis-url"
+        if url is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(url)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or os.environ.get("SOFTPHONE_RELAY_DATA_DIR") or "data").resolve()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def _start_relay(settings: Settings, url: str) -> Relay:
+    """Start a relay, waiting (with backoff) for Redis to become reachable."""
+    backoff = Backoff(base=0.2, cap=5.0)
+    while True:
+        relay = Relay(settings, event_log.connect(url))
+        try:
+            await relay.start()
+            return relay
+        except (RedisError, OSError) as error:
+            await relay.close()
+            delay = backoff.failure()
+            log.warning(
+                "event=redis_unreachable url=%s retry_in=%.1fs error=%r", url, delay, str(error)
+            )
+            await asyncio.sleep(delay)
+
+
+async def _serve(settings: Settings) -> None:
+    if settings.redis_url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by serve (up starts its own)")
+    relay = await _start_relay(settings, settings.redis_url)
+    try:
+        await _until_signalled()
+    finally:
+        await relay.close()
+
+
+def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = settings_from_env(os.environ, **overrides)
+    if settings.secret is None and settings.public_key is None:
+        overrides["secret"] = state.secret()
+    if settings.partners is None:
+        overrides["partners"] = DEV_PARTNERS
+    if not settings.allowed_origins:
+        overrides["allowed_origins"] = DEV_ORIGINS
+    return settings_from_env(os.environ, **overrides)
+
+
+async def _up(args: argparse.Namespace) -> None:
+    state = DevState(_data_dir(args))
+    settings = _up_settings(args, state)
+    embedded: EmbeddedServer | None = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedServer(state.data_dir / "redis")
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+        state.set_redis_url(url)
+    try:
+        relay = await _start_relay(settings, url)
+        try:
+            _print_welcome(settings, relay, url, embedded, state)
+            await _until_signalled()
+        finally:
+            await relay.close()
+    finally:
+        if embedded is not None:
+            state.set_redis_url(None)
+            await asyncio.to_thread(embedded.stop)
+    print("softphone-relay stopped.", flush=True)
+
+
+def _print_welcome(
+    settings: Settings, relay: Relay, url: str, embedded: EmbeddedServer | None, state: DevState
+) -> None:
+    base = f"{settings.host}:{relay.port}"
+    token = (
+        mint_token(settings.secret, DEV_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
+        if settings.secret
+        else "(RS256/ES256 configured: mint tokens with your own issuer)"
+    )
+    where = (
+        f"embedded {embedded.binary.name}, data in {embedded.data_dir}"
+        if embedded
+        else "from SOFTPHONE_RELAY_REDIS_URL"
+    )
+    sample = json.dumps(
+        {
+            "partnerId": DEV_PARTNER_ID,
+            "businessSegmentId": DEV_PARTNERS[DEV_PARTNER_ID].businessSegmentId,
+            "channelOriginId": DEV_PARTNERS[DEV_PARTNER_ID].channelOriginId,
+            "dialTo": "+18883973342",
+            "participantType": "Traveler",
+        }
+    )
+    print(
+        f"""softphone-relay is up.
+
+  websocket   ws://{base}/v1/socket   (subprotocol softphone.v1)
+  agent token {token}
+              (agent {DEV_AGENT_ID}, partner {DEV_PARTNER_ID}, valid 12 h)
+  redis       {url}   ({where})
+  http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
+
+Try it, in another terminal:
+  softphone-relay token --agent alice --partner {DEV_PARTNER_ID}
+  softphone-relay send {DEV_AGENT_ID} start_call '{sample}'
+  redis-cli -u {url} XRANGE 'sp:events:{{0}}' - +      # the event log
+
+Ctrl-C stops everything this started.""",
+        flush=True,
+    )
+
+
+async def _send(args: argparse.Namespace) -> None:
+    state = DevState(_data_dir(args))
+    settings = settings_from_env(os.environ)
+    url = settings.redis_url or state.redis_url()
+    if url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
+    try:
+        data = json.loads(args.json)
+    except json.JSONDecodeError as error:
+        raise ConfigError("JSON", f"not valid JSON: {error}") from None
+    redis = event_log.connect(url)
+    try:
+        command_id = await CommandLog(redis).enqueue(
+            args.agent, args.name, data, ttl_seconds=args.ttl or settings.command_ttl
+        )
+    finally:
+        await redis.aclose()
+    print(command_id)
+
+
+def _token(args: argparse.Namespace) -> None:
+    settings = settings_from_env(os.environ)
+    secret = settings.secret or DevState(_data_dir(args)).existing_secret()
+    if secret is None:
+        raise ConfigError("SOFTPHONE_RELAY_SECRET", "needed to mint a token (or run `up` first)")
+    print(mint_token(secret, args.agent, args.partner, args.ttl))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="softphone-relay", description=__doc__)
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument("--data-dir", help="where `up` keeps its state (default ./data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start everything on embedded defaults")
+    up.add_argument("--host", help="listen address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="listen port (default 8765)")
+    sub.add_parser("serve", help="run a relay from SOFTPHONE_RELAY_* configuration")
+    token = sub.add_parser("token", help="mint an HS256 agent token")
+    token.add_argument("--agent", required=True)
+    token.add_argument("--partner", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    send = sub.add_parser("send", help="enqueue a command for an agent")
+    send.add_argument("agent")
+    send.add_argument(
+        "name", help="start_call, update_presence, get_presence, disposition, partner_config"
+    )
+    send.add_argument("json", help="the payload as JSON (null for get_presence)")
+    send.add_argument("--ttl", type=float, help="seconds until it expires (default 30)")
+    return parser
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``softphone-relay`` console script."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        match args.command:
+            case "up":
+                _run(_up(args))
+            case "serve":
+                _run(_serve(settings_from_env(os.environ)))
+            case "token":
+                _token(args)
+            case "send":
+                _run(_send(args))
+    except (RelayError, EmbeddedServerError, ValueError) as error:
+        print(f"softphone-relay: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
