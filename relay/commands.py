@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay import keys
 from relay.contract import validate_command
-from relay.errors import Unavailable
+from relay.errors import InvalidEvent, Unavailable
 from relay.resume import StreamState, is_recovered, later_of
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
@@ -90,6 +90,8 @@ class CommandLog:
     ) -> str:
         """Validate and append a command for the agent; return its id. Notifies the relays."""
         payload = validate_command(name, data)
+        if not 0 < ttl_seconds * 1000 < COMMAND_RETENTION_MS:
+            raise InvalidEvent(f"{name}: the expiry must be within 24 h, got {ttl_seconds} s")
         expires = datetime.fromtimestamp(time.time() + ttl_seconds, UTC)
         stored = StoredCommand(name=name, data=payload, expiresAt=expires, requestId=request_id)
         cutoff = max(0, int(time.time() * 1000) - COMMAND_RETENTION_MS)
@@ -137,6 +139,8 @@ class CommandLog:
                 exists=True,
                 last_generated_id=_text(info.get("last-generated-id")),
                 max_deleted_entry_id=_text(info.get("max-deleted-entry-id")),
+                first_entry_id=_text(info.get("recorded-first-entry-id")),
+                removed=int(info.get("entries-added", 0)) - int(info.get("length", 0)),
             )
         return position, is_recovered(position, state)
 

@@ -27,13 +27,19 @@ class StreamState:
     exists: bool
     last_generated_id: str | None = None
     max_deleted_entry_id: str | None = None
+    first_entry_id: str | None = None
+    removed: int = 0
+    """How many entries were ever removed (``entries-added`` minus ``length``)."""
 
 
 def is_recovered(resume_from: str | None, stream: StreamState) -> bool:
     """True when every command after ``resume_from`` is still in the stream.
 
     False when the client's position is unknown to the stream (Redis lost data: the stream is
-    gone or went back in time) or when entries after it were trimmed away.
+    gone or went back in time), when an entry after it was deleted, or when entries were
+    trimmed and the oldest one kept is after it. Redis does not say which ids a trim removed,
+    so the last rule errs on the safe side: it may say "not recovered" when only entries up
+    to the position went.
     """
     if resume_from is None:
         return True
@@ -43,4 +49,7 @@ def is_recovered(resume_from: str | None, stream: StreamState) -> bool:
     if position > parse_stream_id(stream.last_generated_id):
         return False
     deleted = stream.max_deleted_entry_id
-    return deleted is None or parse_stream_id(deleted) <= position
+    if deleted is not None and parse_stream_id(deleted) > position:
+        return False
+    first = stream.first_entry_id
+    return not (stream.removed and first is not None and parse_stream_id(first) > position)

@@ -1,0 +1,197 @@
+"""The command line as a user runs it: ``up`` on no configuration serves a real client;
+``token``, ``send`` and ``serve`` work or fail with a one-line error naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from relay.auth import TokenVerifier
+from tests.conftest import PARTNER, SECRET
+
+CLI = [sys.executable, "-m", "softphone_relay.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any SOFTPHONE_RELAY_ variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
+    return env | extra
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """``softphone-relay up --port 0`` in an empty directory with no configuration."""
+    process = subprocess.Popen(
+        [*CLI, "up", "--port", "0"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    text = "".join(lines)
+    info = {
+        "socket": re.search(r"(ws://\S+/v1/socket)", text).group(1),  # type: ignore[union-attr]
+        "token": re.search(r"agent token (\S+)", text).group(1),  # type: ignore[union-attr]
+        "redis": re.search(r"redis\s+(redis://\S+)", text).group(1),  # type: ignore[union-attr]
+        "output": text,
+    }
+    try:
+        yield process, info
+    finally:
+        if process.poll() is None:
+            process.terminate()  # lets `up` stop its embedded server too
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+async def test_up_serves_a_real_client_with_no_configuration(
+    up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    """A fresh ``up`` accepts the printed token, acks an event and delivers a ``send``."""
+    _, info = up
+    async with connect(info["socket"], subprotocols=["softphone.v1"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "hello", "token": info["token"]}))
+        welcome = json.loads(await ws.recv())
+        assert welcome["config"]["disposition"] == ["code1", "code2"]
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "event",
+                    "id": "e1",
+                    "name": "incomingCall",
+                    "at": "2026-11-24T10:00:00Z",
+                    "data": {},
+                }
+            )
+        )
+        assert json.loads(await ws.recv())["type"] == "ack"
+        sent = await asyncio.to_thread(
+            run_cli, "send", "dev-agent", "get_presence", "null", cwd=tmp_path
+        )
+        assert sent.returncode == 0, sent.stderr
+        command = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert (command["type"], command["name"], command["id"]) == (
+            "command",
+            "get_presence",
+            sent.stdout.strip(),
+        )
+
+
+def test_up_stops_everything_on_sigterm(
+    up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    """SIGTERM stops the relay and the embedded server, and exits 0."""
+    process, info = up
+    port = int(info["redis"].rsplit(":", 1)[1].split("/")[0])
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    import socket
+
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+    assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir(), "AOF persistence is off"
+
+
+def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
+    """``token`` signs with SOFTPHONE_RELAY_SECRET."""
+    result = run_cli(
+        "token",
+        "--agent",
+        "alice",
+        "--partner",
+        PARTNER,
+        "--ttl",
+        "60",
+        cwd=tmp_path,
+        env=clean_env(SOFTPHONE_RELAY_SECRET=SECRET),
+    )
+    assert result.returncode == 0, result.stderr
+    identity = TokenVerifier(secret=SECRET).verify(result.stdout.strip())
+    assert (identity.agent_id, identity.partner_id) == ("alice", PARTNER)
+
+
+def test_token_without_a_secret_says_which_setting(tmp_path: Path) -> None:
+    """No secret and no ``up`` state: a one-line error naming the variable."""
+    result = run_cli("token", "--agent", "a", "--partner", "p", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("softphone-relay: error: SOFTPHONE_RELAY_SECRET")
+
+
+def test_send_refuses_a_payload_that_breaks_the_contract(tmp_path: Path, redis_url: str) -> None:
+    """``send`` validates against the contract and names the field."""
+    result = run_cli(
+        "send",
+        "a",
+        "start_call",
+        '{"dialTo": "+18883973342"}',
+        cwd=tmp_path,
+        env=clean_env(SOFTPHONE_RELAY_REDIS_URL=redis_url),
+    )
+    assert result.returncode == 2
+    assert "missing required field `partnerId`" in result.stderr
+
+
+def test_send_refuses_invalid_json(tmp_path: Path, redis_url: str) -> None:
+    """Malformed JSON is a clear error."""
+    result = run_cli(
+        "send",
+        "a",
+        "get_presence",
+        "{",
+        cwd=tmp_path,
+        env=clean_env(SOFTPHONE_RELAY_REDIS_URL=redis_url),
+    )
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SOFTPHONE_RELAY_PORT": "http"}, "SOFTPHONE_RELAY_PORT"),
+        ({"SOFTPHONE_RELAY_SECRET": "x" * 32}, "SOFTPHONE_RELAY_REDIS_URL"),
+        ({"SOFTPHONE_RELAY_REDIS_URL": "redis://127.0.0.1:1/0"}, "SOFTPHONE_RELAY_SECRET"),
+    ],
+)
+def test_serve_with_bad_configuration_fails_naming_the_setting(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    """``serve`` refuses to start on invalid configuration, naming the variable."""
+    result = run_cli("serve", cwd=tmp_path, env=clean_env(**env))
+    assert result.returncode == 2
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
