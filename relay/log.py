@@ -53,15 +53,22 @@ MAX_BATCH: Final = 512
 _encoder: Final = msgspec.json.Encoder()
 
 
-def connect(url: str, *, timeout: float = 2.0) -> aioredis.Redis:
-    """A client for the log: short timeouts, one quick reconnect, no slow hidden retries."""
-    return aioredis.Redis.from_url(
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 64) -> aioredis.Redis:
+    """A client for the log: short timeouts, one quick reconnect, no slow hidden retries.
+
+    The pool is bounded and blocking: a burst of new sessions waits for a connection (up to
+    ``timeout``) instead of opening hundreds or failing.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

@@ -1,0 +1,279 @@
+"""Ingest benchmark: acked events/s and ack latency through a real relay, against the raw
+throughput of the same Redis, in one run.
+
+    .venv/bin/python bench/ingest.py [--clients 100] [--window 10] [--seconds 10]
+
+Starts its own Redis-compatible server (the embedded binary) and ``softphone-relay serve`` as
+a separate process, then:
+
+1. saturation: N websocket clients, each keeping ``--window`` unacked events in flight;
+2. paced: the same clients sending ``--paced-rate`` events/s in total, for the latency target;
+3. raw baseline: one Python client pipelining ``XADD`` of the same envelopes to the same Redis.
+
+Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and relay/raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from relay.auth import mint_token
+from relay.embedded import EmbeddedServer, free_port
+
+SECRET = "bench-secret-0123456789abcdef-0123456789"
+PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
+
+
+class Ack(msgspec.Struct):
+    type: str
+    id: str | None = None
+
+
+ack_decoder = msgspec.json.Decoder(Ack)
+
+
+def event_frame(event_id: str, n: int) -> str:
+    data = {
+        "partnerId": PARTNER,
+        "conversationId": f"conv-{n % 5000}",
+        "duration": 184,
+        "disposition": "code1",
+        "notes": "Changed travel dates",
+        "callType": "inbound",
+    }
+    return json.dumps(
+        {
+            "type": "event",
+            "id": event_id,
+            "name": "callEnded",
+            "at": "2026-11-24T10:00:00Z",
+            "data": data,
+        }
+    )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def open_client(url: str, agent: str) -> ClientConnection:
+    ws = await connect(
+        url,
+        subprotocols=["softphone.v1"],
+        compression=None,  # type: ignore[list-item]
+        max_queue=None,
+    )
+    await ws.send(json.dumps({"type": "hello", "token": mint_token(SECRET, agent, PARTNER, 3600)}))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def run_client(
+    ws: ClientConnection,
+    prefix: str,
+    window: int,
+    deadline: float,
+    interval: float | None,
+    latencies: list[float],
+) -> int:
+    """Send events keeping ``window`` in flight (or one every ``interval`` s); count acks."""
+    sent_at: dict[str, float] = {}
+    acked = 0
+    credit = asyncio.Semaphore(window)
+    done = asyncio.Event()
+
+    async def receive() -> None:
+        nonlocal acked
+        async for message in ws:
+            frame = ack_decoder.decode(message)
+            if frame.type == "ack" and frame.id in sent_at:
+                latencies.append(time.perf_counter() - sent_at.pop(frame.id))
+                acked += 1
+                credit.release()
+            elif frame.type == "nack":
+                raise RuntimeError(f"nack: {message!r}")
+            if done.is_set() and not sent_at:
+                return
+
+    receiver = asyncio.create_task(receive())
+    n = 0
+    # Independent agents are not in lockstep: start each at a random phase of its interval.
+    next_send = time.perf_counter() + (random.random() * interval if interval else 0.0)
+    while time.perf_counter() < deadline:
+        if interval is not None:
+            next_send += interval
+            delay = next_send - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await credit.acquire()
+        event_id = f"{prefix}-{n}"
+        sent_at[event_id] = time.perf_counter()
+        await ws.send(event_frame(event_id, n))
+        n += 1
+    done.set()
+    if sent_at:
+        await asyncio.wait_for(receiver, 10)
+    else:
+        receiver.cancel()
+    return acked
+
+
+async def phase(
+    url: str, clients: int, window: int, seconds: float, rate: float | None
+) -> tuple[float, list[float]]:
+    sockets = await asyncio.gather(*(open_client(url, f"bench-{i}") for i in range(clients)))
+    latencies: list[float] = []
+    interval = clients / rate if rate else None
+    run = uuid.uuid4().hex[:6]
+    start = time.perf_counter()
+    deadline = start + seconds
+    counts = await asyncio.gather(
+        *(
+            run_client(ws, f"{run}-{i}", window, deadline, interval, latencies)
+            for i, ws in enumerate(sockets)
+        )
+    )
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return sum(counts) / elapsed, latencies
+
+
+def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> float:
+    """Pipelined XADD of envelopes like the relay's, from one Python client."""
+    client = redis.Redis.from_url(url)
+    envelope = json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "name": "callEnded",
+            "agentId": "bench-0",
+            "partnerId": PARTNER,
+            "conversationId": "conv-1",
+            "at": "2026-11-24T10:00:00Z",
+            "receivedAt": "2026-11-24T10:00:00.001Z",
+            "sessionId": uuid.uuid4().hex,
+            "data": json.loads(event_frame("x", 1))["data"],
+        }
+    ).encode()
+    start = time.perf_counter()
+    for _ in range(total // pipeline_size):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(pipeline_size):
+            pipe.xadd("bench:raw", {"e": envelope})
+        pipe.execute()
+    rate = total / (time.perf_counter() - start)
+    client.delete("bench:raw")
+    client.close()
+    return rate
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    for _ in range(200):
+        if process.poll() is not None:
+            raise SystemExit(f"relay exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("relay did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--paced-rate", type=float, default=1000.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
+        port = free_port()
+        env = {
+            **os.environ,
+            "SOFTPHONE_RELAY_REDIS_URL": server.url,
+            "SOFTPHONE_RELAY_SECRET": SECRET,
+            "SOFTPHONE_RELAY_PORT": str(port),
+            "SOFTPHONE_RELAY_RATE_LIMIT": "100000/100000",
+        }
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "softphone_relay.cli", "--log-level", "warning", "serve"],
+            env=env,
+        )
+        try:
+            wait_for_port(port, relay)
+            url = f"ws://127.0.0.1:{port}/v1/socket"
+            run = asyncio.run
+            try:
+                import uvloop
+
+                run = uvloop.run
+            except ImportError:
+                pass
+            relay_cpu, redis_cpu = cpu_seconds(relay.pid), cpu_seconds(server.pid)
+            started = time.perf_counter()
+            rate, latencies = run(phase(url, args.clients, args.window, args.seconds, None))
+            wall = time.perf_counter() - started
+            relay_cpu = (cpu_seconds(relay.pid) - relay_cpu) / wall
+            redis_cpu = (cpu_seconds(server.pid) - redis_cpu) / wall
+            paced_rate, paced = run(
+                phase(url, args.clients, args.window, args.seconds, args.paced_rate)
+            )
+        finally:
+            relay.terminate()
+            relay.wait(20)
+        raw = raw_baseline(server.url)
+
+    ms = 1000.0
+    print(
+        f"clients={args.clients} window={args.window} seconds={args.seconds} cores={os.cpu_count()}"
+    )
+    p50, p99 = percentile(latencies, 0.5) * ms, percentile(latencies, 0.99) * ms
+    print(
+        f"saturated: acked {rate:,.0f} events/s  ack latency p50 {p50:.1f} ms"
+        f"  p99 {p99:.1f} ms  (n={len(latencies)})"
+    )
+    print(
+        f"           CPU while saturated: relay {relay_cpu:.0%} of a core, redis {redis_cpu:.0%}"
+        " (the load generator uses the rest)"
+    )
+    print(
+        f"paced:     acked {paced_rate:,.0f} events/s (target {args.paced_rate:,.0f})"
+        f"  ack latency p50 {percentile(paced, 0.5) * ms:.1f} ms"
+        f"  p99 {percentile(paced, 0.99) * ms:.1f} ms"
+        f"  mean {statistics.fmean(paced) * ms:.1f} ms"
+    )
+    print(f"raw baseline: pipelined XADD {raw:,.0f} appends/s (one Python client, same Redis)")
+    print(f"relay/raw: {rate / raw:.0%}")
+
+
+if __name__ == "__main__":
+    main()
