@@ -92,18 +92,19 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; install it before announcing readiness."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
-async def _start_relay(settings: Settings, url: str) -> Relay:
-    """Start a relay, waiting (with backoff) for Redis to become reachable."""
+async def _start_relay(settings: Settings, url: str, stop: asyncio.Event) -> Relay | None:
+    """Start a relay, waiting (with backoff) for Redis to become reachable; None if stopped."""
     backoff = Backoff(base=0.2, cap=5.0)
-    while True:
+    while not stop.is_set():
         relay = Relay(settings, event_log.connect(url))
         try:
             await relay.start()
@@ -114,15 +115,20 @@ async def _start_relay(settings: Settings, url: str) -> Relay:
             log.warning(
                 "event=redis_unreachable url=%s retry_in=%.1fs error=%r", url, delay, str(error)
             )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
 
 
 async def _serve(settings: Settings) -> None:
     if settings.redis_url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by serve (up starts its own)")
-    relay = await _start_relay(settings, settings.redis_url)
+    stop = _stop_on_signals()
+    relay = await _start_relay(settings, settings.redis_url, stop)
+    if relay is None:
+        return
     try:
-        await _until_signalled()
+        await stop.wait()
     finally:
         await relay.close()
 
@@ -146,6 +152,7 @@ def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
 async def _up(args: argparse.Namespace) -> None:
     state = DevState(_data_dir(args))
     settings = _up_settings(args, state)
+    stop = _stop_on_signals()
     embedded: EmbeddedServer | None = None
     url = settings.redis_url
     if url is None:
@@ -154,10 +161,12 @@ async def _up(args: argparse.Namespace) -> None:
         url = embedded.url
         state.set_redis_url(url)
     try:
-        relay = await _start_relay(settings, url)
+        relay = await _start_relay(settings, url, stop)
+        if relay is None:
+            return
         try:
-            _print_welcome(settings, relay, url, embedded, state)
-            await _until_signalled()
+            _print_welcome(settings, relay, url, embedded)
+            await stop.wait()
         finally:
             await relay.close()
     finally:
@@ -168,7 +177,7 @@ async def _up(args: argparse.Namespace) -> None:
 
 
 def _print_welcome(
-    settings: Settings, relay: Relay, url: str, embedded: EmbeddedServer | None, state: DevState
+    settings: Settings, relay: Relay, url: str, embedded: EmbeddedServer | None
 ) -> None:
     base = f"{settings.host}:{relay.port}"
     token = (

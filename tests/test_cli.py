@@ -195,3 +195,29 @@ def test_serve_with_bad_configuration_fails_naming_the_setting(
     result = run_cli("serve", cwd=tmp_path, env=clean_env(**env))
     assert result.returncode == 2
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_waits_for_redis_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """With Redis unreachable, ``serve`` retries with backoff (logged) and SIGTERM ends it."""
+    from relay.embedded import free_port
+
+    env = clean_env(
+        SOFTPHONE_RELAY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        SOFTPHONE_RELAY_SECRET=SECRET,
+        SOFTPHONE_RELAY_PORT="0",
+    )
+    process = subprocess.Popen(
+        [*CLI, "serve"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "event=redis_unreachable" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    process.stderr.close()
