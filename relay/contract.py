@@ -241,3 +241,9 @@ def event_schema() -> dict[str, Any]:
         "properties": dict(zip(names, schemas, strict=True)),
         "$defs": components,
     }
+
+
+if __name__ == "__main__":  # python -m relay.contract > clientjs/contract.schema.json
+    import json
+
+    print(json.dumps(event_schema(), indent=2, sort_keys=True))

@@ -149,3 +149,15 @@ def test_schema_covers_every_event_and_command() -> None:
     """The JSON Schema shared with the JS client names every event and command."""
     schema = event_schema()
     assert set(schema["properties"]) == set(EVENTS) | set(COMMANDS)
+
+
+def test_clientjs_schema_is_in_sync_with_the_python_types() -> None:
+    """clientjs/contract.schema.json is what the Python contract generates.
+
+    Regenerate with ``python -m relay.contract > clientjs/contract.schema.json``.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "clientjs" / "contract.schema.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(event_schema()))
