@@ -1,0 +1,210 @@
+"""The worker framework against a real Redis: ack after the effect, retries, dead letters,
+claiming a dead worker's entries, parallel workers, graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import msgspec
+import redis.asyncio as aioredis
+
+from projections.worker import Done, LogEntry, Outcome, Reject, Retry, Worker, WorkerSettings
+from relay import keys
+from relay.protocol import Envelope
+from tests.conftest import PARTNER
+
+FAST = WorkerSettings(block_ms=50, claim_idle_ms=300, retry_after_ms=50, max_deliveries=3)
+
+
+class Recorder:
+    """A projection that records what it handled; some ids fail as told."""
+
+    group = "calls"
+
+    def __init__(
+        self,
+        *,
+        retry: set[str] = frozenset(),
+        reject: set[str] = frozenset(),  # type: ignore[assignment]
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.handled: list[str] = []
+        self.retry, self.reject, self.gate = set(retry), set(reject), gate
+        self.started = asyncio.Event()
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        outcomes: dict[str, Outcome] = {}
+        for entry in entries:
+            assert entry.envelope is not None
+            event_id = entry.envelope.id
+            if event_id in self.reject:
+                outcomes[entry.id] = Reject(f"{event_id} is refused")
+            elif event_id in self.retry:
+                outcomes[entry.id] = Retry(f"{event_id} failed for now")
+            else:
+                self.handled.append(event_id)
+                outcomes[entry.id] = Done()
+        return outcomes
+
+
+async def append(client: aioredis.Redis, *event_ids: str, shard: int = 0) -> list[str]:
+    ids = []
+    for event_id in event_ids:
+        envelope = Envelope(
+            id=event_id,
+            name="callEnded",
+            agentId="a",
+            partnerId=PARTNER,
+            conversationId="c",
+            at=datetime.now(UTC),
+            receivedAt=datetime.now(UTC),
+            sessionId="s",
+            data={"partnerId": PARTNER, "conversationId": "c"},
+        )
+        entry_id = await client.xadd(keys.event_stream(shard), {"e": msgspec.json.encode(envelope)})
+        ids.append(entry_id.decode())
+    return ids
+
+
+async def pending(client: aioredis.Redis, shard: int = 0) -> int:
+    return int((await client.xpending(keys.event_stream(shard), "calls"))["pending"])
+
+
+async def dead_letters(client: aioredis.Redis) -> list[dict[str, str]]:
+    entries = await client.xrange(keys.dead_letters("calls"))
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+async def test_every_entry_is_handled_and_acked(redis_client: aioredis.Redis) -> None:
+    """A drained log: every event handled once, nothing pending."""
+    await append(redis_client, *(f"e{i}" for i in range(50)))
+    recorder = Recorder()
+    await Worker(redis_client, recorder, FAST).run(burst=True)
+    assert recorder.handled == [f"e{i}" for i in range(50)]
+    assert await pending(redis_client) == 0
+
+
+async def test_every_shard_is_read(redis_client: aioredis.Redis) -> None:
+    """A worker reads all shards of the log."""
+    for shard in range(3):
+        await append(redis_client, f"s{shard}", shard=shard)
+    recorder = Recorder()
+    await Worker(redis_client, recorder, WorkerSettings(shards=3, block_ms=50)).run(burst=True)
+    assert sorted(recorder.handled) == ["s0", "s1", "s2"]
+
+
+async def test_transient_failure_is_retried_until_it_succeeds(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A Retry leaves the entry pending; it comes back and is acked once it succeeds."""
+    await append(redis_client, "ok", "flaky")
+    recorder = Recorder(retry={"flaky"})
+    worker = Worker(redis_client, recorder, WorkerSettings(block_ms=50, retry_after_ms=50))
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.3)
+    assert recorder.handled == ["ok"] and await pending(redis_client) == 1
+    recorder.retry.clear()
+    await asyncio.sleep(0.3)
+    worker.stop()
+    await task
+    assert recorder.handled == ["ok", "flaky"] and await pending(redis_client) == 0
+
+
+async def test_too_many_deliveries_go_to_the_dead_letters(redis_client: aioredis.Redis) -> None:
+    """After max_deliveries the entry is dead-lettered with its error and attempts, then acked."""
+    [entry_id] = await append(redis_client, "doomed")
+    await Worker(redis_client, Recorder(retry={"doomed"}), FAST).run(burst=True)
+    [letter] = await dead_letters(redis_client)
+    assert letter["id"] == entry_id and letter["stream"] == keys.event_stream(0)
+    assert letter["attempts"] == "3" and "doomed failed for now" in letter["error"]
+    assert json.loads(letter["e"])["id"] == "doomed"
+    assert await pending(redis_client) == 0
+
+
+async def test_rejected_entry_is_dead_lettered_and_the_rest_land(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A refused record goes to the dead letters at once; the others are handled."""
+    await append(redis_client, "a", "bad", "b")
+    recorder = Recorder(reject={"bad"})
+    await Worker(redis_client, recorder, FAST).run(burst=True)
+    assert recorder.handled == ["a", "b"]
+    [letter] = await dead_letters(redis_client)
+    assert (letter["attempts"], letter["error"]) == ("1", "bad is refused")
+
+
+async def test_undecodable_entry_is_dead_lettered(redis_client: aioredis.Redis) -> None:
+    """A log entry that is no envelope is poison: dead-lettered, never handed over."""
+    await redis_client.xadd(keys.event_stream(0), {"e": b"not json"})
+    await append(redis_client, "fine")
+    recorder = Recorder()
+    await Worker(redis_client, recorder, FAST).run(burst=True)
+    assert recorder.handled == ["fine"]
+    assert "not an event envelope" in (await dead_letters(redis_client))[0]["error"]
+
+
+async def test_a_failing_batch_is_retried_not_lost(redis_client: aioredis.Redis) -> None:
+    """A projection that raises leaves the whole batch pending for a retry."""
+
+    class Crashing(Recorder):
+        calls = 0
+
+        async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+            Crashing.calls += 1
+            if Crashing.calls == 1:
+                raise ConnectionError("salesforce went away")
+            return await super().handle(entries)
+
+    await append(redis_client, "x", "y")
+    recorder = Crashing()
+    await Worker(redis_client, recorder, FAST).run(burst=True)
+    assert recorder.handled == ["x", "y"] and Crashing.calls == 2
+
+
+async def test_a_dead_workers_entries_are_claimed_by_another(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Entries read by a consumer that never acks are taken over after claim_idle."""
+    await append(redis_client, "p", "q")
+    dead = Worker(redis_client, Recorder(), FAST, consumer="dead")
+    await dead.ensure_groups()
+    await redis_client.xreadgroup("calls", "dead", {keys.event_stream(0): ">"}, count=10)
+    assert await pending(redis_client) == 2
+    recorder = Recorder()
+    await Worker(redis_client, recorder, FAST, consumer="alive").run(burst=True)
+    assert sorted(recorder.handled) == ["p", "q"] and await pending(redis_client) == 0
+
+
+async def test_parallel_workers_share_the_log_without_repeats(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Two workers on one group each take part of the log; no entry is handled twice."""
+    await append(redis_client, *(f"e{i}" for i in range(300)))
+    first, second = Recorder(), Recorder()
+    settings = WorkerSettings(batch_size=20, block_ms=50, claim_idle_ms=60_000)
+    await asyncio.gather(
+        Worker(redis_client, first, settings).run(burst=True),
+        Worker(redis_client, second, settings).run(burst=True),
+    )
+    assert sorted(first.handled + second.handled) == sorted(f"e{i}" for i in range(300))
+    assert first.handled and second.handled
+
+
+async def test_stop_finishes_the_batch_in_hand(redis_client: aioredis.Redis) -> None:
+    """On stop, the batch being handled completes and is acked before run() returns."""
+    await append(redis_client, "m", "n")
+    gate = asyncio.Event()
+    recorder = Recorder(gate=gate)
+    worker = Worker(redis_client, recorder, FAST)
+    task = asyncio.create_task(worker.run())
+    await recorder.started.wait()
+    worker.stop()
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    assert recorder.handled == ["m", "n"] and await pending(redis_client) == 0
