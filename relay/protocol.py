@@ -38,6 +38,7 @@ from relay.errors import (
     RateLimitExceeded,
     SessionClosed,
     SessionReplaced,
+    TryAgainLater,
 )
 from relay.frames import (
     CommandAck,
@@ -270,6 +271,10 @@ class Session:
     def replaced(self) -> Close:
         """A newer session of the same agent took over."""
         return self._close(SessionReplaced("a newer session of this agent took over"))
+
+    def unavailable(self, reason: str) -> Close:
+        """The log store cannot be reached while admitting: the client should come back later."""
+        return self._close(TryAgainLater(reason))
 
     def _nack(self, event_id: str | None, error: FrameRefused) -> Reply:
         return Reply(Nack(id=event_id, code=error.code, message=str(error)))

@@ -24,7 +24,7 @@ from relay.auth import TokenVerifier
 from relay.backoff import Backoff
 from relay.commands import CommandLog
 from relay.delivery import CommandHub, LiveSession
-from relay.errors import FrameRefused, TryAgainLater
+from relay.errors import FrameRefused
 from relay.frames import (
     SUBPROTOCOL,
     CommandFrame,
@@ -160,7 +160,7 @@ class Relay:
         try:
             await self._hub.attach(live)
         except (RedisError, OSError) as error:
-            await self._close(ws, Close(TryAgainLater(f"event log unavailable: {error}")))
+            await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
             return
         try:
             try:
@@ -169,7 +169,7 @@ class Relay:
                 )
                 position, recovered = await self.commands.resume(agent_id, admit.last_command_id)
             except (RedisError, OSError) as error:
-                await self._close(ws, Close(TryAgainLater(f"event log unavailable: {error}")))
+                await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
                 return
             await self._send(ws, session.open(recovered=recovered))
             log.info(

@@ -90,6 +90,10 @@ def _configure_logging(level: str) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    # websockets logs every connection at INFO; the relay logs its own session lines.
+    logging.getLogger("websockets").setLevel(
+        max(logging.WARNING, logging.getLevelName(level.upper()))
+    )
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -251,3 +251,11 @@ def test_arbitrary_first_frame_never_crashes(message: str | bytes) -> None:
     """Whatever the first frame is, the session admits or closes; it never raises."""
     action = new_session().receive(message, now=0.0, wall=WALL)
     assert isinstance(action, Close | Admit)
+
+
+def test_unreachable_log_at_admission_closes_1013() -> None:
+    """If the session cannot be claimed, the client is told to come back later."""
+    session = new_session()
+    session.receive(json.dumps({"type": "hello", "token": token()}), now=0.0, wall=WALL)
+    close = session.unavailable("event log unavailable")
+    assert close.error.close_code == 1013 and session.state is State.CLOSED
