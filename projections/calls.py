@@ -17,7 +17,7 @@ otherwise ``outboundCallInitiated`` means outbound and any other call hook inbou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -118,7 +118,7 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     conversationId: str
     identity: tuple[Stamp, str, str]
     """(stamp, partnerId, agentId) of the latest event: who handled the call."""
-    fields: Mapping[str, tuple[Stamp, Any]]
+    fields: dict[str, tuple[Stamp, Any]]
     status: tuple[int, Stamp, Status] | None = None
     implied_direction: tuple[Stamp, Direction] | None = None
     started: Stamp

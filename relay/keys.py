@@ -52,3 +52,18 @@ def dead_letters(group: str) -> str:
 def shard_of(key: str, shards: int) -> int:
     """Stable shard of a conversation (or agent) id: CRC-32 modulo the shard count."""
     return zlib.crc32(key.encode()) % shards
+
+
+def call_facts(shard: int, conversation_id: str) -> str:
+    """What the calls projection knows of one conversation (its folded facts)."""
+    return f"sp:call:{{{shard}}}:{conversation_id}"
+
+
+def call_lock(shard: int, conversation_id: str) -> str:
+    """Held by the one worker writing a conversation's record at a time."""
+    return f"sp:lock:{{{shard}}}:calls:{conversation_id}"
+
+
+def shard_of_stream(stream: str) -> int:
+    """The shard number of an ``sp:events:{S}`` stream name."""
+    return int(stream.rsplit("{", 1)[1].rstrip("}"))

@@ -1,0 +1,129 @@
+"""The ``calls`` projection: the event log folded into one CRM activity per call.
+
+For a batch of log entries: group the call events by conversation, take each conversation's
+lock (one writer per conversation at a time, across all workers: that is what keeps a Task,
+which has no External ID, from being created twice), merge the batch's facts into the facts
+already stored for the conversation, write the records through the sink, and store the merged
+facts of the conversations Salesforce accepted. Every step is idempotent, so a redelivered or
+replayed entry changes nothing; a conversation whose lock is held elsewhere is retried later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Final, Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+
+from projections.calls import CALL_EVENTS, CallFacts, CallRecord, facts_of, merge, record_of
+from projections.worker import Done, LogEntry, Outcome, Retry
+from relay import keys
+
+FACTS_TTL_SECONDS: Final = 30 * 24 * 3600
+LOCK_MS: Final = 120_000
+
+RELEASE_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_facts: Final = msgspec.json.Decoder(CallFacts)
+_encoder: Final = msgspec.json.Encoder()
+
+
+class RecordSink(Protocol):
+    """Where call records go (Salesforce, a JSONL file, ...)."""
+
+    async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
+        """The outcome of each record, by conversation id."""
+        ...
+
+
+class CallRecordsProjection:
+    """Folds call events into records and hands them to a sink."""
+
+    group = "calls"
+
+    def __init__(self, redis: aioredis.Redis, sink: RecordSink) -> None:
+        self._redis = redis
+        self._sink = sink
+        self._owner = uuid.uuid4().hex
+        self._release = redis.register_script(RELEASE_SCRIPT)
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        """Write the records of the batch's conversations; outcomes by entry id."""
+        outcomes: dict[str, Outcome] = {}
+        by_conversation: dict[tuple[int, str], list[LogEntry]] = defaultdict(list)
+        for entry in entries:
+            envelope = entry.envelope
+            if envelope is None or envelope.name not in CALL_EVENTS or not envelope.conversationId:
+                outcomes[entry.id] = Done()  # not about a call: nothing to write
+                continue
+            shard = keys.shard_of_stream(entry.stream)
+            by_conversation[(shard, envelope.conversationId)].append(entry)
+        if not by_conversation:
+            return outcomes
+        locked = await self._lock(list(by_conversation))
+        for key, group in by_conversation.items():
+            if key not in locked:
+                for entry in group:
+                    outcomes[entry.id] = Retry(f"conversation {key[1]} is being written elsewhere")
+        try:
+            merged = await self._merge({k: by_conversation[k] for k in locked})
+            results = await self._sink.write([record_of(f) for f in merged.values()])
+            accepted = {k: f for k, f in merged.items() if results.get(k[1]) == Done()}
+            await self._store(accepted)
+            for key in locked:
+                outcome = results.get(key[1], Retry("no outcome from the sink"))
+                for entry in by_conversation[key]:
+                    outcomes[entry.id] = outcome
+        finally:
+            await self._unlock(locked)
+        return outcomes
+
+    async def _lock(self, conversations: list[tuple[int, str]]) -> set[tuple[int, str]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, conversation in conversations:
+                pipe.set(keys.call_lock(shard, conversation), self._owner, nx=True, px=LOCK_MS)
+            replies = await pipe.execute()
+        return {c for c, ok in zip(conversations, replies, strict=True) if ok}
+
+    async def _unlock(self, conversations: set[tuple[int, str]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, conversation in conversations:
+                await self._release(
+                    keys=[keys.call_lock(shard, conversation)], args=[self._owner], client=pipe
+                )
+            await pipe.execute()
+
+    async def _merge(
+        self, groups: dict[tuple[int, str], list[LogEntry]]
+    ) -> dict[tuple[int, str], CallFacts]:
+        keys_ = list(groups)
+        stored = await self._redis.mget([keys.call_facts(s, c) for s, c in keys_]) if keys_ else []
+        merged: dict[tuple[int, str], CallFacts] = {}
+        for key, raw in zip(keys_, stored, strict=True):
+            facts = _facts.decode(raw) if raw else None
+            for entry in groups[key]:
+                assert entry.envelope is not None
+                one = facts_of(entry.envelope)
+                facts = one if facts is None else merge(facts, one)
+            assert facts is not None
+            merged[key] = facts
+        return merged
+
+    async def _store(self, accepted: dict[tuple[int, str], CallFacts]) -> None:
+        if not accepted:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (shard, conversation), facts in accepted.items():
+                pipe.set(
+                    keys.call_facts(shard, conversation),
+                    _encoder.encode(facts),
+                    ex=FACTS_TTL_SECONDS,
+                )
+            await pipe.execute()

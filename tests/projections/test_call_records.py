@@ -1,0 +1,175 @@
+"""Calls from a real socket to Tasks in the stand-in: exactly one Task per call, whatever the
+order, the duplication or the number of workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import requests
+from simple_salesforce.api import Salesforce
+
+from projections.call_records import CallRecordsProjection
+from projections.salesforce import SalesforceSink
+from projections.sfstandin.server import StandIn
+from projections.task_mapping import TaskMapping
+from projections.worker import Worker, WorkerSettings
+from relay import keys
+from relay.server import Relay
+from tests.conftest import PARTNER, AgentFactory
+
+SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    server = StandIn()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def sink(standin: StandIn) -> Iterator[SalesforceSink]:
+    http = requests.Session()
+    http.verify, http.trust_env = str(standin.ca_file), False
+    http.headers["Connection"] = "close"
+    yield SalesforceSink(
+        Salesforce(
+            instance_url=standin.instance_url, session_id=standin.state.new_session(), session=http
+        ),
+        TaskMapping(),
+    )
+    http.close()
+
+
+def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:
+    """The Tasks by conversation; fails if any conversation has two."""
+    found = [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
+    by_call = {r["CallObject"]: r for r in found}
+    assert len(by_call) == len(found), "a conversation has two Tasks"
+    return by_call
+
+
+CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("incomingCall", {"conversationId": "answered", "callerANI": "+18883973342"}),
+    (
+        "callAccepted",
+        {"conversationId": "answered", "callerANI": "+18883973342", "recordingStatus": "ON"},
+    ),
+    (
+        "callEnded",
+        {
+            "conversationId": "answered",
+            "duration": 184,
+            "disposition": "code1",
+            "notes": "Changed dates",
+            "callType": "inbound",
+        },
+    ),
+    (
+        "callNotesSubmitted",
+        {
+            "conversationId": "answered",
+            "disposition": "code2",
+            "notes": "Changed dates; refund issued",
+        },
+    ),
+    ("incomingCall", {"conversationId": "declined", "callerANI": "+15550001111"}),
+    ("callRejected", {"conversationId": "declined", "reason": "active"}),
+    ("incomingCall", {"conversationId": "rang-out", "callerANI": "+15550002222"}),
+    ("callRejected", {"conversationId": "rang-out", "reason": "passive"}),
+    ("outboundCallInitiated", {"conversationId": "dialled", "dialledTo": "+18449401117"}),
+    ("callEnded", {"conversationId": "dialled", "duration": 30, "callType": "outbound"}),
+    ("statusChanged", {"softphoneId": "available"}),
+]
+
+
+async def send_calls(relay: Relay, open_agent: AgentFactory) -> None:
+    agent = await open_agent(relay)
+    for name, data in CALLS:
+        payload = data if name == "statusChanged" else {"partnerId": PARTNER, **data}
+        await agent.event(name, payload)
+        assert (await agent.recv())["type"] == "ack"
+        await asyncio.sleep(0.002)  # distinct `at` stamps, as a real call has
+
+
+async def project(redis_client: aioredis.Redis, sink: SalesforceSink) -> None:
+    await Worker(redis_client, CallRecordsProjection(redis_client, sink), SETTINGS).run(burst=True)
+
+
+async def test_every_call_shape_becomes_exactly_one_task(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """Answered, rejected actively and passively, outbound: one Task each, right fields."""
+    await send_calls(relay, open_agent)
+    await project(redis_client, sink)
+    found = tasks(standin)
+    assert set(found) == {"answered", "declined", "rang-out", "dialled"}
+    answered = found["answered"]
+    assert (answered["CallType"], answered["CallDurationInSeconds"], answered["Status"]) == (
+        "Inbound",
+        184,
+        "Completed",
+    )
+    assert (answered["CallDisposition"], answered["Description"]) == (
+        "code2",
+        "Changed dates; refund issued",
+    )
+    assert found["declined"]["Subject"] == "Rejected call from +15550001111"
+    assert found["rang-out"]["Subject"] == "Missed call from +15550002222"
+    assert (found["dialled"]["CallType"], found["dialled"]["Subject"]) == (
+        "Outbound",
+        "Outbound call to +18449401117",
+    )
+
+
+async def test_replayed_events_in_another_order_change_nothing(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """The log's entries appended again, reversed, and projected: same Tasks, no new ones."""
+    await send_calls(relay, open_agent)
+    await project(redis_client, sink)
+    before = json.dumps(tasks(standin), sort_keys=True)
+    entries = await redis_client.xrange(keys.event_stream(0))
+    for _, fields in reversed(entries):
+        await redis_client.xadd(keys.event_stream(0), fields)
+    await project(redis_client, sink)
+    assert json.dumps(tasks(standin), sort_keys=True) == before
+
+
+async def test_two_workers_never_write_one_conversation_twice(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """Many conversations, small batches, two workers: one Task per conversation."""
+    agent = await open_agent(relay)
+    for i in range(40):
+        for name in ("incomingCall", "callAccepted", "callEnded"):
+            await agent.event(name, {"partnerId": PARTNER, "conversationId": f"c{i}"})
+            await agent.recv()
+    settings = WorkerSettings(
+        batch_size=7, block_ms=50, claim_idle_ms=60_000, retry_after_ms=20, max_deliveries=50
+    )
+    workers = [
+        Worker(redis_client, CallRecordsProjection(redis_client, sink), settings) for _ in range(2)
+    ]
+    await asyncio.gather(*(w.run(burst=True) for w in workers))
+    assert len(tasks(standin)) == 40
+    assert all(t["Status"] == "Completed" for t in tasks(standin).values())
