@@ -22,6 +22,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from projections.call_records import CallRecordsProjection
+from projections.salesforce import SalesforceSink
+from projections.sf_connect import SalesforceSettings, connect, salesforce_settings_from_env
+from projections.sfstandin.server import StandIn
+from projections.worker import Worker, WorkerSettings
 from relay import log as event_log
 from relay.auth import mint_token
 from relay.backoff import Backoff
@@ -137,6 +142,33 @@ async def _serve(settings: Settings) -> None:
         await relay.close()
 
 
+def _calls_worker(url: str, settings: Settings, salesforce: SalesforceSettings) -> Worker:
+    redis = event_log.connect(url)
+    sink = SalesforceSink(connect(salesforce), salesforce.mapping)
+    return Worker(redis, CallRecordsProjection(redis, sink), WorkerSettings(shards=settings.shards))
+
+
+async def _project(args: argparse.Namespace) -> None:
+    settings = settings_from_env(os.environ)
+    if settings.redis_url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by project")
+    groups = [g.strip() for g in args.group.split(",") if g.strip()]
+    unknown = sorted(set(groups) - {"calls"})
+    if unknown:
+        raise ConfigError("--group", f"unknown group {', '.join(unknown)}; available: calls")
+    salesforce = salesforce_settings_from_env(os.environ)
+    if salesforce is None:
+        raise ConfigError("SOFTPHONE_RELAY_SF_INSTANCE_URL", "required by project (calls)")
+    stop = _stop_on_signals()
+    worker = _calls_worker(settings.redis_url, settings, salesforce)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait(
+        [running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    worker.stop()
+    await running
+
+
 def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
     overrides: dict[str, object] = {}
     if args.host:
@@ -168,16 +200,49 @@ async def _up(args: argparse.Namespace) -> None:
         relay = await _start_relay(settings, url, stop)
         if relay is None:
             return
+        standin = StandIn(ca_dir=state.data_dir)
+        worker: Worker | None = None
         try:
+            salesforce = salesforce_settings_from_env(os.environ)
+            if salesforce is None:
+                await standin.start()
+                salesforce = SalesforceSettings(
+                    instance_url=standin.instance_url,
+                    session_id=standin.state.new_session(),
+                    ca_file=str(standin.ca_file),
+                )
+            worker = _calls_worker(url, settings, salesforce)
+            projecting = asyncio.create_task(worker.run())
             _print_welcome(settings, relay, url, embedded)
+            _print_salesforce(salesforce, standin if standin.port else None)
+            print("\nCtrl-C stops everything this started.", flush=True)
             await stop.wait()
+            worker.stop()
+            await projecting
         finally:
             await relay.close()
+            await standin.close()
     finally:
         if embedded is not None:
             state.set_redis_url(None)
             await asyncio.to_thread(embedded.stop)
     print("softphone-relay stopped.", flush=True)
+
+
+def _print_salesforce(salesforce: SalesforceSettings, standin: StandIn | None) -> None:
+    if standin is None:
+        print(f"\nCall records go to Salesforce at {salesforce.instance_url}.", flush=True)
+        return
+    query = "SELECT+Id,Subject,CallObject,CallType,Status,Description+FROM+Task"
+    print(
+        f"""
+Call records go to the local Salesforce stand-in at {standin.instance_url}
+(no org configured: set SOFTPHONE_RELAY_SF_INSTANCE_URL and SOFTPHONE_RELAY_SF_SESSION_ID).
+List the Tasks it holds:
+  curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {salesforce.session_id}' \\
+    '{standin.instance_url}/services/data/v59.0/query?q={query}'""",
+        flush=True,
+    )
 
 
 def _print_welcome(
@@ -215,9 +280,7 @@ def _print_welcome(
 Try it, in another terminal:
   softphone-relay token --agent alice --partner {DEV_PARTNER_ID}
   softphone-relay send {DEV_AGENT_ID} start_call '{sample}'
-  redis-cli -u {url} XRANGE 'sp:events:{{0}}' - +      # the event log
-
-Ctrl-C stops everything this started.""",
+  redis-cli -u {url} XRANGE 'sp:events:{{0}}' - +      # the event log""",
         flush=True,
     )
 
@@ -259,6 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="listen port (default 8765)")
     sub.add_parser("serve", help="run a relay from SOFTPHONE_RELAY_* configuration")
+    project = sub.add_parser("project", help="run projection workers (consumer groups)")
+    project.add_argument("--group", default="calls", help="comma-separated groups (calls)")
     token = sub.add_parser("token", help="mint an HS256 agent token")
     token.add_argument("--agent", required=True)
     token.add_argument("--partner", required=True)
@@ -292,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _run(_up(args))
             case "serve":
                 _run(_serve(settings_from_env(os.environ)))
+            case "project":
+                _run(_project(args))
             case "token":
                 _token(args)
             case "send":

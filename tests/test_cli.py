@@ -65,6 +65,9 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]
         "socket": re.search(r"(ws://\S+/v1/socket)", text).group(1),  # type: ignore[union-attr]
         "token": re.search(r"agent token (\S+)", text).group(1),  # type: ignore[union-attr]
         "redis": re.search(r"redis\s+(redis://\S+)", text).group(1),  # type: ignore[union-attr]
+        "standin_ca": re.search(r"--cacert (\S+)", text).group(1),  # type: ignore[union-attr]
+        "standin_auth": re.search(r"Bearer ([^']+)'", text).group(1),  # type: ignore[union-attr]
+        "standin_query": re.search(r"'(https://\S+/query\?q=\S+)'", text).group(1),  # type: ignore[union-attr]
         "output": text,
     }
     try:
@@ -221,3 +224,89 @@ def test_serve_waits_for_redis_and_stops_on_sigterm(tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
     process.stderr.close()
+
+
+def standin_tasks(info: dict[str, str]) -> list[dict[str, object]]:
+    """The Tasks the stand-in of a running ``up`` holds, through its REST API."""
+    import requests
+
+    with requests.Session() as http:
+        http.trust_env = False
+        response = http.get(
+            info["standin_query"],
+            verify=info["standin_ca"],
+            timeout=5,
+            headers={"Authorization": f"Bearer {info['standin_auth']}"},
+        )
+    response.raise_for_status()
+    return response.json()["records"]  # type: ignore[no-any-return]
+
+
+async def test_up_writes_each_call_to_the_salesforce_stand_in(
+    up: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """With no org configured, ``up`` projects calls into its stand-in, listable by curl."""
+    _, info = up
+    async with connect(info["socket"], subprotocols=["softphone.v1"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "hello", "token": info["token"]}))
+        await ws.recv()
+        for i, (name, extra) in enumerate(
+            [
+                ("incomingCall", {"callerANI": "+18883973342"}),
+                ("callEnded", {"duration": 42, "notes": "hi"}),
+            ]
+        ):
+            data = {"partnerId": PARTNER, "conversationId": "cli-call", **extra}
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "event",
+                        "id": f"e{i}",
+                        "name": name,
+                        "at": f"2026-11-24T10:00:0{i}Z",
+                        "data": data,
+                    }
+                )
+            )
+            assert json.loads(await ws.recv())["type"] == "ack"
+    for _ in range(50):
+        found = await asyncio.to_thread(standin_tasks, info)
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert [(t["CallObject"], t["Description"], t["Status"]) for t in found] == [
+        ("cli-call", "hi", "Completed")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (
+            ["project", "--group", "calls,nope"],
+            {"SOFTPHONE_RELAY_REDIS_URL": "redis://x:1/0"},
+            "--group: unknown group nope",
+        ),
+        (
+            ["project"],
+            {"SOFTPHONE_RELAY_REDIS_URL": "redis://x:1/0"},
+            "SOFTPHONE_RELAY_SF_INSTANCE_URL",
+        ),
+        (
+            ["project"],
+            {
+                "SOFTPHONE_RELAY_REDIS_URL": "redis://x:1/0",
+                "SOFTPHONE_RELAY_SF_USERNAME": "me@example.com",
+            },
+            "SOFTPHONE_RELAY_SF_USERNAME: logging in is not supported yet",
+        ),
+        (["project"], {}, "SOFTPHONE_RELAY_REDIS_URL"),
+    ],
+)
+def test_project_with_bad_configuration_fails_naming_the_setting(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    """``project`` refuses to start without what it needs, in one line."""
+    result = run_cli(*args, cwd=tmp_path, env=clean_env(**env))
+    assert result.returncode == 2
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -303,11 +303,13 @@ def build_app(state: StandInState) -> web.Application:
 class StandIn:
     """The stand-in served over HTTPS on loopback."""
 
-    def __init__(self, state: StandInState | None = None) -> None:
+    def __init__(self, state: StandInState | None = None, *, ca_dir: Path | None = None) -> None:
         self.state = state or StandInState()
         self._ca = trustme.CA()
         self._directory = tempfile.TemporaryDirectory(prefix="sfstandin-")
-        self.ca_file = Path(self._directory.name) / "ca.pem"
+        directory = ca_dir or Path(self._directory.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca_file = directory / "standin-ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_file))
         self._runner: web.AppRunner | None = None
         self.port = 0
