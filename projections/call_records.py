@@ -3,9 +3,11 @@
 For a batch of log entries: group the call events by conversation, take each conversation's
 lock (one writer per conversation at a time, across all workers: that is what keeps a Task,
 which has no External ID, from being created twice), merge the batch's facts into the facts
-already stored for the conversation, write the records through the sink, and store the merged
-facts of the conversations Salesforce accepted. Every step is idempotent, so a redelivered or
-replayed entry changes nothing; a conversation whose lock is held elsewhere is retried later.
+already stored for the conversation, write the records of the calls that are over through the
+sink, and store the merged facts of the conversations Salesforce accepted (and of the calls
+still in progress, which are written once they end: one write per call, not one per event).
+Every step is idempotent, so a redelivered or replayed entry changes nothing; a conversation
+whose lock is held elsewhere is retried later.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from projections.worker import Done, LogEntry, Outcome, Retry
 from relay import keys
 
 FACTS_TTL_SECONDS: Final = 30 * 24 * 3600
+FINAL_STATUSES: Final = frozenset({"completed", "rejected", "missed"})
+"""A record is written once its call is over; later events (notes) update it."""
 LOCK_MS: Final = 120_000
 
 RELEASE_SCRIPT: Final = """
@@ -74,7 +78,13 @@ class CallRecordsProjection:
                     outcomes[entry.id] = Retry(f"conversation {key[1]} is being written elsewhere")
         try:
             merged = await self._merge({k: by_conversation[k] for k in locked})
-            results = await self._sink.write([record_of(f) for f in merged.values()])
+            records = {k: record_of(f) for k, f in merged.items()}
+            over = [r for r in records.values() if r.status in FINAL_STATUSES]
+            results: dict[str, Outcome] = await self._sink.write(over) if over else {}
+            # A call still in progress is not written yet: keeping its facts is the effect.
+            results |= {
+                r.conversationId: Done() for r in records.values() if r.status not in FINAL_STATUSES
+            }
             accepted = {k: f for k, f in merged.items() if results.get(k[1]) == Done()}
             await self._store(accepted)
             for key in locked:

@@ -96,6 +96,8 @@ class WorkerSettings:
     claim_idle_ms: int = 30_000
     retry_after_ms: int = 2_000
     max_deliveries: int = 5
+    batch_wait_ms: int = 0
+    """How long a batch of new entries may wait to fill up (fewer, larger effects)."""
 
 
 def consumer_name() -> str:
@@ -206,6 +208,8 @@ class Worker:
                 block=self._settings.block_ms if block else None,
             )
             raw = cast(list[RawEntry], reply[0][1]) if reply else []  # type: ignore[index]
+            if raw and block:
+                raw += await self._fill(stream, count - len(raw))
         if not raw:
             return []
         deliveries = await self._deliveries(stream, [entry_id for entry_id, _ in raw])
@@ -213,6 +217,21 @@ class Worker:
             self._entry(stream, entry_id, fields, deliveries.get(entry_id, 1))
             for entry_id, fields in raw
         ]
+
+    async def _fill(self, stream: str, room: int) -> list[RawEntry]:
+        """More new entries until the batch is full or ``batch_wait_ms`` has passed."""
+        more: list[RawEntry] = []
+        deadline = time.monotonic() + self._settings.batch_wait_ms / 1000
+        while room - len(more) > 0 and not self._stopping.is_set():
+            wait_ms = int((deadline - time.monotonic()) * 1000)
+            if wait_ms <= 0:
+                break
+            reply = await self._redis.xreadgroup(
+                self.group, self.consumer, {stream: ">"}, count=room - len(more), block=wait_ms
+            )
+            if reply:
+                more += cast(list[RawEntry], reply[0][1])  # type: ignore[index]
+        return more
 
     async def _due_own_pending(self, stream: str, count: int) -> list[RawEntry]:
         """This consumer's pending entries idle long enough to retry."""

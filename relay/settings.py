@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     command_ttl: float = 30.0
     dedupe_ttl: int = 7 * 24 * 3600
     max_frame_bytes: int = 1 << 20
+    batch_wait: float = 0.5
+    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``)."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -176,6 +178,7 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         ("HELLO_TIMEOUT", "hello_timeout"),
         ("HEARTBEAT", "heartbeat"),
         ("COMMAND_TTL", "command_ttl"),
+        ("BATCH_WAIT", "batch_wait"),
     ):
         if (text := get(key)) is not None:
             value = parse_duration(PREFIX + key, text)

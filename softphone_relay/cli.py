@@ -145,7 +145,10 @@ async def _serve(settings: Settings) -> None:
 def _calls_worker(url: str, settings: Settings, salesforce: SalesforceSettings) -> Worker:
     redis = event_log.connect(url)
     sink = SalesforceSink(connect(salesforce), salesforce.mapping)
-    return Worker(redis, CallRecordsProjection(redis, sink), WorkerSettings(shards=settings.shards))
+    worker_settings = WorkerSettings(
+        shards=settings.shards, batch_wait_ms=int(settings.batch_wait * 1000)
+    )
+    return Worker(redis, CallRecordsProjection(redis, sink), worker_settings)
 
 
 async def _project(args: argparse.Namespace) -> None:

@@ -173,3 +173,26 @@ async def test_two_workers_never_write_one_conversation_twice(
     await asyncio.gather(*(w.run(burst=True) for w in workers))
     assert len(tasks(standin)) == 40
     assert all(t["Status"] == "Completed" for t in tasks(standin).values())
+
+
+async def test_call_in_progress_is_written_once_it_ends(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """Nothing is written while the call rings; at the end, one Task with what came before."""
+    agent = await open_agent(relay)
+    await agent.event(
+        "incomingCall",
+        {"partnerId": PARTNER, "conversationId": "live", "callerANI": "+18883973342"},
+    )
+    await agent.recv()
+    await project(redis_client, sink)
+    assert tasks(standin) == {} and sink.requests == 0
+    await agent.event("callEnded", {"partnerId": PARTNER, "conversationId": "live", "duration": 5})
+    await agent.recv()
+    await project(redis_client, sink)
+    task = tasks(standin)["live"]
+    assert (task["Subject"], task["CallDurationInSeconds"]) == ("Inbound call from +18883973342", 5)

@@ -208,3 +208,25 @@ async def test_stop_finishes_the_batch_in_hand(redis_client: aioredis.Redis) -> 
     gate.set()
     await asyncio.wait_for(task, 5)
     assert recorder.handled == ["m", "n"] and await pending(redis_client) == 0
+
+
+async def test_a_batch_waits_a_bounded_time_to_fill(redis_client: aioredis.Redis) -> None:
+    """Entries arriving within batch_wait join the batch: one effect instead of several."""
+    batches: list[int] = []
+
+    class Sizes(Recorder):
+        async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+            batches.append(len(entries))
+            return await super().handle(entries)
+
+    settings = WorkerSettings(block_ms=1000, batch_size=10, batch_wait_ms=400)
+    worker = Worker(redis_client, Sizes(), settings)
+    await worker.ensure_groups()
+    task = asyncio.create_task(worker.run())
+    await append(redis_client, "first")
+    await asyncio.sleep(0.1)
+    await append(redis_client, "second", "third")
+    await asyncio.sleep(0.6)
+    worker.stop()
+    await task
+    assert batches == [3]

@@ -1,0 +1,227 @@
+"""Call-records benchmark: calls through the ``calls`` projector into the Salesforce stand-in.
+
+    .venv/bin/python bench/calls.py [--calls 10000] [--rate 500] [--workers 1]
+
+Starts its own Redis-compatible server and the stand-in (HTTPS, in a thread of its own), then
+appends ``--calls`` calls of 5 events each (incomingCall, callAccepted, callEnded,
+callNotesSubmitted, statusChanged) at ``--rate`` calls/s while the projector runs, and prints
+call records/s, Salesforce requests per 1,000 calls, and the lag from appending ``callEnded``
+to the call's record being written (p50/p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import redis.asyncio as aioredis
+import requests
+from simple_salesforce.api import Salesforce
+
+from projections.call_records import CallRecordsProjection
+from projections.calls import CallRecord
+from projections.salesforce import SalesforceSink
+from projections.sfstandin.server import StandIn
+from projections.task_mapping import TaskMapping
+from projections.worker import Done, Outcome, Worker, WorkerSettings
+from relay import keys
+from relay.embedded import EmbeddedServer
+from relay.log import connect
+from relay.protocol import Envelope
+
+PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
+
+
+class MeasuringSink:
+    """Passes records on and notes when each completed call was first written."""
+
+    def __init__(
+        self,
+        sink: SalesforceSink,
+        ended_at: dict[str, float],
+        lags: dict[str, float],
+        target: int,
+        all_written: asyncio.Event,
+    ) -> None:
+        self.sink = sink
+        self.ended_at = ended_at
+        self.lags = lags
+        self.target = target
+        self.all_written = all_written
+
+    async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
+        outcomes = await self.sink.write(records)
+        now = time.perf_counter()
+        for record in records:
+            conversation = record.conversationId
+            if (
+                record.status == "completed"
+                and conversation not in self.lags
+                and outcomes.get(conversation) == Done()
+                and conversation in self.ended_at
+            ):
+                self.lags[conversation] = now - self.ended_at[conversation]
+        if len(self.lags) >= self.target:
+            self.all_written.set()
+        return outcomes
+
+
+def envelopes(conversation: str, agent: str) -> list[Envelope]:
+    now = datetime.now(UTC)
+    base = {"partnerId": PARTNER, "conversationId": conversation}
+    steps = [
+        ("incomingCall", {**base, "callerANI": "+18883973342"}),
+        ("callAccepted", {**base, "recordingStatus": "ON"}),
+        (
+            "callEnded",
+            {
+                **base,
+                "duration": 184,
+                "disposition": "code1",
+                "notes": "Changed dates",
+                "callType": "inbound",
+            },
+        ),
+        ("callNotesSubmitted", {**base, "disposition": "code2", "notes": "Refund issued"}),
+        ("statusChanged", {"softphoneId": "available"}),
+    ]
+    return [
+        Envelope(
+            id=uuid.uuid4().hex,
+            name=name,
+            agentId=agent,
+            partnerId=PARTNER,
+            conversationId=data.get("conversationId"),
+            at=now,
+            receivedAt=now,
+            sessionId="bench",
+            data=data,
+        )
+        for name, data in steps
+    ]
+
+
+async def produce(
+    client: aioredis.Redis, calls: int, rate: float, ended_at: dict[str, float]
+) -> None:
+    """Append calls at ``rate`` calls/s, in ticks of 10 ms."""
+    encoder = msgspec.json.Encoder()
+    start = time.perf_counter()
+    for index in range(calls):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        conversation = f"bench-{index}"
+        events = envelopes(conversation, f"agent-{index % 200}")
+        async with client.pipeline(transaction=False) as pipe:
+            for envelope in events:
+                shard = keys.shard_of(envelope.conversationId or envelope.agentId, 1)
+                pipe.xadd(keys.event_stream(shard), {"e": encoder.encode(envelope)})
+            await pipe.execute()
+        ended_at[conversation] = time.perf_counter()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> None:
+    client = connect(redis_url)
+    ended_at: dict[str, float] = {}
+    shared_lags: dict[str, float] = {}
+    all_written = asyncio.Event()
+    sinks: list[MeasuringSink] = []
+    workers: list[Worker] = []
+    for _ in range(args.workers):
+        http = requests.Session()
+        http.verify, http.trust_env = str(standin.ca_file), False
+        sf = Salesforce(
+            instance_url=standin.instance_url, session_id=standin.state.new_session(), session=http
+        )
+        sink = MeasuringSink(
+            SalesforceSink(sf, TaskMapping()), ended_at, shared_lags, args.calls, all_written
+        )
+        sinks.append(sink)
+        workers.append(
+            Worker(
+                client,
+                CallRecordsProjection(client, sink),
+                WorkerSettings(
+                    batch_size=args.batch, block_ms=args.block_ms, batch_wait_ms=args.batch_wait_ms
+                ),
+            )
+        )
+    started = time.perf_counter()
+    running = [asyncio.create_task(w.run()) for w in workers]
+    await produce(client, args.calls, args.rate, ended_at)
+    await all_written.wait()
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*running)
+    await client.aclose()
+    lags = list(shared_lags.values())
+    requests_made = sum(s.sink.requests for s in sinks)
+    tasks = sum(1 for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task")
+    print(
+        f"calls={args.calls} (5 events each) offered at {args.rate:,.0f} calls/s, "
+        f"workers={args.workers} batch={args.batch}"
+    )
+    print(
+        f"call records: {args.calls / elapsed:,.0f} records/s over {elapsed:.1f} s "
+        f"({tasks} Tasks in the stand-in)"
+    )
+    print(
+        f"Salesforce requests: {requests_made} = {requests_made * 1000 / args.calls:.1f} "
+        "per 1,000 calls"
+    )
+    print(
+        f"lag callEnded -> record written: p50 {percentile(lags, 0.5) * 1000:.0f} ms  "
+        f"p99 {percentile(lags, 0.99) * 1000:.0f} ms"
+    )
+
+
+def serve_standin(ready: threading.Event, holder: list[StandIn]) -> None:
+    """Run the stand-in on an event loop of its own thread, as a separate server would."""
+    loop = asyncio.new_event_loop()
+    standin = StandIn()
+    loop.run_until_complete(standin.start())
+    holder.append(standin)
+    ready.set()
+    loop.run_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=500.0, help="calls offered per second")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1000, help="entries read per batch")
+    parser.add_argument("--block-ms", type=int, default=200)
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=int,
+        default=500,
+        help="how long a batch may wait to fill (SOFTPHONE_RELAY_BATCH_WAIT)",
+    )
+    args = parser.parse_args()
+    ready, holder = threading.Event(), []  # type: ignore[var-annotated]
+    threading.Thread(target=serve_standin, args=(ready, holder), daemon=True).start()
+    ready.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
+        asyncio.run(run(args, server.url, holder[0]))
+
+
+if __name__ == "__main__":
+    main()
