@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import requests
 from simple_salesforce.api import Salesforce
 
 from projections.call_records import CallRecordsProjection
@@ -27,25 +25,8 @@ SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    server = StandIn()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def sink(standin: StandIn) -> Iterator[SalesforceSink]:
-    http = requests.Session()
-    http.verify, http.trust_env = str(standin.ca_file), False
-    http.headers["Connection"] = "close"
-    yield SalesforceSink(
-        Salesforce(
-            instance_url=standin.instance_url, session_id=standin.state.new_session(), session=http
-        ),
-        TaskMapping(),
-    )
-    http.close()
+def sink(sf: Salesforce) -> SalesforceSink:
+    return SalesforceSink(sf, TaskMapping())
 
 
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:

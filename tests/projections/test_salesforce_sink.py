@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 
 from projections.calls import CallRecord
@@ -16,8 +13,8 @@ from projections.sfstandin.org import VANILLA, FieldSpec, ObjectSpec, Org
 from projections.sfstandin.server import StandIn, StandInState
 from projections.task_mapping import TaskMapping
 from projections.worker import Done, Reject, Retry
+from tests.projections.conftest import call_record
 
-START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 CALL_LOG = ObjectSpec(
     "Call_Log__c",
     "a01",
@@ -39,40 +36,13 @@ CALL_LOG = ObjectSpec(
 
 
 def record(conversation: str, **fields: Any) -> CallRecord:
-    base: dict[str, Any] = {
-        "conversationId": conversation,
-        "partnerId": "p",
-        "agentId": "a",
-        "status": "completed",
-        "direction": "inbound",
-        "callerNumber": "+18883973342",
-        "startedAt": START,
-        "lastEventAt": START,
-        "eventCount": 3,
-        "notes": "first",
-    }
-    return CallRecord(**(base | fields))
+    return call_record(conversation, **{"notes": "first", **fields})
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """A stand-in whose org also has a custom object with an External ID field."""
-    server = StandIn(StandInState(org=Org([*VANILLA, CALL_LOG])))
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def sf(standin: StandIn) -> Iterator[Salesforce]:
-    """simple-salesforce on the stand-in (trusting its CA, one connection per request)."""
-    http = requests.Session()
-    http.verify, http.trust_env = str(standin.ca_file), False
-    http.headers["Connection"] = "close"
-    yield Salesforce(
-        instance_url=standin.instance_url, session_id=standin.state.new_session(), session=http
-    )
-    http.close()
+def standin_state() -> StandInState:
+    """An org that also has a custom object with an External ID field."""
+    return StandInState(org=Org([*VANILLA, CALL_LOG]))
 
 
 def tasks(standin: StandIn) -> list[dict[str, Any]]:

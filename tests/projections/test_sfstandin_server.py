@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-import requests
-from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
@@ -19,6 +17,7 @@ from simple_salesforce.exceptions import (
 
 from projections.sfstandin.org import make_id
 from projections.sfstandin.server import StandIn
+from tests.projections.conftest import ClientFactory
 
 T = TypeVar("T")
 CALL = {
@@ -28,42 +27,6 @@ CALL = {
     "Subject": "Inbound call from +18883973342",
     "ActivityDate": "2026-11-24",
 }
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """A stand-in on a free port with one live session."""
-    server = StandIn()
-    await server.start()
-    yield server
-    await server.close()
-
-
-ClientFactory = Callable[..., Salesforce]
-
-
-@pytest.fixture
-def client(standin: StandIn) -> Iterator[ClientFactory]:
-    """simple-salesforce pointed at the stand-in, trusting its throwaway CA."""
-    sessions: list[requests.Session] = []
-
-    def make(session_id: str | None = None) -> Salesforce:
-        http = requests.Session()
-        http.verify = str(standin.ca_file)
-        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override Session.verify; opt out.
-        http.trust_env = False
-        # One connection per request: nothing is left half-open when the loop ends.
-        http.headers["Connection"] = "close"
-        sessions.append(http)
-        return Salesforce(
-            instance_url=standin.instance_url,
-            session_id=session_id or standin.state.new_session(),
-            session=http,
-        )
-
-    yield make
-    for http in sessions:
-        http.close()
 
 
 async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +11,11 @@ import pytest
 from projections.calls import CallRecord
 from projections.sfstandin.org import Org
 from projections.task_mapping import TaskMapping, load_mapping, task_fields
-
-START = datetime(2026, 11, 24, 23, 59, tzinfo=UTC)
+from tests.projections.conftest import call_record
 
 
 def record(**fields: Any) -> CallRecord:
-    base: dict[str, Any] = {
-        "conversationId": "conv-1",
-        "partnerId": "p",
-        "agentId": "a",
-        "status": "completed",
-        "direction": "inbound",
-        "callerNumber": "+18883973342",
-        "startedAt": START,
-        "lastEventAt": START,
-        "eventCount": 3,
-    }
-    return CallRecord(**(base | fields))
+    return call_record(**fields)
 
 
 def test_completed_inbound_call_fields() -> None:

@@ -1,0 +1,81 @@
+"""Shared parts for projection tests: the Salesforce stand-in over real HTTPS, simple-salesforce
+clients that trust it, and call records to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+from simple_salesforce.api import Salesforce
+
+from projections.calls import CallRecord
+from projections.sfstandin.server import StandIn, StandInState
+
+START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+ClientFactory = Callable[..., Salesforce]
+
+
+def call_record(conversation: str = "conv-1", **fields: Any) -> CallRecord:
+    """A completed inbound call's record, with ``fields`` changed."""
+    base: dict[str, Any] = {
+        "conversationId": conversation,
+        "partnerId": "p",
+        "agentId": "a",
+        "status": "completed",
+        "direction": "inbound",
+        "callerNumber": "+18883973342",
+        "startedAt": START,
+        "lastEventAt": START,
+        "eventCount": 3,
+    }
+    return CallRecord(**(base | fields))
+
+
+@pytest.fixture
+def standin_state() -> StandInState:
+    """The stand-in's org and sessions (a vanilla org; override for custom objects)."""
+    return StandInState()
+
+
+@pytest.fixture
+async def standin(standin_state: StandInState) -> AsyncIterator[StandIn]:
+    """The stand-in on a free port."""
+    server = StandIn(standin_state)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def client(standin: StandIn) -> Iterator[ClientFactory]:
+    """simple-salesforce clients on the stand-in, trusting its throwaway CA."""
+    sessions: list[requests.Session] = []
+
+    def make(session_id: str | None = None) -> Salesforce:
+        http = requests.Session()
+        http.verify = str(standin.ca_file)
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override Session.verify; opt out.
+        http.trust_env = False
+        # One connection per request: nothing is left half-open when the loop ends.
+        http.headers["Connection"] = "close"
+        sessions.append(http)
+        return Salesforce(
+            instance_url=standin.instance_url,
+            session_id=session_id or standin.state.new_session(),
+            session=http,
+        )
+
+    yield make
+    for http in sessions:
+        http.close()
+
+
+@pytest.fixture
+def sf(client: ClientFactory) -> Salesforce:
+    """One simple-salesforce client on the stand-in."""
+    return client()
