@@ -52,9 +52,10 @@ class CallRecordsProjection:
 
     group = "calls"
 
-    def __init__(self, redis: aioredis.Redis, sink: RecordSink) -> None:
+    def __init__(self, redis: aioredis.Redis, sink: RecordSink, *, lock_ms: int = LOCK_MS) -> None:
         self._redis = redis
         self._sink = sink
+        self._lock_ms = lock_ms
         self._owner = uuid.uuid4().hex
         self._release = redis.register_script(RELEASE_SCRIPT)
 
@@ -98,7 +99,9 @@ class CallRecordsProjection:
     async def _lock(self, conversations: list[tuple[int, str]]) -> set[tuple[int, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard, conversation in conversations:
-                pipe.set(keys.call_lock(shard, conversation), self._owner, nx=True, px=LOCK_MS)
+                pipe.set(
+                    keys.call_lock(shard, conversation), self._owner, nx=True, px=self._lock_ms
+                )
             replies = await pipe.execute()
         return {c for c, ok in zip(conversations, replies, strict=True) if ok}
 

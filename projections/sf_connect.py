@@ -71,8 +71,15 @@ def salesforce_settings_from_env(env: Mapping[str, str]) -> SalesforceSettings |
             mapping = load_mapping(Path(mapping_file))
         except (OSError, msgspec.DecodeError) as error:
             raise ConfigError(PREFIX + "MAPPING_FILE", str(error)) from None
+    ca_file = get("CA_FILE")
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise ConfigError(PREFIX + "CA_FILE", f"no such file: {ca_file}")
     return SalesforceSettings(
-        instance_url=url, session_id=session, api_version=version, mapping=mapping
+        instance_url=url,
+        session_id=session,
+        api_version=version,
+        mapping=mapping,
+        ca_file=ca_file,
     )
 
 

@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_frame_bytes: int = 1 << 20
     batch_wait: float = 0.5
     """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``)."""
+    claim_idle: float = 30.0
+    """After this long unacked, a dead worker's entries are taken over
+    (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -178,13 +181,15 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         ("HELLO_TIMEOUT", "hello_timeout"),
         ("HEARTBEAT", "heartbeat"),
         ("COMMAND_TTL", "command_ttl"),
-        ("BATCH_WAIT", "batch_wait"),
+        ("CLAIM_IDLE", "claim_idle"),
     ):
         if (text := get(key)) is not None:
             value = parse_duration(PREFIX + key, text)
             if value <= 0:
                 raise ConfigError(PREFIX + key, "must be greater than zero")
             fields[attr] = value
+    if (wait := get("BATCH_WAIT")) is not None:
+        fields["batch_wait"] = parse_duration(PREFIX + "BATCH_WAIT", wait)  # 0: no waiting
     if (ttl := get("DEDUPE_TTL")) is not None:
         fields["dedupe_ttl"] = max(1, int(parse_duration(PREFIX + "DEDUPE_TTL", ttl)))
     fields.update(overrides)

@@ -145,10 +145,14 @@ async def _serve(settings: Settings) -> None:
 def _calls_worker(url: str, settings: Settings, salesforce: SalesforceSettings) -> Worker:
     redis = event_log.connect(url)
     sink = SalesforceSink(connect(salesforce), salesforce.mapping)
+    claim_idle_ms = int(settings.claim_idle * 1000)
     worker_settings = WorkerSettings(
-        shards=settings.shards, batch_wait_ms=int(settings.batch_wait * 1000)
+        shards=settings.shards,
+        batch_wait_ms=int(settings.batch_wait * 1000),
+        claim_idle_ms=claim_idle_ms,
     )
-    return Worker(redis, CallRecordsProjection(redis, sink), worker_settings)
+    projection = CallRecordsProjection(redis, sink, lock_ms=4 * claim_idle_ms)
+    return Worker(redis, projection, worker_settings)
 
 
 async def _project(args: argparse.Namespace) -> None:

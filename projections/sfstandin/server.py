@@ -14,6 +14,7 @@ Paths, under ``/services/data/vXX.X/``: ``sobjects``, ``sobjects/{Obj}/describe`
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import secrets
 import ssl
@@ -42,6 +43,8 @@ class Faults:
     """Whole requests to fail, in order: (HTTP status, errorCode, message)."""
     lock_next_records: int = 0
     """How many of the next written records fail with UNABLE_TO_LOCK_ROW."""
+    delay_seconds: float = 0.0
+    """How long every request takes before it is handled (a slow org)."""
 
     def unavailable(self, times: int = 1) -> None:
         """The next ``times`` requests answer 503 SERVER_UNAVAILABLE."""
@@ -116,6 +119,8 @@ class Api:
                 403, [SalesforceError("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]
             )
         state.api_usage += 1
+        if state.faults.delay_seconds:
+            await asyncio.sleep(state.faults.delay_seconds)
         if state.faults.fail_next:
             status, code, message = state.faults.fail_next.pop(0)
             return _errors(status, [SalesforceError(code, message)])
