@@ -108,3 +108,11 @@ def test_invalid_partners_file_names_the_field(tmp_path: Path) -> None:
 def test_durations(text: str, seconds: float) -> None:
     """Durations take ms, s, m, h, d suffixes."""
     assert parse_duration("X", text) == seconds
+
+
+def test_projector_timings_are_read() -> None:
+    """Batch wait may be zero (no waiting); claim idle is a duration."""
+    settings = settings_from_env(
+        {"SOFTPHONE_RELAY_BATCH_WAIT": "0", "SOFTPHONE_RELAY_CLAIM_IDLE": "45s"}
+    )
+    assert (settings.batch_wait, settings.claim_idle) == (0.0, 45.0)

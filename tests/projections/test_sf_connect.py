@@ -74,3 +74,16 @@ def test_invalid_settings_name_the_variable(env: dict[str, str], setting: str) -
     with pytest.raises(ConfigError) as info:
         salesforce_settings_from_env(env)
     assert info.value.setting == setting
+
+
+def test_ca_file_must_exist() -> None:
+    """A CA bundle that is not there is named at start."""
+    with pytest.raises(ConfigError) as info:
+        salesforce_settings_from_env(
+            {
+                "SOFTPHONE_RELAY_SF_INSTANCE_URL": URL,
+                "SOFTPHONE_RELAY_SF_SESSION_ID": "x",
+                "SOFTPHONE_RELAY_SF_CA_FILE": "/no/ca.pem",
+            }
+        )
+    assert info.value.setting == "SOFTPHONE_RELAY_SF_CA_FILE"
