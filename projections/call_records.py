@@ -44,7 +44,6 @@ class RecordSink(Protocol):
 
     async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
         """The outcome of each record, by conversation id."""
-        ...
 
 
 class CallRecordsProjection:

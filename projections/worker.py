@@ -83,7 +83,6 @@ class Projection(Protocol):
 
     async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
         """The outcome of each entry, by entry id (a missing id counts as ``Retry``)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,8 +145,9 @@ class Relay:
                 await self._close(ws, action)
             elif isinstance(action, Admit):
                 await self._admitted(ws, session, action)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            # The client went away (network drop, tab closed); it resends what it has no ack for.
+            log.debug("event=connection_lost code=%s", closed.rcvd.code if closed.rcvd else None)
         finally:
             self.metrics.connections.dec()
 
