@@ -39,6 +39,15 @@ async def test_command_reaches_the_connected_agent(relay: Relay, open_agent: Age
     assert frame["data"] == START_CALL and "expiresAt" in frame
 
 
+async def ack_recorded(client: aioredis.Redis, agent: str, command_id: str) -> None:
+    """Wait until the relay has recorded the agent's ack of ``command_id``."""
+    for _ in range(100):
+        if await client.get(keys.command_ack(agent)) == command_id.encode():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"ack of {command_id} was not recorded")
+
+
 async def test_commands_arrive_in_order(relay: Relay, open_agent: AgentFactory) -> None:
     """Several commands arrive in the order they were enqueued."""
     agent = await open_agent(relay)
@@ -83,13 +92,15 @@ async def test_unacked_commands_are_redelivered_after_reconnect(
     assert (await next_command(second))["id"] == command_id
 
 
-async def test_acked_commands_are_not_redelivered(relay: Relay, open_agent: AgentFactory) -> None:
+async def test_acked_commands_are_not_redelivered(
+    relay: Relay, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
     """The relay records acks: a new session resumes after the last acked command."""
     first = await open_agent(relay)
     acked = await relay.commands.enqueue("agent-1", "get_presence", None, ttl_seconds=30)
     await next_command(first)
     await first.send({"type": "ack", "id": acked})
-    await asyncio.sleep(0.2)
+    await ack_recorded(redis_client, "agent-1", acked)
     await first.ws.close()
     pending = await relay.commands.enqueue(
         "agent-1", "update_presence", {"softphoneId": "x"}, ttl_seconds=30
@@ -168,7 +179,7 @@ async def test_newer_session_on_another_relay_replaces_the_older(
 
 
 async def test_commands_delivered_while_agent_moves_between_relays(
-    start_relay: RelayFactory, open_agent: AgentFactory
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_client: aioredis.Redis
 ) -> None:
     """An agent that reconnects to another relay gets what it had not acked."""
     relay_a, relay_b = await start_relay(), await start_relay()
@@ -178,7 +189,7 @@ async def test_commands_delivered_while_agent_moves_between_relays(
     await first.send({"type": "ack", "id": one})
     two = await relay_b.commands.enqueue("agent-1", "get_presence", None, ttl_seconds=30)
     assert (await next_command(first))["id"] == two
-    await asyncio.sleep(0.2)
+    await ack_recorded(redis_client, "agent-1", one)
     await first.ws.close()
     second = await open_agent(relay_b, last_command_id=one)
     assert (await next_command(second))["id"] == two

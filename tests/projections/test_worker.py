@@ -105,14 +105,31 @@ async def test_transient_failure_is_retried_until_it_succeeds(
     """A Retry leaves the entry pending; it comes back and is acked once it succeeds."""
     await append(redis_client, "ok", "flaky")
     recorder = Recorder(retry={"flaky"})
-    worker = Worker(redis_client, recorder, WorkerSettings(block_ms=50, retry_after_ms=50))
+    flaky_retried = asyncio.Event()
+    retries = 0
+
+    class Watching(Recorder):
+        async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+            nonlocal retries
+            outcomes = await recorder.handle(entries)
+            retries += sum(isinstance(o, Retry) for o in outcomes.values())
+            if retries >= 2:  # redelivered once: the first batch's ack is done
+                flaky_retried.set()
+            return outcomes
+
+    worker = Worker(redis_client, Watching(), WorkerSettings(block_ms=50, retry_after_ms=50))
     task = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.3)
-    assert recorder.handled == ["ok"] and await pending(redis_client) == 1
-    recorder.retry.clear()
-    await asyncio.sleep(0.3)
-    worker.stop()
-    await task
+    try:
+        await asyncio.wait_for(flaky_retried.wait(), 10)
+        assert recorder.handled == ["ok"] and await pending(redis_client) == 1
+        recorder.retry.clear()
+        for _ in range(200):
+            if await pending(redis_client) == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
     assert recorder.handled == ["ok", "flaky"] and await pending(redis_client) == 0
 
 
@@ -219,14 +236,19 @@ async def test_a_batch_waits_a_bounded_time_to_fill(redis_client: aioredis.Redis
             batches.append(len(entries))
             return await super().handle(entries)
 
-    settings = WorkerSettings(block_ms=1000, batch_size=10, batch_wait_ms=400)
+    settings = WorkerSettings(block_ms=1000, batch_size=10, batch_wait_ms=1500)
     worker = Worker(redis_client, Sizes(), settings)
     await worker.ensure_groups()
     task = asyncio.create_task(worker.run())
-    await append(redis_client, "first")
-    await asyncio.sleep(0.1)
-    await append(redis_client, "second", "third")
-    await asyncio.sleep(0.6)
-    worker.stop()
-    await task
+    try:
+        await append(redis_client, "first")
+        await asyncio.sleep(0.1)
+        await append(redis_client, "second", "third")
+        for _ in range(100):
+            if batches:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
     assert batches == [3]
