@@ -247,7 +247,9 @@ class Relay:
             self.metrics.events_acked.labels("true" if result.duplicate else "false").inc()
             self.metrics.ack_latency.observe(time.perf_counter() - received)
         except ConnectionClosed:
-            pass  # the client resends what it has no ack for
+            # The event may be stored, but its ack is lost: the client resends it and gets
+            # ``duplicate: true`` with the original seq.
+            log.debug("event=ack_undelivered id=%s session=%s", envelope.id, session.session_id)
         finally:
             in_flight.release()
 
