@@ -156,15 +156,7 @@ class Worker:
             try:
                 entries = await self._next_batch(stream, block=not burst)
             except (RedisError, OSError) as error:
-                delay = backoff.failure()
-                log.warning(
-                    "event=read_failed group=%s stream=%s retry_in=%.2fs error=%r",
-                    self.group,
-                    stream,
-                    delay,
-                    str(error),
-                )
-                await self._pause(delay)
+                await self._back_off(backoff, "read_failed", stream, error)
                 continue
             backoff.success()
             if not entries:
@@ -176,15 +168,20 @@ class Worker:
             try:
                 await self._process(stream, entries)
             except (RedisError, OSError) as error:
-                delay = backoff.failure()
-                log.warning(
-                    "event=ack_failed group=%s stream=%s retry_in=%.2fs error=%r",
-                    self.group,
-                    stream,
-                    delay,
-                    str(error),
-                )
-                await self._pause(delay)
+                await self._back_off(backoff, "ack_failed", stream, error)
+
+    async def _back_off(self, backoff: Backoff, event: str, stream: str, error: Exception) -> None:
+        """Log a Redis failure and wait before the next round (or until stopped)."""
+        delay = backoff.failure()
+        log.warning(
+            "event=%s group=%s stream=%s retry_in=%.2fs error=%r",
+            event,
+            self.group,
+            stream,
+            delay,
+            str(error),
+        )
+        await self._pause(delay)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -23,6 +23,8 @@ from relay.errors import InvalidEvent, Unavailable
 from relay.resume import StreamState, is_recovered, later_of
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
+COMMAND_PAGE: Final = 100
+"""Commands read per ``XRANGE`` when delivering."""
 """Command entries older than this are trimmed (``MINID``); commands expire well before."""
 
 ENQUEUE_SCRIPT: Final = """
@@ -105,7 +107,7 @@ class CommandLog:
         return str(command_id.decode())
 
     async def read_after(
-        self, agent_id: str, position: str | None, count: int = 100
+        self, agent_id: str, position: str | None, count: int = COMMAND_PAGE
     ) -> list[tuple[str, StoredCommand]]:
         """Commands after ``position`` (all of them for None), oldest first."""
         start = f"({position}" if position is not None else "-"

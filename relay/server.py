@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from relay.auth import TokenVerifier
 from relay.backoff import Backoff
-from relay.commands import CommandLog
+from relay.commands import COMMAND_PAGE, CommandLog
 from relay.delivery import CommandHub, LiveSession
 from relay.errors import FrameRefused
 from relay.frames import (
@@ -296,7 +296,7 @@ class Relay:
                             ),
                         )
                         self.metrics.commands_delivered.labels(command.name).inc()
-                    if len(entries) < 100:
+                    if len(entries) < COMMAND_PAGE:
                         break
                 backoff.success()
             except (RedisError, OSError) as error:

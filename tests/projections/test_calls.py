@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.calls import CallRecord, facts_of, fold_call, merge, record_of
+from projections.calls import CALL_EVENTS, CallRecord, facts_of, fold_call, merge, record_of
 from relay.protocol import Envelope
 from tests.conftest import PARTNER
 
@@ -188,16 +188,7 @@ def test_merge_refuses_two_conversations() -> None:
 
 # -- properties ------------------------------------------------------------------------------
 
-names = st.sampled_from(
-    [
-        "incomingCall",
-        "callAccepted",
-        "callRejected",
-        "callEnded",
-        "callNotesSubmitted",
-        "outboundCallInitiated",
-    ]
-)
+names = st.sampled_from(sorted(CALL_EVENTS))
 texts = st.none() | st.sampled_from(["code1", "code2", "a note", ""])
 
 
