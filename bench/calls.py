@@ -22,12 +22,11 @@ from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
-import requests
-from simple_salesforce.api import Salesforce
 
 from projections.call_records import CallRecordsProjection
 from projections.calls import CallRecord
 from projections.salesforce import SalesforceSink
+from projections.sf_connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from projections.sfstandin.server import StandIn
 from projections.task_mapping import TaskMapping
 from projections.worker import Done, Outcome, Worker, WorkerSettings
@@ -73,11 +72,11 @@ class MeasuringSink:
         return outcomes
 
 
-def envelopes(conversation: str, agent: str) -> list[Envelope]:
+def envelopes(conversation: str, agent: str, caller: str) -> list[Envelope]:
     now = datetime.now(UTC)
     base = {"partnerId": PARTNER, "conversationId": conversation}
     steps = [
-        ("incomingCall", {**base, "callerANI": "+18883973342"}),
+        ("incomingCall", {**base, "callerANI": caller}),
         ("callAccepted", {**base, "recordingStatus": "ON"}),
         (
             "callEnded",
@@ -109,9 +108,10 @@ def envelopes(conversation: str, agent: str) -> list[Envelope]:
 
 
 async def produce(
-    client: aioredis.Redis, calls: int, rate: float, ended_at: dict[str, float]
+    client: aioredis.Redis, args: argparse.Namespace, ended_at: dict[str, float]
 ) -> None:
-    """Append calls at ``rate`` calls/s, in ticks of 10 ms."""
+    """Append calls at ``args.rate`` calls/s from ``args.callers`` distinct numbers."""
+    calls, rate = args.calls, args.rate
     encoder = msgspec.json.Encoder()
     start = time.perf_counter()
     for index in range(calls):
@@ -120,7 +120,8 @@ async def produce(
         if delay > 0:
             await asyncio.sleep(delay)
         conversation = f"bench-{index}"
-        events = envelopes(conversation, f"agent-{index % 200}")
+        caller = f"+1800{index % args.callers:07d}"
+        events = envelopes(conversation, f"agent-{index % 200}", caller)
         async with client.pipeline(transaction=False) as pipe:
             for envelope in events:
                 shard = keys.shard_of(envelope.conversationId or envelope.agentId, 1)
@@ -142,13 +143,16 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     sinks: list[MeasuringSink] = []
     workers: list[Worker] = []
     for _ in range(args.workers):
-        http = requests.Session()
-        http.verify, http.trust_env = str(standin.ca_file), False
-        sf = Salesforce(
-            instance_url=standin.instance_url, session_id=standin.state.new_session(), session=http
+        settings = SalesforceSettings(
+            auth=SessionAuth(standin.instance_url, standin.state.new_session()),
+            ca_file=str(standin.ca_file),
         )
         sink = MeasuringSink(
-            SalesforceSink(sf, TaskMapping()), ended_at, shared_lags, args.calls, all_written
+            SalesforceSink(SalesforceConnection(settings), TaskMapping()),
+            ended_at,
+            shared_lags,
+            args.calls,
+            all_written,
         )
         sinks.append(sink)
         workers.append(
@@ -162,7 +166,7 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
         )
     started = time.perf_counter()
     running = [asyncio.create_task(w.run()) for w in workers]
-    await produce(client, args.calls, args.rate, ended_at)
+    await produce(client, args, ended_at)
     await all_written.wait()
     elapsed = time.perf_counter() - started
     for worker in workers:
@@ -173,8 +177,8 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     requests_made = sum(s.sink.requests for s in sinks)
     tasks = sum(1 for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task")
     print(
-        f"calls={args.calls} (5 events each) offered at {args.rate:,.0f} calls/s, "
-        f"workers={args.workers} batch={args.batch}"
+        f"calls={args.calls} (5 events each) from {args.callers} callers, offered at "
+        f"{args.rate:,.0f} calls/s, workers={args.workers} batch={args.batch}"
     )
     print(
         f"call records: {args.calls / elapsed:,.0f} records/s over {elapsed:.1f} s "
@@ -207,6 +211,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=500.0, help="calls offered per second")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--callers", type=int, default=10_000, help="distinct caller numbers (each searched once)"
+    )
     parser.add_argument("--batch", type=int, default=1000, help="entries read per batch")
     parser.add_argument("--block-ms", type=int, default=200)
     parser.add_argument(

@@ -38,6 +38,8 @@ class TaskMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """True when ``match_field`` is an External ID field: write with upsert on it."""
     fields: dict[str, str] = msgspec.field(default_factory=dict)
     """Record attribute → custom field, e.g. ``language = "Language__c"``."""
+    match_callers: bool = True
+    """Link a new Task to the Contact or Lead with the caller's number (``WhoId``)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.fields) - _ATTRIBUTES)

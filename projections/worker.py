@@ -7,8 +7,11 @@ per shard (so it works unchanged on Redis Cluster, one slot per shard). Each rou
    batch is taken over, not lost);
 2. re-reads its own pending entries whose retry is due, then new ones (``XREADGROUP``);
 3. hands the batch to the projection and, per entry, acks it (``Done``), leaves it pending for
-   a later retry (``Retry``), or dead-letters it (``Reject``, or too many deliveries) into
-   ``sp:dlq:{group}`` with the error and attempt count, then acks it.
+   a later retry (``Retry``; retries are spaced exponentially, with jitter, by delivery count),
+   or dead-letters it (``Reject``, or too many deliveries) into ``sp:dlq:{group}`` with the
+   error and attempt count, then acks it. ``Pause`` (the target is down or out of budget: not
+   the entry's fault) leaves it pending *without* counting the attempt, and the shard's reader
+   waits before its next round.
 
 Nothing is acked before its effect succeeded or it is dead-lettered. Delivery is at least
 once; projections are idempotent by construction. ``stop()`` ends the rounds after the batch
@@ -24,6 +27,7 @@ import os
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
@@ -73,7 +77,15 @@ class Reject:
     error: str
 
 
-Outcome = Done | Retry | Reject
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The target takes no work for now: keep the entry, count no attempt, wait ``seconds``."""
+
+    error: str
+    seconds: float
+
+
+Outcome = Done | Retry | Pause | Reject
 
 
 class Projection(Protocol):
@@ -166,9 +178,13 @@ class Worker:
                     await self._pause(self._settings.retry_after_ms / 1000)
                 continue
             try:
-                await self._process(stream, entries)
+                pause = await self._process(stream, entries)
             except (RedisError, OSError) as error:
                 await self._back_off(backoff, "ack_failed", stream, error)
+                continue
+            if pause > 0:
+                # Waking before claim_idle keeps other workers from claiming what is paused here.
+                await self._pause(min(pause, self._settings.claim_idle_ms / 2000))
 
     async def _back_off(self, backoff: Backoff, event: str, stream: str, error: Exception) -> None:
         """Log a Redis failure and wait before the next round (or until stopped)."""
@@ -230,7 +246,7 @@ class Worker:
         return more
 
     async def _due_own_pending(self, stream: str, count: int) -> list[RawEntry]:
-        """This consumer's pending entries idle long enough to retry."""
+        """This consumer's pending entries whose retry is due (see :func:`retry_delay_ms`)."""
         pending = await self._redis.xpending_range(
             stream,
             self.group,
@@ -240,9 +256,16 @@ class Worker:
             consumername=self.consumer,
             idle=self._settings.retry_after_ms,
         )
-        if not pending:
+        ids: list[Any] = [
+            p["message_id"]
+            for p in pending
+            if int(p["time_since_delivered"])
+            >= retry_delay_ms(
+                self._settings, cast(bytes, p["message_id"]), int(p["times_delivered"])
+            )
+        ]
+        if not ids:
             return []
-        ids: list[Any] = [p["message_id"] for p in pending]
         claimed = cast(
             list[RawEntry],
             await self._redis.xclaim(
@@ -277,7 +300,8 @@ class Worker:
         summary = await self._redis.xpending(stream, self.group)
         return int(summary["pending"]) > 0
 
-    async def _process(self, stream: str, entries: list[LogEntry]) -> None:
+    async def _process(self, stream: str, entries: list[LogEntry]) -> float:
+        """Handle a batch and settle each entry; how long to pause (0: not at all)."""
         undecodable = {
             e.id: Reject("field 'e' is not an event envelope")
             for e in entries
@@ -293,8 +317,12 @@ class Worker:
                 log.exception("event=batch_failed group=%s size=%d", self.group, len(good))
                 outcomes |= {e.id: Retry(f"{type(error).__name__}: {error}") for e in good}
         acks: list[str] = []
+        paused: list[tuple[LogEntry, Pause]] = []
         for entry in entries:
             outcome = outcomes.get(entry.id, Retry("no outcome"))
+            if isinstance(outcome, Pause):
+                paused.append((entry, outcome))
+                continue
             if isinstance(outcome, Retry) and entry.deliveries >= self._settings.max_deliveries:
                 outcome = Reject(f"gave up after {entry.deliveries} deliveries: {outcome.error}")
             if isinstance(outcome, Reject):
@@ -303,16 +331,45 @@ class Worker:
                 acks.append(entry.id)
         if acks:
             await self._redis.xack(stream, self.group, *acks)
+        await self._uncount(stream, [entry for entry, _ in paused])
         log.info(
-            "event=batch group=%s stream=%s size=%d acked=%d seconds=%.3f",
+            "event=batch group=%s stream=%s size=%d acked=%d paused=%d seconds=%.3f",
             self.group,
             stream,
             len(entries),
             len(acks),
+            len(paused),
             time.perf_counter() - started,
         )
+        if paused:
+            log.warning(
+                "event=paused group=%s stream=%s entries=%d seconds=%.1f error=%r",
+                self.group,
+                stream,
+                len(paused),
+                max(p.seconds for _, p in paused),
+                paused[0][1].error,
+            )
         if self._on_batch is not None:
             await self._on_batch(len(entries))
+        return max((p.seconds for _, p in paused), default=0.0)
+
+    async def _uncount(self, stream: str, entries: list[LogEntry]) -> None:
+        """Take back the delivery of paused entries (XCLAIM RETRYCOUNT), due again at once."""
+        by_count: dict[int, list[str]] = {}
+        for entry in entries:
+            by_count.setdefault(max(0, entry.deliveries - 1), []).append(entry.id)
+        for count, ids in by_count.items():
+            await self._redis.xclaim(
+                stream,
+                self.group,
+                self.consumer,
+                0,
+                ids,  # type: ignore[arg-type]
+                idle=self._settings.retry_after_ms,
+                retrycount=count,
+                justid=True,
+            )
 
     async def _dead_letter(self, entry: LogEntry, error: str) -> None:
         await self._redis.xadd(
@@ -333,6 +390,22 @@ class Worker:
             entry.deliveries,
             error,
         )
+
+
+def retry_delay_ms(settings: WorkerSettings, entry_id: bytes | str, deliveries: int) -> float:
+    """How long an entry delivered ``deliveries`` times waits before its next try.
+
+    ``retry_after_ms * 2**(deliveries - 1)``, capped below ``claim_idle_ms`` (so that the
+    owner, not another worker, retries it), with a jitter of up to half drawn from the entry id
+    (stable across rounds, different across entries, so retries of a batch spread out).
+    """
+    ceiling = min(
+        settings.retry_after_ms * 2.0 ** max(0, deliveries - 1),
+        max(settings.retry_after_ms, settings.claim_idle_ms / 2),
+    )
+    key = entry_id if isinstance(entry_id, bytes) else entry_id.encode()
+    jitter = zlib.crc32(key) / 0xFFFFFFFF
+    return ceiling / 2 + jitter * ceiling / 2
 
 
 def _order(entry_id: bytes) -> tuple[int, int]:

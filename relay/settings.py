@@ -63,6 +63,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     claim_idle: float = 30.0
     """After this long unacked, a dead worker's entries are taken over
     (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9108
+    """Where ``project`` serves its Prometheus metrics; 0 turns that off."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -171,6 +173,10 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         fields["host"] = host
     if (port := get("PORT")) is not None:
         fields["port"] = parse_int(PREFIX + "PORT", port, 0, 65535)
+    if (metrics_port := get("WORKER_METRICS_PORT")) is not None:
+        fields["worker_metrics_port"] = parse_int(
+            PREFIX + "WORKER_METRICS_PORT", metrics_port, 0, 65535
+        )
     if (shards := get("SHARDS")) is not None:
         fields["shards"] = parse_int(PREFIX + "SHARDS", shards, 1, 1024)
     if (rate := get("RATE_LIMIT")) is not None:

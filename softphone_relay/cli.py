@@ -20,11 +20,20 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+import requests
+from prometheus_client import CollectorRegistry, start_http_server
 from redis.exceptions import RedisError
 
 from projections.call_records import CallRecordsProjection
+from projections.errors import ProjectionError
+from projections.metrics import SalesforceMetrics
 from projections.salesforce import SalesforceSink
-from projections.sf_connect import SalesforceSettings, connect, salesforce_settings_from_env
+from projections.sf_connect import (
+    SalesforceConnection,
+    SalesforceSettings,
+    SessionAuth,
+    salesforce_settings_from_env,
+)
 from projections.sfstandin.server import StandIn
 from projections.worker import Worker, WorkerSettings
 from relay import log as event_log
@@ -142,9 +151,19 @@ async def _serve(settings: Settings) -> None:
         await relay.close()
 
 
-def _calls_worker(url: str, settings: Settings, salesforce: SalesforceSettings) -> Worker:
+async def _calls_worker(
+    url: str, settings: Settings, salesforce: SalesforceSettings, registry: CollectorRegistry
+) -> tuple[Worker, SalesforceConnection]:
+    """A ``calls`` worker, logged in to the org (a refused login stops here, clearly)."""
+    connection = SalesforceConnection(salesforce)
+    try:
+        await asyncio.to_thread(connection.client)
+        log.info("event=salesforce_connected flow=%r", connection.flow)
+    except requests.RequestException as error:
+        # Unreachable is not refused: the worker starts and pauses until the org answers.
+        log.warning("event=salesforce_unreachable flow=%r error=%r", connection.flow, str(error))
     redis = event_log.connect(url)
-    sink = SalesforceSink(connect(salesforce), salesforce.mapping)
+    sink = SalesforceSink(connection, salesforce.mapping, metrics=SalesforceMetrics(registry))
     claim_idle_ms = int(settings.claim_idle * 1000)
     worker_settings = WorkerSettings(
         shards=settings.shards,
@@ -152,7 +171,7 @@ def _calls_worker(url: str, settings: Settings, salesforce: SalesforceSettings) 
         claim_idle_ms=claim_idle_ms,
     )
     projection = CallRecordsProjection(redis, sink, lock_ms=4 * claim_idle_ms)
-    return Worker(redis, projection, worker_settings)
+    return Worker(redis, projection, worker_settings), connection
 
 
 async def _project(args: argparse.Namespace) -> None:
@@ -165,15 +184,31 @@ async def _project(args: argparse.Namespace) -> None:
         raise ConfigError("--group", f"unknown group {', '.join(unknown)}; available: calls")
     salesforce = salesforce_settings_from_env(os.environ)
     if salesforce is None:
-        raise ConfigError("SOFTPHONE_RELAY_SF_INSTANCE_URL", "required by project (calls)")
+        raise ConfigError(
+            "SOFTPHONE_RELAY_SF_INSTANCE_URL",
+            "the calls group needs a Salesforce org: a session (SF_INSTANCE_URL + SF_SESSION_ID) "
+            "or a login (SF_USERNAME, SF_CONSUMER_KEY, ...)",
+        )
     stop = _stop_on_signals()
-    worker = _calls_worker(settings.redis_url, settings, salesforce)
+    registry = CollectorRegistry()
+    if settings.worker_metrics_port:
+        try:
+            start_http_server(settings.worker_metrics_port, settings.host, registry=registry)
+        except OSError as error:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_WORKER_METRICS_PORT",
+                f"cannot listen on {settings.host}:{settings.worker_metrics_port}: {error}",
+            ) from None
+    worker, connection = await _calls_worker(settings.redis_url, settings, salesforce, registry)
     running = asyncio.create_task(worker.run())
-    await asyncio.wait(
-        [running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-    )
-    worker.stop()
-    await running
+    try:
+        await asyncio.wait(
+            [running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        worker.stop()
+        await running
+    finally:
+        connection.close()
 
 
 def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
@@ -208,17 +243,17 @@ async def _up(args: argparse.Namespace) -> None:
         if relay is None:
             return
         standin = StandIn(ca_dir=state.data_dir)
-        worker: Worker | None = None
         try:
             salesforce = salesforce_settings_from_env(os.environ)
             if salesforce is None:
                 await standin.start()
                 salesforce = SalesforceSettings(
-                    instance_url=standin.instance_url,
-                    session_id=standin.state.new_session(),
+                    auth=SessionAuth(standin.instance_url, standin.state.new_session()),
                     ca_file=str(standin.ca_file),
                 )
-            worker = _calls_worker(url, settings, salesforce)
+            worker, connection = await _calls_worker(
+                url, settings, salesforce, relay.metrics.registry
+            )
             projecting = asyncio.create_task(worker.run())
             _print_welcome(settings, relay, url, embedded)
             _print_salesforce(salesforce, standin if standin.port else None)
@@ -226,6 +261,7 @@ async def _up(args: argparse.Namespace) -> None:
             await stop.wait()
             worker.stop()
             await projecting
+            connection.close()
         finally:
             await relay.close()
             await standin.close()
@@ -237,8 +273,8 @@ async def _up(args: argparse.Namespace) -> None:
 
 
 def _print_salesforce(salesforce: SalesforceSettings, standin: StandIn | None) -> None:
-    if standin is None:
-        print(f"\nCall records go to Salesforce at {salesforce.instance_url}.", flush=True)
+    if standin is None or not isinstance(salesforce.auth, SessionAuth):
+        print("\nCall records go to your Salesforce org.", flush=True)
         return
     query = "SELECT+Id,Subject,CallObject,CallType,Status,Description+FROM+Task"
     print(
@@ -246,7 +282,7 @@ def _print_salesforce(salesforce: SalesforceSettings, standin: StandIn | None) -
 Call records go to the local Salesforce stand-in at {standin.instance_url}
 (no org configured: set SOFTPHONE_RELAY_SF_INSTANCE_URL and SOFTPHONE_RELAY_SF_SESSION_ID).
 List the Tasks it holds:
-  curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {salesforce.session_id}' \\
+  curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {salesforce.auth.session_id}' \\
     '{standin.instance_url}/services/data/v59.0/query?q={query}'""",
         flush=True,
     )
@@ -370,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _token(args)
             case "send":
                 _run(_send(args))
-    except (RelayError, EmbeddedServerError, ValueError) as error:
+    except (RelayError, ProjectionError, EmbeddedServerError, ValueError) as error:
         print(f"softphone-relay: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -298,7 +298,7 @@ async def test_up_writes_each_call_to_the_salesforce_stand_in(
                 "SOFTPHONE_RELAY_REDIS_URL": "redis://x:1/0",
                 "SOFTPHONE_RELAY_SF_USERNAME": "me@example.com",
             },
-            "SOFTPHONE_RELAY_SF_USERNAME: logging in is not supported yet",
+            "SOFTPHONE_RELAY_SF_PASSWORD: required by the username-password login",
         ),
         (["project"], {}, "SOFTPHONE_RELAY_REDIS_URL"),
     ],

@@ -151,6 +151,8 @@ CONTACT: Final = ObjectSpec(
             _s("LastName", "Last Name", 80, required=True),
             FieldSpec(name="Phone", label="Business Phone", type="phone", length=40),
             FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
+            FieldSpec(name="HomePhone", label="Home Phone", type="phone", length=40),
+            FieldSpec(name="OtherPhone", label="Other Phone", type="phone", length=40),
         ]
     },
 )
@@ -165,6 +167,7 @@ LEAD: Final = ObjectSpec(
             _s("LastName", "Last Name", 80, required=True),
             _s("Company", "Company", 255, required=True),
             FieldSpec(name="Phone", label="Phone", type="phone", length=40),
+            FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
         ]
     },
 )

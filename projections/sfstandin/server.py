@@ -3,13 +3,16 @@
 Served with aiohttp over TLS (simple-salesforce always speaks https) with a throwaway CA from
 ``trustme``; clients trust ``StandIn.ca_file``. Every response carries ``Sforce-Limit-Info``.
 Requests need ``Authorization: Bearer <session>`` of a live session, else 401
-``INVALID_SESSION_ID``. :class:`Faults` injects what tests must survive: expired sessions,
-the daily limit, 503s and row locks.
+``INVALID_SESSION_ID``; sessions come from :meth:`StandInState.new_session` or from the login
+endpoints (``login.py``: SOAP and OAuth, for the users and connected apps the state holds).
+:class:`Faults` injects what tests must survive: expired sessions, the daily limit, 503s and
+row locks.
 
 Paths, under ``/services/data/vXX.X/``: ``sobjects``, ``sobjects/{Obj}/describe``,
 ``sobjects/{Obj}`` (POST), ``sobjects/{Obj}/{Id}`` (GET, PATCH),
 ``sobjects/{Obj}/{Field}/{value}`` (PATCH upsert), ``composite/sobjects`` (POST, PATCH),
-``composite/sobjects/{Obj}/{Field}`` (PATCH upsert), ``query?q=``, ``limits``.
+``composite/sobjects/{Obj}/{Field}`` (PATCH upsert), ``query?q=``, ``search?q=`` (phone
+search), ``limits``; and ``/services/Soap/u/vXX.X``, ``/services/oauth2/token`` for logins.
 """
 
 from __future__ import annotations
@@ -23,15 +26,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 import trustme
 from aiohttp import web
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 
+from projections.sfstandin.login import ConnectedApp, LoginEndpoints, User
 from projections.sfstandin.org import Org, RecordRefused, SalesforceError, run_query
+from projections.sfstandin.search import run_phone_search
 
 MAX_COLLECTION: Final = 200
+LOGIN_PATHS: Final = ("/services/Soap/", "/services/oauth2/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,6 +53,8 @@ class Faults:
     """How many of the next written records fail with UNABLE_TO_LOCK_ROW."""
     delay_seconds: float = 0.0
     """How long every request takes before it is handled (a slow org)."""
+    hold_seconds: float = 0.0
+    """How long every answer is held after the request took effect (a slow network)."""
 
     def unavailable(self, times: int = 1) -> None:
         """The next ``times`` requests answer 503 SERVER_UNAVAILABLE."""
@@ -53,10 +63,14 @@ class Faults:
 
 @dataclass
 class StandInState:
-    """The org, its sessions, its API usage and its faults."""
+    """The org, its users, connected apps and sessions, its API usage and its faults."""
 
     org: Org = field(default_factory=Org)
     sessions: set[str] = field(default_factory=set)
+    users: dict[str, User] = field(default_factory=dict)
+    """Who may log in, by username."""
+    apps: dict[str, ConnectedApp] = field(default_factory=dict)
+    """OAuth clients, by consumer key."""
     api_usage: int = 0
     api_max: int = 100_000
     faults: Faults = field(default_factory=Faults)
@@ -103,6 +117,8 @@ class Api:
         """Auth, limits, faults and the limit header, for every request."""
         state = self.state
         state.requests.append((request.method, request.path))
+        if request.path.startswith(LOGIN_PATHS):
+            return await handler(request)  # logins need no session and cost no API request
         response = await self._guarded(request, handler)
         response.headers["Sforce-Limit-Info"] = f"api-usage={state.api_usage}/{state.api_max}"
         return response
@@ -125,7 +141,10 @@ class Api:
             status, code, message = state.faults.fail_next.pop(0)
             return _errors(status, [SalesforceError(code, message)])
         try:
-            return await handler(request)
+            response = await handler(request)
+            if state.faults.hold_seconds:
+                await asyncio.sleep(state.faults.hold_seconds)
+            return response
         except RecordRefused as refused:
             status = 404 if refused.errors[0].statusCode == "NOT_FOUND" else 400
             status = 300 if refused.errors[0].statusCode == "MULTIPLE_CHOICES" else status
@@ -270,6 +289,11 @@ class Api:
         rows = run_query(self.state.org, request.query.get("q", ""))
         return web.json_response({"totalSize": len(rows), "done": True, "records": rows})
 
+    async def search(self, request: web.Request) -> web.Response:
+        """GET search?q=SOSL (phone searches)."""
+        rows = run_phone_search(self.state.org, request.query.get("q", ""))
+        return web.json_response({"searchRecords": rows})
+
     async def limits(self, request: web.Request) -> web.Response:
         """GET limits: the daily API request budget."""
         state = self.state
@@ -286,7 +310,10 @@ class Api:
 def build_app(state: StandInState) -> web.Application:
     """The aiohttp application of the stand-in (routes accept a trailing slash)."""
     api = Api(state)
+    login = LoginEndpoints(state)
     app = web.Application(middlewares=[api.guard])
+    app.router.add_post("/services/Soap/u/{version:[0-9.]+}", login.soap_login)
+    app.router.add_post("/services/oauth2/token", login.oauth_token)
     base = "/services/data/{version:v[0-9.]+}"
     routes = [
         ("GET", "/sobjects", api.sobjects),
@@ -297,6 +324,7 @@ def build_app(state: StandInState) -> web.Application:
         ("*", "/composite/sobjects", api.collection),
         ("PATCH", "/composite/sobjects/{obj}/{field}", api.collection),
         ("GET", "/query", api.query),
+        ("GET", "/search", api.search),
         ("GET", "/limits", api.limits),
     ]
     for method, path, handler in routes:
@@ -336,8 +364,32 @@ class StandIn:
         assert server is not None and server.sockets  # type: ignore[attr-defined]
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
-    async def close(self) -> None:
-        """Stop serving and remove the CA file."""
+    async def stop(self) -> None:
+        """Stop serving; the CA file stays (as when the org is unreachable)."""
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+
+    async def close(self) -> None:
+        """Stop serving and remove the CA file."""
+        await self.stop()
         self._directory.cleanup()
+
+
+class RedirectAdapter(HTTPAdapter):
+    """A requests transport that sends what it is mounted for to another host.
+
+    simple-salesforce builds login URLs as ``https://{domain}.salesforce.com``; mounted on the
+    login host of the ``requests.Session`` given to it, this points the login at the stand-in
+    without patching the library (SALESFORCE.md).
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self._base = urlsplit(base_url)
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        """Send ``request`` to the same path on the base URL's host."""
+        url = urlsplit(request.url or "")
+        request.url = urlunsplit(url._replace(scheme=self._base.scheme, netloc=self._base.netloc))
+        return super().send(request, *args, **kwargs)

@@ -1,5 +1,5 @@
 """Shared parts for projection tests: the Salesforce stand-in over real HTTPS, simple-salesforce
-clients that trust it, and call records to write.
+clients and connections that trust it (with logins pointed at it), and call records to write.
 """
 
 from __future__ import annotations
@@ -13,11 +13,20 @@ import requests
 from simple_salesforce.api import Salesforce
 
 from projections.calls import CallRecord
-from projections.sfstandin.server import StandIn, StandInState
+from projections.sf_connect import (
+    SalesforceAuth,
+    SalesforceConnection,
+    SalesforceSettings,
+    SessionAuth,
+)
+from projections.sfstandin.server import RedirectAdapter, StandIn, StandInState
 
 START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 ClientFactory = Callable[..., Salesforce]
+ConnectionFactory = Callable[..., SalesforceConnection]
+LOGIN_HOSTS = ("login", "test", "acme.my")
+"""The login domains tests use; each is pointed at the stand-in."""
 
 
 def call_record(conversation: str = "conv-1", **fields: Any) -> CallRecord:
@@ -79,3 +88,34 @@ def client(standin: StandIn) -> Iterator[ClientFactory]:
 def sf(client: ClientFactory) -> Salesforce:
     """One simple-salesforce client on the stand-in."""
     return client()
+
+
+def standin_http(standin: StandIn) -> requests.Session:
+    """A requests session that trusts the stand-in and sends its logins there."""
+    http = requests.Session()
+    http.verify = str(standin.ca_file)
+    http.trust_env = False
+    http.headers["Connection"] = "close"
+    for domain in LOGIN_HOSTS:
+        http.mount(f"https://{domain}.salesforce.com", RedirectAdapter(standin.instance_url))
+    return http
+
+
+@pytest.fixture
+def connection(standin: StandIn) -> Iterator[ConnectionFactory]:
+    """Salesforce connections to the stand-in (a live session unless ``auth`` is given)."""
+    made: list[SalesforceConnection] = []
+
+    def make(auth: SalesforceAuth | None = None, **settings: Any) -> SalesforceConnection:
+        auth = auth or SessionAuth(standin.instance_url, standin.state.new_session())
+        made.append(
+            SalesforceConnection(
+                SalesforceSettings(auth=auth, ca_file=str(standin.ca_file), **settings),
+                http=standin_http(standin),
+            )
+        )
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()

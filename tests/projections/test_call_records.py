@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from simple_salesforce.api import Salesforce
 
 from projections.call_records import CallRecordsProjection
 from projections.salesforce import SalesforceSink
@@ -20,13 +19,14 @@ from projections.worker import Worker, WorkerSettings
 from relay import keys
 from relay.server import Relay
 from tests.conftest import PARTNER, AgentFactory
+from tests.projections.conftest import ConnectionFactory
 
 SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
 
 
 @pytest.fixture
-def sink(sf: Salesforce) -> SalesforceSink:
-    return SalesforceSink(sf, TaskMapping())
+def sink(connection: ConnectionFactory) -> SalesforceSink:
+    return SalesforceSink(connection(), TaskMapping())
 
 
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:

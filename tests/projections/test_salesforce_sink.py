@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from simple_salesforce import Salesforce
 
 from projections.calls import CallRecord
 from projections.salesforce import SalesforceSink, soql_string
+from projections.sf_limits import LimitPolicy
 from projections.sfstandin.org import VANILLA, FieldSpec, ObjectSpec, Org
 from projections.sfstandin.server import StandIn, StandInState
 from projections.task_mapping import TaskMapping
-from projections.worker import Done, Reject, Retry
-from tests.projections.conftest import call_record
+from projections.worker import Done, Pause, Reject, Retry
+from tests.projections.conftest import ConnectionFactory, call_record
 
 CALL_LOG = ObjectSpec(
     "Call_Log__c",
@@ -49,18 +49,22 @@ def tasks(standin: StandIn) -> list[dict[str, Any]]:
     return [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
 
 
-async def test_new_calls_become_tasks_in_two_requests(standin: StandIn, sf: Salesforce) -> None:
-    """One query and one collection create for a batch of new calls."""
-    sink = SalesforceSink(sf, TaskMapping())
+async def test_new_calls_become_tasks_in_three_requests(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """One query, one caller search and one collection create for a batch of new calls."""
+    sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write([record(f"c{i}") for i in range(5)])
     assert outcomes == {f"c{i}": Done() for i in range(5)}
     assert sorted(t["CallObject"] for t in tasks(standin)) == [f"c{i}" for i in range(5)]
-    assert sink.requests == 2
+    assert sink.requests == 3
 
 
-async def test_writing_again_updates_the_same_tasks(standin: StandIn, sf: Salesforce) -> None:
+async def test_writing_again_updates_the_same_tasks(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
     """Idempotent: a second write (replay, redelivery, late notes) changes, never duplicates."""
-    sink = SalesforceSink(sf, TaskMapping())
+    sink = SalesforceSink(connection(), TaskMapping())
     await sink.write([record("c1"), record("c2")])
     outcomes = await sink.write([record("c1", notes="notes after the end"), record("c2")])
     assert outcomes == {"c1": Done(), "c2": Done()}
@@ -69,59 +73,117 @@ async def test_writing_again_updates_the_same_tasks(standin: StandIn, sf: Salesf
     assert c1["Description"] == "notes after the end" and c1["TaskSubtype"] == "Call"
 
 
-async def test_mixed_batch_creates_and_updates(standin: StandIn, sf: Salesforce) -> None:
+async def test_mixed_batch_creates_and_updates(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
     """Known conversations are updated and new ones created in the same batch."""
-    sink = SalesforceSink(sf, TaskMapping())
+    sink = SalesforceSink(connection(), TaskMapping())
     await sink.write([record("old")])
     sink.requests = 0
     assert await sink.write([record("old"), record("new")]) == {"old": Done(), "new": Done()}
     assert len(tasks(standin)) == 2 and sink.requests == 3
 
 
-async def test_large_batches_are_chunked_by_200(standin: StandIn, sf: Salesforce) -> None:
-    """450 calls: three chunks, a query and a create each."""
-    sink = SalesforceSink(sf, TaskMapping())
+async def test_large_batches_are_chunked_by_200(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """450 calls: three chunks, a query and a create each, and one search for their caller."""
+    sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write([record(f"c{i}") for i in range(450)])
     assert len(outcomes) == 450 and all(o == Done() for o in outcomes.values())
-    assert sink.requests == 6 and len(tasks(standin)) == 450
+    assert sink.requests == 7 and len(tasks(standin)) == 450
 
 
 async def test_refused_record_is_rejected_and_the_rest_land(
-    standin: StandIn, sf: Salesforce
+    standin: StandIn, connection: ConnectionFactory
 ) -> None:
     """A field the org lacks fails that record with Salesforce's error; others are written."""
-    sink = SalesforceSink(sf, TaskMapping(fields={"language": "Language__c"}))
+    sink = SalesforceSink(connection(), TaskMapping(fields={"language": "Language__c"}))
     outcomes = await sink.write([record("ok"), record("bad", language="en_US")])
     assert outcomes["ok"] == Done()
     assert isinstance(outcomes["bad"], Reject) and "INVALID_FIELD" in outcomes["bad"].error
     assert [t["CallObject"] for t in tasks(standin)] == ["ok"]
 
 
-async def test_lock_errors_are_retried(standin: StandIn, sf: Salesforce) -> None:
+async def test_lock_errors_are_retried(standin: StandIn, connection: ConnectionFactory) -> None:
     """UNABLE_TO_LOCK_ROW is transient."""
     standin.state.faults.lock_next_records = 1
-    outcomes = await SalesforceSink(sf, TaskMapping()).write([record("a"), record("b")])
+    outcomes = await SalesforceSink(connection(), TaskMapping()).write([record("a"), record("b")])
     assert isinstance(outcomes["a"], Retry) and outcomes["b"] == Done()
 
 
-@pytest.mark.parametrize("fault", ["unavailable", "expired", "limit"])
-async def test_whole_request_failures_are_retried(
-    standin: StandIn, sf: Salesforce, fault: str
+async def test_a_passing_503_is_retried_in_place(
+    standin: StandIn, connection: ConnectionFactory
 ) -> None:
-    """503s, expired sessions and the daily limit fail the batch for a later retry."""
+    """One 503 SERVER_UNAVAILABLE: the request is made again after a short backoff."""
+    standin.state.faults.unavailable(1)
+    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
+    assert await sink.write([record("a")]) == {"a": Done()}
+    assert len(tasks(standin)) == 1
+    assert sink.metrics.errors.labels("SERVER_UNAVAILABLE")._value.get() == 1
+
+
+async def test_a_lasting_outage_pauses_without_blaming_records(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """503s past the in-place retries: Pause (no attempt counted), nothing written."""
+    standin.state.faults.unavailable(10)
+    sink = SalesforceSink(connection(), TaskMapping(), attempts=3, retry_base=0.01)
+    outcomes = await sink.write([record("a"), record("b")])
+    assert all(isinstance(o, Pause) for o in outcomes.values()), outcomes
+    assert sink.requests == 3 and tasks(standin) == []
+
+
+async def test_an_unreachable_org_pauses(connection: ConnectionFactory, standin: StandIn) -> None:
+    """A connection error is an outage too."""
+    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
+    await standin.stop()
+    outcomes = await sink.write([record("a")])
+    assert isinstance(outcomes["a"], Pause) and "ConnectionError" in outcomes["a"].error
+
+
+async def test_the_daily_limit_pauses_every_request(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """REQUEST_LIMIT_EXCEEDED: Pause for the policy's time, and no request until then."""
     state = standin.state
-    if fault == "unavailable":
-        state.faults.unavailable()
-    elif fault == "expired":
-        state.expire_sessions()
-    else:
-        state.api_max = state.api_usage
-    outcomes = await SalesforceSink(sf, TaskMapping()).write([record("a"), record("b")])
-    assert all(isinstance(o, Retry) for o in outcomes.values()), outcomes
-    assert tasks(standin) == []
+    state.api_max = state.api_usage
+    sink = SalesforceSink(connection(limits=LimitPolicy(pause_seconds=60)), TaskMapping())
+    first = await sink.write([record("a")])
+    assert first["a"] == Pause("REQUEST_LIMIT_EXCEEDED: the org's daily API limit is used up", 60)
+    state.api_max = 1_000_000
+    second = await sink.write([record("a")])
+    assert isinstance(second["a"], Pause) and 0 < second["a"].seconds <= 60
+    assert sink.requests == 1 and tasks(standin) == []
 
 
-async def test_objects_with_an_external_id_are_upserted(standin: StandIn, sf: Salesforce) -> None:
+async def test_requests_slow_down_near_the_daily_limit(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Past slow_from of the budget each request waits, more as the budget runs out."""
+    standin.state.api_max = standin.state.api_usage + 4
+    policy = LimitPolicy(slow_from=0.5, max_delay_seconds=0.2)
+    sink = SalesforceSink(connection(limits=policy), TaskMapping(match_callers=False))
+    await sink.write([record("a")])
+    assert sink.metrics.request_delay._value.get() == 0
+    await sink.write([record("b")])
+    assert sink.metrics.request_delay._value.get() > 0
+    assert len(tasks(standin)) == 2
+
+
+async def test_an_expired_session_without_login_pauses(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A session id cannot be renewed: Pause (the operator must act), nothing dead-lettered."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    standin.state.expire_sessions()
+    outcomes = await sink.write([record("a")])
+    assert isinstance(outcomes["a"], Pause) and "INVALID_SESSION_ID" in outcomes["a"].error
+
+
+async def test_objects_with_an_external_id_are_upserted(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
     """A mapping onto an External ID field writes with one upsert request, idempotently."""
     mapping = TaskMapping(
         object="Call_Log__c",
@@ -129,7 +191,7 @@ async def test_objects_with_an_external_id_are_upserted(standin: StandIn, sf: Sa
         external_id=True,
         fields={"notes": "Notes__c"},
     )
-    sink = SalesforceSink(sf, mapping)
+    sink = SalesforceSink(connection(), mapping)
     assert await sink.write([record("c1")]) == {"c1": Done()}
     assert await sink.write([record("c1", notes="later")]) == {"c1": Done()}
     logs = [
@@ -139,11 +201,14 @@ async def test_objects_with_an_external_id_are_upserted(standin: StandIn, sf: Sa
     assert sink.requests == 2
 
 
-async def test_api_usage_is_tracked(standin: StandIn, sf: Salesforce) -> None:
+async def test_api_usage_is_tracked(standin: StandIn, connection: ConnectionFactory) -> None:
     """The sink reads Sforce-Limit-Info from Salesforce's answers."""
-    sink = SalesforceSink(sf, TaskMapping())
+    sink = SalesforceSink(connection(), TaskMapping())
     await sink.write([record("a")])
     assert sink.api_usage == (standin.state.api_usage, standin.state.api_max)
+    assert sink.metrics.api_used._value.get() == standin.state.api_usage
+    assert sink.metrics.api_max._value.get() == standin.state.api_max
+    assert sink.metrics.requests.labels("create")._value.get() == 1
 
 
 def test_soql_strings_are_escaped() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+import requests
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
@@ -208,3 +209,43 @@ async def test_describe_reports_picklists_and_restrictions(
         "Outbound",
     ]
     assert fields["TaskSubtype"]["updateable"] is False
+
+
+async def test_phone_search_ignores_formatting(standin: StandIn, client: ClientFactory) -> None:
+    """SOSL IN PHONE FIELDS finds numbers however they were typed, with the fields asked for."""
+    org = standin.state.org
+    smith = org.create("Contact", {"LastName": "Smith", "MobilePhone": "(888) 397-3342"})
+    org.create("Contact", {"LastName": "Other", "Phone": "+1 800 555 0100"})
+    lead = org.create("Lead", {"LastName": "Jones", "Company": "Acme", "Phone": "888.397.3342"})
+    found = await call(
+        client().search,
+        "FIND {18883973342} IN PHONE FIELDS RETURNING Contact(Id, MobilePhone), Lead(Id)",
+    )
+    assert [(r["attributes"]["type"], r["Id"]) for r in found["searchRecords"]] == [
+        ("Contact", smith),
+        ("Lead", lead),
+    ]
+    assert found["searchRecords"][0]["MobilePhone"] == "(888) 397-3342"
+
+
+async def test_unsupported_search_is_malformed_search(client: ClientFactory) -> None:
+    """Anything but a phone search is refused with MALFORMED_SEARCH, not silently empty."""
+    with pytest.raises(SalesforceMalformedRequest) as info:
+        await call(client().search, "FIND {Smith} IN NAME FIELDS")
+    assert info.value.content[0]["errorCode"] == "MALFORMED_SEARCH"
+
+
+async def test_logins_cost_no_api_request(standin: StandIn, client: ClientFactory) -> None:
+    """A failed OAuth login answers 400 with error/error_description, and uses no budget."""
+    before = standin.state.api_usage
+    answer = await call(
+        requests.post,
+        f"{standin.instance_url}/services/oauth2/token",
+        data={"grant_type": "password", "client_id": "nobody"},
+        verify=str(standin.ca_file),
+    )
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"error": "invalid_client_id", "error_description": "client identifier invalid"},
+    )
+    assert standin.state.api_usage == before

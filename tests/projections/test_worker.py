@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 import msgspec
 import redis.asyncio as aioredis
 
-from projections.worker import Done, LogEntry, Outcome, Reject, Retry, Worker, WorkerSettings
+from projections.worker import (
+    Done,
+    LogEntry,
+    Outcome,
+    Pause,
+    Reject,
+    Retry,
+    Worker,
+    WorkerSettings,
+    retry_delay_ms,
+)
 from relay import keys
 from relay.protocol import Envelope
 from tests.conftest import PARTNER
@@ -252,3 +262,50 @@ async def test_a_batch_waits_a_bounded_time_to_fill(redis_client: aioredis.Redis
         worker.stop()
         await task
     assert batches == [3]
+
+
+class PausingTarget:
+    """A projection whose target is down for the first ``down`` batches."""
+
+    group = "calls"
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.handled: list[str] = []
+        self.deliveries: list[int] = []
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        self.deliveries += [e.deliveries for e in entries]
+        if self.down > 0:
+            self.down -= 1
+            return {e.id: Pause("target unavailable", 0.01) for e in entries}
+        self.handled += [e.envelope.id for e in entries if e.envelope is not None]
+        return {e.id: Done() for e in entries}
+
+
+async def test_pauses_do_not_count_as_attempts(redis_client: aioredis.Redis) -> None:
+    """A target down for longer than max_deliveries rounds dead-letters nothing."""
+    await append(redis_client, "e1", "e2")
+    target = PausingTarget(down=FAST.max_deliveries * 2)
+    await Worker(redis_client, target, FAST).run(burst=True)
+    assert sorted(target.handled) == ["e1", "e2"]
+    assert await dead_letters(redis_client) == []
+    assert max(target.deliveries) == 1, "each pause took its delivery back"
+
+
+def test_retry_delays_grow_exponentially_up_to_a_cap() -> None:
+    """Each delivery doubles the wait, capped below claim_idle, with jitter within half."""
+    settings = WorkerSettings(retry_after_ms=100, claim_idle_ms=10_000)
+    ceilings = [100, 200, 400, 800, 1600, 3200, 5000, 5000]
+    for deliveries, ceiling in enumerate(ceilings, start=1):
+        for entry_id in (b"1-0", b"2-0", b"1732450000000-7"):
+            delay = retry_delay_ms(settings, entry_id, deliveries)
+            assert ceiling / 2 <= delay <= ceiling
+
+
+def test_retry_jitter_spreads_entries_and_is_stable() -> None:
+    """Different entries get different delays; one entry always the same."""
+    settings = WorkerSettings(retry_after_ms=1000)
+    delays = {retry_delay_ms(settings, f"{i}-0", 2) for i in range(20)}
+    assert len(delays) > 10
+    assert retry_delay_ms(settings, "5-0", 2) == retry_delay_ms(settings, b"5-0", 2)

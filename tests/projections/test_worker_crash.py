@@ -34,6 +34,7 @@ def worker(tmp_path: Path, redis_url: str, standin: StandIn) -> subprocess.Popen
         "SOFTPHONE_RELAY_SF_CA_FILE": str(standin.ca_file),
         "SOFTPHONE_RELAY_CLAIM_IDLE": "500ms",
         "SOFTPHONE_RELAY_BATCH_WAIT": "0",
+        "SOFTPHONE_RELAY_WORKER_METRICS_PORT": "0",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "softphone_relay.cli", "project"],
@@ -93,7 +94,7 @@ async def test_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothin
         return task_count(standin)[1] == CALLS and await pending() == 0
 
     await append_calls(redis_client)
-    standin.state.faults.delay_seconds = 0.3  # slow enough to kill between write and ack
+    standin.state.faults.hold_seconds = 0.5  # the write lands; its answer comes too late
     first = worker(tmp_path, redis_url, standin)
     try:
         await eventually(some_written, within=20, step=0.01)
@@ -105,7 +106,7 @@ async def test_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothin
             first.wait()
     assert task_count(standin)[0] > 0 and await pending() > 0, "not killed mid-batch"
 
-    standin.state.faults.delay_seconds = 0.0
+    standin.state.faults.hold_seconds = 0.0
     second = worker(tmp_path, redis_url, standin)
     try:
         await eventually(all_done, within=30, step=0.1)

@@ -1,0 +1,103 @@
+"""Who is calling: a phone number matched to a Contact or Lead for the Task's ``WhoId``. Pure.
+
+One SOSL phone search per batch finds the candidates (``FIND {n OR n ...} IN PHONE FIELDS``,
+which ignores how the stored numbers are formatted); each candidate is then confirmed here by
+parsing its phone fields (``phonenumbers``, in the caller's region) and comparing E.164 forms.
+A number is linked only when the match is unambiguous: exactly one Contact, else exactly one
+Lead; several people with one number (a switchboard) link nobody, as a wrong link is worse
+than none. Results, misses included, are cached for a while, so a caller who calls again
+costs no search.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import phonenumbers
+
+CONTACT_PHONES: Final = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
+LEAD_PHONES: Final = ("Phone", "MobilePhone")
+MAX_NUMBERS_PER_SEARCH: Final = 100
+"""Two terms a number: the search string stays under 4,000 characters (SOSL drops its
+OR operators beyond that, and returns nothing beyond 10,000)."""
+
+
+def _parse(text: str, region: str | None = None) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
+def search_terms(number: str) -> tuple[str, ...]:
+    """The digits to search for: the E.164 number and the national number; () if none."""
+    parsed = _parse(number)
+    if parsed is None:
+        return ()
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return tuple(dict.fromkeys((e164.lstrip("+"), str(parsed.national_number))))
+
+
+def phone_search(numbers: Iterable[str]) -> str | None:
+    """The SOSL that finds Contacts and Leads with any of ``numbers``; None if none searchable."""
+    terms = [t for n in numbers for t in search_terms(n)]
+    if not terms:
+        return None
+    return (
+        f"FIND {{{' OR '.join(dict.fromkeys(terms))}}} IN PHONE FIELDS RETURNING "
+        f"Contact(Id, {', '.join(CONTACT_PHONES)}), Lead(Id, {', '.join(LEAD_PHONES)})"
+    )
+
+
+def _same_number(caller: phonenumbers.PhoneNumber, stored: Any) -> bool:
+    if not isinstance(stored, str):
+        return False
+    region = phonenumbers.region_code_for_number(caller)
+    other = _parse(stored, region)
+    return other is not None and (
+        other.country_code,
+        other.national_number,
+    ) == (caller.country_code, caller.national_number)
+
+
+def match_caller(number: str, found: Iterable[Mapping[str, Any]]) -> str | None:
+    """The id of the one Contact (else the one Lead) whose phone is ``number``, if unambiguous."""
+    caller = _parse(number)
+    if caller is None:
+        return None
+    matches: dict[str, set[str]] = {"Contact": set(), "Lead": set()}
+    for record in found:
+        kind = (record.get("attributes") or {}).get("type")
+        fields = CONTACT_PHONES if kind == "Contact" else LEAD_PHONES if kind == "Lead" else ()
+        if any(_same_number(caller, record.get(f)) for f in fields):
+            matches[str(kind)].add(str(record["Id"]))
+    for kind in ("Contact", "Lead"):
+        if matches[kind]:
+            return next(iter(matches[kind])) if len(matches[kind]) == 1 else None
+    return None
+
+
+class CallerCache:
+    """Numbers already looked up → their Contact/Lead id or None, for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 600.0, size: int = 10_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._entries: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+
+    def get(self, number: str, now: float) -> tuple[bool, str | None]:
+        """(known, who): ``known`` is False when the number must be searched."""
+        entry = self._entries.get(number)
+        if entry is None or entry[1] <= now:
+            return False, None
+        return True, entry[0]
+
+    def put(self, number: str, who: str | None, now: float) -> None:
+        """Remember a lookup; the oldest entries go first when full."""
+        self._entries[number] = (who, now + self._ttl)
+        self._entries.move_to_end(number)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
