@@ -13,6 +13,9 @@ import redis.asyncio as aioredis
 
 from projections.call_records import CallRecordsProjection
 from projections.salesforce import SalesforceSink
+from projections.sf_connect import PasswordAuth
+from projections.sf_limits import LimitPolicy
+from projections.sfstandin.login import User
 from projections.sfstandin.server import StandIn
 from projections.task_mapping import TaskMapping
 from projections.worker import Worker, WorkerSettings
@@ -177,3 +180,42 @@ async def test_call_in_progress_is_written_once_it_ends(
     await project(redis_client, sink)
     task = tasks(standin)["live"]
     assert (task["Subject"], task["CallDurationInSeconds"]) == ("Inbound call from +18883973342", 5)
+
+
+@pytest.mark.parametrize("fault", ["outage", "daily limit", "expired session", "row locks"])
+async def test_salesforce_trouble_is_survived_without_loss_or_dead_letters(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    connection: ConnectionFactory,
+    fault: str,
+) -> None:
+    """503s past the retries, the daily limit, an expired session (with a login flow), and
+    lock errors: every call still lands exactly once, and nothing is dead-lettered."""
+    state = standin.state
+    state.users["sync@acme.example"] = User(password="pw")
+    link = connection(
+        PasswordAuth(username="sync@acme.example", password="pw"),
+        limits=LimitPolicy(pause_seconds=0.2),
+    )
+    sink = SalesforceSink(link, TaskMapping(), retry_base=0.01)
+    await send_calls(relay, open_agent)
+    if fault == "outage":
+        state.faults.unavailable(6)  # two rounds of 3 attempts: two pauses
+    elif fault == "daily limit":
+        state.api_max = state.api_usage
+    elif fault == "expired session":
+        await asyncio.to_thread(link.client)
+        state.expire_sessions()
+    else:
+        state.faults.lock_next_records = 3
+    worker = Worker(redis_client, CallRecordsProjection(redis_client, sink), SETTINGS)
+    running = asyncio.create_task(worker.run(burst=True))
+    if fault == "daily limit":
+        await asyncio.sleep(0.5)
+        assert tasks(standin) == {}, "nothing is written over the limit"
+        state.api_max = 1_000_000
+    await asyncio.wait_for(running, 30)
+    assert set(tasks(standin)) == {"answered", "declined", "rang-out", "dialled"}
+    assert await redis_client.xlen(keys.dead_letters("calls")) == 0
