@@ -23,15 +23,28 @@ from relay.errors import InvalidEvent, Unavailable
 from relay.resume import StreamState, is_recovered, later_of
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
+"""Command entries older than this are trimmed (``MINID``); commands expire well before."""
 COMMAND_PAGE: Final = 100
 """Commands read per ``XRANGE`` when delivering."""
-"""Command entries older than this are trimmed (``MINID``); commands expire well before."""
 
 ENQUEUE_SCRIPT: Final = """
 local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'c', ARGV[1])
 redis.call('PUBLISH', ARGV[3], 'c')
 return id
 """
+
+ENQUEUE_ONCE_SCRIPT: Final = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return done
+end
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'c', ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[4])
+redis.call('PUBLISH', ARGV[3], 'c')
+return id
+"""
+"""Like ENQUEUE_SCRIPT, once per request id: a redelivered or replayed request gets the
+command id it already became, and nothing is appended."""
 
 RECORD_ACK_SCRIPT: Final = """
 local function newer(a, b)
@@ -78,6 +91,7 @@ class CommandLog:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+        self._enqueue_once = redis.register_script(ENQUEUE_ONCE_SCRIPT)
         self._record_ack = redis.register_script(RECORD_ACK_SCRIPT)
         self._claim = redis.register_script(CLAIM_SCRIPT)
 
@@ -90,18 +104,30 @@ class CommandLog:
         ttl_seconds: float,
         request_id: str | None = None,
     ) -> str:
-        """Validate and append a command for the agent; return its id. Notifies the relays."""
+        """Validate and append a command for the agent; return its id. Notifies the relays.
+
+        With ``request_id``, at most one command is ever appended for that request: asking
+        again returns the first command's id.
+        """
         payload = validate_command(name, data)
         if not 0 < ttl_seconds * 1000 < COMMAND_RETENTION_MS:
             raise InvalidEvent(f"{name}: the expiry must be within 24 h, got {ttl_seconds} s")
         expires = datetime.fromtimestamp(time.time() + ttl_seconds, UTC)
         stored = StoredCommand(name=name, data=payload, expiresAt=expires, requestId=request_id)
         cutoff = max(0, int(time.time() * 1000) - COMMAND_RETENTION_MS)
+        args: list[bytes | str | int] = [
+            _encoder.encode(stored),
+            f"{cutoff}-0",
+            keys.agent_channel(agent_id),
+        ]
         try:
-            command_id = await self._enqueue(
-                keys=[keys.command_stream(agent_id)],
-                args=[_encoder.encode(stored), f"{cutoff}-0", keys.agent_channel(agent_id)],
-            )
+            if request_id is None:
+                command_id = await self._enqueue(keys=[keys.command_stream(agent_id)], args=args)
+            else:
+                command_id = await self._enqueue_once(
+                    keys=[keys.command_stream(agent_id), keys.dispatched(agent_id, request_id)],
+                    args=[*args, COMMAND_RETENTION_MS // 1000],
+                )
         except (RedisError, OSError) as error:
             raise Unavailable(f"command stream unavailable: {error}") from None
         return str(command_id.decode())

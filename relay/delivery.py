@@ -37,6 +37,14 @@ class LiveSession:
     generation: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     replaced: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the connection is over: the session's loops return (a cancellation that
+    arrives during a Redis call can be swallowed by the client library; this cannot)."""
+
+    def end(self) -> None:
+        """Tell the session's loops to return."""
+        self.ended.set()
+        self.wake.set()
 
 
 class CommandHub:

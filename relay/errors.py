@@ -11,6 +11,15 @@ Tree::
     │   ├── Forbidden                   the event speaks for another partner
     │   ├── RateLimited                 over the connection's rate limit
     │   └── Unavailable                 the log store is down or slow: retry later
+    ├── ApiError                    a control API request is refused (HTTP status, JSON body)
+    │   ├── MalformedBody               400  the body is not a JSON object
+    │   ├── Unauthorized                401  no API key, or not one we know
+    │   ├── NotYours                    403  the agent or request belongs to another partner
+    │   ├── NotFound                    404  no such agent, request or endpoint
+    │   ├── MethodNotAllowed            405  the endpoint does not take this method
+    │   ├── AgentOffline                409  the agent has no live softphone session
+    │   ├── InvalidRequest              422  a field is missing or wrong (names the field)
+    │   └── ServiceUnavailable          503  the log store is down: retry later
     └── SessionClosed               the session ends (``error`` frame, then close)
         ├── BadHello                    4400  the hello frame is malformed
         ├── AuthenticationFailed        4401  no hello first, bad or expired token
@@ -20,8 +29,8 @@ Tree::
         ├── RateLimitExceeded           4429  kept sending while rate limited
         └── TryAgainLater               1013  the log store is down at hello: reconnect later
 
-Each class carries its wire ``code`` (a nack code string) or ``close_code`` (an int); nothing
-else in the code base spells these numbers.
+Each class carries its wire ``code`` (a nack code string), its ``close_code`` or its HTTP
+``status`` (an int); nothing else in the code base spells these numbers.
 """
 
 from __future__ import annotations
@@ -81,6 +90,69 @@ class RateLimited(FrameRefused):
 class Unavailable(FrameRefused):
     """The event log cannot be written right now; nothing was stored."""
 
+    code = "unavailable"
+
+
+class ApiError(RelayError):
+    """A control API request is refused: answered with ``status`` and ``{"error", "message"}``."""
+
+    status: ClassVar[int]
+    code: ClassVar[str]
+
+
+class MalformedBody(ApiError):
+    """The body is not a JSON object."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    """No ``Authorization: Bearer KEY``, or a key we do not know."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotYours(ApiError):
+    """The agent or request belongs to another partner than the key's."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    """No such agent, request or endpoint."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    """The endpoint exists but not for this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class AgentOffline(ApiError):
+    """The agent has no live softphone session: a call now would ring nowhere (or later)."""
+
+    status = 409
+    code = "agent_offline"
+
+
+class InvalidRequest(ApiError):
+    """A field is missing or wrong; the message names it."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class ServiceUnavailable(ApiError):
+    """The log store cannot be reached; nothing was accepted."""
+
+    status = 503
     code = "unavailable"
 
 

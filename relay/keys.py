@@ -2,7 +2,8 @@
 
 Names carry ``{...}`` hash tags so that the keys one script touches share a Redis Cluster
 slot: an event shard's stream and its dedupe records share ``{S}``; an agent's command stream,
-its ack position, its session counter and its notification channel share ``{agentId}``.
+its ack position, its session counter, its notification channel, its dispatch markers, its
+presence and its online flag share ``{agentId}``.
 """
 
 from __future__ import annotations
@@ -67,3 +68,37 @@ def call_lock(shard: int, conversation_id: str) -> str:
 def shard_of_stream(stream: str) -> int:
     """The shard number of an ``sp:events:{S}`` stream name."""
     return int(stream.rsplit("{", 1)[1].rstrip("}"))
+
+
+def agent_record(agent_id: str) -> str:
+    """The agent's last session: partner, session, relay instance, since when (a hash)."""
+    return f"sp:agent:{{{agent_id}}}"
+
+
+def agent_online(agent_id: str) -> str:
+    """Present (the session id) while a relay holds a live socket of the agent; expires."""
+    return f"sp:online:{{{agent_id}}}"
+
+
+def dispatched(agent_id: str, request_id: str) -> str:
+    """The command a request became (set with the enqueue, so a request dials once)."""
+    return f"sp:dispatched:{{{agent_id}}}:{request_id}"
+
+
+def request_status(request_id: str) -> str:
+    """Where a click-to-dial or presence request stands (a hash)."""
+    return f"sp:request:{{{request_id}}}"
+
+
+def presence(agent_id: str) -> str:
+    """The agent's latest presence from ``statusChanged``."""
+    return f"sp:presence:{{{agent_id}}}"
+
+
+def presence_expected(agent_id: str) -> str:
+    """The presence we asked the softphone for (``update_presence``), until it answers."""
+    return f"sp:expect:{{{agent_id}}}"
+
+
+PRESENCE_CHANGES: Final = "sp:presence-changes"
+"""Real presence changes (echoes of our own ``update_presence`` left out), for the CRM side."""

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from relay.agents import AgentDirectory
 from relay.auth import TokenVerifier
 from relay.backoff import Backoff
 from relay.commands import COMMAND_PAGE, CommandLog
@@ -37,6 +38,7 @@ from relay.http import HttpRoutes, OriginPolicy
 from relay.log import BatchingAppender, EventLog
 from relay.metrics import RelayMetrics
 from relay.protocol import Admit, Append, Close, CommandAcked, Envelope, Reply, Session
+from relay.requests import RequestState, RequestStore
 from relay.settings import Settings
 
 log = logging.getLogger("relay.server")
@@ -58,6 +60,8 @@ class Relay:
             EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl), self.metrics
         )
         self.commands = CommandLog(redis)
+        self.agents = AgentDirectory(redis)
+        self.requests = RequestStore(redis)
         self._hub = CommandHub(redis, self.instance_id, sweep_interval=settings.heartbeat)
         self._routes = HttpRoutes(OriginPolicy(settings.allowed_origins), self.metrics, self.ready)
         self._server: Server | None = None
@@ -180,14 +184,20 @@ class Relay:
                 session.session_id,
                 recovered,
             )
+            sent: dict[str, str] = {}
             async with asyncio.TaskGroup() as tasks:
-                delivery = tasks.create_task(self._deliver(ws, live, position))
+                delivery = tasks.create_task(self._deliver(ws, live, position, sent))
+                online = tasks.create_task(self._keep_online(live, admit.identity.partner_id))
                 try:
-                    await self._read(ws, session, tasks)
+                    await self._read(ws, session, tasks, sent)
                 finally:
+                    live.end()
                     delivery.cancel()
+                    online.cancel()
         finally:
             await self._hub.detach(live)
+            with contextlib.suppress(RedisError, OSError):
+                await self.agents.session_closed(agent_id, live.session_id)
             log.info(
                 "event=session_closed agent=%s session=%s code=%s",
                 agent_id,
@@ -195,11 +205,43 @@ class Relay:
                 ws.close_code,
             )
 
-    async def _read(self, ws: ServerConnection, session: Session, tasks: asyncio.TaskGroup) -> None:
+    @property
+    def _online_ttl(self) -> float:
+        return 3 * self.settings.heartbeat
+
+    async def _keep_online(self, live: LiveSession, partner_id: str) -> None:
+        """Mark the agent online, then refresh the mark every heartbeat while the session is open.
+
+        If Redis fails, the next heartbeat writes the mark again; meanwhile the dispatcher
+        sees the agent offline, which fails requests fast rather than queueing them.
+        """
+        try:
+            await self.agents.session_opened(
+                live.agent_id, partner_id, live.session_id, self.instance_id, self._online_ttl
+            )
+        except (RedisError, OSError) as error:
+            log.warning("event=online_not_recorded agent=%s error=%r", live.agent_id, str(error))
+        while not live.replaced:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.ended.wait(), self.settings.heartbeat)
+            if live.ended.is_set():
+                return
+            try:
+                await self.agents.still_online(live.agent_id, live.session_id, self._online_ttl)
+            except (RedisError, OSError) as error:
+                log.warning("event=online_not_refreshed agent=%s error=%r", live.agent_id, error)
+
+    async def _read(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        tasks: asyncio.TaskGroup,
+        sent: dict[str, str],
+    ) -> None:
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # A close without a proper close frame ends the session like any other close.
         with contextlib.suppress(ConnectionClosed):
-            await self._read_frames(ws, session, tasks, in_flight)
+            await self._read_frames(ws, session, tasks, in_flight, sent)
 
     async def _read_frames(
         self,
@@ -207,6 +249,7 @@ class Relay:
         session: Session,
         tasks: asyncio.TaskGroup,
         in_flight: asyncio.Semaphore,
+        sent: dict[str, str],
     ) -> None:
         async for message in ws:
             received = time.perf_counter()
@@ -221,7 +264,7 @@ class Relay:
                         self.metrics.nacks.labels(frame.code).inc()
                     await self._send(ws, frame)
                 case CommandAcked(command_id=command_id):
-                    tasks.create_task(self._record_ack(session, command_id))
+                    tasks.create_task(self._record_ack(session, command_id, sent))
                 case Close():
                     await self._close(ws, action)
                     return
@@ -253,10 +296,13 @@ class Relay:
         finally:
             in_flight.release()
 
-    async def _record_ack(self, session: Session, command_id: str) -> None:
+    async def _record_ack(self, session: Session, command_id: str, sent: dict[str, str]) -> None:
         assert session.identity is not None
         try:
             await self.commands.record_ack(session.identity.agent_id, command_id)
+            request_id = sent.pop(command_id, None)
+            if request_id is not None:
+                await self._request_state(request_id, "acked", command_id)
         except (RedisError, OSError) as error:
             # Not fatal: the command is redelivered on reconnect and the client drops repeats.
             log.warning(
@@ -266,17 +312,35 @@ class Relay:
                 str(error),
             )
 
-    async def _deliver(self, ws: ServerConnection, live: LiveSession, position: str | None) -> None:
+    async def _request_state(self, request_id: str, state: RequestState, command_id: str) -> None:
+        """Move a request forward (``advance`` keeps the other fields the dispatcher wrote)."""
+        moved = await self.requests.advance_state(request_id, state, command_id=command_id)
+        if not moved:
+            log.debug("event=request_state_kept request=%s state=%s", request_id, state)
+
+    async def _deliver(
+        self,
+        ws: ServerConnection,
+        live: LiveSession,
+        position: str | None,
+        sent: dict[str, str],
+    ) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self._deliver_commands(ws, live, position)
+            await self._deliver_commands(ws, live, position, sent)
 
     async def _deliver_commands(
-        self, ws: ServerConnection, live: LiveSession, position: str | None
+        self,
+        ws: ServerConnection,
+        live: LiveSession,
+        position: str | None,
+        sent: dict[str, str],
     ) -> None:
         backoff = Backoff(cap=2.0)
         while True:
             await live.wake.wait()
             live.wake.clear()
+            if live.ended.is_set():
+                return
             try:
                 while True:
                     entries = await self.commands.read_after(live.agent_id, position)
@@ -285,6 +349,8 @@ class Relay:
                         position = command_id
                         if command.expired(now):
                             self.metrics.commands_expired.inc()
+                            if command.requestId is not None:
+                                await self._request_state(command.requestId, "expired", command_id)
                             continue
                         await self._send(
                             ws,
@@ -296,6 +362,9 @@ class Relay:
                             ),
                         )
                         self.metrics.commands_delivered.labels(command.name).inc()
+                        if command.requestId is not None:
+                            sent[command_id] = command.requestId
+                            await self._request_state(command.requestId, "delivered", command_id)
                     if len(entries) < COMMAND_PAGE:
                         break
                 backoff.success()

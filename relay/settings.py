@@ -26,6 +26,8 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     businessSegmentId: Id
     channelOriginId: Id
     dialFrom: E164 | None = None
+    region: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
+    """Where click-to-dial numbers written without ``+country`` are (ISO 3166, e.g. US)."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +65,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     claim_idle: float = 30.0
     """After this long unacked, a dead worker's entries are taken over
     (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
+    api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8766
+    """The control API's port (``SOFTPHONE_RELAY_API_PORT``)."""
+    api_keys: dict[str, str] = msgspec.field(default_factory=dict)
+    """API key → the partner it acts for (``SOFTPHONE_RELAY_API_KEYS``)."""
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9108
     """Where ``project`` serves its Prometheus metrics; 0 turns that off."""
 
@@ -116,6 +122,28 @@ def parse_int(name: str, text: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(name, f"expected {low} to {high}, got {value}")
     return value
+
+
+MIN_API_KEY_LENGTH: Final = 16
+
+
+def parse_api_keys(name: str, text: str) -> dict[str, str]:
+    """``KEY1:PARTNER1,KEY2:PARTNER2`` as {key: partner}; keys of at least 16 characters."""
+    found: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, partner = item.partition(":")
+        if not sep or not key or not partner:
+            raise ConfigError(name, "expected KEY:PARTNER_ID pairs separated by commas")
+        if len(key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                name, f"the key for partner {partner} is shorter than {MIN_API_KEY_LENGTH}"
+            )
+        if key in found:
+            raise ConfigError(name, f"a key is given twice (for {found[key]} and {partner})")
+        found[key] = partner
+    return found
 
 
 def load_partners(name: str, path: Path) -> dict[str, Partner]:
@@ -173,6 +201,10 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         fields["host"] = host
     if (port := get("PORT")) is not None:
         fields["port"] = parse_int(PREFIX + "PORT", port, 0, 65535)
+    if (api_port := get("API_PORT")) is not None:
+        fields["api_port"] = parse_int(PREFIX + "API_PORT", api_port, 0, 65535)
+    if (api_keys := get("API_KEYS")) is not None:
+        fields["api_keys"] = parse_api_keys(PREFIX + "API_KEYS", api_keys)
     if (metrics_port := get("WORKER_METRICS_PORT")) is not None:
         fields["worker_metrics_port"] = parse_int(
             PREFIX + "WORKER_METRICS_PORT", metrics_port, 0, 65535

@@ -1,8 +1,9 @@
 """``softphone-relay``: the command line, and the composition root that wires the packages.
 
 Nothing imports this module. ``up`` runs everything on embedded defaults for a first try;
-``serve`` runs a relay from configuration; ``token`` mints an agent token; ``send`` enqueues a
-command for an agent.
+``serve`` runs a relay and its control API from configuration; ``project`` runs projection
+workers; the operator commands (``token``, ``send``, ``call``, ``presence``) are in
+``operate.py``.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from redis.exceptions import RedisError
 
 from projections.call_records import CallRecordsProjection
+from projections.dispatcher import DispatchProjection
 from projections.errors import ProjectionError
 from projections.metrics import SalesforceMetrics
+from projections.presence_projection import PresenceProjection
 from projections.salesforce import SalesforceSink
 from projections.sf_connect import (
     SalesforceConnection,
@@ -37,65 +39,24 @@ from projections.sf_connect import (
 from projections.sfstandin.server import StandIn
 from projections.worker import Worker, WorkerSettings
 from relay import log as event_log
+from relay.api import ControlApi
 from relay.auth import mint_token
 from relay.backoff import Backoff
-from relay.commands import CommandLog
 from relay.embedded import EmbeddedServer, EmbeddedServerError
 from relay.errors import ConfigError, RelayError
 from relay.server import Relay
-from relay.settings import Partner, Settings, settings_from_env
+from relay.settings import Settings, settings_from_env
+from softphone_relay import operate
+from softphone_relay.dev import (
+    DEV_AGENT_ID,
+    DEV_ORIGINS,
+    DEV_PARTNER_ID,
+    DEV_PARTNERS,
+    DevState,
+    data_dir,
+)
 
 log = logging.getLogger("softphone_relay")
-
-DEV_PARTNER_ID = "215fd887-39be-4935-981f-2670d6afeaa7"
-DEV_AGENT_ID = "dev-agent"
-DEV_PARTNERS = {
-    DEV_PARTNER_ID: Partner(
-        disposition=["code1", "code2"],
-        businessSegmentId="d6afeaa7-39be-4935-981f-2670215fd887",
-        channelOriginId="57053e21-0440-4689-a27a-513d7dceebde",
-        dialFrom="+18449401117",
-    )
-}
-DEV_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
-
-
-class DevState:
-    """What ``up`` leaves in its data directory so that other commands find it."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-
-    def secret(self) -> str:
-        """The development signing secret, created on first use."""
-        path = self.data_dir / "dev-secret"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
-
-    def existing_secret(self) -> str | None:
-        """The development secret if ``up`` made one."""
-        path = self.data_dir / "dev-secret"
-        return path.read_text().strip() if path.exists() else None
-
-    def redis_url(self) -> str | None:
-        """The URL of the embedded server of a running ``up``."""
-        path = self.data_dir / "redis-url"
-        return path.read_text().strip() if path.exists() else None
-
-    def set_redis_url(self, url: str | None) -> None:
-        """Record (or, with None, forget) the embedded server's URL."""
-        path = self.data_dir / "redis-url"
-        if url is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(url)
-
-
-def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir or os.environ.get("SOFTPHONE_RELAY_DATA_DIR") or "data").resolve()
 
 
 def _configure_logging(level: str) -> None:
@@ -145,14 +106,43 @@ async def _serve(settings: Settings) -> None:
     relay = await _start_relay(settings, settings.redis_url, stop)
     if relay is None:
         return
+    api_redis = event_log.connect(settings.redis_url)
+    api = ControlApi(settings, api_redis)
     try:
+        await _start_api(api, settings)
         await stop.wait()
     finally:
+        await api.close()
         await relay.close()
+        await api_redis.aclose()
+
+
+async def _start_api(api: ControlApi, settings: Settings) -> None:
+    try:
+        await api.start(settings.host, settings.api_port)
+    except OSError as error:
+        raise ConfigError(
+            "SOFTPHONE_RELAY_API_PORT",
+            f"cannot listen on {settings.host}:{settings.api_port}: {error.strerror}",
+        ) from None
+
+
+GROUPS = ("calls", "dispatch", "presence")
+
+
+def _worker_settings(settings: Settings) -> WorkerSettings:
+    return WorkerSettings(
+        shards=settings.shards,
+        batch_wait_ms=int(settings.batch_wait * 1000),
+        claim_idle_ms=int(settings.claim_idle * 1000),
+    )
 
 
 async def _calls_worker(
-    url: str, settings: Settings, salesforce: SalesforceSettings, registry: CollectorRegistry
+    redis: aioredis.Redis,
+    settings: Settings,
+    salesforce: SalesforceSettings,
+    registry: CollectorRegistry,
 ) -> tuple[Worker, SalesforceConnection]:
     """A ``calls`` worker, logged in to the org (a refused login stops here, clearly)."""
     connection = SalesforceConnection(salesforce)
@@ -162,16 +152,32 @@ async def _calls_worker(
     except requests.RequestException as error:
         # Unreachable is not refused: the worker starts and pauses until the org answers.
         log.warning("event=salesforce_unreachable flow=%r error=%r", connection.flow, str(error))
-    redis = event_log.connect(url)
     sink = SalesforceSink(connection, salesforce.mapping, metrics=SalesforceMetrics(registry))
-    claim_idle_ms = int(settings.claim_idle * 1000)
-    worker_settings = WorkerSettings(
-        shards=settings.shards,
-        batch_wait_ms=int(settings.batch_wait * 1000),
-        claim_idle_ms=claim_idle_ms,
-    )
-    projection = CallRecordsProjection(redis, sink, lock_ms=4 * claim_idle_ms)
+    worker_settings = _worker_settings(settings)
+    projection = CallRecordsProjection(redis, sink, lock_ms=4 * worker_settings.claim_idle_ms)
     return Worker(redis, projection, worker_settings), connection
+
+
+def _request_workers(redis: aioredis.Redis, settings: Settings, groups: list[str]) -> list[Worker]:
+    """The ``dispatch`` and ``presence`` workers among ``groups``."""
+    workers = []
+    if "dispatch" in groups:
+        dispatch = DispatchProjection(redis, partners=settings.partners, ttl=settings.command_ttl)
+        workers.append(Worker(redis, dispatch, _worker_settings(settings)))
+    if "presence" in groups:
+        workers.append(Worker(redis, PresenceProjection(redis), _worker_settings(settings)))
+    return workers
+
+
+async def _run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
+    """Run the workers until ``stop`` (or one of them fails); each finishes its batch."""
+    running = [asyncio.create_task(w.run()) for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([*running, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*running)
 
 
 async def _project(args: argparse.Namespace) -> None:
@@ -179,11 +185,13 @@ async def _project(args: argparse.Namespace) -> None:
     if settings.redis_url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by project")
     groups = [g.strip() for g in args.group.split(",") if g.strip()]
-    unknown = sorted(set(groups) - {"calls"})
+    unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
-        raise ConfigError("--group", f"unknown group {', '.join(unknown)}; available: calls")
+        raise ConfigError(
+            "--group", f"unknown group {', '.join(unknown)}; available: {', '.join(GROUPS)}"
+        )
     salesforce = salesforce_settings_from_env(os.environ)
-    if salesforce is None:
+    if "calls" in groups and salesforce is None:
         raise ConfigError(
             "SOFTPHONE_RELAY_SF_INSTANCE_URL",
             "the calls group needs a Salesforce org: a session (SF_INSTANCE_URL + SF_SESSION_ID) "
@@ -199,16 +207,20 @@ async def _project(args: argparse.Namespace) -> None:
                 "SOFTPHONE_RELAY_WORKER_METRICS_PORT",
                 f"cannot listen on {settings.host}:{settings.worker_metrics_port}: {error}",
             ) from None
-    worker, connection = await _calls_worker(settings.redis_url, settings, salesforce, registry)
-    running = asyncio.create_task(worker.run())
+    redis = event_log.connect(settings.redis_url)
+    connection: SalesforceConnection | None = None
     try:
-        await asyncio.wait(
-            [running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        worker.stop()
-        await running
+        workers = _request_workers(redis, settings, groups)
+        if "calls" in groups:
+            assert salesforce is not None
+            calls, connection = await _calls_worker(redis, settings, salesforce, registry)
+            workers.append(calls)
+        log.info("event=project_started groups=%s", ",".join(w.group for w in workers))
+        await _run_workers(workers, stop)
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
+        await redis.aclose()
 
 
 def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
@@ -217,6 +229,8 @@ def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.api_port is not None:
+        overrides["api_port"] = args.api_port
     settings = settings_from_env(os.environ, **overrides)
     if settings.secret is None and settings.public_key is None:
         overrides["secret"] = state.secret()
@@ -224,11 +238,13 @@ def _up_settings(args: argparse.Namespace, state: DevState) -> Settings:
         overrides["partners"] = DEV_PARTNERS
     if not settings.allowed_origins:
         overrides["allowed_origins"] = DEV_ORIGINS
+    if not settings.api_keys:
+        overrides["api_keys"] = {state.api_key(): DEV_PARTNER_ID}
     return settings_from_env(os.environ, **overrides)
 
 
 async def _up(args: argparse.Namespace) -> None:
-    state = DevState(_data_dir(args))
+    state = DevState(data_dir(args))
     settings = _up_settings(args, state)
     stop = _stop_on_signals()
     embedded: EmbeddedServer | None = None
@@ -243,7 +259,11 @@ async def _up(args: argparse.Namespace) -> None:
         if relay is None:
             return
         standin = StandIn(ca_dir=state.data_dir)
+        redis = event_log.connect(url)
+        api = ControlApi(settings, redis)
+        connection: SalesforceConnection | None = None
         try:
+            await _start_api(api, settings)
             salesforce = salesforce_settings_from_env(os.environ)
             if salesforce is None:
                 await standin.start()
@@ -251,20 +271,21 @@ async def _up(args: argparse.Namespace) -> None:
                     auth=SessionAuth(standin.instance_url, standin.state.new_session()),
                     ca_file=str(standin.ca_file),
                 )
-            worker, connection = await _calls_worker(
-                url, settings, salesforce, relay.metrics.registry
+            calls, connection = await _calls_worker(
+                redis, settings, salesforce, relay.metrics.registry
             )
-            projecting = asyncio.create_task(worker.run())
-            _print_welcome(settings, relay, url, embedded)
+            workers = [calls, *_request_workers(redis, settings, list(GROUPS))]
+            _print_welcome(settings, relay, api, url, embedded)
             _print_salesforce(salesforce, standin if standin.port else None)
             print("\nCtrl-C stops everything this started.", flush=True)
-            await stop.wait()
-            worker.stop()
-            await projecting
-            connection.close()
+            await _run_workers(workers, stop)
         finally:
+            await api.close()
             await relay.close()
             await standin.close()
+            if connection is not None:
+                connection.close()
+            await redis.aclose()
     finally:
         if embedded is not None:
             state.set_redis_url(None)
@@ -289,9 +310,11 @@ List the Tasks it holds:
 
 
 def _print_welcome(
-    settings: Settings, relay: Relay, url: str, embedded: EmbeddedServer | None
+    settings: Settings, relay: Relay, api: ControlApi, url: str, embedded: EmbeddedServer | None
 ) -> None:
     base = f"{settings.host}:{relay.port}"
+    api_base = f"http://{settings.host}:{api.port}"
+    key = next(iter(k for k, p in settings.api_keys.items() if p == DEV_PARTNER_ID), "KEY")
     token = (
         mint_token(settings.secret, DEV_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
         if settings.secret
@@ -319,41 +342,19 @@ def _print_welcome(
               (agent {DEV_AGENT_ID}, partner {DEV_PARTNER_ID}, valid 12 h)
   redis       {url}   ({where})
   http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
+  control API {api_base}/v1/openapi.json   (API key {key})
 
-Try it, in another terminal:
+Try it, in another terminal, with a softphone (or a test client) connected as {DEV_AGENT_ID}:
+  softphone-relay call {DEV_AGENT_ID} '+1 888 397 3342'       # click-to-dial, through the log
+  softphone-relay presence {DEV_AGENT_ID} available           # ask the softphone to change
+  softphone-relay presence {DEV_AGENT_ID}                     # what it last reported
+  curl -s -X POST -H 'Authorization: Bearer {key}' -d '{{"dialTo": "+18883973342"}}' \\
+    {api_base}/v1/agents/{DEV_AGENT_ID}/calls
   softphone-relay token --agent alice --partner {DEV_PARTNER_ID}
-  softphone-relay send {DEV_AGENT_ID} start_call '{sample}'
+  softphone-relay send {DEV_AGENT_ID} start_call '{sample}'   # a raw command, no request
   redis-cli -u {url} XRANGE 'sp:events:{{0}}' - +      # the event log""",
         flush=True,
     )
-
-
-async def _send(args: argparse.Namespace) -> None:
-    state = DevState(_data_dir(args))
-    settings = settings_from_env(os.environ)
-    url = settings.redis_url or state.redis_url()
-    if url is None:
-        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
-    try:
-        data = json.loads(args.json)
-    except json.JSONDecodeError as error:
-        raise ConfigError("JSON", f"not valid JSON: {error}") from None
-    redis = event_log.connect(url)
-    try:
-        command_id = await CommandLog(redis).enqueue(
-            args.agent, args.name, data, ttl_seconds=args.ttl or settings.command_ttl
-        )
-    finally:
-        await redis.aclose()
-    print(command_id)
-
-
-def _token(args: argparse.Namespace) -> None:
-    settings = settings_from_env(os.environ)
-    secret = settings.secret or DevState(_data_dir(args)).existing_secret()
-    if secret is None:
-        raise ConfigError("SOFTPHONE_RELAY_SECRET", "needed to mint a token (or run `up` first)")
-    print(mint_token(secret, args.agent, args.partner, args.ttl))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -364,9 +365,14 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start everything on embedded defaults")
     up.add_argument("--host", help="listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="listen port (default 8765)")
+    up.add_argument("--api-port", type=int, help="control API port (default 8766)")
     sub.add_parser("serve", help="run a relay from SOFTPHONE_RELAY_* configuration")
     project = sub.add_parser("project", help="run projection workers (consumer groups)")
-    project.add_argument("--group", default="calls", help="comma-separated groups (calls)")
+    project.add_argument(
+        "--group",
+        default=",".join(GROUPS),
+        help=f"comma-separated consumer groups (default {','.join(GROUPS)})",
+    )
     token = sub.add_parser("token", help="mint an HS256 agent token")
     token.add_argument("--agent", required=True)
     token.add_argument("--partner", required=True)
@@ -378,6 +384,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("json", help="the payload as JSON (null for get_presence)")
     send.add_argument("--ttl", type=float, help="seconds until it expires (default 30)")
+    call = sub.add_parser("call", help="click-to-dial a number on an agent's softphone")
+    call.add_argument("agent")
+    call.add_argument("number", help="the number to dial (E.164, or national with a region)")
+    call.add_argument("--from", dest="dial_from", help="caller id to present (E.164)")
+    call.add_argument("--participant-type", choices=["Traveler", "Supplier", "Agent"])
+    call.add_argument("--record-id", help="the CRM record the call is about")
+    call.add_argument("--wait", type=float, default=5.0, help="seconds to follow it (default 5)")
+    presence = sub.add_parser("presence", help="show, or ask to change, an agent's presence")
+    presence.add_argument("agent")
+    presence.add_argument("softphone_id", nargs="?", help="the presence to switch to")
+    presence.add_argument("--wait", type=float, default=5.0, help="seconds to follow it")
     return parser
 
 
@@ -388,6 +405,10 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
+
+
+def _run_code(coroutine: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coroutine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,9 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "project":
                 _run(_project(args))
             case "token":
-                _token(args)
+                operate.token(args)
             case "send":
-                _run(_send(args))
+                _run(operate.send(args))
+            case "call":
+                return _run_code(operate.call(args))
+            case "presence":
+                return _run_code(operate.presence(args))
     except (RelayError, ProjectionError, EmbeddedServerError, ValueError) as error:
         print(f"softphone-relay: error: {error}", file=sys.stderr)
         return 2

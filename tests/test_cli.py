@@ -47,7 +47,7 @@ def run_cli(
 def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     """``softphone-relay up --port 0`` in an empty directory with no configuration."""
     process = subprocess.Popen(
-        [*CLI, "up", "--port", "0"],
+        [*CLI, "up", "--port", "0", "--api-port", "0"],
         cwd=tmp_path,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -66,7 +66,11 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]
         "token": re.search(r"agent token (\S+)", text).group(1),  # type: ignore[union-attr]
         "redis": re.search(r"redis\s+(redis://\S+)", text).group(1),  # type: ignore[union-attr]
         "standin_ca": re.search(r"--cacert (\S+)", text).group(1),  # type: ignore[union-attr]
-        "standin_auth": re.search(r"Bearer ([^']+)'", text).group(1),  # type: ignore[union-attr]
+        "standin_auth": re.search(r"--cacert \S+ -H 'Authorization: Bearer ([^']+)'", text).group(
+            1
+        ),  # type: ignore[union-attr]
+        "api": re.search(r"control API (http://\S+)/v1/openapi.json", text).group(1),  # type: ignore[union-attr]
+        "api_key": re.search(r"\(API key (\S+)\)", text).group(1),  # type: ignore[union-attr]
         "standin_query": re.search(r"'(https://\S+/query\?q=\S+)'", text).group(1),  # type: ignore[union-attr]
         "output": text,
     }
@@ -310,3 +314,58 @@ def test_project_with_bad_configuration_fails_naming_the_setting(
     result = run_cli(*args, cwd=tmp_path, env=clean_env(**env))
     assert result.returncode == 2
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_up_dials_through_the_cli_and_the_api(
+    up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    """``call`` and a POST to the printed API both reach the agent's socket as start_call."""
+    _, info = up
+    async with connect(info["socket"], subprotocols=["softphone.v1"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "hello", "token": info["token"]}))
+        await ws.recv()
+        calling = await asyncio.create_subprocess_exec(
+            *CLI,
+            "call",
+            "dev-agent",
+            "+1 888 397 3342",
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (frame["name"], frame["data"]["dialTo"]) == ("start_call", "+18883973342")
+        await ws.send(json.dumps({"type": "ack", "id": frame["id"]}))
+        out, _ = await asyncio.wait_for(calling.communicate(), 10)
+        assert calling.returncode == 0
+        assert json.loads(out)["state"] == "acked"
+
+        def post() -> tuple[int, dict[str, object]]:
+            import requests
+
+            with requests.Session() as http:
+                http.trust_env = False
+                answer = http.post(
+                    f"{info['api']}/v1/agents/dev-agent/calls",
+                    json={"dialTo": "+18449401117"},
+                    headers={"Authorization": f"Bearer {info['api_key']}"},
+                    timeout=5,
+                )
+            return answer.status_code, answer.json()
+
+        status, body = await asyncio.to_thread(post)
+        assert status == 202 and body["state"] in ("accepted", "queued")
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["data"]["dialTo"] == "+18449401117"
+
+
+def test_call_for_an_unknown_agent_fails_in_one_line(
+    up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    """An agent that never connected is named, with a non-zero exit."""
+    result = run_cli("call", "nobody", "+18883973342", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "softphone-relay: error: no agent 'nobody' has opened a softphone session"
+    )

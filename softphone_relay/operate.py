@@ -1,0 +1,117 @@
+"""Operator commands: ``token``, ``send``, ``call`` and ``presence``.
+
+``call`` and ``presence`` go through the same path as the control API (``relay.control``):
+the request becomes an event in the log, the ``dispatch`` projection turns it into a command,
+and the command reaches the agent on whichever relay holds its socket. They then follow the
+request until the softphone acks it (or it fails or expires) and print where it stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+import msgspec
+
+from relay import log as event_log
+from relay.auth import mint_token
+from relay.commands import CommandLog
+from relay.control import CallBody, Control
+from relay.errors import ConfigError
+from relay.requests import RequestStatus
+from relay.settings import Settings, settings_from_env
+from softphone_relay.dev import DEV_PARTNERS, DevState, data_dir
+
+FINAL_STATES = frozenset({"acked", "failed", "expired"})
+
+
+def _settings_and_url(args: argparse.Namespace) -> tuple[Settings, str]:
+    """The configuration, and the log's URL (from the environment or a running ``up``)."""
+    settings = settings_from_env(os.environ)
+    if settings.redis_url is not None:
+        return settings, settings.redis_url
+    url = DevState(data_dir(args)).redis_url()
+    if url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
+    if settings.partners is None:
+        settings = msgspec.structs.replace(settings, partners=DEV_PARTNERS)
+    return settings, url
+
+
+async def send(args: argparse.Namespace) -> None:
+    """Enqueue a command for an agent directly (no request, no dispatch): for testing."""
+    settings, url = _settings_and_url(args)
+    try:
+        data = json.loads(args.json)
+    except json.JSONDecodeError as error:
+        raise ConfigError("JSON", f"not valid JSON: {error}") from None
+    redis = event_log.connect(url)
+    try:
+        command_id = await CommandLog(redis).enqueue(
+            args.agent, args.name, data, ttl_seconds=args.ttl or settings.command_ttl
+        )
+    finally:
+        await redis.aclose()
+    print(command_id)
+
+
+def token(args: argparse.Namespace) -> None:
+    """Mint an HS256 agent token."""
+    settings = settings_from_env(os.environ)
+    secret = settings.secret or DevState(data_dir(args)).existing_secret()
+    if secret is None:
+        raise ConfigError("SOFTPHONE_RELAY_SECRET", "needed to mint a token (or run `up` first)")
+    print(mint_token(secret, args.agent, args.partner, args.ttl))
+
+
+async def call(args: argparse.Namespace) -> int:
+    """Click-to-dial ``args.number`` on the agent's softphone; 1 if it failed or expired."""
+    settings, url = _settings_and_url(args)
+    body = CallBody(
+        dialTo=args.number,
+        dialFrom=args.dial_from,
+        participantType=args.participant_type,
+        recordId=args.record_id,
+    )
+    redis = event_log.connect(url)
+    try:
+        control = Control(settings, redis)
+        info = await control.agent(args.agent, None)
+        accepted = await control.start_call(info, body, source="cli")
+        return await _follow(control, accepted.requestId, args.wait)
+    finally:
+        await redis.aclose()
+
+
+async def presence(args: argparse.Namespace) -> int:
+    """Show the agent's presence, or with a status, ask its softphone to switch to it."""
+    settings, url = _settings_and_url(args)
+    redis = event_log.connect(url)
+    try:
+        control = Control(settings, redis)
+        info = await control.agent(args.agent, None)
+        if args.softphone_id is None:
+            print(msgspec.json.encode(await control.presence(info)).decode())
+            return 0
+        accepted = await control.update_presence(info, args.softphone_id, source="cli")
+        return await _follow(control, accepted.requestId, args.wait)
+    finally:
+        await redis.aclose()
+
+
+async def _follow(control: Control, request_id: str, wait: float) -> int:
+    """Print the request's status once it is final (or after ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    status: RequestStatus = await control.status(request_id, None)
+    while status.state not in FINAL_STATES and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        status = await control.status(request_id, None)
+    print(msgspec.json.encode(status).decode())
+    if status.state in ("failed", "expired"):
+        print(f"softphone-relay: {status.state}: {status.reason}", file=sys.stderr)
+        return 1
+    return 0
