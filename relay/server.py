@@ -24,6 +24,7 @@ from relay.agents import AgentDirectory
 from relay.auth import TokenVerifier
 from relay.backoff import Backoff
 from relay.commands import COMMAND_PAGE, CommandLog
+from relay.contract import REQUESTS
 from relay.delivery import CommandHub, LiveSession
 from relay.errors import FrameRefused
 from relay.frames import (
@@ -38,7 +39,7 @@ from relay.http import HttpRoutes, OriginPolicy
 from relay.log import BatchingAppender, EventLog
 from relay.metrics import RelayMetrics
 from relay.protocol import Admit, Append, Close, CommandAcked, Envelope, Reply, Session
-from relay.requests import RequestState, RequestStore
+from relay.requests import RequestState, RequestStatus, RequestStore
 from relay.settings import Settings
 
 log = logging.getLogger("relay.server")
@@ -286,6 +287,8 @@ class Relay:
                 self.metrics.nacks.labels(error.code).inc()
                 await self._send(ws, session.append_failed(envelope, error))
                 return
+            if envelope.name in REQUESTS and not result.duplicate:
+                await self._accept_request(envelope)
             await self._send(ws, session.appended(envelope, result.seq, duplicate=result.duplicate))
             self.metrics.events_acked.labels("true" if result.duplicate else "false").inc()
             self.metrics.ack_latency.observe(time.perf_counter() - received)
@@ -295,6 +298,23 @@ class Relay:
             log.debug("event=ack_undelivered id=%s session=%s", envelope.id, session.session_id)
         finally:
             in_flight.release()
+
+    async def _accept_request(self, envelope: Envelope) -> None:
+        """A click-to-dial or presence request from the browser: recorded as accepted."""
+        try:
+            await self.requests.advance(
+                RequestStatus(
+                    requestId=envelope.id,
+                    name=envelope.name,
+                    agentId=envelope.agentId,
+                    partnerId=envelope.partnerId,
+                    state="accepted",
+                    updatedAt=envelope.receivedAt,
+                )
+            )
+        except (RedisError, OSError) as error:
+            # The request is in the log: the dispatcher records its progress all the same.
+            log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
 
     async def _record_ack(self, session: Session, command_id: str, sent: dict[str, str]) -> None:
         assert session.identity is not None

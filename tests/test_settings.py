@@ -55,6 +55,11 @@ def test_every_variable_is_read() -> None:
         ("HELLO_TIMEOUT", "soon", "duration"),
         ("PARTNERS_FILE", "/no/such/file.toml", "cannot read"),
         ("PUBLIC_KEY_FILE", "/no/such/key.pem", "cannot read"),
+        ("API_PORT", "-1", "expected 0 to 65535"),
+        ("API_KEYS", "just-a-key-without-partner", "KEY:PARTNER_ID"),
+        ("API_KEYS", "short:p1", "shorter than 16"),
+        ("API_KEYS", "k" * 16 + ":p1," + "k" * 16 + ":p2", "given twice"),
+        ("WORKER_METRICS_PORT", "x", "expected an integer"),
     ],
 )
 def test_invalid_setting_is_named(variable: str, value: str, problem: str) -> None:
@@ -116,3 +121,15 @@ def test_projector_timings_are_read() -> None:
         {"SOFTPHONE_RELAY_BATCH_WAIT": "0", "SOFTPHONE_RELAY_CLAIM_IDLE": "45s"}
     )
     assert (settings.batch_wait, settings.claim_idle) == (0.0, 45.0)
+
+
+def test_api_keys_map_to_their_partner() -> None:
+    """KEY:PARTNER pairs, spaces and empty items tolerated; the port as given."""
+    settings = settings_from_env(
+        {
+            "SOFTPHONE_RELAY_API_KEYS": " key-one-0123456789:p1 , key-two-0123456789:p2, ",
+            "SOFTPHONE_RELAY_API_PORT": "9100",
+        }
+    )
+    assert settings.api_keys == {"key-one-0123456789": "p1", "key-two-0123456789": "p2"}
+    assert settings.api_port == 9100
