@@ -102,3 +102,8 @@ def presence_expected(agent_id: str) -> str:
 
 PRESENCE_CHANGES: Final = "sp:presence-changes"
 """Real presence changes (echoes of our own ``update_presence`` left out), for the CRM side."""
+
+
+def disposition_codes(partner_id: str) -> str:
+    """A partner's disposition codes as read from its Salesforce picklist (a JSON list)."""
+    return f"sp:disposition:{{{partner_id}}}"

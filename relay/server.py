@@ -26,6 +26,7 @@ from relay.backoff import Backoff
 from relay.commands import COMMAND_PAGE, CommandLog
 from relay.contract import REQUESTS
 from relay.delivery import CommandHub, LiveSession
+from relay.dispositions import DispositionCodes
 from relay.errors import FrameRefused
 from relay.frames import (
     SUBPROTOCOL,
@@ -44,6 +45,8 @@ from relay.settings import Settings
 
 log = logging.getLogger("relay.server")
 
+DISPOSITION_REREAD_SECONDS = 30.0
+"""How often a relay rereads the disposition codes the workers read from Salesforce."""
 MAX_IN_FLIGHT = 64
 """Unacked events one connection may have in flight before the relay stops reading it."""
 
@@ -61,6 +64,7 @@ class Relay:
             EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl), self.metrics
         )
         self.commands = CommandLog(redis)
+        self.dispositions = DispositionCodes(settings, redis)
         self.agents = AgentDirectory(redis)
         self.requests = RequestStore(redis)
         self._hub = CommandHub(redis, self.instance_id, sweep_interval=settings.heartbeat)
@@ -77,9 +81,13 @@ class Relay:
     async def start(self) -> None:
         """Start serving; raises if Redis is unreachable (the caller decides what then)."""
         await self._hub.start()
+        await self.dispositions.refresh()
         self._tasks = [
             asyncio.create_task(self._appender.run(), name="appender"),
             asyncio.create_task(self._hub.run(), name="command-hub"),
+            asyncio.create_task(
+                self.dispositions.run(DISPOSITION_REREAD_SECONDS), name="dispositions"
+            ),
         ]
         self._server = await serve(
             self._handle,
@@ -132,7 +140,7 @@ class Relay:
         session = Session(
             session_id=uuid.uuid4().hex,
             verifier=self._verifier,
-            partner_config=self.settings.partner_config,
+            partner_config=self.dispositions.partner_config,
             rate_limit=self.settings.rate_limit,
             heartbeat=self.settings.heartbeat,
             now=time.monotonic(),

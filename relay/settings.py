@@ -28,6 +28,9 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dialFrom: E164 | None = None
     region: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
     """Where click-to-dial numbers written without ``+country`` are (ISO 3166, e.g. US)."""
+    dispositionField: Annotated[str, msgspec.Meta(pattern=r"^\w+\.\w+$")] | None = None
+    """A Salesforce picklist (``Task.Disposition__c``) whose active values are the partner's
+    disposition codes, instead of ``disposition`` (read by the ``calls`` workers)."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +68,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     claim_idle: float = 30.0
     """After this long unacked, a dead worker's entries are taken over
     (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
+    disposition_refresh: float = 600.0
+    """How often the calls workers reread Salesforce disposition picklists."""
     api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8766
     """The control API's port (``SOFTPHONE_RELAY_API_PORT``)."""
     api_keys: dict[str, str] = msgspec.field(default_factory=dict)
@@ -220,6 +225,7 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         ("HEARTBEAT", "heartbeat"),
         ("COMMAND_TTL", "command_ttl"),
         ("CLAIM_IDLE", "claim_idle"),
+        ("DISPOSITION_REFRESH", "disposition_refresh"),
     ):
         if (text := get(key)) is not None:
             value = parse_duration(PREFIX + key, text)

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from projections.call_records import CallRecordsProjection
 from projections.dispatcher import DispatchProjection
+from projections.dispositions import DispositionRefresher
 from projections.errors import ProjectionError
 from projections.metrics import SalesforceMetrics
 from projections.presence_projection import PresenceProjection
@@ -130,10 +131,11 @@ async def _start_api(api: ControlApi, settings: Settings) -> None:
 GROUPS = ("calls", "dispatch", "presence")
 
 
-def _worker_settings(settings: Settings) -> WorkerSettings:
+def _worker_settings(settings: Settings, *, batch_wait: bool = False) -> WorkerSettings:
+    """Only the calls worker waits for batches to fill; requests are latency-critical."""
     return WorkerSettings(
         shards=settings.shards,
-        batch_wait_ms=int(settings.batch_wait * 1000),
+        batch_wait_ms=int(settings.batch_wait * 1000) if batch_wait else 0,
         claim_idle_ms=int(settings.claim_idle * 1000),
     )
 
@@ -153,7 +155,7 @@ async def _calls_worker(
         # Unreachable is not refused: the worker starts and pauses until the org answers.
         log.warning("event=salesforce_unreachable flow=%r error=%r", connection.flow, str(error))
     sink = SalesforceSink(connection, salesforce.mapping, metrics=SalesforceMetrics(registry))
-    worker_settings = _worker_settings(settings)
+    worker_settings = _worker_settings(settings, batch_wait=True)
     projection = CallRecordsProjection(redis, sink, lock_ms=4 * worker_settings.claim_idle_ms)
     return Worker(redis, projection, worker_settings), connection
 
@@ -169,15 +171,23 @@ def _request_workers(redis: aioredis.Redis, settings: Settings, groups: list[str
     return workers
 
 
-async def _run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
-    """Run the workers until ``stop`` (or one of them fails); each finishes its batch."""
+async def _run_workers(
+    workers: list[Worker], stop: asyncio.Event, refresher: DispositionRefresher | None = None
+) -> None:
+    """Run the workers (and the disposition refresher) until ``stop`` or a worker fails."""
     running = [asyncio.create_task(w.run()) for w in workers]
     stopped = asyncio.create_task(stop.wait())
+    refreshing = (
+        asyncio.create_task(refresher.run(refresher.interval, stop))
+        if refresher is not None
+        else None
+    )
     await asyncio.wait([*running, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
+    stop.set()
     for worker in workers:
         worker.stop()
-    await asyncio.gather(*running)
+    await asyncio.gather(*running, *([refreshing] if refreshing else []))
 
 
 async def _project(args: argparse.Namespace) -> None:
@@ -211,12 +221,16 @@ async def _project(args: argparse.Namespace) -> None:
     connection: SalesforceConnection | None = None
     try:
         workers = _request_workers(redis, settings, groups)
+        refresher = None
         if "calls" in groups:
             assert salesforce is not None
             calls, connection = await _calls_worker(redis, settings, salesforce, registry)
             workers.append(calls)
+            refresher = DispositionRefresher(
+                connection, redis, settings.partners, interval=settings.disposition_refresh
+            )
         log.info("event=project_started groups=%s", ",".join(w.group for w in workers))
-        await _run_workers(workers, stop)
+        await _run_workers(workers, stop, refresher)
     finally:
         if connection is not None:
             connection.close()
@@ -275,10 +289,13 @@ async def _up(args: argparse.Namespace) -> None:
                 redis, settings, salesforce, relay.metrics.registry
             )
             workers = [calls, *_request_workers(redis, settings, list(GROUPS))]
+            refresher = DispositionRefresher(
+                connection, redis, settings.partners, interval=settings.disposition_refresh
+            )
             _print_welcome(settings, relay, api, url, embedded)
             _print_salesforce(salesforce, standin if standin.port else None)
             print("\nCtrl-C stops everything this started.", flush=True)
-            await _run_workers(workers, stop)
+            await _run_workers(workers, stop, refresher)
         finally:
             await api.close()
             await relay.close()
