@@ -9,6 +9,6 @@ COPY clientjs ./clientjs
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 relay
 USER relay
 ENV SOFTPHONE_RELAY_HOST=0.0.0.0 SOFTPHONE_RELAY_PORT=8765
-EXPOSE 8765
+EXPOSE 8765 8766 9108
 ENTRYPOINT ["softphone-relay"]
 CMD ["serve"]

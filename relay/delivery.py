@@ -37,6 +37,8 @@ class LiveSession:
     generation: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     replaced: bool = False
+    sent: dict[str, str] = field(default_factory=dict)
+    """Commands sent on this session that answer a request: command id → request id."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the connection is over: the session's loops return (a cancellation that
     arrives during a Redis call can be swallowed by the client library; this cannot)."""

@@ -193,12 +193,11 @@ class Relay:
                 session.session_id,
                 recovered,
             )
-            sent: dict[str, str] = {}
             async with asyncio.TaskGroup() as tasks:
-                delivery = tasks.create_task(self._deliver(ws, live, position, sent))
+                delivery = tasks.create_task(self._deliver(ws, live, position))
                 online = tasks.create_task(self._keep_online(live, admit.identity.partner_id))
                 try:
-                    await self._read(ws, session, tasks, sent)
+                    await self._read(ws, session, tasks, live)
                 finally:
                     live.end()
                     delivery.cancel()
@@ -245,12 +244,12 @@ class Relay:
         ws: ServerConnection,
         session: Session,
         tasks: asyncio.TaskGroup,
-        sent: dict[str, str],
+        live: LiveSession,
     ) -> None:
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # A close without a proper close frame ends the session like any other close.
         with contextlib.suppress(ConnectionClosed):
-            await self._read_frames(ws, session, tasks, in_flight, sent)
+            await self._read_frames(ws, session, tasks, in_flight, live)
 
     async def _read_frames(
         self,
@@ -258,7 +257,7 @@ class Relay:
         session: Session,
         tasks: asyncio.TaskGroup,
         in_flight: asyncio.Semaphore,
-        sent: dict[str, str],
+        live: LiveSession,
     ) -> None:
         async for message in ws:
             received = time.perf_counter()
@@ -273,7 +272,7 @@ class Relay:
                         self.metrics.nacks.labels(frame.code).inc()
                     await self._send(ws, frame)
                 case CommandAcked(command_id=command_id):
-                    tasks.create_task(self._record_ack(session, command_id, sent))
+                    tasks.create_task(self._record_ack(session, command_id, live))
                 case Close():
                     await self._close(ws, action)
                     return
@@ -324,11 +323,11 @@ class Relay:
             # The request is in the log: the dispatcher records its progress all the same.
             log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
 
-    async def _record_ack(self, session: Session, command_id: str, sent: dict[str, str]) -> None:
+    async def _record_ack(self, session: Session, command_id: str, live: LiveSession) -> None:
         assert session.identity is not None
         try:
             await self.commands.record_ack(session.identity.agent_id, command_id)
-            request_id = sent.pop(command_id, None)
+            request_id = live.sent.pop(command_id, None)
             if request_id is not None:
                 await self._request_state(request_id, "acked", command_id)
         except (RedisError, OSError) as error:
@@ -346,22 +345,12 @@ class Relay:
         if not moved:
             log.debug("event=request_state_kept request=%s state=%s", request_id, state)
 
-    async def _deliver(
-        self,
-        ws: ServerConnection,
-        live: LiveSession,
-        position: str | None,
-        sent: dict[str, str],
-    ) -> None:
+    async def _deliver(self, ws: ServerConnection, live: LiveSession, position: str | None) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self._deliver_commands(ws, live, position, sent)
+            await self._deliver_commands(ws, live, position)
 
     async def _deliver_commands(
-        self,
-        ws: ServerConnection,
-        live: LiveSession,
-        position: str | None,
-        sent: dict[str, str],
+        self, ws: ServerConnection, live: LiveSession, position: str | None
     ) -> None:
         backoff = Backoff(cap=2.0)
         while True:
@@ -391,7 +380,7 @@ class Relay:
                         )
                         self.metrics.commands_delivered.labels(command.name).inc()
                         if command.requestId is not None:
-                            sent[command_id] = command.requestId
+                            live.sent[command_id] = command.requestId
                             await self._request_state(command.requestId, "delivered", command_id)
                     if len(entries) < COMMAND_PAGE:
                         break
