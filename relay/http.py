@@ -2,17 +2,23 @@
 
 The ``websockets`` server hands every request to :meth:`HttpRoutes.process_request` before
 the handshake: ``/v1/socket`` continues to the handshake when its Origin is allowed (else 403);
-``/healthz``, ``/readyz`` and ``/metrics`` are answered here; anything else is 404.
+``/healthz``, ``/readyz`` and ``/metrics`` are answered here, and the wrapper library's files
+(``/softphone.js``, ``/softphone.mjs``, ``/softphone.d.ts``, ``/contract.schema.json``) with
+caching and CORS headers, for the softphone to load from another origin; ``up`` adds the demo
+page (``/demo`` and ``/demo/token``); anything else is 404.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
@@ -40,6 +46,49 @@ class OriginPolicy:
         return any(fnmatch.fnmatchcase(origin, pattern) for pattern in self._patterns)
 
 
+class StaticFile(msgspec.Struct, frozen=True):
+    """A file served as it is, with its validator."""
+
+    body: bytes
+    content_type: str
+    etag: str
+
+
+CONTENT_TYPES: Final = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".ts": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+}
+CLIENT_FILES: Final = ("softphone.js", "softphone.mjs", "softphone.d.ts", "contract.schema.json")
+CACHE_SECONDS: Final = 300
+
+
+def clientjs_dir() -> Path | None:
+    """Where the wrapper library's files are: beside the package (a checkout), or ./clientjs."""
+    for candidate in (Path(__file__).resolve().parents[1] / "clientjs", Path.cwd() / "clientjs"):
+        if (candidate / "softphone.js").is_file():
+            return candidate
+    return None
+
+
+def load_static(directory: Path | None, names: tuple[str, ...]) -> dict[str, StaticFile]:
+    """The files of ``directory`` named ``names`` (the ones present), by URL path."""
+    found: dict[str, StaticFile] = {}
+    for name in names:
+        path = directory / name if directory is not None else None
+        if path is None or not path.is_file():
+            continue
+        body = path.read_bytes()
+        found["/" + name] = StaticFile(
+            body=body,
+            content_type=CONTENT_TYPES[path.suffix],
+            etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"',
+        )
+    return found
+
+
 class HttpRoutes:
     """Answers the relay's GET endpoints; lets allowed socket handshakes through."""
 
@@ -48,10 +97,15 @@ class HttpRoutes:
         origins: OriginPolicy,
         metrics: RelayMetrics,
         ready: Callable[[], Awaitable[bool]],
+        *,
+        files: dict[str, StaticFile] | None = None,
+        demo_token: Callable[[], str] | None = None,
     ) -> None:
         self._origins = origins
         self._metrics = metrics
         self._ready = ready
+        self._files = files or {}
+        self._demo_token = demo_token
 
     async def process_request(
         self, connection: ServerConnection, request: Request
@@ -71,6 +125,34 @@ class HttpRoutes:
             return connection.respond(503, "event log unreachable\n")
         if path == "/metrics":
             response = connection.respond(200, self._metrics.render().decode())
+            del response.headers["Content-Type"]
             response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
             return response
+        if path == "/demo/token" and self._demo_token is not None:
+            response = connection.respond(200, self._demo_token())
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        served = self._files.get("/demo.html" if path == "/demo" else path)
+        if served is not None and (path != "/demo.html" or self._demo_token is not None):
+            return self._static(connection, request, served)
         return connection.respond(404, f"no such endpoint: {path}\n")
+
+    def _static(
+        self, connection: ServerConnection, request: Request, served: StaticFile
+    ) -> Response:
+        if request.headers.get("If-None-Match") == served.etag:
+            response = connection.respond(304, "")
+        else:
+            response = connection.respond(200, "")
+            response.body = served.body
+            del response.headers["Content-Length"]
+            del response.headers["Content-Type"]
+            response.headers["Content-Length"] = str(len(served.body))
+            response.headers["Content-Type"] = served.content_type
+        response.headers["ETag"] = served.etag
+        response.headers["Cache-Control"] = f"public, max-age={CACHE_SECONDS}"
+        # Loaded by the softphone from another origin (the CRM's page): allow that explicitly.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Self
 
@@ -36,7 +37,7 @@ from relay.frames import (
     ServerFrame,
     encode_frame,
 )
-from relay.http import HttpRoutes, OriginPolicy
+from relay.http import CLIENT_FILES, HttpRoutes, OriginPolicy, clientjs_dir, load_static
 from relay.log import BatchingAppender, EventLog
 from relay.metrics import RelayMetrics
 from relay.protocol import Admit, Append, Close, CommandAcked, Envelope, Reply, Session
@@ -54,7 +55,14 @@ MAX_IN_FLIGHT = 64
 class Relay:
     """One relay instance: the websocket server, the appender and the command hub."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        *,
+        demo_token: Callable[[], str] | None = None,
+    ) -> None:
+        """``demo_token`` (``up`` only) serves the demo page and mints its agent's tokens."""
         self.settings = settings
         self.instance_id = uuid.uuid4().hex[:12]
         self.metrics = RelayMetrics()
@@ -68,7 +76,15 @@ class Relay:
         self.agents = AgentDirectory(redis)
         self.requests = RequestStore(redis)
         self._hub = CommandHub(redis, self.instance_id, sweep_interval=settings.heartbeat)
-        self._routes = HttpRoutes(OriginPolicy(settings.allowed_origins), self.metrics, self.ready)
+        self._routes = HttpRoutes(
+            OriginPolicy(settings.allowed_origins),
+            self.metrics,
+            self.ready,
+            files=load_static(
+                clientjs_dir(), CLIENT_FILES + (("demo.html",) if demo_token else ())
+            ),
+            demo_token=demo_token,
+        )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

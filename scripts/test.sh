@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set everything up (a .venv with the project and its test tools) and run every check:
-# ruff (lint + format), mypy --strict, then the whole test suite against real servers.
+# Set everything up (a .venv with the project and its test tools, clientjs's npm packages,
+# Debian's Chromium) and run every check: clientjs's unit tests (node --test), ruff (lint +
+# format), mypy --strict, then the whole test suite against real servers and a real browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -9,6 +10,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The browser tests drive Debian's Chromium with playwright-core (never a downloaded browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package) for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "scripts/test.sh: the browser tests need Chromium: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+fi
+(cd clientjs && npm ci --no-audit --no-fund --silent)
+echo "== node --test (clientjs)"
+(cd clientjs && node --test test/softphone.test.js)
 echo "== ruff"
 .venv/bin/ruff check relay projections softphone_relay tests bench
 .venv/bin/ruff format --check relay projections softphone_relay tests bench

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,6 +49,7 @@ from relay.server import Relay
 from relay.settings import Settings, settings_from_env
 from softphone_relay import operate
 from softphone_relay.dev import (
+    DEMO_AGENT_ID,
     DEV_AGENT_ID,
     DEV_ORIGINS,
     DEV_PARTNER_ID,
@@ -81,11 +82,16 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _start_relay(settings: Settings, url: str, stop: asyncio.Event) -> Relay | None:
+async def _start_relay(
+    settings: Settings,
+    url: str,
+    stop: asyncio.Event,
+    demo_token: Callable[[], str] | None = None,
+) -> Relay | None:
     """Start a relay, waiting (with backoff) for Redis to become reachable; None if stopped."""
     backoff = Backoff(base=0.2, cap=5.0)
     while not stop.is_set():
-        relay = Relay(settings, event_log.connect(url))
+        relay = Relay(settings, event_log.connect(url), demo_token=demo_token)
         try:
             await relay.start()
             return relay
@@ -268,8 +274,14 @@ async def _up(args: argparse.Namespace) -> None:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         state.set_redis_url(url)
+    secret = settings.secret
+
+    def demo_token() -> str:
+        assert secret is not None
+        return mint_token(secret, DEMO_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
+
     try:
-        relay = await _start_relay(settings, url, stop)
+        relay = await _start_relay(settings, url, stop, demo_token if secret else None)
         if relay is None:
             return
         standin = StandIn(ca_dir=state.data_dir)
@@ -360,6 +372,7 @@ def _print_welcome(
   redis       {url}   ({where})
   http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
   control API {api_base}/v1/openapi.json   (API key {key})
+  demo        http://{base}/demo   (a fake softphone, agent {DEMO_AGENT_ID}: open it in a browser)
 
 Try it, in another terminal, with a softphone (or a test client) connected as {DEV_AGENT_ID}:
   softphone-relay call {DEV_AGENT_ID} '+1 888 397 3342'       # click-to-dial, through the log

@@ -16,6 +16,7 @@ from relay.settings import Partner
 
 DEV_PARTNER_ID = "215fd887-39be-4935-981f-2670d6afeaa7"
 DEV_AGENT_ID = "dev-agent"
+DEMO_AGENT_ID = "demo-agent"
 DEV_PARTNERS = {
     DEV_PARTNER_ID: Partner(
         disposition=["code1", "code2"],

@@ -87,10 +87,12 @@ async def start_relay(redis_url: str) -> AsyncIterator[RelayFactory]:
     """Start relays on the test's server (closed at the end of the test)."""
     async with AsyncExitStack() as stack:
 
-        async def start(url: str | None = None, **overrides: Any) -> Relay:
+        async def start(
+            url: str | None = None, demo_token: Callable[[], str] | None = None, **overrides: Any
+        ) -> Relay:
             client = event_log.connect(url or redis_url)
             stack.push_async_callback(client.aclose)
-            relay = Relay(make_settings(**overrides), client)
+            relay = Relay(make_settings(**overrides), client, demo_token=demo_token)
             await relay.start()
             stack.push_async_callback(relay.close)
             return relay
