@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from relay import keys
 from relay.commands import CommandLog
 from relay.embedded import free_port
 from relay.server import Relay
-from tests.conftest import PARTNER, RelayFactory, contract_examples, token
+from tests.conftest import PARTNER, SECRET, RelayFactory, contract_examples, token
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTJS = ROOT / "clientjs"
@@ -187,27 +189,69 @@ async def test_a_command_sent_with_the_cli_reaches_the_callback_once(
     await client.aclose()
 
 
-async def test_a_relay_restart_mid_call_loses_and_duplicates_nothing(
-    start_relay: RelayFactory, browser: Browser, page_origin: str, redis_client: aioredis.Redis
-) -> None:
-    """The relay goes away between callAccepted and callEnded; the page keeps the events and
-    sends them when a relay is back on the same address: each lands once."""
-    port = free_port()
-    relay = await start_relay(allowed_origins=ORIGINS, port=port)
-    page = await open_softphone(browser, page_origin, relay)
-    call = {"partnerId": PARTNER, "conversationId": "conv-restart"}
-    await browser.run(page, f"SoftphoneWrapper.callAccepted({json.dumps(call)})")
-    await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0")
-    await relay.close()
-    await browser.wait(page, "SoftphoneWrapper.state() !== 'open'")
-    ended = {**call, "duration": 42, "callType": "inbound"}
-    await browser.run(page, f"SoftphoneWrapper.callEnded({json.dumps(ended)})")
-    await browser.call(
-        "eval", page=page, js=f"SoftphoneWrapper.callNotesSubmitted({json.dumps(call)})"
+def serve(redis_url: str, port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``softphone-relay serve`` as its own process, on ``port``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")} | {
+        "SOFTPHONE_RELAY_REDIS_URL": redis_url,
+        "SOFTPHONE_RELAY_SECRET": SECRET,
+        "SOFTPHONE_RELAY_PORT": str(port),
+        "SOFTPHONE_RELAY_API_PORT": "0",
+        "SOFTPHONE_RELAY_ALLOWED_ORIGINS": ",".join(ORIGINS),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "softphone_relay.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert await browser.run(page, "SoftphoneWrapper.outboxSize()") == 2
-    await start_relay(allowed_origins=ORIGINS, port=port)
-    await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0", within_ms=20_000)
+
+
+async def listening(port: int) -> None:
+    """Wait until something accepts connections on ``port``."""
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise AssertionError(f"nothing listens on {port}")
+
+
+async def test_a_relay_killed_mid_call_loses_and_duplicates_nothing(
+    browser: Browser,
+    page_origin: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+) -> None:
+    """The relay process is SIGKILLed between callAccepted and callEnded; the page keeps the
+    events and sends them when a relay is back on the same address: each lands once."""
+    port = free_port()
+    relay = serve(redis_url, port, tmp_path)
+    try:
+        await listening(port)
+        url = f"{page_origin}/softphone-page.html#relay=http://127.0.0.1:{port}&token={token()}"
+        page = int(await browser.call("open", url=url))
+        await browser.wait(page, "SoftphoneWrapper.state() === 'open'")
+        call = {"partnerId": PARTNER, "conversationId": "conv-kill"}
+        await browser.run(page, f"SoftphoneWrapper.callAccepted({json.dumps(call)})")
+        await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0")
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(10)
+        await browser.wait(page, "SoftphoneWrapper.state() !== 'open'", within_ms=60_000)
+        ended = {**call, "duration": 42, "callType": "inbound"}
+        await browser.run(page, f"SoftphoneWrapper.callEnded({json.dumps(ended)})")
+        await browser.run(page, f"SoftphoneWrapper.callNotesSubmitted({json.dumps(call)})")
+        assert await browser.run(page, "SoftphoneWrapper.outboxSize()") == 2
+        relay = serve(redis_url, port, tmp_path)
+        await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0", within_ms=30_000)
+    finally:
+        relay.kill()
+        relay.wait(10)
     names = [e["name"] for e in await events(redis_client)]
     assert names == ["callAccepted", "callEnded", "callNotesSubmitted"]
 
