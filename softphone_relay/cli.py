@@ -425,6 +425,14 @@ def _parser() -> argparse.ArgumentParser:
     presence.add_argument("agent")
     presence.add_argument("softphone_id", nargs="?", help="the presence to switch to")
     presence.add_argument("--wait", type=float, default=5.0, help="seconds to follow it")
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, requeue or drop")
+    dlq.add_argument("action", choices=["list", "show", "requeue", "drop"])
+    dlq.add_argument("ids", nargs="*", help="dead-letter ids (show, requeue, drop)")
+    dlq.add_argument("--group", default="calls", help="the projection group (default calls)")
+    dlq.add_argument("--error", help="requeue/drop the ones whose error contains this text")
+    dlq.add_argument("--all", action="store_true", help="requeue/drop every one")
+    dlq.add_argument("--json", action="store_true", help="list: one JSON object per line")
+    dlq.add_argument("--limit", type=int, default=1000, help="list: at most this many")
     return parser
 
 
@@ -461,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_code(operate.call(args))
             case "presence":
                 return _run_code(operate.presence(args))
+            case "dlq":
+                return _run_code(operate.dlq(args))
     except (RelayError, ProjectionError, EmbeddedServerError, ValueError) as error:
         print(f"softphone-relay: error: {error}", file=sys.stderr)
         return 2

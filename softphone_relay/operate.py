@@ -1,4 +1,4 @@
-"""Operator commands: ``token``, ``send``, ``call`` and ``presence``.
+"""Operator commands: ``token``, ``send``, ``call``, ``presence`` and ``dlq``.
 
 ``call`` and ``presence`` go through the same path as the control API (``relay.control``):
 the request becomes an event in the log, the ``dispatch`` projection turns it into a command,
@@ -14,9 +14,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import msgspec
 
+from projections.dead_letters import DeadLetter, DeadLetters
+from relay import keys
 from relay import log as event_log
 from relay.auth import mint_token
 from relay.commands import CommandLog
@@ -115,3 +118,58 @@ async def _follow(control: Control, request_id: str, wait: float) -> int:
         print(f"softphone-relay: {status.state}: {status.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+async def dlq(args: argparse.Namespace) -> int:
+    """``dlq list|show|requeue|drop``: the dead letters of one projection group."""
+    if args.group not in keys.GROUPS:
+        raise ConfigError("--group", f"unknown group {args.group}; one of {', '.join(keys.GROUPS)}")
+    _, url = _settings_and_url(args)
+    redis = event_log.connect(url)
+    try:
+        letters = DeadLetters(redis, args.group)
+        if args.action == "list":
+            found = await letters.entries(limit=args.limit)
+            if args.json:
+                for letter in found:
+                    print(msgspec.json.encode(letter).decode())
+            else:
+                _print_table(found)
+            return 0
+        if args.action == "show":
+            for dlq_id in args.ids:
+                one = await letters.get(dlq_id)
+                if one is None:
+                    raise ConfigError("ID", f"no dead letter {dlq_id} in {args.group}")
+                print(json.dumps(msgspec.to_builtins(one), indent=2))
+            return 0
+        match = _matcher(args)
+        done = await (letters.requeue(match) if args.action == "requeue" else letters.drop(match))
+        verb = "requeued" if args.action == "requeue" else "dropped"
+        print(f"{verb} {len(done)} dead letter(s) of {args.group}")
+        return 0
+    finally:
+        await redis.aclose()
+
+
+def _matcher(args: argparse.Namespace) -> Callable[[DeadLetter], bool]:
+    """Which dead letters ``requeue``/``drop`` act on: ids, ``--error TEXT`` or ``--all``."""
+    chosen = sum(bool(x) for x in (args.ids, args.error, args.all))
+    if chosen != 1:
+        raise ConfigError("dlq", "name dead letters by ID..., or --error TEXT, or --all")
+    if args.all:
+        return lambda _: True
+    if args.error:
+        return lambda letter: args.error in letter.error
+    ids = set(args.ids)
+    return lambda letter: letter.id in ids
+
+
+def _print_table(letters: list[DeadLetter]) -> None:
+    if not letters:
+        print("no dead letters")
+        return
+    print(f"{'ID':<17} {'ENTRY':<24} {'EVENT':<22} {'TRIES':>5}  ERROR")
+    for d in letters:
+        entry = f"{d.stream.removeprefix('sp:events:')}/{d.entryId}"
+        print(f"{d.id:<17} {entry:<24} {d.name or '?':<22} {d.attempts:>5}  {d.error[:80]}")
