@@ -55,6 +55,10 @@ class MeasuringSink:
         self.target = target
         self.all_written = all_written
 
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        return self.sink.api_usage
+
     async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
         outcomes = await self.sink.write(records)
         now = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import msgspec
@@ -44,6 +45,10 @@ class RecordSink(Protocol):
 
     async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
         """The outcome of each record, by conversation id."""
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, max) of the target's daily request budget, if it has one."""
 
 
 class CallRecordsProjection:
@@ -81,6 +86,8 @@ class CallRecordsProjection:
             records = {k: record_of(f) for k, f in merged.items()}
             over = [r for r in records.values() if r.status in FINAL_STATUSES]
             results: dict[str, Outcome] = await self._sink.write(over) if over else {}
+            if over and self._sink.api_usage is not None:
+                await self._record_usage(*self._sink.api_usage)
             # A call still in progress is not written yet: keeping its facts is the effect.
             results |= {
                 r.conversationId: Done() for r in records.values() if r.status not in FINAL_STATUSES
@@ -94,6 +101,13 @@ class CallRecordsProjection:
         finally:
             await self._unlock(locked)
         return outcomes
+
+    async def _record_usage(self, used: int, total: int) -> None:
+        """Keep the org's API usage where ``softphone-relay status`` reads it."""
+        await self._redis.hset(
+            keys.SALESFORCE_USAGE,
+            mapping={"used": used, "max": total, "at": datetime.now(UTC).isoformat()},
+        )
 
     async def _lock(self, conversations: list[tuple[int, str]]) -> set[tuple[int, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:

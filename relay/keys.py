@@ -107,3 +107,7 @@ PRESENCE_CHANGES: Final = "sp:presence-changes"
 def disposition_codes(partner_id: str) -> str:
     """A partner's disposition codes as read from its Salesforce picklist (a JSON list)."""
     return f"sp:disposition:{{{partner_id}}}"
+
+
+SALESFORCE_USAGE: Final = "sp:salesforce:usage"
+"""Hash: ``used``, ``max`` and ``at`` of the org's daily API requests, as the workers last saw."""

@@ -433,6 +433,18 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("--all", action="store_true", help="requeue/drop every one")
     dlq.add_argument("--json", action="store_true", help="list: one JSON object per line")
     dlq.add_argument("--limit", type=int, default=1000, help="list: at most this many")
+    status = sub.add_parser("status", help="shards, consumer groups, dead letters, agents")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    tail = sub.add_parser("tail", help="follow the event log (or print it from a point)")
+    tail.add_argument("--from", dest="from_", help="a stream id or ISO time (default: now)")
+    tail.add_argument("--agent")
+    tail.add_argument("--conversation")
+    tail.add_argument("--partner")
+    tail.add_argument("--name", help="comma-separated event names")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument(
+        "--no-follow", dest="follow", action="store_false", help="stop at the end of the log"
+    )
     return parser
 
 
@@ -471,6 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_code(operate.presence(args))
             case "dlq":
                 return _run_code(operate.dlq(args))
+            case "status":
+                return _run_code(operate.status(args))
+            case "tail":
+                return _run_code(operate.tail(args))
     except (RelayError, ProjectionError, EmbeddedServerError, ValueError) as error:
         print(f"softphone-relay: error: {error}", file=sys.stderr)
         return 2

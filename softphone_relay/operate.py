@@ -1,4 +1,4 @@
-"""Operator commands: ``token``, ``send``, ``call``, ``presence`` and ``dlq``.
+"""Operator commands: ``token``, ``send``, ``call``, ``presence``, ``dlq``, ``status``, ``tail``.
 
 ``call`` and ``presence`` go through the same path as the control API (``relay.control``):
 the request becomes an event in the log, the ``dispatch`` projection turns it into a command,
@@ -15,20 +15,33 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import msgspec
 
 from projections.dead_letters import DeadLetter, DeadLetters
+from projections.log_reader import (
+    EventFilter,
+    LoggedEvent,
+    entry_order,
+    position,
+    read_range,
+    shard_count,
+)
+from projections.status import gather as gather_status
+from projections.status import render as render_status
 from relay import keys
 from relay import log as event_log
 from relay.auth import mint_token
 from relay.commands import CommandLog
 from relay.control import CallBody, Control
 from relay.errors import ConfigError
+from relay.protocol import Envelope
 from relay.requests import RequestStatus
 from relay.settings import Settings, settings_from_env
 from softphone_relay.dev import DEV_PARTNERS, DevState, data_dir
 
+PAGE_SIZE = 500
 FINAL_STATES = frozenset({"acked", "failed", "expired"})
 
 
@@ -173,3 +186,80 @@ def _print_table(letters: list[DeadLetter]) -> None:
     for d in letters:
         entry = f"{d.stream.removeprefix('sp:events:')}/{d.entryId}"
         print(f"{d.id:<17} {entry:<24} {d.name or '?':<22} {d.attempts:>5}  {d.error[:80]}")
+
+
+async def status(args: argparse.Namespace) -> int:
+    """``status``: shards, groups (lag, pending, consumers), dead letters, agents, Salesforce."""
+    settings, url = _settings_and_url(args)
+    redis = event_log.connect(url)
+    try:
+        shards = max(settings.shards, await shard_count(redis))
+        found = await gather_status(redis, shards)
+    finally:
+        await redis.aclose()
+    print(msgspec.json.encode(found).decode() if args.json else render_status(found))
+    return 0
+
+
+def _event_filter(args: argparse.Namespace) -> EventFilter:
+    names = frozenset(n.strip() for n in (args.name or "").split(",") if n.strip())
+    return EventFilter(
+        partner=args.partner, agent=args.agent, conversation=args.conversation, names=names
+    )
+
+
+def _line(event: LoggedEvent, as_json: bool) -> str:
+    envelope = event.envelope
+    if as_json:
+        return json.dumps(
+            {"stream": event.stream, "id": event.id, **msgspec.to_builtins(envelope)},
+            separators=(",", ":"),
+        )
+    at = envelope.at.isoformat().replace("+00:00", "Z")
+    conversation = f" conv={envelope.conversationId}" if envelope.conversationId else ""
+    data = json.dumps(envelope.data, separators=(",", ":"))
+    return (
+        f"{at}  {event.id:<17} {envelope.name:<22} agent={envelope.agentId}{conversation}  {data}"
+    )
+
+
+async def tail(args: argparse.Namespace) -> int:
+    """``tail``: the log from a point (or from now), filtered; follows until Ctrl-C."""
+    settings, url = _settings_and_url(args)
+    event_filter = _event_filter(args)
+    redis = event_log.connect(url, timeout=5.0)
+    try:
+        shards = max(settings.shards, await shard_count(redis))
+        streams = [keys.event_stream(s) for s in range(shards)]
+        last = {s: "$" for s in streams}
+        if args.from_ is not None:
+            start = position("--from", args.from_)
+            # Up to where the log is now; what comes after is followed below, once.
+            last = {s: await _last_id(redis, s) for s in streams}
+            async for event in read_range(redis, start, "+", event_filter, shards=shards):
+                if entry_order(event.id) <= entry_order(last[event.stream]):
+                    print(_line(event, args.json), flush=True)
+        while args.follow:
+            reply = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                await redis.xread(last, block=1000, count=PAGE_SIZE),  # type: ignore[arg-type]
+            )
+            for stream_name, entries in reply or []:
+                stream = stream_name.decode()
+                for entry_id, fields in entries:
+                    last[stream] = entry_id.decode()
+                    try:
+                        envelope = msgspec.json.decode(fields.get(b"e", b""), type=Envelope)
+                    except msgspec.DecodeError:
+                        continue
+                    if event_filter.matches(envelope):
+                        logged = LoggedEvent(stream, entry_id.decode(), envelope)
+                        print(_line(logged, args.json), flush=True)
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def _last_id(redis: Any, stream: str) -> str:
+    entries = await redis.xrevrange(stream, count=1)
+    return str(entries[0][0].decode()) if entries else "0-0"
