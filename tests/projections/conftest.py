@@ -4,8 +4,12 @@ clients and connections that trust it (with logins pointed at it), and call reco
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,3 +123,17 @@ def connection(standin: StandIn) -> Iterator[ConnectionFactory]:
     yield make
     for one in made:
         one.close()
+
+
+def run_cli(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``softphone-relay ARGS`` as an operator runs it, on the test's Redis only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "softphone_relay.cli", *args],
+        cwd=cwd,
+        env=env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

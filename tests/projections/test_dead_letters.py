@@ -4,9 +4,7 @@ requeued after the fix and then written exactly once; dropped; and wrong use is 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,23 +18,14 @@ from projections.worker import Worker, WorkerSettings
 from relay import keys
 from relay.server import Relay
 from tests.conftest import PARTNER, AgentFactory
-from tests.projections.conftest import ConnectionFactory
+from tests.projections.conftest import ConnectionFactory, run_cli
 
 SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
 WRONG = TaskMapping(fields={"language": "Language__c"})  # no such field on a vanilla Task
 
 
 def cli(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "softphone_relay.cli", "dlq", *args],
-        cwd=tmp_path,
-        env=env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_cli(redis_url, tmp_path, "dlq", *args)
 
 
 async def project(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -13,20 +10,8 @@ import redis.asyncio as aioredis
 from projections.worker import Worker, WorkerSettings
 from relay.server import Relay
 from tests.conftest import PARTNER, AgentFactory
+from tests.projections.conftest import run_cli
 from tests.projections.test_worker import Recorder
-
-
-def cli(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "softphone_relay.cli", *args],
-        cwd=tmp_path,
-        env=env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 async def test_tail_prints_the_log_filtered(
@@ -38,7 +23,7 @@ async def test_tail_prints_the_log_filtered(
         for name in ("incomingCall", "callEnded"):
             await agent.event(name, {"partnerId": PARTNER, "conversationId": conversation})
             await agent.recv()
-    result = cli(
+    result = run_cli(
         redis_url, tmp_path, "tail", "--from", "-", "--conversation", "c2", "--json", "--no-follow"
     )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -46,13 +31,13 @@ async def test_tail_prints_the_log_filtered(
         ("incomingCall", "c2"),
         ("callEnded", "c2"),
     ]
-    text = cli(redis_url, tmp_path, "tail", "--from", "-", "--name", "callEnded", "--no-follow")
+    text = run_cli(redis_url, tmp_path, "tail", "--from", "-", "--name", "callEnded", "--no-follow")
     assert [line.split()[2] for line in text.stdout.splitlines()] == ["callEnded", "callEnded"]
 
 
 def test_tail_refuses_a_bad_position(redis_url: str, tmp_path: Path) -> None:
     """A --from that is neither an id nor a time is one line, exit 2."""
-    result = cli(redis_url, tmp_path, "tail", "--from", "yesterday", "--no-follow")
+    result = run_cli(redis_url, tmp_path, "tail", "--from", "yesterday", "--no-follow")
     assert result.returncode == 2 and "--from: expected a stream id" in result.stderr
 
 
@@ -69,11 +54,11 @@ async def test_status_shows_lengths_lag_pending_and_agents(
         await agent.event("callEnded", {"partnerId": PARTNER, "conversationId": f"c{n}"})
         await agent.recv()
     await Worker(redis_client, Recorder(), WorkerSettings()).ensure_groups()
-    found = json.loads(cli(redis_url, tmp_path, "status", "--json").stdout)
+    found = json.loads(run_cli(redis_url, tmp_path, "status", "--json").stdout)
     shard = found["shards"][0]
     assert shard["length"] == 3
     [group] = shard["groups"]
     assert (group["group"], group["lag"], group["pending"]) == ("calls", 3, 0)
     assert found["onlineAgents"] == {relay.instance_id: 1}
     assert found["deadLetters"] == {"calls": 0, "presence": 0, "dispatch": 0}
-    assert "SHARD" in cli(redis_url, tmp_path, "status").stdout
+    assert "SHARD" in run_cli(redis_url, tmp_path, "status").stdout
