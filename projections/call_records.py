@@ -51,6 +51,37 @@ class RecordSink(Protocol):
         """(used, max) of the target's daily request budget, if it has one."""
 
 
+class ConversationLocks:
+    """One writer per conversation at a time, across workers and replays (``SET NX PX``)."""
+
+    def __init__(self, redis: aioredis.Redis, *, lock_ms: int = LOCK_MS) -> None:
+        self._redis = redis
+        self._lock_ms = lock_ms
+        self._owner = uuid.uuid4().hex
+        self._release = redis.register_script(RELEASE_SCRIPT)
+
+    async def take(self, conversations: list[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Lock what is free of ``(shard, conversation)``; the ones this call now holds."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, conversation in conversations:
+                pipe.set(
+                    keys.call_lock(shard, conversation), self._owner, nx=True, px=self._lock_ms
+                )
+            replies = await pipe.execute()
+        return {c for c, ok in zip(conversations, replies, strict=True) if ok}
+
+    async def release(self, conversations: set[tuple[int, str]]) -> None:
+        """Release locks this holder took (a lock that expired and was retaken is left)."""
+        if not conversations:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, conversation in conversations:
+                await self._release(
+                    keys=[keys.call_lock(shard, conversation)], args=[self._owner], client=pipe
+                )
+            await pipe.execute()
+
+
 class CallRecordsProjection:
     """Folds call events into records and hands them to a sink."""
 
@@ -59,9 +90,7 @@ class CallRecordsProjection:
     def __init__(self, redis: aioredis.Redis, sink: RecordSink, *, lock_ms: int = LOCK_MS) -> None:
         self._redis = redis
         self._sink = sink
-        self._lock_ms = lock_ms
-        self._owner = uuid.uuid4().hex
-        self._release = redis.register_script(RELEASE_SCRIPT)
+        self._locks = ConversationLocks(redis, lock_ms=lock_ms)
 
     async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
         """Write the records of the batch's conversations; outcomes by entry id."""
@@ -76,7 +105,7 @@ class CallRecordsProjection:
             by_conversation[(shard, envelope.conversationId)].append(entry)
         if not by_conversation:
             return outcomes
-        locked = await self._lock(list(by_conversation))
+        locked = await self._locks.take(list(by_conversation))
         for key, group in by_conversation.items():
             if key not in locked:
                 for entry in group:
@@ -99,7 +128,7 @@ class CallRecordsProjection:
                 for entry in by_conversation[key]:
                     outcomes[entry.id] = outcome
         finally:
-            await self._unlock(locked)
+            await self._locks.release(locked)
         return outcomes
 
     async def _record_usage(self, used: int, total: int) -> None:
@@ -108,23 +137,6 @@ class CallRecordsProjection:
             keys.SALESFORCE_USAGE,
             mapping={"used": used, "max": total, "at": datetime.now(UTC).isoformat()},
         )
-
-    async def _lock(self, conversations: list[tuple[int, str]]) -> set[tuple[int, str]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard, conversation in conversations:
-                pipe.set(
-                    keys.call_lock(shard, conversation), self._owner, nx=True, px=self._lock_ms
-                )
-            replies = await pipe.execute()
-        return {c for c, ok in zip(conversations, replies, strict=True) if ok}
-
-    async def _unlock(self, conversations: set[tuple[int, str]]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard, conversation in conversations:
-                await self._release(
-                    keys=[keys.call_lock(shard, conversation)], args=[self._owner], client=pipe
-                )
-            await pipe.execute()
 
     async def _merge(
         self, groups: dict[tuple[int, str], list[LogEntry]]

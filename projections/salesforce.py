@@ -31,7 +31,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import requests
@@ -149,22 +149,53 @@ class SalesforceSink:
         """(used, max) of the org's daily API requests, as last reported."""
         return self._usage
 
-    async def write(self, records: Sequence[CallRecord]) -> dict[str, Outcome]:
-        """Write every record; the outcome of each, by conversation id."""
+    async def write(
+        self, records: Sequence[CallRecord], *, known: Mapping[str, str] | None = None
+    ) -> dict[str, Outcome]:
+        """Write every record; the outcome of each, by conversation id.
+
+        ``known`` (conversation id → record Id, as :meth:`current` found them) spares the
+        query for what is already there: every record not in it is created.
+        """
         outcomes: dict[str, Outcome] = {}
         for start in range(0, len(records), CHUNK):
             chunk = list(records[start : start + CHUNK])
-            outcomes |= await asyncio.to_thread(self._write_chunk, chunk)
+            outcomes |= await asyncio.to_thread(self._write_chunk, chunk, known)
         for outcome in outcomes.values():
             self.metrics.records.labels(type(outcome).__name__.lower()).inc()
         return outcomes
 
-    def _write_chunk(self, records: list[CallRecord]) -> dict[str, Outcome]:
+    async def current(
+        self, records: Sequence[CallRecord], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """What the org holds for these records: ``Id`` and ``fields``, by conversation id."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(records), CHUNK):
+            chunk = list(records[start : start + CHUNK])
+            found |= await asyncio.to_thread(self._select, chunk, fields)
+        return found
+
+    def _select(
+        self, records: list[CallRecord], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        match = self._mapping.match_field
+        columns = ", ".join(dict.fromkeys(["Id", match, *fields]))
+        keys = ", ".join(soql_string(r.conversationId) for r in records)
+        soql = f"SELECT {columns} FROM {self._mapping.object} WHERE {match} IN ({keys})"
+        result = self._call("query", lambda sf: sf.query_all(soql, timeout=REQUEST_TIMEOUT))
+        return {
+            row[match]: {k: v for k, v in row.items() if k != "attributes"}
+            for row in result["records"]
+        }
+
+    def _write_chunk(
+        self, records: list[CallRecord], known: Mapping[str, str] | None = None
+    ) -> dict[str, Outcome]:
         try:
             if self._mapping.external_id:
                 outcomes = self._upsert(records)
             else:
-                existing = self._existing(records)
+                existing = dict(known) if known is not None else self._existing(records)
                 new = [r for r in records if r.conversationId not in existing]
                 outcomes = self._create(new, self._callers_of(new))
                 outcomes |= self._update(

@@ -76,6 +76,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """API key → the partner it acts for (``SOFTPHONE_RELAY_API_KEYS``)."""
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9108
     """Where ``project`` serves its Prometheus metrics; 0 turns that off."""
+    retention: float | None = None
+    """How long the event log keeps entries (``SOFTPHONE_RELAY_RETENTION``, e.g. ``90d``);
+    None (unset or ``forever``) keeps everything. Entries a consumer group has not processed
+    are kept whatever their age."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -234,6 +238,11 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
             fields[attr] = value
     if (wait := get("BATCH_WAIT")) is not None:
         fields["batch_wait"] = parse_duration(PREFIX + "BATCH_WAIT", wait)  # 0: no waiting
+    if (retention := get("RETENTION")) is not None and retention.strip() != "forever":
+        kept = parse_duration(PREFIX + "RETENTION", retention)
+        if kept < 3600:
+            raise ConfigError(PREFIX + "RETENTION", "must be at least 1h (or forever)")
+        fields["retention"] = kept
     if (ttl := get("DEDUPE_TTL")) is not None:
         fields["dedupe_ttl"] = max(1, int(parse_duration(PREFIX + "DEDUPE_TTL", ttl)))
     fields.update(overrides)

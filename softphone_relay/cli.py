@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from redis.exceptions import RedisError
+from simple_salesforce.exceptions import SalesforceError
 
 from projections.call_records import CallRecordsProjection
 from projections.dispatcher import DispatchProjection
@@ -47,7 +48,7 @@ from relay.embedded import EmbeddedServer, EmbeddedServerError
 from relay.errors import ConfigError, RelayError
 from relay.server import Relay
 from relay.settings import Settings, settings_from_env
-from softphone_relay import operate
+from softphone_relay import history, operate
 from softphone_relay.dev import (
     DEMO_AGENT_ID,
     DEV_AGENT_ID,
@@ -55,7 +56,9 @@ from softphone_relay.dev import (
     DEV_PARTNER_ID,
     DEV_PARTNERS,
     DevState,
+    StandInAddress,
     data_dir,
+    record_standin,
 )
 
 log = logging.getLogger("softphone_relay")
@@ -297,6 +300,10 @@ async def _up(args: argparse.Namespace) -> None:
                     auth=SessionAuth(standin.instance_url, standin.state.new_session()),
                     ca_file=str(standin.ca_file),
                 )
+                address = StandInAddress(
+                    standin.instance_url, standin.state.new_session(), str(standin.ca_file)
+                )
+                record_standin(state, address)
             calls, connection = await _calls_worker(
                 redis, settings, salesforce, relay.metrics.registry
             )
@@ -316,6 +323,7 @@ async def _up(args: argparse.Namespace) -> None:
                 connection.close()
             await redis.aclose()
     finally:
+        record_standin(state, None)
         if embedded is not None:
             state.set_redis_url(None)
             await asyncio.to_thread(embedded.stop)
@@ -445,7 +453,42 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--no-follow", dest="follow", action="store_false", help="stop at the end of the log"
     )
+    _history_parsers(sub)
     return parser
+
+
+def _range_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--from", dest="from_", default="-", help="stream id or ISO time (-)")
+    command.add_argument("--to", default="+", help="stream id or ISO time (default +, the end)")
+    command.add_argument("--partner")
+    command.add_argument("--agent")
+    command.add_argument("--conversation")
+
+
+def _history_parsers(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="re-run the calls projection over a range of the log")
+    _range_arguments(replay)
+    replay.add_argument("--group", default="calls", help="the projection (calls)")
+    replay.add_argument(
+        "--target",
+        default="salesforce",
+        help="salesforce (the configured org), standin (up's), or jsonl:PATH",
+    )
+    replay.add_argument("--sf-env", help="a file of SOFTPHONE_RELAY_SF_* lines: another org")
+    replay.add_argument("--dry-run", action="store_true", help="show the differences, write none")
+    replay.add_argument(
+        "--include-partial",
+        action="store_true",
+        help="also write conversations that began before --from (from their events in range)",
+    )
+    replay.add_argument("--json", action="store_true", help="dry run: changes as JSON lines")
+    export = sub.add_parser("export", help="write a range of the log as JSONL")
+    _range_arguments(export)
+    export.add_argument("--out", help="file to write (default stdout)")
+    trim = sub.add_parser("trim", help="apply the retention: trim old, processed entries")
+    trim.add_argument("--older-than", help="a duration such as 90d (default: the retention)")
+    trim.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    trim.add_argument("--json", action="store_true", help="one JSON object per shard")
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -487,8 +530,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_code(operate.status(args))
             case "tail":
                 return _run_code(operate.tail(args))
+            case "replay":
+                return _run_code(history.replay(args))
+            case "export":
+                return _run_code(history.export(args))
+            case "trim":
+                return _run_code(history.trim(args))
     except (RelayError, ProjectionError, EmbeddedServerError, ValueError) as error:
         print(f"softphone-relay: error: {error}", file=sys.stderr)
+        return 2
+    except RedisError as error:
+        print(
+            f"softphone-relay: error: the event log (Redis) did not answer: {error}",
+            file=sys.stderr,
+        )
+        return 2
+    except (SalesforceError, requests.RequestException) as error:
+        print(f"softphone-relay: error: Salesforce: {str(error)[:300]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

@@ -1,8 +1,8 @@
 """What ``up`` leaves in its data directory for the other commands, and its sample partner.
 
 ``token``, ``send``, ``call`` and ``presence`` find a running ``up`` through the data
-directory (``--data-dir``, default ``./data``): its signing secret, its embedded server's URL
-and its development API key.
+directory (``--data-dir``, default ``./data``): its signing secret, its embedded server's URL,
+its development API key and its Salesforce stand-in (where ``replay --target standin`` writes).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import os
 import secrets
 from pathlib import Path
+
+import msgspec
 
 from relay.settings import Partner
 
@@ -69,6 +71,35 @@ class DevState:
             path.unlink(missing_ok=True)
         else:
             path.write_text(url)
+
+
+class StandInAddress(msgspec.Struct, frozen=True):
+    """Where ``up``'s Salesforce stand-in listens, a live session on it, and its CA."""
+
+    instance_url: str
+    session_id: str
+    ca_file: str
+
+
+def _standin_path(state: DevState) -> Path:
+    return state.data_dir / "standin.json"
+
+
+def record_standin(state: DevState, address: StandInAddress | None) -> None:
+    """Record (or, with None, forget) the stand-in of a running ``up``."""
+    path = _standin_path(state)
+    if address is None:
+        path.unlink(missing_ok=True)
+        return
+    state.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.encode(address))
+    path.chmod(0o600)
+
+
+def running_standin(state: DevState) -> StandInAddress | None:
+    """The stand-in of a running ``up``, if there is one."""
+    path = _standin_path(state)
+    return msgspec.json.decode(path.read_bytes(), type=StandInAddress) if path.exists() else None
 
 
 def data_dir(args: argparse.Namespace) -> Path:

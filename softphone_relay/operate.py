@@ -45,7 +45,7 @@ PAGE_SIZE = 500
 FINAL_STATES = frozenset({"acked", "failed", "expired"})
 
 
-def _settings_and_url(args: argparse.Namespace) -> tuple[Settings, str]:
+def settings_and_url(args: argparse.Namespace) -> tuple[Settings, str]:
     """The configuration, and the log's URL (from the environment or a running ``up``)."""
     settings = settings_from_env(os.environ)
     if settings.redis_url is not None:
@@ -60,7 +60,7 @@ def _settings_and_url(args: argparse.Namespace) -> tuple[Settings, str]:
 
 async def send(args: argparse.Namespace) -> None:
     """Enqueue a command for an agent directly (no request, no dispatch): for testing."""
-    settings, url = _settings_and_url(args)
+    settings, url = settings_and_url(args)
     try:
         data = json.loads(args.json)
     except json.JSONDecodeError as error:
@@ -86,7 +86,7 @@ def token(args: argparse.Namespace) -> None:
 
 async def call(args: argparse.Namespace) -> int:
     """Click-to-dial ``args.number`` on the agent's softphone; 1 if it failed or expired."""
-    settings, url = _settings_and_url(args)
+    settings, url = settings_and_url(args)
     body = CallBody(
         dialTo=args.number,
         dialFrom=args.dial_from,
@@ -105,7 +105,7 @@ async def call(args: argparse.Namespace) -> int:
 
 async def presence(args: argparse.Namespace) -> int:
     """Show the agent's presence, or with a status, ask its softphone to switch to it."""
-    settings, url = _settings_and_url(args)
+    settings, url = settings_and_url(args)
     redis = event_log.connect(url)
     try:
         control = Control(settings, redis)
@@ -137,7 +137,7 @@ async def dlq(args: argparse.Namespace) -> int:
     """``dlq list|show|requeue|drop``: the dead letters of one projection group."""
     if args.group not in keys.GROUPS:
         raise ConfigError("--group", f"unknown group {args.group}; one of {', '.join(keys.GROUPS)}")
-    _, url = _settings_and_url(args)
+    _, url = settings_and_url(args)
     redis = event_log.connect(url)
     try:
         letters = DeadLetters(redis, args.group)
@@ -190,7 +190,7 @@ def _print_table(letters: list[DeadLetter]) -> None:
 
 async def status(args: argparse.Namespace) -> int:
     """``status``: shards, groups (lag, pending, consumers), dead letters, agents, Salesforce."""
-    settings, url = _settings_and_url(args)
+    settings, url = settings_and_url(args)
     redis = event_log.connect(url)
     try:
         shards = max(settings.shards, await shard_count(redis))
@@ -208,7 +208,7 @@ def _event_filter(args: argparse.Namespace) -> EventFilter:
     )
 
 
-def _line(event: LoggedEvent, as_json: bool) -> str:
+def event_line(event: LoggedEvent, as_json: bool) -> str:
     envelope = event.envelope
     if as_json:
         return json.dumps(
@@ -225,7 +225,7 @@ def _line(event: LoggedEvent, as_json: bool) -> str:
 
 async def tail(args: argparse.Namespace) -> int:
     """``tail``: the log from a point (or from now), filtered; follows until Ctrl-C."""
-    settings, url = _settings_and_url(args)
+    settings, url = settings_and_url(args)
     event_filter = _event_filter(args)
     redis = event_log.connect(url, timeout=5.0)
     try:
@@ -238,7 +238,7 @@ async def tail(args: argparse.Namespace) -> int:
             last = {s: await _last_id(redis, s) for s in streams}
             async for event in read_range(redis, start, "+", event_filter, shards=shards):
                 if entry_order(event.id) <= entry_order(last[event.stream]):
-                    print(_line(event, args.json), flush=True)
+                    print(event_line(event, args.json), flush=True)
         while args.follow:
             reply = cast(
                 list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
@@ -254,7 +254,7 @@ async def tail(args: argparse.Namespace) -> int:
                         continue
                     if event_filter.matches(envelope):
                         logged = LoggedEvent(stream, entry_id.decode(), envelope)
-                        print(_line(logged, args.json), flush=True)
+                        print(event_line(logged, args.json), flush=True)
     finally:
         await redis.aclose()
     return 0

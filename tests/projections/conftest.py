@@ -4,10 +4,11 @@ clients and connections that trust it (with logins pointed at it), and call reco
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,12 @@ def run_cli(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProces
         timeout=30,
         check=False,
     )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, step: float) -> None:
+    """Wait until ``check()`` holds, at most ``within`` seconds."""
+    for _ in range(int(within / step)):
+        if await check():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError("the condition did not come true in time")

@@ -4,13 +4,11 @@ but before the log entries were acked, and a new worker started: nothing lost, n
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from projections.sfstandin.server import StandIn
 from relay import keys
 from relay.protocol import Envelope
 from tests.conftest import PARTNER
+from tests.projections.conftest import eventually
 
 CALLS = 150
 
@@ -68,15 +67,6 @@ def task_count(standin: StandIn) -> tuple[int, int]:
     """(Tasks, distinct conversations among them)."""
     found = [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
     return len(found), len({r["CallObject"] for r in found})
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float, step: float) -> None:
-    """Wait until ``check()`` holds, at most ``within`` seconds."""
-    for _ in range(int(within / step)):
-        if await check():
-            return
-        await asyncio.sleep(step)
-    raise AssertionError("the condition did not come true in time")
 
 
 async def test_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
