@@ -9,7 +9,10 @@ lose its work. ``softphone-relay export`` archives a range to JSONL before it go
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from typing import Any, Final, cast
 
 import msgspec
@@ -117,3 +120,19 @@ async def trim(
             )
         done.append(ShardTrim(stream, cutoff, minid, held_by, removed))
     return done
+
+
+async def keep_trimmed(
+    redis: aioredis.Redis, shards: int, retention: float, stop: asyncio.Event
+) -> None:
+    """Apply the retention now and every :data:`TRIM_EVERY` seconds until ``stop``.
+
+    A failed pass (Redis away) is logged and tried again at the next one.
+    """
+    while not stop.is_set():
+        try:
+            await trim(redis, shards, int((time.time() - retention) * 1000))
+        except (aioredis.RedisError, OSError) as error:
+            log.warning("event=log_trim_failed error=%r", str(error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TRIM_EVERY)

@@ -31,6 +31,7 @@ from projections.dispositions import DispositionRefresher
 from projections.errors import ProjectionError
 from projections.metrics import SalesforceMetrics
 from projections.presence_projection import PresenceProjection
+from projections.retention import keep_trimmed
 from projections.salesforce import SalesforceSink
 from projections.sf_connect import (
     SalesforceConnection,
@@ -181,22 +182,34 @@ def _request_workers(redis: aioredis.Redis, settings: Settings, groups: list[str
 
 
 async def _run_workers(
-    workers: list[Worker], stop: asyncio.Event, refresher: DispositionRefresher | None = None
+    workers: list[Worker],
+    stop: asyncio.Event,
+    chores: Sequence[Coroutine[Any, Any, None]] = (),
 ) -> None:
-    """Run the workers (and the disposition refresher) until ``stop`` or a worker fails."""
+    """Run the workers until ``stop`` or a worker fails; ``chores`` (the disposition
+    refresher, the retention) run beside them and end on ``stop``."""
     running = [asyncio.create_task(w.run()) for w in workers]
     stopped = asyncio.create_task(stop.wait())
-    refreshing = (
-        asyncio.create_task(refresher.run(refresher.interval, stop))
-        if refresher is not None
-        else None
-    )
+    background = [asyncio.create_task(chore) for chore in chores]
     await asyncio.wait([*running, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     stop.set()
     for worker in workers:
         worker.stop()
-    await asyncio.gather(*running, *([refreshing] if refreshing else []))
+    await asyncio.gather(*running, *background)
+
+
+def _chores(
+    redis: aioredis.Redis,
+    settings: Settings,
+    stop: asyncio.Event,
+    refresher: DispositionRefresher | None,
+) -> list[Coroutine[Any, Any, None]]:
+    """What runs beside the workers: picklist refreshes, and the retention if one is set."""
+    chores = [refresher.run(refresher.interval, stop)] if refresher is not None else []
+    if settings.retention is not None:
+        chores.append(keep_trimmed(redis, settings.shards, settings.retention, stop))
+    return chores
 
 
 async def _project(args: argparse.Namespace) -> None:
@@ -239,7 +252,7 @@ async def _project(args: argparse.Namespace) -> None:
                 connection, redis, settings.partners, interval=settings.disposition_refresh
             )
         log.info("event=project_started groups=%s", ",".join(w.group for w in workers))
-        await _run_workers(workers, stop, refresher)
+        await _run_workers(workers, stop, _chores(redis, settings, stop, refresher))
     finally:
         if connection is not None:
             connection.close()
@@ -314,7 +327,7 @@ async def _up(args: argparse.Namespace) -> None:
             _print_welcome(settings, relay, api, url, embedded)
             _print_salesforce(salesforce, standin if standin.port else None)
             print("\nCtrl-C stops everything this started.", flush=True)
-            await _run_workers(workers, stop, refresher)
+            await _run_workers(workers, stop, _chores(redis, settings, stop, refresher))
         finally:
             await api.close()
             await relay.close()

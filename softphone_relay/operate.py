@@ -212,7 +212,7 @@ def event_line(event: LoggedEvent, as_json: bool) -> str:
     envelope = event.envelope
     if as_json:
         return json.dumps(
-            {"stream": event.stream, "id": event.id, **msgspec.to_builtins(envelope)},
+            {"stream": event.stream, "entryId": event.id, **msgspec.to_builtins(envelope)},
             separators=(",", ":"),
         )
     at = envelope.at.isoformat().replace("+00:00", "Z")

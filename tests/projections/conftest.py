@@ -8,12 +8,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import requests
 from simple_salesforce.api import Salesforce
 
@@ -25,6 +27,8 @@ from projections.sf_connect import (
     SessionAuth,
 )
 from projections.sfstandin.server import RedirectAdapter, StandIn, StandInState
+from relay.log import EventLog
+from relay.protocol import Envelope
 
 START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -147,3 +151,40 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float, step: 
             return
         await asyncio.sleep(step)
     raise AssertionError("the condition did not come true in time")
+
+
+# Events in a real log, through the relay's own appender.
+
+LOG_PARTNER = "p1"
+
+
+def envelope(name: str, conversation: str, second: int, **data: Any) -> Envelope:
+    """An event of ``conversation`` said ``second`` seconds after START."""
+    at = START + timedelta(seconds=second)
+    return Envelope(
+        id=str(uuid.uuid4()),
+        name=name,
+        agentId="agent-1",
+        partnerId=LOG_PARTNER,
+        conversationId=conversation,
+        at=at,
+        receivedAt=at,
+        sessionId="s",
+        data={"partnerId": LOG_PARTNER, "conversationId": conversation, **data},
+    )
+
+
+def call(conversation: str, second: int = 0) -> list[Envelope]:
+    """An answered inbound call with late notes."""
+    return [
+        envelope("incomingCall", conversation, second, callerANI="+18883973342"),
+        envelope("callAccepted", conversation, second + 1, callerANI="+18883973342"),
+        envelope("callEnded", conversation, second + 60, duration=59, callType="inbound"),
+        envelope("callNotesSubmitted", conversation, second + 90, notes=f"notes of {conversation}"),
+    ]
+
+
+async def append(redis: aioredis.Redis, envelopes: list[Envelope]) -> list[str]:
+    """Through the relay's own appender; the stream ids."""
+    results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_batch(envelopes)
+    return [r.seq for r in results]

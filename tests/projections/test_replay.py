@@ -8,8 +8,6 @@ import json
 import shlex
 import signal
 import sys
-import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +23,15 @@ from projections.sfstandin.server import StandIn
 from projections.task_mapping import TaskMapping
 from projections.worker import Worker, WorkerSettings
 from relay import keys
-from relay.log import EventLog
 from relay.protocol import Envelope
 from softphone_relay.dev import DevState, StandInAddress, record_standin
-from tests.projections.conftest import START, ConnectionFactory, eventually, run_cli
-
-PARTNER = "p1"
-
-
-def envelope(name: str, conversation: str, second: int, **data: Any) -> Envelope:
-    at = START + timedelta(seconds=second)
-    return Envelope(
-        id=str(uuid.uuid4()),
-        name=name,
-        agentId="agent-1",
-        partnerId=PARTNER,
-        conversationId=conversation,
-        at=at,
-        receivedAt=at,
-        sessionId="s",
-        data={"partnerId": PARTNER, "conversationId": conversation, **data},
-    )
-
-
-def call(conversation: str, second: int = 0) -> list[Envelope]:
-    """An answered inbound call with late notes."""
-    return [
-        envelope("incomingCall", conversation, second, callerANI="+18883973342"),
-        envelope("callAccepted", conversation, second + 1, callerANI="+18883973342"),
-        envelope("callEnded", conversation, second + 60, duration=59, callType="inbound"),
-        envelope("callNotesSubmitted", conversation, second + 90, notes=f"notes of {conversation}"),
-    ]
-
-
-async def append(redis: aioredis.Redis, envelopes: list[Envelope]) -> list[str]:
-    """Through the relay's own appender; the stream ids."""
-    results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_batch(envelopes)
-    return [r.seq for r in results]
+from tests.projections.conftest import (
+    ConnectionFactory,
+    append,
+    call,
+    eventually,
+    run_cli,
+)
 
 
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:
