@@ -1,4 +1,4 @@
-# The Python services (relay, and the projector workers as they land): one image, one CLI.
+# The Python services (relays and projection workers): one image, one CLI command each.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -8,6 +8,9 @@ their ``sp:agent:*`` record), and the Salesforce API usage the ``calls`` workers
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import Counter
 from typing import Any, cast
 
@@ -15,7 +18,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from projections.metrics import LogGauges
 from relay import keys
+
+WATCH_EVERY = 5.0
+"""How often the log gauges are refreshed."""
 
 
 class ConsumerStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,3 +165,35 @@ def render(status: Status) -> str:
         else "SALESFORCE    no API usage seen yet"
     )
     return "\n".join(lines)
+
+
+log = logging.getLogger("projections.status")
+
+
+def observe(gauges: LogGauges, status: Status) -> None:
+    """Set the log gauges from a status. Pure (no I/O)."""
+    for shard in status.shards:
+        gauges.length.labels(shard.stream).set(shard.length)
+        for group in shard.groups:
+            if group.lag is not None:
+                gauges.lag.labels(group.group, shard.stream).set(group.lag)
+            gauges.pending.labels(group.group, shard.stream).set(group.pending)
+    for group_name, count in status.deadLetters.items():
+        gauges.dead_letters.labels(group_name).set(count)
+
+
+async def watch(
+    redis: aioredis.Redis,
+    shards: int,
+    gauges: LogGauges,
+    stop: asyncio.Event,
+    every: float = WATCH_EVERY,
+) -> None:
+    """Refresh the log gauges every ``every`` seconds until ``stop``."""
+    while not stop.is_set():
+        try:
+            observe(gauges, await gather(redis, shards))
+        except (aioredis.RedisError, OSError) as error:
+            log.warning("event=log_gauges_failed error=%r", str(error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

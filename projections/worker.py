@@ -36,6 +36,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from projections.metrics import WorkerMetrics
 from relay import keys
 from relay.backoff import Backoff
 from relay.protocol import Envelope
@@ -127,8 +128,10 @@ class Worker:
         *,
         consumer: str | None = None,
         on_batch: Callable[[int], Awaitable[None]] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._redis = redis
+        self._metrics = metrics or WorkerMetrics()
         self._projection = projection
         self._settings = settings
         self.consumer = consumer or consumer_name()
@@ -320,11 +323,12 @@ class Worker:
         paused: list[tuple[LogEntry, Pause]] = []
         for entry in entries:
             outcome = outcomes.get(entry.id, Retry("no outcome"))
+            if isinstance(outcome, Retry) and entry.deliveries >= self._settings.max_deliveries:
+                outcome = Reject(f"gave up after {entry.deliveries} deliveries: {outcome.error}")
+            self._metrics.entries.labels(self.group, type(outcome).__name__.lower()).inc()
             if isinstance(outcome, Pause):
                 paused.append((entry, outcome))
                 continue
-            if isinstance(outcome, Retry) and entry.deliveries >= self._settings.max_deliveries:
-                outcome = Reject(f"gave up after {entry.deliveries} deliveries: {outcome.error}")
             if isinstance(outcome, Reject):
                 await self._dead_letter(entry, outcome.error)
             if not isinstance(outcome, Retry):
@@ -332,6 +336,8 @@ class Worker:
         if acks:
             await self._redis.xack(stream, self.group, *acks)
         await self._uncount(stream, [entry for entry, _ in paused])
+        self._metrics.batch_size.labels(self.group).observe(len(entries))
+        self._metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
         log.info(
             "event=batch group=%s stream=%s size=%d acked=%d paused=%d seconds=%.3f",
             self.group,

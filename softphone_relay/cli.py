@@ -29,7 +29,7 @@ from projections.call_records import CallRecordsProjection
 from projections.dispatcher import DispatchProjection
 from projections.dispositions import DispositionRefresher
 from projections.errors import ProjectionError
-from projections.metrics import SalesforceMetrics
+from projections.metrics import LogGauges, SalesforceMetrics, WorkerMetrics
 from projections.presence_projection import PresenceProjection
 from projections.retention import keep_trimmed
 from projections.salesforce import SalesforceSink
@@ -40,6 +40,7 @@ from projections.sf_connect import (
     salesforce_settings_from_env,
 )
 from projections.sfstandin.server import StandIn
+from projections.status import watch as watch_log
 from projections.worker import Worker, WorkerSettings
 from relay import log as event_log
 from relay.api import ControlApi
@@ -155,6 +156,7 @@ async def _calls_worker(
     settings: Settings,
     salesforce: SalesforceSettings,
     registry: CollectorRegistry,
+    metrics: WorkerMetrics,
 ) -> tuple[Worker, SalesforceConnection]:
     """A ``calls`` worker, logged in to the org (a refused login stops here, clearly)."""
     connection = SalesforceConnection(salesforce)
@@ -167,17 +169,20 @@ async def _calls_worker(
     sink = SalesforceSink(connection, salesforce.mapping, metrics=SalesforceMetrics(registry))
     worker_settings = _worker_settings(settings, batch_wait=True)
     projection = CallRecordsProjection(redis, sink, lock_ms=4 * worker_settings.claim_idle_ms)
-    return Worker(redis, projection, worker_settings), connection
+    return Worker(redis, projection, worker_settings, metrics=metrics), connection
 
 
-def _request_workers(redis: aioredis.Redis, settings: Settings, groups: list[str]) -> list[Worker]:
+def _request_workers(
+    redis: aioredis.Redis, settings: Settings, groups: list[str], metrics: WorkerMetrics
+) -> list[Worker]:
     """The ``dispatch`` and ``presence`` workers among ``groups``."""
     workers = []
     if "dispatch" in groups:
         dispatch = DispatchProjection(redis, partners=settings.partners, ttl=settings.command_ttl)
-        workers.append(Worker(redis, dispatch, _worker_settings(settings)))
+        workers.append(Worker(redis, dispatch, _worker_settings(settings), metrics=metrics))
     if "presence" in groups:
-        workers.append(Worker(redis, PresenceProjection(redis), _worker_settings(settings)))
+        presence = PresenceProjection(redis)
+        workers.append(Worker(redis, presence, _worker_settings(settings), metrics=metrics))
     return workers
 
 
@@ -204,9 +209,13 @@ def _chores(
     settings: Settings,
     stop: asyncio.Event,
     refresher: DispositionRefresher | None,
+    registry: CollectorRegistry,
 ) -> list[Coroutine[Any, Any, None]]:
-    """What runs beside the workers: picklist refreshes, and the retention if one is set."""
-    chores = [refresher.run(refresher.interval, stop)] if refresher is not None else []
+    """What runs beside the workers: the log gauges, picklist refreshes, and the retention if
+    one is set."""
+    chores = [watch_log(redis, settings.shards, LogGauges(registry), stop)]
+    if refresher is not None:
+        chores.append(refresher.run(refresher.interval, stop))
     if settings.retention is not None:
         chores.append(keep_trimmed(redis, settings.shards, settings.retention, stop))
     return chores
@@ -241,18 +250,19 @@ async def _project(args: argparse.Namespace) -> None:
             ) from None
     redis = event_log.connect(settings.redis_url)
     connection: SalesforceConnection | None = None
+    metrics = WorkerMetrics(registry)
     try:
-        workers = _request_workers(redis, settings, groups)
+        workers = _request_workers(redis, settings, groups, metrics)
         refresher = None
         if "calls" in groups:
             assert salesforce is not None
-            calls, connection = await _calls_worker(redis, settings, salesforce, registry)
+            calls, connection = await _calls_worker(redis, settings, salesforce, registry, metrics)
             workers.append(calls)
             refresher = DispositionRefresher(
                 connection, redis, settings.partners, interval=settings.disposition_refresh
             )
         log.info("event=project_started groups=%s", ",".join(w.group for w in workers))
-        await _run_workers(workers, stop, _chores(redis, settings, stop, refresher))
+        await _run_workers(workers, stop, _chores(redis, settings, stop, refresher, registry))
     finally:
         if connection is not None:
             connection.close()
@@ -317,17 +327,17 @@ async def _up(args: argparse.Namespace) -> None:
                     standin.instance_url, standin.state.new_session(), str(standin.ca_file)
                 )
                 record_standin(state, address)
-            calls, connection = await _calls_worker(
-                redis, settings, salesforce, relay.metrics.registry
-            )
-            workers = [calls, *_request_workers(redis, settings, list(GROUPS))]
+            registry = relay.metrics.registry
+            metrics = WorkerMetrics(registry)
+            calls, connection = await _calls_worker(redis, settings, salesforce, registry, metrics)
+            workers = [calls, *_request_workers(redis, settings, list(GROUPS), metrics)]
             refresher = DispositionRefresher(
                 connection, redis, settings.partners, interval=settings.disposition_refresh
             )
             _print_welcome(settings, relay, api, url, embedded)
             _print_salesforce(salesforce, standin if standin.port else None)
             print("\nCtrl-C stops everything this started.", flush=True)
-            await _run_workers(workers, stop, _chores(redis, settings, stop, refresher))
+            await _run_workers(workers, stop, _chores(redis, settings, stop, refresher, registry))
         finally:
             await api.close()
             await relay.close()

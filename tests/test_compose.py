@@ -9,7 +9,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from softphone_relay.cli import _parser
+from relay.settings import load_partners
+from softphone_relay.cli import GROUPS, _parser
 
 ROOT = Path(__file__).parent.parent
 
@@ -26,14 +27,53 @@ def test_compose_file_matches_the_compose_specification() -> None:
     jsonschema.Draft7Validator(schema).validate(compose())
 
 
+def python_services() -> dict[str, dict[str, Any]]:
+    """The services that run our image (merge keys resolved)."""
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image") == "softphone-relay:latest"
+    }
+
+
 def test_every_python_service_starts_a_real_cli_command() -> None:
-    """Each service built from our image runs a subcommand the CLI parses."""
+    """Each service running our image runs a subcommand the CLI parses, groups it knows."""
     parser = _parser()
-    services = {n: s for n, s in compose()["services"].items() if "build" in s}
-    assert services
-    for name, service in services.items():
+    assert len(python_services()) >= 4
+    for name, service in python_services().items():
         args = parser.parse_args(service["command"])
         assert args.command == service["command"][0], name
+        if args.command == "project":
+            assert set(args.group.split(",")) <= set(GROUPS), name
+
+
+def test_every_projection_group_has_workers() -> None:
+    """calls, dispatch and presence are each run by some service."""
+    run = {
+        group
+        for service in python_services().values()
+        if service["command"][0] == "project"
+        for group in service["command"][service["command"].index("--group") + 1].split(",")
+    }
+    assert run == set(GROUPS)
+
+
+def test_every_python_service_has_a_health_check_and_a_restart_policy() -> None:
+    for name, service in python_services().items():
+        assert "healthcheck" in service and service["restart"] == "unless-stopped", name
+
+
+def test_the_calls_workers_log_in_to_salesforce_with_a_secret_key() -> None:
+    [calls] = [s for s in python_services().values() if s["command"][-1] == "calls"]
+    env = calls["environment"]
+    assert env["SOFTPHONE_RELAY_SF_PRIVATE_KEY_FILE"] == "/run/secrets/salesforce_key"
+    assert calls["secrets"] == ["salesforce_key"]
+
+
+def test_the_shipped_partners_file_is_valid() -> None:
+    """The compose stack's config/partners.toml loads as the relay would load it."""
+    partners = load_partners("config/partners.toml", ROOT / "config" / "partners.toml")
+    assert partners
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
