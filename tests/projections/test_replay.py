@@ -340,3 +340,31 @@ def test_a_jsonl_target_that_is_no_call_records_is_refused(redis_url: str, tmp_p
     (tmp_path / "bad.jsonl").write_text("not json\n")
     result = run_cli(redis_url, tmp_path, "replay", "--target", "jsonl:bad.jsonl")
     assert result.returncode == 2 and "bad.jsonl:1: not a call record" in result.stderr
+
+
+async def test_sf_env_replays_into_another_org_from_its_own_settings_file(
+    redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
+) -> None:
+    """The other org's SOFTPHONE_RELAY_SF_* lines come from a file, not the environment."""
+    await append(redis_client, call("c1"))
+    (tmp_path / "other-org.env").write_text(
+        "# the archive org\n"
+        f"SOFTPHONE_RELAY_SF_INSTANCE_URL={standin.instance_url}\n"
+        f"export SOFTPHONE_RELAY_SF_SESSION_ID='{standin.state.new_session()}'\n"
+        f'SOFTPHONE_RELAY_SF_CA_FILE="{standin.ca_file}"\n'
+    )
+    code, out, err = await finished(
+        await cli(redis_url, tmp_path, "replay", "--sf-env", "other-org.env")
+    )
+    assert code == 0, err
+    assert "into Salesforce: 1 created" in out
+    assert tasks(standin)["c1"]["Description"] == "notes of c1"
+
+
+def test_an_sf_env_line_that_is_not_a_salesforce_setting_is_refused(
+    redis_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.env").write_text("SOFTPHONE_RELAY_REDIS_URL=redis://elsewhere\n")
+    result = run_cli(redis_url, tmp_path, "replay", "--sf-env", "bad.env")
+    assert result.returncode == 2
+    assert "bad.env:1: expected SOFTPHONE_RELAY_SF_NAME=VALUE" in result.stderr
