@@ -8,6 +8,7 @@ id, which is time order, so one position says how far a reader got on every shar
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Final, cast
@@ -92,7 +93,7 @@ async def read_range(
 ) -> AsyncIterator[LoggedEvent]:
     """Every matching event from ``start`` to ``end`` (inclusive) on all shards, in id order."""
     cursors = {keys.event_stream(s): start for s in range(shards)}
-    buffers: dict[str, list[LoggedEvent]] = {stream: [] for stream in cursors}
+    buffers: dict[str, deque[LoggedEvent]] = {stream: deque() for stream in cursors}
     exhausted: set[str] = set()
     while True:
         for stream in cursors:
@@ -102,7 +103,7 @@ async def read_range(
         if not ready:
             return
         stream = min(ready, key=lambda s: entry_order(buffers[s][0].id))
-        event = buffers[stream].pop(0)
+        event = buffers[stream].popleft()
         if event_filter.matches(event.envelope):
             yield event
 
@@ -112,7 +113,7 @@ async def _fill(
     stream: str,
     cursors: dict[str, str],
     end: str,
-    buffers: dict[str, list[LoggedEvent]],
+    buffers: dict[str, deque[LoggedEvent]],
     exhausted: set[str],
 ) -> None:
     entries = cast(

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import msgspec
 
@@ -16,6 +16,8 @@ from projections.errors import ProjectionError
 from projections.salesforce import SalesforceSink
 from projections.task_mapping import TaskMapping, task_fields
 from projections.worker import Done, Outcome
+
+_encoder: Final = msgspec.json.Encoder()
 
 
 class TargetUnreadable(ProjectionError):
@@ -111,10 +113,9 @@ class JsonlTarget:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
-        encoder = msgspec.json.Encoder()
         buffer = bytearray()
         for record in records:
-            encoder.encode_into(record, buffer, len(buffer))
+            _encoder.encode_into(record, buffer, len(buffer))
             buffer += b"\n"
             self._held[record.conversationId] = self.desired(record)
         self._file.write(buffer)

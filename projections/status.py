@@ -95,20 +95,18 @@ async def _group(redis: aioredis.Redis, stream: str, info: dict[str, Any]) -> Gr
     )
 
 
-async def gather(redis: aioredis.Redis, shards: int) -> Status:
-    """Read the status of everything."""
-    shard_list = []
+async def _shards(redis: aioredis.Redis, shards: int) -> list[ShardStatus]:
+    """Each shard's length, ends and consumer groups."""
+    found = []
     for shard in range(shards):
         stream = keys.event_stream(shard)
         try:
             info = await redis.xinfo_stream(stream)
         except ResponseError:  # no such key: an empty shard
-            shard_list.append(
-                ShardStatus(stream=stream, length=0, firstId=None, lastId=None, groups=[])
-            )
+            found.append(ShardStatus(stream=stream, length=0, firstId=None, lastId=None, groups=[]))
             continue
         groups = await redis.xinfo_groups(stream)
-        shard_list.append(
+        found.append(
             ShardStatus(
                 stream=stream,
                 length=int(info["length"]),
@@ -117,7 +115,17 @@ async def gather(redis: aioredis.Redis, shards: int) -> Status:
                 groups=[await _group(redis, stream, g) for g in groups],
             )
         )
-    dead = {group: int(await redis.xlen(keys.dead_letters(group))) for group in keys.GROUPS}
+    return found
+
+
+async def _dead_letters(redis: aioredis.Redis) -> dict[str, int]:
+    return {group: int(await redis.xlen(keys.dead_letters(group))) for group in keys.GROUPS}
+
+
+async def gather(redis: aioredis.Redis, shards: int) -> Status:
+    """Read the status of everything."""
+    shard_list = await _shards(redis, shards)
+    dead = await _dead_letters(redis)
     by_relay: Counter[str] = Counter()
     async for key in redis.scan_iter(match="sp:online:*", count=500):
         agent = _text(key).removeprefix("sp:online:{").removesuffix("}")  # type: ignore[union-attr]
@@ -170,15 +178,15 @@ def render(status: Status) -> str:
 log = logging.getLogger("projections.status")
 
 
-def observe(gauges: LogGauges, status: Status) -> None:
-    """Set the log gauges from a status. Pure (no I/O)."""
-    for shard in status.shards:
+def observe(gauges: LogGauges, shards: list[ShardStatus], dead_letters: dict[str, int]) -> None:
+    """Set the log gauges from the shards' status and the dead-letter counts. Pure (no I/O)."""
+    for shard in shards:
         gauges.length.labels(shard.stream).set(shard.length)
         for group in shard.groups:
             if group.lag is not None:
                 gauges.lag.labels(group.group, shard.stream).set(group.lag)
             gauges.pending.labels(group.group, shard.stream).set(group.pending)
-    for group_name, count in status.deadLetters.items():
+    for group_name, count in dead_letters.items():
         gauges.dead_letters.labels(group_name).set(count)
 
 
@@ -189,10 +197,11 @@ async def watch(
     stop: asyncio.Event,
     every: float = WATCH_EVERY,
 ) -> None:
-    """Refresh the log gauges every ``every`` seconds until ``stop``."""
+    """Refresh the log gauges every ``every`` seconds until ``stop`` (the shards and dead
+    letters only: no scan of the agents, which ``status`` alone needs)."""
     while not stop.is_set():
         try:
-            observe(gauges, await gather(redis, shards))
+            observe(gauges, await _shards(redis, shards), await _dead_letters(redis))
         except (aioredis.RedisError, OSError) as error:
             log.warning("event=log_gauges_failed error=%r", str(error))
         with contextlib.suppress(TimeoutError):

@@ -52,7 +52,8 @@ async def test_the_log_gauges_show_lag_pending_and_dead_letters(
     await redis_client.xreadgroup("calls", "x", {stream: ">"}, count=1)  # e4: pending
     registry = CollectorRegistry()
 
-    observe(LogGauges(registry), await gather(redis_client, 1))
+    status = await gather(redis_client, 1)
+    observe(LogGauges(registry), status.shards, status.deadLetters)
 
     labels = {"group": "calls", "stream": stream}
     assert registry.get_sample_value("softphone_relay_projector_lag", labels) == 1
