@@ -1,13 +1,16 @@
 # The Python services (relays and projection workers): one image, one CLI command each.
-FROM python:3.11-slim
-WORKDIR /app
+# The image runs the same wheel users install: built in a first stage, installed in the second.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY relay ./relay
-COPY projections ./projections
-COPY softphone_relay ./softphone_relay
-COPY clientjs ./clientjs
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 relay
+COPY src ./src
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+
+FROM python:3.11-slim
+COPY --from=wheel /dist /dist
+RUN pip install --no-cache-dir /dist/*.whl && rm -r /dist && useradd --system --uid 10001 relay
 USER relay
+WORKDIR /home/relay
 ENV SOFTPHONE_RELAY_HOST=0.0.0.0 SOFTPHONE_RELAY_PORT=8765
 EXPOSE 8765 8766 9108
 ENTRYPOINT ["softphone-relay"]

@@ -23,17 +23,17 @@ from pathlib import Path
 import msgspec
 import redis.asyncio as aioredis
 
-from projections.call_records import CallRecordsProjection
-from projections.calls import CallRecord
-from projections.salesforce import SalesforceSink
-from projections.sf_connect import SalesforceConnection, SalesforceSettings, SessionAuth
-from projections.sfstandin.server import StandIn
-from projections.task_mapping import TaskMapping
-from projections.worker import Done, Outcome, Worker, WorkerSettings
-from relay import keys
-from relay.embedded import EmbeddedServer
-from relay.log import connect
-from relay.protocol import Envelope
+from softphone_relay.projections.calls.fold import CallRecord
+from softphone_relay.projections.calls.projection import CallRecordsProjection
+from softphone_relay.projections.worker import Done, Outcome, Worker, WorkerSettings
+from softphone_relay.relay import keys
+from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.event_log import connect
+from softphone_relay.relay.protocol import Envelope
+from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
+from softphone_relay.salesforce.sink import SalesforceSink
+from softphone_relay.salesforce.standin.server import StandIn
+from softphone_relay.salesforce.task_mapping import TaskMapping
 
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from relay.auth import mint_token
-from relay.embedded import EmbeddedServer, free_port
+from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.embedded import EmbeddedServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
@@ -135,7 +135,7 @@ async def measure(args: argparse.Namespace, relay_a: int, relay_b: int, api: str
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "softphone_relay.cli", "--log-level", "warning", *command],
+        [sys.executable, "-m", "softphone_relay", "--log-level", "warning", *command],
         env=env,
         stdout=subprocess.DEVNULL,
     )

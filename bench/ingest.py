@@ -32,8 +32,8 @@ import msgspec
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from relay.auth import mint_token
-from relay.embedded import EmbeddedServer, free_port
+from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.embedded import EmbeddedServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
@@ -225,7 +225,7 @@ def main() -> None:
             "SOFTPHONE_RELAY_RATE_LIMIT": "100000/100000",
         }
         relay = subprocess.Popen(
-            [sys.executable, "-m", "softphone_relay.cli", "--log-level", "warning", "serve"],
+            [sys.executable, "-m", "softphone_relay", "--log-level", "warning", "serve"],
             env=env,
         )
         try:

@@ -21,16 +21,16 @@ from pathlib import Path
 import msgspec
 from calls import envelopes, serve_standin
 
-from projections.log_reader import EventFilter
-from projections.replay import Replay, ReplayReport, ReplayTarget
-from projections.replay_targets import JsonlTarget, SalesforceTarget
-from projections.salesforce import SalesforceSink
-from projections.sf_connect import SalesforceConnection, SalesforceSettings, SessionAuth
-from projections.sfstandin.server import StandIn
-from projections.task_mapping import TaskMapping
-from relay import keys
-from relay.embedded import EmbeddedServer
-from relay.log import connect
+from softphone_relay.ops.log_reader import EventFilter
+from softphone_relay.ops.replay import Replay, ReplayReport, ReplayTarget
+from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
+from softphone_relay.relay import keys
+from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.event_log import connect
+from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
+from softphone_relay.salesforce.sink import SalesforceSink
+from softphone_relay.salesforce.standin.server import StandIn
+from softphone_relay.salesforce.task_mapping import TaskMapping
 
 
 async def fill(redis_url: str, calls: int) -> int:

@@ -21,12 +21,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-(cd clientjs && npm ci --no-audit --no-fund --silent)
+(cd tests/clientjs && npm ci --no-audit --no-fund --silent)
 echo "== node --test (clientjs)"
-(cd clientjs && node --test test/softphone.test.js)
+(cd tests/clientjs && node --test softphone.test.js)
 echo "== ruff"
-.venv/bin/ruff check relay projections softphone_relay tests bench
-.venv/bin/ruff format --check relay projections softphone_relay tests bench
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

@@ -1,46 +1,41 @@
 """Real parts for the tests: a Redis-compatible server from the pip-installed binary, real
-relays on free ports, and a small websocket client that speaks ``softphone.v1``.
+relays on free ports, websocket agents, and the Salesforce stand-in over real HTTPS with
+simple-salesforce clients and connections that trust it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
-from websockets.asyncio.client import ClientConnection, connect
+import requests
+from simple_salesforce.api import Salesforce
+from websockets.asyncio.client import connect
 
-from relay import log as event_log
-from relay.auth import mint_token
-from relay.embedded import EmbeddedServer
-from relay.server import Relay
-from relay.settings import Partner, Settings
-
-SECRET = "test-secret-0123456789abcdef-0123456789"
-PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
-OTHER_PARTNER = "99999999-0000-4000-8000-000000000000"
-DATA = Path(__file__).parent / "data"
-PARTNERS = {
-    PARTNER: Partner(
-        disposition=["code1", "code2"],
-        businessSegmentId="d6afeaa7-39be-4935-981f-2670215fd887",
-        channelOriginId="57053e21-0440-4689-a27a-513d7dceebde",
-        dialFrom="+18449401117",
-    )
-}
-
-
-def contract_examples() -> dict[str, Any]:
-    """The contract's sample payloads (tests/data/contract-examples.json)."""
-    return json.loads((DATA / "contract-examples.json").read_text())  # type: ignore[no-any-return]
+from softphone_relay.relay import event_log
+from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.server import Relay
+from softphone_relay.salesforce.connect import (
+    SalesforceAuth,
+    SalesforceConnection,
+    SalesforceSettings,
+    SessionAuth,
+)
+from softphone_relay.salesforce.standin.server import StandIn, StandInState
+from tests.helpers import (
+    Agent,
+    AgentFactory,
+    ClientFactory,
+    ConnectionFactory,
+    RelayFactory,
+    make_settings,
+    standin_http,
+    token,
+)
 
 
 @pytest.fixture(scope="session")
@@ -67,21 +62,6 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-def make_settings(**overrides: Any) -> Settings:
-    """Settings for a test relay: free port, known secret, the sample partner."""
-    fields: dict[str, Any] = {
-        "secret": SECRET,
-        "port": 0,
-        "partners": PARTNERS,
-        "allowed_origins": ("https://*.lightning.force.com",),
-    }
-    fields.update(overrides)
-    return Settings(**fields)
-
-
-RelayFactory = Callable[..., Awaitable[Relay]]
-
-
 @pytest.fixture
 async def start_relay(redis_url: str) -> AsyncIterator[RelayFactory]:
     """Start relays on the test's server (closed at the end of the test)."""
@@ -104,63 +84,6 @@ async def start_relay(redis_url: str) -> AsyncIterator[RelayFactory]:
 async def relay(start_relay: RelayFactory) -> Relay:
     """One relay with default test settings."""
     return await start_relay()
-
-
-def token(agent: str = "agent-1", partner: str = PARTNER, ttl: int = 600) -> str:
-    """A valid agent token."""
-    return mint_token(SECRET, agent, partner, ttl)
-
-
-def now_iso() -> str:
-    """The current time in RFC 3339."""
-    return datetime.now(UTC).isoformat()
-
-
-class Agent:
-    """A test client speaking softphone.v1 over a real socket."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.welcome: dict[str, Any] = {}
-
-    async def send(self, frame: dict[str, Any] | str) -> None:
-        """Send a frame (a dict is JSON-encoded)."""
-        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def recv(self, within: float = 5.0) -> dict[str, Any]:
-        """The next frame, decoded."""
-        async with asyncio.timeout(within):
-            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
-
-    async def hello(self, tok: str | None = None, last_command_id: str | None = None) -> None:
-        """Say hello and keep the welcome."""
-        await self.send(
-            {
-                "type": "hello",
-                "token": tok or token(),
-                "lastCommandId": last_command_id,
-                "client": "tests/1",
-            }
-        )
-        self.welcome = await self.recv()
-        assert self.welcome["type"] == "welcome", self.welcome
-
-    async def event(self, name: str, data: dict[str, Any], event_id: str | None = None) -> str:
-        """Send an event frame; return its id."""
-        event_id = event_id or str(uuid.uuid4())
-        await self.send(
-            {"type": "event", "id": event_id, "name": name, "at": now_iso(), "data": data}
-        )
-        return event_id
-
-    async def closed(self, within: float = 5.0) -> tuple[int | None, str | None]:
-        """Wait for the relay to close the socket; its close code and reason."""
-        async with asyncio.timeout(within):
-            await self.ws.wait_closed()
-        return self.ws.close_code, self.ws.close_reason
-
-
-AgentFactory = Callable[..., Awaitable[Agent]]
 
 
 @pytest.fixture
@@ -192,6 +115,66 @@ async def open_agent() -> AsyncIterator[AgentFactory]:
         yield open_
 
 
-def call_data(conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
-    """Identity fields of a call hook plus ``fields``."""
-    return {"partnerId": PARTNER, "conversationId": conversation, **fields}
+@pytest.fixture
+def standin_state() -> StandInState:
+    """The stand-in's org and sessions (a vanilla org; override for custom objects)."""
+    return StandInState()
+
+
+@pytest.fixture
+async def standin(standin_state: StandInState) -> AsyncIterator[StandIn]:
+    """The stand-in on a free port."""
+    server = StandIn(standin_state)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def client(standin: StandIn) -> Iterator[ClientFactory]:
+    """simple-salesforce clients on the stand-in, trusting its throwaway CA."""
+    sessions: list[requests.Session] = []
+
+    def make(session_id: str | None = None) -> Salesforce:
+        http = requests.Session()
+        http.verify = str(standin.ca_file)
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override Session.verify; opt out.
+        http.trust_env = False
+        # One connection per request: nothing is left half-open when the loop ends.
+        http.headers["Connection"] = "close"
+        sessions.append(http)
+        return Salesforce(
+            instance_url=standin.instance_url,
+            session_id=session_id or standin.state.new_session(),
+            session=http,
+        )
+
+    yield make
+    for http in sessions:
+        http.close()
+
+
+@pytest.fixture
+def sf(client: ClientFactory) -> Salesforce:
+    """One simple-salesforce client on the stand-in."""
+    return client()
+
+
+@pytest.fixture
+def connection(standin: StandIn) -> Iterator[ConnectionFactory]:
+    """Salesforce connections to the stand-in (a live session unless ``auth`` is given)."""
+    made: list[SalesforceConnection] = []
+
+    def make(auth: SalesforceAuth | None = None, **settings: Any) -> SalesforceConnection:
+        auth = auth or SessionAuth(standin.instance_url, standin.state.new_session())
+        made.append(
+            SalesforceConnection(
+                SalesforceSettings(auth=auth, ca_file=str(standin.ca_file), **settings),
+                http=standin_http(standin),
+            )
+        )
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()

@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from relay.settings import load_partners
-from softphone_relay.cli import GROUPS, _parser
+from softphone_relay.cli.main import GROUPS, _parser
+from softphone_relay.relay.settings import load_partners
 
 ROOT = Path(__file__).parent.parent
 

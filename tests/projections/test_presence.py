@@ -8,8 +8,8 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.presence import Report, observe, pending
-from relay.agents import PresenceRecord
+from softphone_relay.projections.presence.fold import Report, observe, pending
+from softphone_relay.relay.agents import PresenceRecord
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 STATUSES = ["available", "busy", "break", "offline"]

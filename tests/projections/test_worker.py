@@ -6,80 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 
-import msgspec
 import redis.asyncio as aioredis
 
-from projections.worker import (
+from softphone_relay.projections.worker import (
     Done,
     LogEntry,
     Outcome,
     Pause,
-    Reject,
     Retry,
     Worker,
     WorkerSettings,
     retry_delay_ms,
 )
-from relay import keys
-from relay.protocol import Envelope
-from tests.conftest import PARTNER
+from softphone_relay.relay import keys
+from tests.helpers import Recorder, append_ids
 
 FAST = WorkerSettings(block_ms=50, claim_idle_ms=300, retry_after_ms=50, max_deliveries=3)
-
-
-class Recorder:
-    """A projection that records what it handled; some ids fail as told."""
-
-    group = "calls"
-
-    def __init__(
-        self,
-        *,
-        retry: set[str] = frozenset(),
-        reject: set[str] = frozenset(),  # type: ignore[assignment]
-        gate: asyncio.Event | None = None,
-    ) -> None:
-        self.handled: list[str] = []
-        self.retry, self.reject, self.gate = set(retry), set(reject), gate
-        self.started = asyncio.Event()
-
-    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
-        self.started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        outcomes: dict[str, Outcome] = {}
-        for entry in entries:
-            assert entry.envelope is not None
-            event_id = entry.envelope.id
-            if event_id in self.reject:
-                outcomes[entry.id] = Reject(f"{event_id} is refused")
-            elif event_id in self.retry:
-                outcomes[entry.id] = Retry(f"{event_id} failed for now")
-            else:
-                self.handled.append(event_id)
-                outcomes[entry.id] = Done()
-        return outcomes
-
-
-async def append(client: aioredis.Redis, *event_ids: str, shard: int = 0) -> list[str]:
-    ids = []
-    for event_id in event_ids:
-        envelope = Envelope(
-            id=event_id,
-            name="callEnded",
-            agentId="a",
-            partnerId=PARTNER,
-            conversationId="c",
-            at=datetime.now(UTC),
-            receivedAt=datetime.now(UTC),
-            sessionId="s",
-            data={"partnerId": PARTNER, "conversationId": "c"},
-        )
-        entry_id = await client.xadd(keys.event_stream(shard), {"e": msgspec.json.encode(envelope)})
-        ids.append(entry_id.decode())
-    return ids
 
 
 async def pending(client: aioredis.Redis, shard: int = 0) -> int:
@@ -93,7 +36,7 @@ async def dead_letters(client: aioredis.Redis) -> list[dict[str, str]]:
 
 async def test_every_entry_is_handled_and_acked(redis_client: aioredis.Redis) -> None:
     """A drained log: every event handled once, nothing pending."""
-    await append(redis_client, *(f"e{i}" for i in range(50)))
+    await append_ids(redis_client, *(f"e{i}" for i in range(50)))
     recorder = Recorder()
     await Worker(redis_client, recorder, FAST).run(burst=True)
     assert recorder.handled == [f"e{i}" for i in range(50)]
@@ -103,7 +46,7 @@ async def test_every_entry_is_handled_and_acked(redis_client: aioredis.Redis) ->
 async def test_every_shard_is_read(redis_client: aioredis.Redis) -> None:
     """A worker reads all shards of the log."""
     for shard in range(3):
-        await append(redis_client, f"s{shard}", shard=shard)
+        await append_ids(redis_client, f"s{shard}", shard=shard)
     recorder = Recorder()
     await Worker(redis_client, recorder, WorkerSettings(shards=3, block_ms=50)).run(burst=True)
     assert sorted(recorder.handled) == ["s0", "s1", "s2"]
@@ -113,7 +56,7 @@ async def test_transient_failure_is_retried_until_it_succeeds(
     redis_client: aioredis.Redis,
 ) -> None:
     """A Retry leaves the entry pending; it comes back and is acked once it succeeds."""
-    await append(redis_client, "ok", "flaky")
+    await append_ids(redis_client, "ok", "flaky")
     recorder = Recorder(retry={"flaky"})
     flaky_retried = asyncio.Event()
     retries = 0
@@ -145,7 +88,7 @@ async def test_transient_failure_is_retried_until_it_succeeds(
 
 async def test_too_many_deliveries_go_to_the_dead_letters(redis_client: aioredis.Redis) -> None:
     """After max_deliveries the entry is dead-lettered with its error and attempts, then acked."""
-    [entry_id] = await append(redis_client, "doomed")
+    [entry_id] = await append_ids(redis_client, "doomed")
     await Worker(redis_client, Recorder(retry={"doomed"}), FAST).run(burst=True)
     [letter] = await dead_letters(redis_client)
     assert letter["id"] == entry_id and letter["stream"] == keys.event_stream(0)
@@ -158,7 +101,7 @@ async def test_rejected_entry_is_dead_lettered_and_the_rest_land(
     redis_client: aioredis.Redis,
 ) -> None:
     """A refused record goes to the dead letters at once; the others are handled."""
-    await append(redis_client, "a", "bad", "b")
+    await append_ids(redis_client, "a", "bad", "b")
     recorder = Recorder(reject={"bad"})
     await Worker(redis_client, recorder, FAST).run(burst=True)
     assert recorder.handled == ["a", "b"]
@@ -169,7 +112,7 @@ async def test_rejected_entry_is_dead_lettered_and_the_rest_land(
 async def test_undecodable_entry_is_dead_lettered(redis_client: aioredis.Redis) -> None:
     """A log entry that is no envelope is poison: dead-lettered, never handed over."""
     await redis_client.xadd(keys.event_stream(0), {"e": b"not json"})
-    await append(redis_client, "fine")
+    await append_ids(redis_client, "fine")
     recorder = Recorder()
     await Worker(redis_client, recorder, FAST).run(burst=True)
     assert recorder.handled == ["fine"]
@@ -188,7 +131,7 @@ async def test_a_failing_batch_is_retried_not_lost(redis_client: aioredis.Redis)
                 raise ConnectionError("salesforce went away")
             return await super().handle(entries)
 
-    await append(redis_client, "x", "y")
+    await append_ids(redis_client, "x", "y")
     recorder = Crashing()
     await Worker(redis_client, recorder, FAST).run(burst=True)
     assert recorder.handled == ["x", "y"] and Crashing.calls == 2
@@ -198,7 +141,7 @@ async def test_a_dead_workers_entries_are_claimed_by_another(
     redis_client: aioredis.Redis,
 ) -> None:
     """Entries read by a consumer that never acks are taken over after claim_idle."""
-    await append(redis_client, "p", "q")
+    await append_ids(redis_client, "p", "q")
     dead = Worker(redis_client, Recorder(), FAST, consumer="dead")
     await dead.ensure_groups()
     await redis_client.xreadgroup("calls", "dead", {keys.event_stream(0): ">"}, count=10)
@@ -212,7 +155,7 @@ async def test_parallel_workers_share_the_log_without_repeats(
     redis_client: aioredis.Redis,
 ) -> None:
     """Two workers on one group each take part of the log; no entry is handled twice."""
-    await append(redis_client, *(f"e{i}" for i in range(300)))
+    await append_ids(redis_client, *(f"e{i}" for i in range(300)))
     first, second = Recorder(), Recorder()
     settings = WorkerSettings(batch_size=20, block_ms=50, claim_idle_ms=60_000)
     await asyncio.gather(
@@ -225,7 +168,7 @@ async def test_parallel_workers_share_the_log_without_repeats(
 
 async def test_stop_finishes_the_batch_in_hand(redis_client: aioredis.Redis) -> None:
     """On stop, the batch being handled completes and is acked before run() returns."""
-    await append(redis_client, "m", "n")
+    await append_ids(redis_client, "m", "n")
     gate = asyncio.Event()
     recorder = Recorder(gate=gate)
     worker = Worker(redis_client, recorder, FAST)
@@ -251,9 +194,9 @@ async def test_a_batch_waits_a_bounded_time_to_fill(redis_client: aioredis.Redis
     await worker.ensure_groups()
     task = asyncio.create_task(worker.run())
     try:
-        await append(redis_client, "first")
+        await append_ids(redis_client, "first")
         await asyncio.sleep(0.1)
-        await append(redis_client, "second", "third")
+        await append_ids(redis_client, "second", "third")
         for _ in range(100):
             if batches:
                 break
@@ -285,7 +228,7 @@ class PausingTarget:
 
 async def test_pauses_do_not_count_as_attempts(redis_client: aioredis.Redis) -> None:
     """A target down for longer than max_deliveries rounds dead-letters nothing."""
-    await append(redis_client, "e1", "e2")
+    await append_ids(redis_client, "e1", "e2")
     target = PausingTarget(down=FAST.max_deliveries * 2)
     await Worker(redis_client, target, FAST).run(burst=True)
     assert sorted(target.handled) == ["e1", "e2"]

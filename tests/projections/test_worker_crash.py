@@ -15,11 +15,10 @@ from pathlib import Path
 import msgspec
 import redis.asyncio as aioredis
 
-from projections.sfstandin.server import StandIn
-from relay import keys
-from relay.protocol import Envelope
-from tests.conftest import PARTNER
-from tests.projections.conftest import eventually
+from softphone_relay.relay import keys
+from softphone_relay.relay.protocol import Envelope
+from softphone_relay.salesforce.standin.server import StandIn
+from tests.helpers import PARTNER, eventually
 
 CALLS = 150
 
@@ -36,7 +35,7 @@ def worker(tmp_path: Path, redis_url: str, standin: StandIn) -> subprocess.Popen
         "SOFTPHONE_RELAY_WORKER_METRICS_PORT": "0",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "softphone_relay.cli", "project"],
+        [sys.executable, "-m", "softphone_relay", "project"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

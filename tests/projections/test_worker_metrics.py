@@ -14,11 +14,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from projections.metrics import LogGauges, WorkerMetrics
-from projections.status import gather, observe
-from projections.worker import Worker, WorkerSettings
-from relay.embedded import free_port
-from tests.projections.test_worker import Recorder, append
+from softphone_relay.ops.status import gather, observe
+from softphone_relay.projections.metrics import LogGauges, WorkerMetrics
+from softphone_relay.projections.worker import Worker, WorkerSettings
+from softphone_relay.relay.embedded import free_port
+from tests.helpers import Recorder, append_ids
 
 SETTINGS = WorkerSettings(block_ms=50)
 
@@ -26,7 +26,7 @@ SETTINGS = WorkerSettings(block_ms=50)
 async def test_a_worker_counts_its_batches_and_each_entry_by_outcome(
     redis_client: aioredis.Redis,
 ) -> None:
-    await append(redis_client, "e1", "e2", "e3")
+    await append_ids(redis_client, "e1", "e2", "e3")
     registry = CollectorRegistry()
     projection = Recorder(reject={"e2"})
     await Worker(redis_client, projection, SETTINGS, metrics=WorkerMetrics(registry)).run(
@@ -45,9 +45,9 @@ async def test_a_worker_counts_its_batches_and_each_entry_by_outcome(
 async def test_the_log_gauges_show_lag_pending_and_dead_letters(
     redis_client: aioredis.Redis,
 ) -> None:
-    await append(redis_client, "e1", "e2", "e3")
+    await append_ids(redis_client, "e1", "e2", "e3")
     await Worker(redis_client, Recorder(reject={"e1"}), SETTINGS).run(burst=True)
-    await append(redis_client, "e4", "e5")
+    await append_ids(redis_client, "e4", "e5")
     stream = "sp:events:{0}"
     await redis_client.xreadgroup("calls", "x", {stream: ">"}, count=1)  # e4: pending
     registry = CollectorRegistry()
@@ -71,7 +71,7 @@ def test_project_serves_the_lag_of_its_groups_on_its_metrics_port(
         "SOFTPHONE_RELAY_WORKER_METRICS_PORT": str(port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "softphone_relay.cli", "project", "--group", "presence"],
+        [sys.executable, "-m", "softphone_relay", "project", "--group", "presence"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,1 +1,0 @@
-"""Projector workers that fold the event log into call records, presence and commands."""

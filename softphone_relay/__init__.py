@@ -1,1 +1,0 @@
-"""The ``softphone-relay`` command line (the composition root)."""

@@ -1,0 +1,132 @@
+"""Reading the event log for operators: a range of every shard, in time order, filtered.
+
+Positions are stream ids (``1732450000000-0``) or times (``2026-11-24T10:00:00Z``, which mean
+the first id at or after that millisecond); ``-`` and ``+`` are the ends. Shards are merged by
+id, which is time order, so one position says how far a reader got on every shard.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Final, cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from softphone_relay.relay import keys
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.protocol import Envelope
+
+PAGE: Final = 1000
+_ID: Final = re.compile(r"^[0-9]+(-[0-9]+)?$")
+_envelope: Final = msgspec.json.Decoder(Envelope)
+
+
+def position(name: str, text: str, *, end: bool = False) -> str:
+    """A stream id from ``-``, ``+``, an id, or an ISO time; ConfigError naming ``name``."""
+    if text in ("-", "+"):
+        return text
+    if _ID.match(text):
+        return text if "-" in text else f"{text}-{'18446744073709551615' if end else '0'}"
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            name, f"expected a stream id (1732450000000-0), an ISO time or -/+, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    ms = int(moment.timestamp() * 1000)
+    return f"{ms}-18446744073709551615" if end else f"{ms}-0"
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable (milliseconds, sequence) pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events an operator wants (every given field must match)."""
+
+    partner: str | None = None
+    agent: str | None = None
+    conversation: str | None = None
+    names: frozenset[str] = frozenset()
+
+    def matches(self, envelope: Envelope) -> bool:
+        """True when the event passes every given criterion."""
+        return (
+            (self.partner is None or envelope.partnerId == self.partner)
+            and (self.agent is None or envelope.agentId == self.agent)
+            and (self.conversation is None or envelope.conversationId == self.conversation)
+            and (not self.names or envelope.name in self.names)
+        )
+
+
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event with where it is in the log."""
+
+    stream: str
+    id: str
+    envelope: Envelope
+
+
+async def shard_count(redis: aioredis.Redis) -> int:
+    """How many ``sp:events:{S}`` shards exist (consecutive from 0)."""
+    count = 0
+    while await redis.exists(keys.event_stream(count)):
+        count += 1
+    return max(count, 1)
+
+
+async def read_range(
+    redis: aioredis.Redis,
+    start: str,
+    end: str,
+    event_filter: EventFilter,
+    *,
+    shards: int,
+) -> AsyncIterator[LoggedEvent]:
+    """Every matching event from ``start`` to ``end`` (inclusive) on all shards, in id order."""
+    cursors = {keys.event_stream(s): start for s in range(shards)}
+    buffers: dict[str, deque[LoggedEvent]] = {stream: deque() for stream in cursors}
+    exhausted: set[str] = set()
+    while True:
+        for stream in cursors:
+            if not buffers[stream] and stream not in exhausted:
+                await _fill(redis, stream, cursors, end, buffers, exhausted)
+        ready = [s for s in cursors if buffers[s]]
+        if not ready:
+            return
+        stream = min(ready, key=lambda s: entry_order(buffers[s][0].id))
+        event = buffers[stream].popleft()
+        if event_filter.matches(event.envelope):
+            yield event
+
+
+async def _fill(
+    redis: aioredis.Redis,
+    stream: str,
+    cursors: dict[str, str],
+    end: str,
+    buffers: dict[str, deque[LoggedEvent]],
+    exhausted: set[str],
+) -> None:
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await redis.xrange(stream, min=cursors[stream], max=end, count=PAGE),
+    )
+    if len(entries) < PAGE:
+        exhausted.add(stream)
+    if entries:
+        cursors[stream] = "(" + entries[-1][0].decode()
+    for entry_id, fields in entries:
+        try:
+            envelope = _envelope.decode(fields.get(b"e", b""))
+        except msgspec.DecodeError:
+            continue  # not an event: the workers dead-letter those; readers skip them
+        buffers[stream].append(LoggedEvent(stream, entry_id.decode(), envelope))

@@ -1,0 +1,138 @@
+"""The log's retention: trimming old entries with ``XTRIM MINID``, never past unprocessed ones.
+
+The cut on a shard is the oldest of: the retention cutoff (now minus
+``SOFTPHONE_RELAY_RETENTION``), each consumer group's oldest pending entry, and the entry just
+after each group's last-delivered id. So an entry a group has not processed, or processed
+without acknowledging, stays whatever its age; a stopped worker holds the log back rather than
+lose its work. ``softphone-relay export`` archives a range to JSONL before it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Final, cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from softphone_relay.ops.log_reader import entry_order
+from softphone_relay.relay import keys
+
+log = logging.getLogger(__name__)
+
+TRIM_EVERY: Final = 3600.0
+"""How often ``project`` applies the retention."""
+
+
+class ShardTrim(msgspec.Struct, frozen=True):
+    """What trimming did (or, dry, would do) on one shard."""
+
+    stream: str
+    cutoff: str
+    """The retention's cut: ids below it are old enough to go."""
+    minid: str
+    """The cut applied: the cutoff, held back by what the groups have not processed."""
+    held_by: str | None
+    """The group that held the cut back, if one did."""
+    removed: int
+
+
+def next_id(entry_id: str) -> str:
+    """The smallest stream id after ``entry_id``."""
+    ms, seq = entry_order(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def safe_minid(cutoff: str, groups: dict[str, list[str]]) -> tuple[str, str | None]:
+    """The ``MINID`` that removes nothing a group still needs, and the group that bounds it.
+
+    ``groups`` maps a group to the ids it still needs from: its oldest pending id and the id
+    after its last-delivered one. Pure.
+    """
+    minid, held_by = cutoff, None
+    for group, needed in sorted(groups.items()):
+        for entry_id in needed:
+            if entry_order(entry_id) < entry_order(minid):
+                minid, held_by = entry_id, group
+    return minid, held_by
+
+
+async def _needed(redis: aioredis.Redis, stream: str) -> dict[str, list[str]]:
+    """For each consumer group of ``stream``: the ids it still needs entries from."""
+    try:
+        infos: list[dict[str, Any]] = await redis.xinfo_groups(stream)
+    except aioredis.ResponseError:
+        return {}  # no such stream yet
+    needed: dict[str, list[str]] = {}
+    for info in infos:
+        name = _text(info["name"])
+        ids = [next_id(_text(info["last-delivered-id"]))]
+        if int(info.get("pending", 0)):
+            summary = await redis.xpending(stream, name)
+            if summary.get("min"):
+                ids.append(_text(summary["min"]))
+        needed[name] = ids
+    return needed
+
+
+async def _count_before(redis: aioredis.Redis, stream: str, minid: str) -> int:
+    """How many entries of ``stream`` have ids below ``minid`` (paged: no big reply)."""
+    count, start = 0, "-"
+    while True:
+        page = cast(
+            list[tuple[bytes, Any]],
+            await redis.xrange(stream, min=start, max=f"({minid}", count=10_000),
+        )
+        count += len(page)
+        if len(page) < 10_000:
+            return count
+        start = "(" + page[-1][0].decode()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def trim(
+    redis: aioredis.Redis, shards: int, cutoff_ms: int, *, dry_run: bool = False
+) -> list[ShardTrim]:
+    """Trim every shard to ``cutoff_ms`` (log milliseconds), keeping unprocessed entries."""
+    done: list[ShardTrim] = []
+    cutoff = f"{cutoff_ms}-0"
+    for shard in range(shards):
+        stream = keys.event_stream(shard)
+        minid, held_by = safe_minid(cutoff, await _needed(redis, stream))
+        if dry_run:
+            removed = await _count_before(redis, stream, minid)
+        else:
+            removed = int(await redis.xtrim(stream, minid=minid, approximate=False))
+        if removed or held_by:
+            log.info(
+                "event=log_trimmed stream=%s minid=%s held_by=%s removed=%d dry_run=%s",
+                stream,
+                minid,
+                held_by,
+                removed,
+                dry_run,
+            )
+        done.append(ShardTrim(stream, cutoff, minid, held_by, removed))
+    return done
+
+
+async def keep_trimmed(
+    redis: aioredis.Redis, shards: int, retention: float, stop: asyncio.Event
+) -> None:
+    """Apply the retention now and every :data:`TRIM_EVERY` seconds until ``stop``.
+
+    A failed pass (Redis away) is logged and tried again at the next one.
+    """
+    while not stop.is_set():
+        try:
+            await trim(redis, shards, int((time.time() - retention) * 1000))
+        except (aioredis.RedisError, OSError) as error:
+            log.warning("event=log_trim_failed error=%r", str(error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TRIM_EVERY)

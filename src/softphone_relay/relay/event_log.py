@@ -1,0 +1,181 @@
+"""The durable event log on Redis Streams: atomic append-with-dedupe, batched across clients.
+
+One Lua script per shard appends a batch of envelopes to ``sp:events:{S}`` and records each
+event id in ``sp:seen:{S}:...`` in the same step, so an event is never appended twice and an
+ack never precedes the append. :class:`BatchingAppender` gathers the envelopes of every
+connection while the previous batch is in flight and sends them as one pipeline: the relay's
+Redis round trips grow with batches, not with events.
+
+When Redis is down or slow the appender fails fast with :class:`Unavailable` (nothing stored,
+the client retries) and backs off before trying again; the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from softphone_relay.relay import keys
+from softphone_relay.relay.backoff import Backoff
+from softphone_relay.relay.errors import Unavailable
+from softphone_relay.relay.metrics import RelayMetrics
+from softphone_relay.relay.protocol import Envelope
+
+log = logging.getLogger(__name__)
+
+APPEND_SCRIPT: Final = """
+local out = {}
+for i = 2, #KEYS do
+  local seen = redis.call('GET', KEYS[i])
+  if seen then
+    out[#out + 1] = seen
+    out[#out + 1] = 1
+  else
+    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+    redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+    out[#out + 1] = id
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+MAX_BATCH: Final = 512
+_encoder: Final = msgspec.json.Encoder()
+
+
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 64) -> aioredis.Redis:
+    """A client for the log: short timeouts, one quick reconnect, no slow hidden retries.
+
+    The pool is bounded and blocking: a burst of new sessions waits for a connection (up to
+    ``timeout``) instead of opening hundreds or failing.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=0,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """The JSON stored in an entry's field ``e``."""
+    return _encoder.encode(envelope)
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an event is in the log; ``duplicate`` when it was there already."""
+
+    seq: str
+    duplicate: bool
+
+
+class EventLog:
+    """Appends envelopes to the sharded event streams."""
+
+    def __init__(self, redis: aioredis.Redis, *, shards: int, dedupe_ttl: int) -> None:
+        self._redis = redis
+        self._shards = shards
+        self._dedupe_ttl = dedupe_ttl
+        self._script = redis.register_script(APPEND_SCRIPT)
+
+    def shard_of(self, envelope: Envelope) -> int:
+        """The shard of an envelope: by conversation, else by agent."""
+        return keys.shard_of(envelope.conversationId or envelope.agentId, self._shards)
+
+    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult]:
+        """Append all envelopes (one script call per shard, one round trip); results in order.
+
+        Raises :class:`Unavailable` if Redis cannot be reached or does not answer in time;
+        then none of the envelopes may be assumed stored.
+        """
+        by_shard: dict[int, list[int]] = defaultdict(list)
+        for index, envelope in enumerate(envelopes):
+            by_shard[self.shard_of(envelope)].append(index)
+        results: list[AppendResult | None] = [None] * len(envelopes)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, indexes in by_shard.items():
+                    batch = [envelopes[i] for i in indexes]
+                    await self._script(
+                        keys=[keys.event_stream(shard)]
+                        + [keys.seen(shard, e.agentId, e.id) for e in batch],
+                        args=[self._dedupe_ttl, *(encode_envelope(e) for e in batch)],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"event log unavailable: {type(error).__name__}: {error}") from None
+        for indexes, reply in zip(by_shard.values(), replies, strict=True):
+            for position, index in enumerate(indexes):
+                seq, duplicate = reply[2 * position], reply[2 * position + 1]
+                results[index] = AppendResult(seq.decode(), bool(duplicate))
+        return [r for r in results if r is not None]
+
+
+class BatchingAppender:
+    """Gathers appends from all connections into batches; one batch in flight at a time."""
+
+    def __init__(
+        self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._log = log_
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[AppendResult]]] = asyncio.Queue()
+        self._backoff = Backoff()
+        self._down_until = 0.0
+
+    async def append(self, envelope: Envelope) -> AppendResult:
+        """Append one envelope durably; raise :class:`Unavailable` when the log is down."""
+        if time.monotonic() < self._down_until:
+            raise Unavailable("event log unavailable; retry later")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((envelope, future))
+        return await future
+
+    async def run(self) -> None:
+        """Take batches off the queue until cancelled."""
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]]) -> None:
+        self._metrics.append_batch_size.observe(len(batch))
+        try:
+            results = await self._log.append_batch([envelope for envelope, _ in batch])
+        except Unavailable as error:
+            delay = self._backoff.failure()
+            self._down_until = time.monotonic() + delay
+            log.warning(
+                "event=append_failed batch=%d retry_in=%.2fs error=%r",
+                len(batch),
+                delay,
+                str(error),
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(Unavailable(str(error)))
+            return
+        if self._backoff.failures:
+            log.info("event=append_recovered")
+        self._backoff.success()
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

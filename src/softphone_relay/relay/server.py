@@ -1,0 +1,429 @@
+"""The relay: a thin asyncio shell around :class:`relay.protocol.Session`.
+
+Per connection: wait for the hello (bounded), claim the session, send the welcome, then read
+frames and carry out the session's decisions, while a delivery loop sends the agent's
+commands. Appends go through one :class:`BatchingAppender` shared by every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Self
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from softphone_relay.relay.agents import AgentDirectory
+from softphone_relay.relay.auth import TokenVerifier
+from softphone_relay.relay.backoff import Backoff
+from softphone_relay.relay.commands import COMMAND_PAGE, CommandLog
+from softphone_relay.relay.contract import REQUESTS
+from softphone_relay.relay.delivery import CommandHub, LiveSession
+from softphone_relay.relay.dispositions import DispositionCodes
+from softphone_relay.relay.errors import FrameRefused
+from softphone_relay.relay.event_log import BatchingAppender, EventLog
+from softphone_relay.relay.frames import (
+    SUBPROTOCOL,
+    CommandFrame,
+    ErrorFrame,
+    Nack,
+    ServerFrame,
+    encode_frame,
+)
+from softphone_relay.relay.http import CLIENT_FILES, HttpRoutes, OriginPolicy, load_static
+from softphone_relay.relay.metrics import RelayMetrics
+from softphone_relay.relay.protocol import (
+    Admit,
+    Append,
+    Close,
+    CommandAcked,
+    Envelope,
+    Reply,
+    Session,
+)
+from softphone_relay.relay.requests import RequestState, RequestStatus, RequestStore
+from softphone_relay.relay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISPOSITION_REREAD_SECONDS = 30.0
+"""How often a relay rereads the disposition codes the workers read from Salesforce."""
+MAX_IN_FLIGHT = 64
+"""Unacked events one connection may have in flight before the relay stops reading it."""
+
+
+class Relay:
+    """One relay instance: the websocket server, the appender and the command hub."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        *,
+        demo_token: Callable[[], str] | None = None,
+    ) -> None:
+        """``demo_token`` (``up`` only) serves the demo page and mints its agent's tokens."""
+        self.settings = settings
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.metrics = RelayMetrics()
+        self._redis = redis
+        self._verifier = TokenVerifier(secret=settings.secret, public_key=settings.public_key)
+        self._appender = BatchingAppender(
+            EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl), self.metrics
+        )
+        self.commands = CommandLog(redis)
+        self.dispositions = DispositionCodes(settings, redis)
+        self.agents = AgentDirectory(redis)
+        self.requests = RequestStore(redis)
+        self._hub = CommandHub(redis, self.instance_id, sweep_interval=settings.heartbeat)
+        self._routes = HttpRoutes(
+            OriginPolicy(settings.allowed_origins),
+            self.metrics,
+            self.ready,
+            files=load_static(CLIENT_FILES + (("demo.html",) if demo_token else ())),
+            demo_token=demo_token,
+        )
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        """The port the relay listens on (useful with port 0)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Start serving; raises if Redis is unreachable (the caller decides what then)."""
+        await self._hub.start()
+        await self.dispositions.refresh()
+        self._tasks = [
+            asyncio.create_task(self._appender.run(), name="appender"),
+            asyncio.create_task(self._hub.run(), name="command-hub"),
+            asyncio.create_task(
+                self.dispositions.run(DISPOSITION_REREAD_SECONDS), name="dispositions"
+            ),
+        ]
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            process_request=self._routes.process_request,
+            max_size=self.settings.max_frame_bytes,
+            ping_interval=self.settings.heartbeat,
+            ping_timeout=self.settings.heartbeat,
+            close_timeout=max(1.0, min(self.settings.heartbeat, 10.0)),
+            compression=None,
+            server_header="softphone-relay",
+        )
+        log.info(
+            "event=relay_started instance=%s host=%s port=%d",
+            self.instance_id,
+            self.settings.host,
+            self.port,
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close every session (1001), finish in-flight appends, stop."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._hub.close()
+        log.info("event=relay_stopped instance=%s", self.instance_id)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def ready(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    # -- one connection ------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = Session(
+            session_id=uuid.uuid4().hex,
+            verifier=self._verifier,
+            partner_config=self.dispositions.partner_config,
+            rate_limit=self.settings.rate_limit,
+            heartbeat=self.settings.heartbeat,
+            now=time.monotonic(),
+        )
+        self.metrics.connections.inc()
+        try:
+            try:
+                async with asyncio.timeout(self.settings.hello_timeout):
+                    message = await ws.recv()
+            except TimeoutError:
+                await self._close(ws, session.hello_timeout())
+                return
+            action = session.receive(message, now=time.monotonic(), wall=datetime.now(UTC))
+            if isinstance(action, Close):
+                await self._close(ws, action)
+            elif isinstance(action, Admit):
+                await self._admitted(ws, session, action)
+        except ConnectionClosed as closed:
+            # The client went away (network drop, tab closed); it resends what it has no ack for.
+            log.debug("event=connection_lost code=%s", closed.rcvd.code if closed.rcvd else None)
+        finally:
+            self.metrics.connections.dec()
+
+    async def _admitted(self, ws: ServerConnection, session: Session, admit: Admit) -> None:
+        agent_id = admit.identity.agent_id
+
+        async def replace() -> None:
+            await self._close(ws, session.replaced())
+
+        live = LiveSession(agent_id, session.session_id, replace)
+        try:
+            await self._hub.attach(live)
+        except (RedisError, OSError) as error:
+            await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
+            return
+        try:
+            try:
+                self._hub.claimed(
+                    live, await self.commands.claim_session(agent_id, live.session_id)
+                )
+                position, recovered = await self.commands.resume(agent_id, admit.last_command_id)
+            except (RedisError, OSError) as error:
+                await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
+                return
+            await self._send(ws, session.open(recovered=recovered))
+            log.info(
+                "event=session_opened agent=%s partner=%s session=%s recovered=%s",
+                agent_id,
+                admit.identity.partner_id,
+                session.session_id,
+                recovered,
+            )
+            async with asyncio.TaskGroup() as tasks:
+                delivery = tasks.create_task(self._deliver(ws, live, position))
+                online = tasks.create_task(self._keep_online(live, admit.identity.partner_id))
+                try:
+                    await self._read(ws, session, tasks, live)
+                finally:
+                    live.end()
+                    delivery.cancel()
+                    online.cancel()
+        finally:
+            await self._hub.detach(live)
+            with contextlib.suppress(RedisError, OSError):
+                await self.agents.session_closed(agent_id, live.session_id)
+            log.info(
+                "event=session_closed agent=%s session=%s code=%s",
+                agent_id,
+                session.session_id,
+                ws.close_code,
+            )
+
+    @property
+    def _online_ttl(self) -> float:
+        return 3 * self.settings.heartbeat
+
+    async def _keep_online(self, live: LiveSession, partner_id: str) -> None:
+        """Mark the agent online, then refresh the mark every heartbeat while the session is open.
+
+        If Redis fails, the next heartbeat writes the mark again; meanwhile the dispatcher
+        sees the agent offline, which fails requests fast rather than queueing them.
+        """
+        try:
+            await self.agents.session_opened(
+                live.agent_id, partner_id, live.session_id, self.instance_id, self._online_ttl
+            )
+        except (RedisError, OSError) as error:
+            log.warning("event=online_not_recorded agent=%s error=%r", live.agent_id, str(error))
+        while not live.replaced:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.ended.wait(), self.settings.heartbeat)
+            if live.ended.is_set():
+                return
+            try:
+                await self.agents.still_online(live.agent_id, live.session_id, self._online_ttl)
+            except (RedisError, OSError) as error:
+                log.warning("event=online_not_refreshed agent=%s error=%r", live.agent_id, error)
+
+    async def _read(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        tasks: asyncio.TaskGroup,
+        live: LiveSession,
+    ) -> None:
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # A close without a proper close frame ends the session like any other close.
+        with contextlib.suppress(ConnectionClosed):
+            await self._read_frames(ws, session, tasks, in_flight, live)
+
+    async def _read_frames(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        tasks: asyncio.TaskGroup,
+        in_flight: asyncio.Semaphore,
+        live: LiveSession,
+    ) -> None:
+        async for message in ws:
+            received = time.perf_counter()
+            action = session.receive(message, now=time.monotonic(), wall=datetime.now(UTC))
+            match action:
+                case Append(envelope=envelope):
+                    self.metrics.events_received.inc()
+                    await in_flight.acquire()
+                    tasks.create_task(self._append(ws, session, envelope, received, in_flight))
+                case Reply(frame=frame):
+                    if isinstance(frame, Nack):
+                        self.metrics.nacks.labels(frame.code).inc()
+                    await self._send(ws, frame)
+                case CommandAcked(command_id=command_id):
+                    tasks.create_task(self._record_ack(session, command_id, live))
+                case Close():
+                    await self._close(ws, action)
+                    return
+                case Admit():
+                    raise AssertionError("a second admission on one connection")
+
+    async def _append(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        envelope: Envelope,
+        received: float,
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        try:
+            try:
+                result = await self._appender.append(envelope)
+            except FrameRefused as error:
+                self.metrics.nacks.labels(error.code).inc()
+                await self._send(ws, session.append_failed(envelope, error))
+                return
+            if envelope.name in REQUESTS and not result.duplicate:
+                await self._accept_request(envelope)
+            await self._send(ws, session.appended(envelope, result.seq, duplicate=result.duplicate))
+            self.metrics.events_acked.labels("true" if result.duplicate else "false").inc()
+            self.metrics.ack_latency.observe(time.perf_counter() - received)
+        except ConnectionClosed:
+            # The event may be stored, but its ack is lost: the client resends it and gets
+            # ``duplicate: true`` with the original seq.
+            log.debug("event=ack_undelivered id=%s session=%s", envelope.id, session.session_id)
+        finally:
+            in_flight.release()
+
+    async def _accept_request(self, envelope: Envelope) -> None:
+        """A click-to-dial or presence request from the browser: recorded as accepted."""
+        try:
+            await self.requests.advance(
+                RequestStatus(
+                    requestId=envelope.id,
+                    name=envelope.name,
+                    agentId=envelope.agentId,
+                    partnerId=envelope.partnerId,
+                    state="accepted",
+                    updatedAt=envelope.receivedAt,
+                )
+            )
+        except (RedisError, OSError) as error:
+            # The request is in the log: the dispatcher records its progress all the same.
+            log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
+
+    async def _record_ack(self, session: Session, command_id: str, live: LiveSession) -> None:
+        assert session.identity is not None
+        try:
+            await self.commands.record_ack(session.identity.agent_id, command_id)
+            request_id = live.sent.pop(command_id, None)
+            if request_id is not None:
+                await self._request_state(request_id, "acked", command_id)
+        except (RedisError, OSError) as error:
+            # Not fatal: the command is redelivered on reconnect and the client drops repeats.
+            log.warning(
+                "event=command_ack_not_recorded agent=%s command=%s error=%r",
+                session.identity.agent_id,
+                command_id,
+                str(error),
+            )
+
+    async def _request_state(self, request_id: str, state: RequestState, command_id: str) -> None:
+        """Move a request forward (``advance`` keeps the other fields the dispatcher wrote)."""
+        moved = await self.requests.advance_state(request_id, state, command_id=command_id)
+        if not moved:
+            log.debug("event=request_state_kept request=%s state=%s", request_id, state)
+
+    async def _deliver(self, ws: ServerConnection, live: LiveSession, position: str | None) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._deliver_commands(ws, live, position)
+
+    async def _deliver_commands(
+        self, ws: ServerConnection, live: LiveSession, position: str | None
+    ) -> None:
+        backoff = Backoff(cap=2.0)
+        while True:
+            await live.wake.wait()
+            live.wake.clear()
+            if live.ended.is_set():
+                return
+            try:
+                while True:
+                    entries = await self.commands.read_after(live.agent_id, position)
+                    now = datetime.now(UTC)
+                    for command_id, command in entries:
+                        position = command_id
+                        if command.expired(now):
+                            self.metrics.commands_expired.inc()
+                            if command.requestId is not None:
+                                await self._request_state(command.requestId, "expired", command_id)
+                            continue
+                        await self._send(
+                            ws,
+                            CommandFrame(
+                                id=command_id,
+                                name=command.name,
+                                data=command.data,
+                                expiresAt=command.expiresAt,
+                            ),
+                        )
+                        self.metrics.commands_delivered.labels(command.name).inc()
+                        if command.requestId is not None:
+                            live.sent[command_id] = command.requestId
+                            await self._request_state(command.requestId, "delivered", command_id)
+                    if len(entries) < COMMAND_PAGE:
+                        break
+                backoff.success()
+            except (RedisError, OSError) as error:
+                delay = backoff.failure()
+                log.warning(
+                    "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
+                    live.agent_id,
+                    delay,
+                    str(error),
+                )
+                live.wake.set()
+                await asyncio.sleep(delay)
+
+    async def _send(self, ws: ServerConnection, frame: ServerFrame) -> None:
+        await ws.send(encode_frame(frame), text=True)
+
+    async def _close(self, ws: ServerConnection, close: Close) -> None:
+        error = close.error
+        self.metrics.closes.labels(str(error.close_code)).inc()
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(ws, ErrorFrame(code=error.code, message=str(error)))
+        await ws.close(error.close_code, str(error)[:120])

@@ -1,0 +1,291 @@
+// Unit tests of softphone.js with Node's own test runner: the pure parts, and the wrapper
+// driven through a fake WebSocket, fake timers and an in-memory storage (no network).
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const parts = require("../../src/softphone_relay/clientjs/softphone.js");
+
+const { createWrapper, parseParams, backoffDelay, isExpired, Outbox, HandledCommands } = parts;
+
+function memoryStorage(initial) {
+  const data = Object.assign({}, initial);
+  return {
+    data,
+    getItem: (k) => (k in data ? data[k] : null),
+    setItem: (k, v) => { data[k] = String(v); },
+    removeItem: (k) => { delete data[k]; },
+  };
+}
+
+/** A fake world: sockets the test opens and closes, a clock the test moves. */
+function world(options = {}) {
+  const sockets = [];
+  const timers = [];
+  let now = Date.parse("2026-11-25T10:00:00Z");
+  let ids = 0;
+  class FakeSocket {
+    constructor(url, protocol) {
+      this.url = url;
+      this.protocol = protocol;
+      this.sent = [];
+      this.closedWith = null;
+      sockets.push(this);
+    }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close(code, reason) { this.closedWith = [code, reason]; }
+    // test side
+    open() { this.onopen(); }
+    deliver(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
+    drop(code, reason = "") { this.onclose({ code, reason }); }
+  }
+  const errors = [];
+  const storage = options.storage || memoryStorage();
+  const env = {
+    WebSocket: FakeSocket,
+    storage,
+    fetch: options.fetch || (async () => { throw new Error("no fetch in this test"); }),
+    console: { error: () => {}, warn: () => {} },
+    now: () => now,
+    setTimeout: (fn, ms) => { timers.push({ fn, at: now + ms }); return timers.length - 1; },
+    clearTimeout: (id) => { if (timers[id]) timers[id].fn = null; },
+    random: () => 0.5,
+    crypto: { randomUUID: () => `00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}` },
+    resolveGlobal: (name) => (options.globals || {})[name],
+    sforce: () => options.sforce || null,
+  };
+  const wrapper = createWrapper(env);
+  wrapper.configure({ url: "ws://relay/v1/socket", token: "tok", onError: (e) => errors.push(e) });
+  return {
+    wrapper,
+    sockets,
+    errors,
+    storage,
+    env,
+    last: () => sockets[sockets.length - 1],
+    advance: async (ms) => {
+      now += ms;
+      for (const timer of timers) {
+        if (timer.fn && timer.at <= now) { const fn = timer.fn; timer.fn = null; fn(); }
+      }
+      await new Promise((r) => setImmediate(r));
+    },
+    tick: () => new Promise((r) => setImmediate(r)),
+  };
+}
+
+const WELCOME = {
+  type: "welcome",
+  sessionId: "s1",
+  agentId: "a",
+  partnerId: "p",
+  heartbeatSec: 20,
+  config: { disposition: ["code1"], partner_config: { partnerId: "p" } },
+  recovered: true,
+};
+
+async function connected(w, callback = () => {}) {
+  w.wrapper.load(callback);
+  await w.tick();
+  w.last().open();
+  w.last().deliver(WELCOME);
+  return w.last();
+}
+
+test("params may be an object, a JSON string, or nothing", () => {
+  assert.deepEqual(parseParams("callAccepted", { a: 1 }), { a: 1 });
+  assert.deepEqual(parseParams("callAccepted", '{"a":1}'), { a: 1 });
+  assert.deepEqual(parseParams("incomingCall", undefined), {});
+  assert.throws(() => parseParams("callEnded", "{nope"), /callEnded: params are not valid JSON/);
+  assert.throws(() => parseParams("callEnded", 42), /must be an object or a JSON string/);
+});
+
+test("backoff doubles up to its cap, with jitter in the upper half", () => {
+  assert.equal(backoffDelay(0, { base: 500, cap: 30000 }, () => 0), 250);
+  assert.equal(backoffDelay(3, { base: 500, cap: 30000 }, () => 1), 4000);
+  assert.equal(backoffDelay(20, { base: 500, cap: 30000 }, () => 1), 30000);
+});
+
+test("a command is expired once its expiresAt has passed", () => {
+  const now = Date.parse("2026-11-25T10:00:00Z");
+  assert.equal(isExpired({ expiresAt: "2026-11-25T09:59:59Z" }, now), true);
+  assert.equal(isExpired({ expiresAt: "2026-11-25T10:00:30Z" }, now), false);
+});
+
+test("the outbox and the handled ids survive a reload through storage", () => {
+  const storage = memoryStorage();
+  const outbox = new Outbox(storage, "k");
+  outbox.add({ id: "e1" });
+  outbox.add({ id: "e2" });
+  outbox.remove("e1");
+  assert.deepEqual(new Outbox(storage, "k").list(), [{ id: "e2" }]);
+  const handled = new HandledCommands(storage, "h", 2);
+  ["c1", "c2", "c3"].forEach((id) => handled.add(id));
+  const again = new HandledCommands(storage, "h", 2);
+  assert.equal(again.has("c1"), false);
+  assert.equal(again.has("c3"), true);
+  assert.equal(again.last(), "c3");
+});
+
+test("load accepts the name of a global function", async () => {
+  const got = [];
+  const w = world({ globals: { mySoftphone: (name, payload) => got.push([name, payload]) } });
+  w.wrapper.load("mySoftphone");
+  await w.tick();
+  w.last().open();
+  w.last().deliver(WELCOME);
+  assert.deepEqual(got, [["disposition", ["code1"]], ["partner_config", { partnerId: "p" }]]);
+  assert.throws(() => w.wrapper.load("missing"), /load: callback must be a function/);
+});
+
+test("hello carries the token and the last handled command", async () => {
+  const w = world();
+  const socket = await connected(w);
+  assert.equal(socket.protocol, "softphone.v1");
+  assert.equal(socket.sent[0].type, "hello");
+  assert.equal(socket.sent[0].token, "tok");
+  assert.equal(socket.sent[0].lastCommandId, null);
+});
+
+test("every hook becomes an event with a fresh id, kept until acked", async () => {
+  const w = world();
+  const socket = await connected(w);
+  const id = w.wrapper.callAccepted('{"partnerId":"p","conversationId":"c1"}');
+  w.wrapper.incomingCall();
+  const events = socket.sent.filter((f) => f.type === "event");
+  assert.deepEqual(events.map((e) => e.name), ["callAccepted", "incomingCall"]);
+  assert.equal(events[0].id, id);
+  assert.deepEqual(events[1].data, {});
+  assert.equal(w.wrapper.outboxSize(), 2);
+  socket.deliver({ type: "ack", id, seq: "1-0", duplicate: false });
+  assert.equal(w.wrapper.outboxSize(), 1);
+});
+
+test("events made offline are sent in order, with the same ids, once connected", async () => {
+  const w = world();
+  w.wrapper.callEnded({ partnerId: "p", conversationId: "c1" });
+  w.wrapper.statusChanged({ softphoneId: "busy" });
+  const socket = await connected(w);
+  const events = socket.sent.filter((f) => f.type === "event");
+  assert.deepEqual(events.map((e) => e.name), ["callEnded", "statusChanged"]);
+  socket.drop(1006);
+  await w.advance(300);
+  await w.tick();
+  w.last().open();
+  w.last().deliver(WELCOME);
+  const resent = w.last().sent.filter((f) => f.type === "event");
+  assert.deepEqual(resent.map((e) => e.id), events.map((e) => e.id));
+});
+
+test("a nack for bad input is reported and dropped; unavailable is retried", async () => {
+  const w = world();
+  const socket = await connected(w);
+  const bad = w.wrapper.callEnded({ partnerId: "p" });
+  const later = w.wrapper.statusChanged({ softphoneId: "busy" });
+  socket.deliver({ type: "nack", id: bad, code: "invalid_event", message: "conversationId missing" });
+  assert.equal(w.errors[0].code, "invalid_event");
+  socket.deliver({ type: "nack", id: later, code: "unavailable", message: "retry later" });
+  assert.equal(w.wrapper.outboxSize(), 1);
+  const before = socket.sent.length;
+  await w.advance(5000);
+  assert.equal(socket.sent.slice(before).filter((f) => f.id === later).length, 1);
+});
+
+test("a command is handed over once, acked, and remembered across reloads", async () => {
+  const got = [];
+  const storage = memoryStorage();
+  const w = world({ storage });
+  const socket = await connected(w, (name, data) => got.push([name, data]));
+  const frame = {
+    type: "command",
+    id: "1-0",
+    name: "start_call",
+    data: { dialTo: "+18883973342" },
+    expiresAt: "2026-11-25T10:00:30Z",
+  };
+  socket.deliver(frame);
+  socket.deliver(frame);
+  assert.deepEqual(got.filter(([n]) => n === "start_call"), [["start_call", { dialTo: "+18883973342" }]]);
+  assert.equal(socket.sent.filter((f) => f.type === "ack").length, 2);
+  const reloaded = world({ storage });
+  const again = [];
+  const second = await connected(reloaded, (name) => again.push(name));
+  assert.equal(second.sent[0].lastCommandId, "1-0");
+  second.deliver(frame);
+  assert.deepEqual(again, ["disposition", "partner_config"]);
+});
+
+test("an expired command never reaches the softphone", async () => {
+  const got = [];
+  const w = world();
+  const socket = await connected(w, (name) => got.push(name));
+  socket.deliver({ type: "command", id: "2-0", name: "start_call", data: {}, expiresAt: "2026-11-25T09:59:00Z" });
+  assert.deepEqual(got, ["disposition", "partner_config"]);
+  assert.equal(socket.sent.filter((f) => f.type === "ack").length, 0);
+});
+
+test("get_presence is handed over with a null payload", async () => {
+  const got = [];
+  const w = world();
+  const socket = await connected(w, (name, data) => got.push([name, data]));
+  socket.deliver({ type: "command", id: "3-0", name: "get_presence", data: null, expiresAt: "2026-11-25T10:01:00Z" });
+  assert.deepEqual(got[2], ["get_presence", null]);
+});
+
+test("4409 stops reconnecting and says why", async () => {
+  const w = world();
+  const socket = await connected(w);
+  socket.drop(4409, "replaced");
+  await w.advance(60000);
+  assert.equal(w.sockets.length, 1);
+  assert.equal(w.wrapper.state(), "stopped");
+  assert.equal(w.errors[0].code, "replaced");
+});
+
+test("a refused token (4401) is fetched anew before reconnecting", async () => {
+  let fetched = 0;
+  const w = world({
+    fetch: async () => { fetched += 1; return { ok: true, text: async () => `{"token": "t${fetched}"}` }; },
+  });
+  w.wrapper.configure({ token: null, tokenUrl: "https://crm/token" });
+  const socket = await connected(w);
+  assert.equal(socket.sent[0].token, "t1");
+  socket.drop(4401, "expired token");
+  await w.advance(1000);
+  await w.tick();
+  w.last().open();
+  assert.equal(w.last().sent[0].token, "t2");
+});
+
+test("silence past the heartbeat is a dead connection: reconnect", async () => {
+  const w = world();
+  const socket = await connected(w);
+  await w.advance(20000); // the ping is sent
+  assert.equal(socket.sent[socket.sent.length - 1].type, "ping");
+  await w.advance(20000); // no pong
+  assert.equal(w.errors[0].code, "heartbeat_timeout");
+  assert.deepEqual(socket.closedWith, [4000, "heartbeat timeout"]);
+  await w.advance(1000);
+  await w.tick();
+  assert.equal(w.sockets.length, 2);
+});
+
+test("Open CTI click-to-dial becomes a startCallRequested event; screen pop on demand", async () => {
+  const calls = [];
+  let listener = null;
+  const sforce = {
+    CALL_TYPE: { INBOUND: "inbound" },
+    enableClickToDial: (o) => { calls.push("enable"); o.callback({ success: true }); },
+    onClickToDial: (o) => { listener = o.listener; },
+    searchAndScreenPop: (o) => calls.push(["pop", o.searchParams, o.callType]),
+  };
+  const w = world({ sforce });
+  w.wrapper.configure({ screenPop: true });
+  const socket = await connected(w);
+  listener({ number: "(888) 397-3342", recordId: "003000000000001", objectType: "Contact" });
+  const event = socket.sent.filter((f) => f.type === "event")[0];
+  assert.equal(event.name, "startCallRequested");
+  assert.deepEqual(event.data, { dialTo: "(888) 397-3342", recordId: "003000000000001" });
+  w.wrapper.incomingCall({ callerANI: "+18883973342" });
+  assert.deepEqual(calls, ["enable", ["pop", "+18883973342", "inbound"]]);
+});

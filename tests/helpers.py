@@ -1,0 +1,325 @@
+"""What the tests share that is not a fixture: constants, clients, builders of realistic
+data, and helpers that read the stand-in or run the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from requests import PreparedRequest, Response, Session
+from requests.adapters import HTTPAdapter
+from simple_salesforce.api import Salesforce
+from websockets.asyncio.client import ClientConnection
+
+from softphone_relay.projections.calls.fold import CallRecord
+from softphone_relay.projections.worker import Done, LogEntry, Outcome, Reject, Retry
+from softphone_relay.relay import keys
+from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.event_log import EventLog
+from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.server import Relay
+from softphone_relay.relay.settings import Partner, Settings
+from softphone_relay.salesforce.connect import SalesforceConnection
+from softphone_relay.salesforce.standin.server import StandIn
+
+SECRET = "test-secret-0123456789abcdef-0123456789"
+
+
+PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
+
+
+OTHER_PARTNER = "99999999-0000-4000-8000-000000000000"
+
+
+DATA = Path(__file__).parent / "data"
+
+
+PARTNERS = {
+    PARTNER: Partner(
+        disposition=["code1", "code2"],
+        businessSegmentId="d6afeaa7-39be-4935-981f-2670215fd887",
+        channelOriginId="57053e21-0440-4689-a27a-513d7dceebde",
+        dialFrom="+18449401117",
+    )
+}
+
+
+def contract_examples() -> dict[str, Any]:
+    """The contract's sample payloads (tests/data/contract-examples.json)."""
+    return json.loads((DATA / "contract-examples.json").read_text())  # type: ignore[no-any-return]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test relay: free port, known secret, the sample partner."""
+    fields: dict[str, Any] = {
+        "secret": SECRET,
+        "port": 0,
+        "partners": PARTNERS,
+        "allowed_origins": ("https://*.lightning.force.com",),
+    }
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+RelayFactory = Callable[..., Awaitable[Relay]]
+
+
+def token(agent: str = "agent-1", partner: str = PARTNER, ttl: int = 600) -> str:
+    """A valid agent token."""
+    return mint_token(SECRET, agent, partner, ttl)
+
+
+def now_iso() -> str:
+    """The current time in RFC 3339."""
+    return datetime.now(UTC).isoformat()
+
+
+class Agent:
+    """A test client speaking softphone.v1 over a real socket."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        """Send a frame (a dict is JSON-encoded)."""
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, within: float = 5.0) -> dict[str, Any]:
+        """The next frame, decoded."""
+        async with asyncio.timeout(within):
+            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+    async def hello(self, tok: str | None = None, last_command_id: str | None = None) -> None:
+        """Say hello and keep the welcome."""
+        await self.send(
+            {
+                "type": "hello",
+                "token": tok or token(),
+                "lastCommandId": last_command_id,
+                "client": "tests/1",
+            }
+        )
+        self.welcome = await self.recv()
+        assert self.welcome["type"] == "welcome", self.welcome
+
+    async def event(self, name: str, data: dict[str, Any], event_id: str | None = None) -> str:
+        """Send an event frame; return its id."""
+        event_id = event_id or str(uuid.uuid4())
+        await self.send(
+            {"type": "event", "id": event_id, "name": name, "at": now_iso(), "data": data}
+        )
+        return event_id
+
+    async def closed(self, within: float = 5.0) -> tuple[int | None, str | None]:
+        """Wait for the relay to close the socket; its close code and reason."""
+        async with asyncio.timeout(within):
+            await self.ws.wait_closed()
+        return self.ws.close_code, self.ws.close_reason
+
+
+AgentFactory = Callable[..., Awaitable[Agent]]
+
+
+def call_data(conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
+    """Identity fields of a call hook plus ``fields``."""
+    return {"partnerId": PARTNER, "conversationId": conversation, **fields}
+
+
+START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+ClientFactory = Callable[..., Salesforce]
+
+
+ConnectionFactory = Callable[..., SalesforceConnection]
+
+
+LOGIN_HOSTS = ("login", "test", "acme.my")
+"""The login domains tests use; each is pointed at the stand-in."""
+
+
+def call_record(conversation: str = "conv-1", **fields: Any) -> CallRecord:
+    """A completed inbound call's record, with ``fields`` changed."""
+    base: dict[str, Any] = {
+        "conversationId": conversation,
+        "partnerId": "p",
+        "agentId": "a",
+        "status": "completed",
+        "direction": "inbound",
+        "callerNumber": "+18883973342",
+        "startedAt": START,
+        "lastEventAt": START,
+        "eventCount": 3,
+    }
+    return CallRecord(**(base | fields))
+
+
+def standin_http(standin: StandIn) -> Session:
+    """A requests session that trusts the stand-in and sends its logins there."""
+    http = Session()
+    http.verify = str(standin.ca_file)
+    http.trust_env = False
+    http.headers["Connection"] = "close"
+    for domain in LOGIN_HOSTS:
+        http.mount(f"https://{domain}.salesforce.com", RedirectAdapter(standin.instance_url))
+    return http
+
+
+def run_cli(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``softphone-relay ARGS`` as an operator runs it, on the test's Redis only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "softphone_relay", *args],
+        cwd=cwd,
+        env=env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, step: float) -> None:
+    """Wait until ``check()`` holds, at most ``within`` seconds."""
+    for _ in range(int(within / step)):
+        if await check():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError("the condition did not come true in time")
+
+
+LOG_PARTNER = "p1"
+
+
+def envelope(name: str, conversation: str, second: int, **data: Any) -> Envelope:
+    """An event of ``conversation`` said ``second`` seconds after START."""
+    at = START + timedelta(seconds=second)
+    return Envelope(
+        id=str(uuid.uuid4()),
+        name=name,
+        agentId="agent-1",
+        partnerId=LOG_PARTNER,
+        conversationId=conversation,
+        at=at,
+        receivedAt=at,
+        sessionId="s",
+        data={"partnerId": LOG_PARTNER, "conversationId": conversation, **data},
+    )
+
+
+def call(conversation: str, second: int = 0) -> list[Envelope]:
+    """An answered inbound call with late notes."""
+    return [
+        envelope("incomingCall", conversation, second, callerANI="+18883973342"),
+        envelope("callAccepted", conversation, second + 1, callerANI="+18883973342"),
+        envelope("callEnded", conversation, second + 60, duration=59, callType="inbound"),
+        envelope("callNotesSubmitted", conversation, second + 90, notes=f"notes of {conversation}"),
+    ]
+
+
+async def append(redis: aioredis.Redis, envelopes: list[Envelope]) -> list[str]:
+    """Through the relay's own appender; the stream ids."""
+    results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_batch(envelopes)
+    return [r.seq for r in results]
+
+
+def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:
+    """The stand-in's Tasks by conversation (``CallObject``); fails if a conversation has two."""
+    found = [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
+    by_call = {r["CallObject"]: r for r in found}
+    assert len(by_call) == len(found), "a conversation has two Tasks"
+    return by_call
+
+
+async def no_frame(agent: Agent, within: float = 0.4) -> bool:
+    """True when nothing arrives on the socket for ``within`` seconds."""
+    try:
+        frame = await agent.recv(within=within)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected frame {frame}")
+
+
+class Recorder:
+    """A projection that records what it handled; some ids fail as told."""
+
+    group = "calls"
+
+    def __init__(
+        self,
+        *,
+        retry: set[str] = frozenset(),
+        reject: set[str] = frozenset(),  # type: ignore[assignment]
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.handled: list[str] = []
+        self.retry, self.reject, self.gate = set(retry), set(reject), gate
+        self.started = asyncio.Event()
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        outcomes: dict[str, Outcome] = {}
+        for entry in entries:
+            assert entry.envelope is not None
+            event_id = entry.envelope.id
+            if event_id in self.reject:
+                outcomes[entry.id] = Reject(f"{event_id} is refused")
+            elif event_id in self.retry:
+                outcomes[entry.id] = Retry(f"{event_id} failed for now")
+            else:
+                self.handled.append(event_id)
+                outcomes[entry.id] = Done()
+        return outcomes
+
+
+async def append_ids(client: aioredis.Redis, *event_ids: str, shard: int = 0) -> list[str]:
+    ids = []
+    for event_id in event_ids:
+        envelope = Envelope(
+            id=event_id,
+            name="callEnded",
+            agentId="a",
+            partnerId=PARTNER,
+            conversationId="c",
+            at=datetime.now(UTC),
+            receivedAt=datetime.now(UTC),
+            sessionId="s",
+            data={"partnerId": PARTNER, "conversationId": "c"},
+        )
+        entry_id = await client.xadd(keys.event_stream(shard), {"e": msgspec.json.encode(envelope)})
+        ids.append(entry_id.decode())
+    return ids
+
+
+class RedirectAdapter(HTTPAdapter):
+    """A requests transport that sends what it is mounted for to another host.
+
+    simple-salesforce builds login URLs as ``https://{domain}.salesforce.com``; mounted on the
+    login host of the ``requests.Session`` given to it, this points the login at the stand-in
+    without patching the library (SALESFORCE.md).
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self._base = urlsplit(base_url)
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        """Send ``request`` to the same path on the base URL's host."""
+        url = urlsplit(request.url or "")
+        request.url = urlunsplit(url._replace(scheme=self._base.scheme, netloc=self._base.netloc))
+        return super().send(request, *args, **kwargs)

@@ -1,0 +1,368 @@
+"""``replay``: the calls projection re-run over a range of a real log into the stand-in or a
+JSONL file; rebuilds what was lost, writes nothing twice, shows a dry run, resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from softphone_relay.cli.dev import DevState, StandInAddress, record_standin
+from softphone_relay.ops.log_reader import EventFilter, LoggedEvent
+from softphone_relay.ops.replay import ConversationFold, Replay, compare
+from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
+from softphone_relay.projections.calls.fold import fold_call
+from softphone_relay.projections.calls.projection import CallRecordsProjection
+from softphone_relay.projections.worker import Worker, WorkerSettings
+from softphone_relay.relay import keys
+from softphone_relay.relay.protocol import Envelope
+from softphone_relay.salesforce.sink import SalesforceSink
+from softphone_relay.salesforce.standin.server import StandIn
+from softphone_relay.salesforce.task_mapping import TaskMapping
+from tests.helpers import (
+    ConnectionFactory,
+    append,
+    call,
+    eventually,
+    run_cli,
+    tasks,
+)
+
+
+def without_ids(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Tasks as their fields, without the Ids an org hands out anew after a wipe."""
+    return {call: {k: v for k, v in task.items() if k != "Id"} for call, task in found.items()}
+
+
+def writes(standin: StandIn) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in standin.state.requests if m in ("POST", "PATCH", "DELETE")]
+
+
+def target(connection: ConnectionFactory) -> SalesforceTarget:
+    sink = SalesforceSink(connection(), TaskMapping())
+    return SalesforceTarget(sink, TaskMapping(), description="the stand-in", live=True)
+
+
+async def replay(redis: aioredis.Redis, into: Any, **options: Any) -> Any:
+    start, end = options.pop("start", "-"), options.pop("end", "+")
+    runner = Replay(redis, into, shards=1, **options)
+    return await runner.run(start, end, EventFilter())
+
+
+# The fold: which conversations a range selects.
+
+
+def logged(envelopes: list[Envelope]) -> list[LoggedEvent]:
+    return [LoggedEvent("sp:events:{0}", f"{1000 + n}-0", e) for n, e in enumerate(envelopes)]
+
+
+def test_a_conversation_is_folded_with_its_events_after_the_range() -> None:
+    """Notes that came after --to still belong to the call that began in the range."""
+    events = logged(call("c1"))
+    fold = ConversationFold("1001-0")
+    for event in events:
+        fold.add(event)
+    [selected], in_progress = fold.selected()
+    assert selected.record.notes == "notes of c1" and in_progress == 0
+    assert selected.record == fold_call(e.envelope for e in events)
+
+
+def test_a_conversation_that_began_before_the_range_is_left_out_and_counted() -> None:
+    """Its first event in range is not a call's start: rebuilding it would lose its start."""
+    fold = ConversationFold("+")
+    for event in logged(call("c1"))[1:]:
+        fold.add(event)
+    assert fold.selected() == ([], 0) and fold.partial == 1
+
+
+def test_include_partial_writes_a_conversation_from_its_events_in_range() -> None:
+    fold = ConversationFold("+", include_partial=True)
+    for event in logged(call("c1"))[1:]:
+        fold.add(event)
+    [selected], _ = fold.selected()
+    assert selected.record.status == "completed" and fold.partial == 0
+
+
+def test_a_conversation_that_began_after_the_range_is_ignored() -> None:
+    fold = ConversationFold("999-0")
+    for event in logged(call("c1")):
+        fold.add(event)
+    assert fold.selected() == ([], 0) and fold.conversations == 0
+
+
+def test_a_call_still_in_progress_is_counted_not_selected() -> None:
+    fold = ConversationFold("+")
+    for event in logged(call("c1")[:2]):
+        fold.add(event)
+    assert fold.selected() == ([], 1)
+
+
+def test_compare_names_each_changed_field_with_old_and_new() -> None:
+    change = compare("c1", {"A": 1, "B": "x"}, {"Id": "00T", "A": 1, "B": "y", "C": 3})
+    assert change.action == "update" and change.fields == {"B": ("y", "x")}
+    assert compare("c1", {"A": 1}, {"A": 1}).action == "unchanged"
+    assert compare("c1", {"A": 1}, None).fields == {"A": (None, 1)}
+
+
+# Into the stand-in, through simple-salesforce.
+
+
+async def test_replay_rebuilds_identical_records_after_the_org_is_wiped(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10)[:2])
+    sink = SalesforceSink(connection(), TaskMapping())
+    await Worker(
+        redis_client, CallRecordsProjection(redis_client, sink), WorkerSettings(block_ms=50)
+    ).run(burst=True)
+    written = without_ids(tasks(standin))
+    assert set(written) == {"c1", "c2"}
+    standin.state.org.records.clear()
+
+    report = await replay(redis_client, target(connection))
+
+    assert without_ids(tasks(standin)) == written
+    assert (report.created, report.updated, report.in_progress) == (2, 0, 1)
+
+
+async def test_replaying_twice_writes_nothing_the_second_time(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    await append(redis_client, call("c1") + call("c2", 5))
+    await replay(redis_client, target(connection))
+    before = len(writes(standin))
+
+    report = await replay(redis_client, target(connection))
+
+    assert len(writes(standin)) == before
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
+
+
+async def test_a_dry_run_shows_creates_and_differences_and_writes_nothing(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10))
+    await replay(redis_client, target(connection))
+    records = standin.state.org.records
+    [c1] = [r for r in records.values() if r["CallObject"] == "c1"]
+    c1["Description"] = "edited by hand"
+    [c2_id] = [i for i, r in records.items() if r["CallObject"] == "c2"]
+    del records[c2_id]
+    snapshot = tasks(standin)
+    before = len(writes(standin))
+    changes: list[Any] = []
+
+    report = await replay(redis_client, target(connection), dry_run=True, on_change=changes.append)
+
+    assert tasks(standin) == snapshot and len(writes(standin)) == before
+    shown = {c.conversationId: c for c in changes}
+    assert shown["c1"].action == "update"
+    assert shown["c1"].fields == {"Description": ("edited by hand", "notes of c1")}
+    assert shown["c2"].action == "create" and shown["c3"].action == "unchanged"
+    assert (report.created, report.updated, report.unchanged) == (1, 1, 1)
+
+
+async def test_a_range_by_id_replays_only_the_calls_that_began_in_it(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    ids = await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10))
+    report = await replay(redis_client, target(connection), start=ids[4], end=ids[5])
+    assert set(tasks(standin)) == {"c2"}
+    assert tasks(standin)["c2"]["Description"] == "notes of c2"
+    assert report.conversations == 1 and report.partial == 0
+
+
+async def test_a_conversation_a_live_worker_holds_is_reported_busy_not_written(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    await append(redis_client, call("c1"))
+    await redis_client.set(keys.call_lock(0, "c1"), "a-live-worker", px=60_000)
+    report = await replay(redis_client, target(connection))
+    assert report.busy == ["c1"] and tasks(standin) == {}
+
+
+# Into a JSONL file.
+
+
+async def test_replay_into_jsonl_writes_one_record_per_call_and_is_idempotent(
+    redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    await append(redis_client, call("c1") + call("c2", 5))
+    path = tmp_path / "calls.jsonl"
+    into = JsonlTarget(path)
+    await replay(redis_client, into)
+    await into.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["conversationId"] for r in lines] == ["c1", "c2"]
+    assert lines[0]["notes"] == "notes of c1" and lines[0]["status"] == "completed"
+    first = path.read_bytes()
+
+    again = JsonlTarget(path)
+    report = await replay(redis_client, again)
+    await again.close()
+
+    assert path.read_bytes() == first and report.unchanged == 2
+
+
+async def test_a_changed_record_replaces_its_line_in_the_jsonl_file(
+    redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    await append(redis_client, call("c1"))
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps({"conversationId": "c1", "notes": "old"}) + "\n")
+    into = JsonlTarget(path)
+    report = await replay(redis_client, into)
+    await into.close()
+    [line] = path.read_text().splitlines()
+    assert json.loads(line)["notes"] == "notes of c1" and report.updated == 1
+
+
+# The command line.
+
+
+async def cli(redis_url: str, cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    """``softphone-relay ARGS`` in the background (the stand-in answers from this loop)."""
+    env = {"SOFTPHONE_RELAY_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "softphone_relay",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finished(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def use_standin(standin: StandIn, cwd: Path) -> None:
+    """Make the stand-in the one a running ``up`` in ``cwd`` would have."""
+    address = StandInAddress(
+        standin.instance_url, standin.state.new_session(), str(standin.ca_file)
+    )
+    record_standin(DevState(cwd / "data"), address)
+
+
+async def test_replay_stopped_by_ctrl_c_says_how_to_resume_and_the_resume_completes_it(
+    redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
+) -> None:
+    envelopes = [e for n in range(1000) for e in call(f"c{n:04}", n)]
+    await append(redis_client, envelopes)
+    use_standin(standin, tmp_path)
+    standin.state.faults.delay_seconds = 0.3
+    process = await cli(redis_url, tmp_path, "replay", "--target", "standin")
+
+    async def created_some() -> bool:
+        return any(m == "POST" for m, _ in standin.state.requests)
+
+    await eventually(created_some, within=30, step=0.05)
+    process.send_signal(signal.SIGINT)
+    code, _, err = await finished(process)
+    assert code == 130, err
+    created = len(tasks(standin))
+    assert 0 < created < 1000
+    resume = err.split("resume with:\n")[1].strip()
+    assert "--from" in resume
+
+    standin.state.faults.delay_seconds = 0
+    code, _, err = await finished(await cli(redis_url, tmp_path, *shlex.split(resume)[1:]))
+
+    assert code == 0, err
+    assert len(tasks(standin)) == 1000
+    check = await finished(
+        await cli(redis_url, tmp_path, "replay", "--target", "standin", "--dry-run")
+    )
+    assert "0 created, 0 updated, 1,000 unchanged" in check[1]
+
+
+async def test_replay_prints_plain_progress_lines_when_not_on_a_terminal(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    await append(redis_client, call("c1"))
+    code, out, err = await finished(
+        await cli(redis_url, tmp_path, "replay", "--target", f"jsonl:{tmp_path / 'out.jsonl'}")
+    )
+    assert code == 0
+    assert "replay: 100% writing 1/1 records" in err and "\r" not in err
+    assert out.startswith("replayed 4 call events of 1 conversations")
+
+
+async def test_a_dry_run_from_the_command_line_prints_each_difference(
+    redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
+) -> None:
+    await append(redis_client, call("c1"))
+    use_standin(standin, tmp_path)
+    code, out, _ = await finished(
+        await cli(redis_url, tmp_path, "replay", "--target", "standin", "--dry-run")
+    )
+    assert code == 0 and tasks(standin) == {}
+    assert out.splitlines()[0].startswith("create c1  CallObject='c1', Subject='Inbound call")
+
+
+def test_replay_errors_are_one_line_and_a_non_zero_exit(redis_url: str, tmp_path: Path) -> None:
+    out = ("--target", "jsonl:x.jsonl")
+    for args, message in [
+        ((*out, "--from", "yesterday"), "--from: expected a stream id"),
+        ((*out, "--from", "2000-0", "--to", "1000-0"), "--from: 2000-0 is after --to 1000-0"),
+        ((*out, "--group", "presence"), "--group: presence cannot be replayed"),
+        (("--target", "ftp:x"), "--target: expected salesforce, standin or jsonl:PATH"),
+        (("--target", "standin"), "no `softphone-relay up` with a stand-in runs"),
+        ((), "no Salesforce org configured"),
+    ]:
+        result = run_cli(redis_url, tmp_path, "replay", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert message in line, (args, line)
+
+
+def test_replay_with_redis_down_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("redis://127.0.0.1:1/0", tmp_path, "replay", "--target", "jsonl:x.jsonl")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("softphone-relay: error: the event log (Redis) did not answer")
+
+
+def test_a_jsonl_target_that_is_no_call_records_is_refused(redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    result = run_cli(redis_url, tmp_path, "replay", "--target", "jsonl:bad.jsonl")
+    assert result.returncode == 2 and "bad.jsonl:1: not a call record" in result.stderr
+
+
+async def test_sf_env_replays_into_another_org_from_its_own_settings_file(
+    redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
+) -> None:
+    """The other org's SOFTPHONE_RELAY_SF_* lines come from a file, not the environment."""
+    await append(redis_client, call("c1"))
+    (tmp_path / "other-org.env").write_text(
+        "# the archive org\n"
+        f"SOFTPHONE_RELAY_SF_INSTANCE_URL={standin.instance_url}\n"
+        f"export SOFTPHONE_RELAY_SF_SESSION_ID='{standin.state.new_session()}'\n"
+        f'SOFTPHONE_RELAY_SF_CA_FILE="{standin.ca_file}"\n'
+    )
+    code, out, err = await finished(
+        await cli(redis_url, tmp_path, "replay", "--sf-env", "other-org.env")
+    )
+    assert code == 0, err
+    assert "into Salesforce: 1 created" in out
+    assert tasks(standin)["c1"]["Description"] == "notes of c1"
+
+
+def test_an_sf_env_line_that_is_not_a_salesforce_setting_is_refused(
+    redis_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.env").write_text("SOFTPHONE_RELAY_REDIS_URL=redis://elsewhere\n")
+    result = run_cli(redis_url, tmp_path, "replay", "--sf-env", "bad.env")
+    assert result.returncode == 2
+    assert "bad.env:1: expected SOFTPHONE_RELAY_SF_NAME=VALUE" in result.stderr

@@ -1,0 +1,63 @@
+"""``softphone-relay status`` and ``tail`` against a real log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from softphone_relay.projections.worker import Worker, WorkerSettings
+from softphone_relay.relay.server import Relay
+from tests.helpers import PARTNER, AgentFactory, run_cli
+from tests.projections.test_worker import Recorder
+
+
+async def test_tail_prints_the_log_filtered(
+    relay: Relay, open_agent: AgentFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """``tail --from - --conversation C --json --no-follow``: that call's events, in order."""
+    agent = await open_agent(relay)
+    for conversation in ("c1", "c2"):
+        for name in ("incomingCall", "callEnded"):
+            await agent.event(name, {"partnerId": PARTNER, "conversationId": conversation})
+            await agent.recv()
+    result = run_cli(
+        redis_url, tmp_path, "tail", "--from", "-", "--conversation", "c2", "--json", "--no-follow"
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["name"], e["conversationId"]) for e in lines] == [
+        ("incomingCall", "c2"),
+        ("callEnded", "c2"),
+    ]
+    text = run_cli(redis_url, tmp_path, "tail", "--from", "-", "--name", "callEnded", "--no-follow")
+    assert [line.split()[2] for line in text.stdout.splitlines()] == ["callEnded", "callEnded"]
+
+
+def test_tail_refuses_a_bad_position(redis_url: str, tmp_path: Path) -> None:
+    """A --from that is neither an id nor a time is one line, exit 2."""
+    result = run_cli(redis_url, tmp_path, "tail", "--from", "yesterday", "--no-follow")
+    assert result.returncode == 2 and "--from: expected a stream id" in result.stderr
+
+
+async def test_status_shows_lengths_lag_pending_and_agents(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+) -> None:
+    """Three events, a calls group that has read none: length 3, lag 3, nothing pending."""
+    agent = await open_agent(relay)
+    for n in range(3):
+        await agent.event("callEnded", {"partnerId": PARTNER, "conversationId": f"c{n}"})
+        await agent.recv()
+    await Worker(redis_client, Recorder(), WorkerSettings()).ensure_groups()
+    found = json.loads(run_cli(redis_url, tmp_path, "status", "--json").stdout)
+    shard = found["shards"][0]
+    assert shard["length"] == 3
+    [group] = shard["groups"]
+    assert (group["group"], group["lag"], group["pending"]) == ("calls", 3, 0)
+    assert found["onlineAgents"] == {relay.instance_id: 1}
+    assert found["deadLetters"] == {"calls": 0, "presence": 0, "dispatch": 0}
+    assert "SHARD" in run_cli(redis_url, tmp_path, "status").stdout

@@ -1,0 +1,97 @@
+"""Redis stopped and restarted while clients keep sending: no acked event is lost, nothing is
+appended twice, and the sockets stay open throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from softphone_relay.relay import keys
+from softphone_relay.relay.embedded import EmbeddedServer
+from tests.helpers import Agent, AgentFactory, RelayFactory, call_data, token
+
+
+async def send_until_acked(agent: Agent, event_id: str, conversation: str) -> tuple[str, int]:
+    """Send one event, resending the same id while the relay answers ``unavailable``."""
+    nacks = 0
+    while True:
+        await agent.event("callEnded", call_data(conversation), event_id=event_id)
+        frame = await agent.recv(within=10)
+        if frame["type"] == "ack":
+            return frame["seq"], nacks
+        assert frame["code"] == "unavailable", frame
+        nacks += 1
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """A private server this test may kill and restart (AOF in the test's directory)."""
+    with EmbeddedServer(tmp_path / "redis") as private:
+        yield private
+
+
+async def test_events_survive_a_redis_crash_and_restart(
+    server: EmbeddedServer, start_relay: RelayFactory, open_agent: AgentFactory
+) -> None:
+    """SIGKILL the server mid-stream, restart it from its AOF: every acked event is there once."""
+    relay = await start_relay(url=server.url)
+    agents = [await open_agent(relay, agent=f"agent-{i}") for i in range(3)]
+    acked: dict[str, str] = {}
+    unavailable = 0
+    outage_due, outage_done = asyncio.Event(), asyncio.Event()
+
+    async def client(index: int, agent: Agent) -> None:
+        nonlocal unavailable
+        for n in range(40):
+            event_id = f"a{index}-e{n}"
+            seq, nacks = await send_until_acked(agent, event_id, f"conv-{index}")
+            acked[event_id] = seq
+            if len(acked) >= 30:
+                outage_due.set()
+            unavailable += nacks
+            if n == 10:
+                await outage_done.wait()
+
+    async def outage() -> None:
+        await outage_due.wait()
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(server.start)
+        outage_done.set()
+
+    await asyncio.gather(outage(), *(client(i, a) for i, a in enumerate(agents)))
+    assert unavailable > 0, "the outage was not noticed"
+    assert all(a.ws.close_code is None for a in agents), "a socket was closed"
+
+    check = aioredis.Redis.from_url(server.url)
+    entries = await check.xrange(keys.event_stream(0))
+    await check.aclose()
+    stored = [(entry_id.decode(), json.loads(fields[b"e"])["id"]) for entry_id, fields in entries]
+    ids = [event_id for _, event_id in stored]
+    assert len(ids) == len(set(ids)) == 120, "an event was lost or appended twice"
+    assert {event_id: seq for seq, event_id in stored} == acked
+
+
+async def test_relay_is_not_ready_while_redis_is_down(
+    server: EmbeddedServer, start_relay: RelayFactory, open_agent: AgentFactory
+) -> None:
+    """``/readyz`` follows Redis; sessions opened during the outage get 1013."""
+    relay = await start_relay(url=server.url)
+    await asyncio.to_thread(server.stop)
+    assert await relay.ready() is False
+    agent = await open_agent(relay, hello=False)
+    await agent.send({"type": "hello", "token": token()})
+    assert (await agent.recv())["code"] == "unavailable"
+    assert (await agent.closed())[0] == 1013
+    await asyncio.to_thread(server.start)
+    assert await relay.ready() is True
+    fresh = await open_agent(relay)
+    await fresh.event("callEnded", call_data())
+    assert (await fresh.recv(within=10))["type"] == "ack"

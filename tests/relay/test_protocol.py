@@ -1,0 +1,261 @@
+"""The sans-I/O session: hello, admission, events, commands acks, rate limits; no sockets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softphone_relay.relay.auth import TokenVerifier
+from softphone_relay.relay.errors import (
+    AuthenticationFailed,
+    BadHello,
+    HelloTimeout,
+    PartnerForbidden,
+    SessionReplaced,
+)
+from softphone_relay.relay.frames import Nack, Pong
+from softphone_relay.relay.protocol import Admit, Append, Close, CommandAcked, Reply, Session, State
+from softphone_relay.relay.settings import RateLimit
+from tests.helpers import OTHER_PARTNER, PARTNER, SECRET, call_data, make_settings, token
+
+WALL = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+GENEROUS = RateLimit(1000.0, 1000)
+
+
+def new_session(rate: RateLimit = GENEROUS) -> Session:
+    return Session(
+        session_id="s1",
+        verifier=TokenVerifier(secret=SECRET),
+        partner_config=make_settings().partner_config,
+        rate_limit=rate,
+        heartbeat=20.0,
+        now=0.0,
+    )
+
+
+def open_session(rate: RateLimit = GENEROUS) -> Session:
+    session = new_session(rate)
+    action = session.receive(json.dumps({"type": "hello", "token": token()}), now=0.0, wall=WALL)
+    assert isinstance(action, Admit)
+    session.open(recovered=True)
+    return session
+
+
+def event(data: dict[str, Any], name: str = "callEnded", event_id: str = "e1") -> str:
+    return json.dumps(
+        {"type": "event", "id": event_id, "name": name, "at": "2026-11-24T11:59:00Z", "data": data}
+    )
+
+
+def test_a_valid_hello_is_admitted_with_the_partner_config() -> None:
+    """A hello with a good token asks the shell to admit the agent with its config."""
+    session = new_session()
+    action = session.receive(
+        json.dumps({"type": "hello", "token": token("a1"), "lastCommandId": "5-0"}),
+        now=0.0,
+        wall=WALL,
+    )
+    assert isinstance(action, Admit)
+    assert (action.identity.agent_id, action.last_command_id) == ("a1", "5-0")
+    assert action.config["disposition"] == ["code1", "code2"]
+    assert session.state is State.ADMITTING
+
+
+def test_welcome_carries_session_agent_partner_and_config() -> None:
+    """The welcome names the session, agent, partner, heartbeat and config."""
+    session = new_session()
+    session.receive(json.dumps({"type": "hello", "token": token()}), now=0.0, wall=WALL)
+    welcome = session.open(recovered=False)
+    assert (welcome.agentId, welcome.partnerId, welcome.recovered) == ("agent-1", PARTNER, False)
+    assert welcome.config["partner_config"]["channelOriginId"]
+
+
+def test_first_frame_other_than_hello_closes_4401() -> None:
+    """Nothing is accepted before the hello."""
+    action = new_session().receive(event(call_data()), now=0.0, wall=WALL)
+    assert isinstance(action, Close) and isinstance(action.error, AuthenticationFailed)
+    assert action.error.close_code == 4401
+
+
+def test_bad_token_closes_4401() -> None:
+    """A token signed with another key is refused."""
+    bad = token().rsplit(".", 1)[0] + ".AAAA"
+    action = new_session().receive(json.dumps({"type": "hello", "token": bad}), now=0, wall=WALL)
+    assert isinstance(action, Close) and action.error.close_code == 4401
+
+
+def test_expired_token_closes_4401_saying_expired() -> None:
+    """An expired token says so."""
+    action = new_session().receive(
+        json.dumps({"type": "hello", "token": token(ttl=-120)}), now=0.0, wall=WALL
+    )
+    assert isinstance(action, Close) and "expired" in str(action.error)
+
+
+def test_unknown_partner_closes_4403() -> None:
+    """A partner absent from the partners file is not served."""
+    action = new_session().receive(
+        json.dumps({"type": "hello", "token": token(partner=OTHER_PARTNER)}), now=0.0, wall=WALL
+    )
+    assert isinstance(action, Close) and isinstance(action.error, PartnerForbidden)
+
+
+def test_malformed_hello_closes_4400() -> None:
+    """A hello with a wrong field type is a bad hello."""
+    action = new_session().receive(json.dumps({"type": "hello", "token": 5}), now=0.0, wall=WALL)
+    assert isinstance(action, Close) and isinstance(action.error, BadHello)
+    assert "$.token" in str(action.error)
+
+
+def test_hello_timeout_closes_4408() -> None:
+    """No hello in time is 4408."""
+    assert isinstance(new_session().hello_timeout().error, HelloTimeout)
+
+
+def test_event_becomes_an_envelope_stamped_with_the_agent() -> None:
+    """The agent comes from the token, never from the payload."""
+    action = open_session().receive(event(call_data("c9", agentId="mallory")), now=1, wall=WALL)
+    assert isinstance(action, Append)
+    envelope = action.envelope
+    assert (envelope.agentId, envelope.partnerId, envelope.conversationId) == (
+        "agent-1",
+        PARTNER,
+        "c9",
+    )
+    assert envelope.receivedAt == WALL and envelope.sessionId == "s1"
+
+
+def test_event_for_another_partner_is_forbidden() -> None:
+    """``partnerId`` must be the session's."""
+    action = open_session().receive(
+        event({"partnerId": OTHER_PARTNER, "conversationId": "c"}), now=1, wall=WALL
+    )
+    assert isinstance(action, Reply) and isinstance(action.frame, Nack)
+    assert (action.frame.code, action.frame.id) == ("forbidden", "e1")
+
+
+def test_invalid_event_is_nacked_with_its_id_and_path() -> None:
+    """An event failing the contract is nacked, naming the field."""
+    action = open_session().receive(event({"partnerId": PARTNER}), now=1, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Nack)
+    assert action.frame.code == "invalid_event" and "conversationId" in action.frame.message
+
+
+def test_unknown_event_is_nacked() -> None:
+    """An unknown event name gets ``unknown_event``."""
+    action = open_session().receive(event({}, name="callTeleported"), now=1, wall=WALL)
+    assert isinstance(action, Reply) and action.frame.code == "unknown_event"  # type: ignore[union-attr]
+
+
+def test_malformed_event_frame_keeps_its_id_in_the_nack() -> None:
+    """A frame that fails to decode is nacked with its id when one can be read."""
+    frame = json.dumps({"type": "event", "id": "e7", "name": "callEnded", "at": "yesterday"})
+    action = open_session().receive(frame, now=1, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Nack)
+    assert (action.frame.id, action.frame.code) == ("e7", "bad_frame")
+    assert "$.at" in action.frame.message
+
+
+def test_unknown_frame_fields_are_refused() -> None:
+    """Frames are strict: an unknown field is a bad frame."""
+    frame = json.dumps({"type": "ping", "extra": 1})
+    action = open_session().receive(frame, now=1, wall=WALL)
+    assert isinstance(action, Reply) and action.frame.code == "bad_frame"  # type: ignore[union-attr]
+
+
+def test_binary_frames_are_refused() -> None:
+    """Only text frames are accepted."""
+    action = open_session().receive(b'{"type":"ping"}', now=1, wall=WALL)
+    assert isinstance(action, Reply) and "binary" in action.frame.message  # type: ignore[union-attr]
+
+
+def test_command_ack_is_passed_on() -> None:
+    """A client ack of a command becomes a decision to record it."""
+    action = open_session().receive('{"type":"ack","id":"17-0"}', now=1, wall=WALL)
+    assert action == CommandAcked("17-0")
+
+
+def test_ping_gets_pong() -> None:
+    """Application-level heartbeat."""
+    action = open_session().receive('{"type":"ping"}', now=1, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Pong)
+
+
+def test_second_hello_is_a_bad_frame() -> None:
+    """Hello is said once."""
+    action = open_session().receive(
+        json.dumps({"type": "hello", "token": token()}), now=1, wall=WALL
+    )
+    assert isinstance(action, Reply) and action.frame.code == "bad_frame"  # type: ignore[union-attr]
+
+
+def test_rate_limit_nacks_then_closes_4429() -> None:
+    """Over the burst: nack ``rate_limited``; going on regardless: close 4429."""
+    session = open_session(RateLimit(1.0, 2))
+    codes = []
+    for i in range(5):
+        action = session.receive(event(call_data(), event_id=f"e{i}"), now=0.0, wall=WALL)
+        codes.append(action.frame.code if isinstance(action, Reply) else type(action).__name__)  # type: ignore[union-attr]
+    assert codes[:4] == ["Append", "Append", "rate_limited", "rate_limited"]
+    assert codes[4] == "Close"
+
+
+def test_rate_limit_refills_over_time() -> None:
+    """Tokens come back at the configured rate."""
+    session = open_session(RateLimit(1.0, 1))
+    assert isinstance(session.receive(event(call_data()), now=0.0, wall=WALL), Append)
+    assert isinstance(session.receive(event(call_data()), now=0.5, wall=WALL), Reply)
+    assert isinstance(session.receive(event(call_data()), now=1.6, wall=WALL), Append)
+
+
+def test_replaced_session_closes_4409() -> None:
+    """A newer session of the same agent ends this one."""
+    close = open_session().replaced()
+    assert isinstance(close.error, SessionReplaced) and close.error.close_code == 4409
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=20,
+)
+frame_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["event", "ack", "ping", "hello", "other"])},
+    optional={
+        "id": json_values,
+        "name": st.sampled_from(["callEnded", "incomingCall", "x"]),
+        "at": st.sampled_from(["2026-11-24T11:59:00Z", "bad", 1]),
+        "data": json_values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(json_values, frame_like).map(json.dumps) | st.text() | st.binary())
+def test_arbitrary_input_never_crashes_an_open_session(message: str | bytes) -> None:
+    """Whatever arrives, an open session decides something; it never raises."""
+    session = open_session()
+    action = session.receive(message, now=1.0, wall=WALL)
+    assert isinstance(action, Reply | Append | CommandAcked)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(json_values, frame_like).map(json.dumps) | st.text() | st.binary())
+def test_arbitrary_first_frame_never_crashes(message: str | bytes) -> None:
+    """Whatever the first frame is, the session admits or closes; it never raises."""
+    action = new_session().receive(message, now=0.0, wall=WALL)
+    assert isinstance(action, Close | Admit)
+
+
+def test_unreachable_log_at_admission_closes_1013() -> None:
+    """If the session cannot be claimed, the client is told to come back later."""
+    session = new_session()
+    session.receive(json.dumps({"type": "hello", "token": token()}), now=0.0, wall=WALL)
+    close = session.unavailable("event log unavailable")
+    assert close.error.close_code == 1013 and session.state is State.CLOSED

@@ -1,0 +1,135 @@
+"""Configuration from the environment: defaults, parsing, and errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.settings import RateLimit, parse_duration, settings_from_env
+
+SECRET = "s" * 32
+
+
+def test_defaults_without_environment() -> None:
+    """Nothing set: loopback, port 8765, one shard, 50/200 rate limit."""
+    settings = settings_from_env({})
+    assert (settings.host, settings.port, settings.shards) == ("127.0.0.1", 8765, 1)
+    assert settings.rate_limit == RateLimit(50.0, 200)
+    assert settings.partner_config("p") == {"disposition": [], "partner_config": {"partnerId": "p"}}
+
+
+def test_every_variable_is_read() -> None:
+    """Each documented variable lands in its setting."""
+    settings = settings_from_env(
+        {
+            "SOFTPHONE_RELAY_REDIS_URL": "redis://r:6379/0",
+            "SOFTPHONE_RELAY_SECRET": SECRET,
+            "SOFTPHONE_RELAY_ALLOWED_ORIGINS": "https://*.force.com, https://*.expedia.com",
+            "SOFTPHONE_RELAY_HOST": "0.0.0.0",
+            "SOFTPHONE_RELAY_PORT": "9000",
+            "SOFTPHONE_RELAY_SHARDS": "8",
+            "SOFTPHONE_RELAY_RATE_LIMIT": "10/30",
+            "SOFTPHONE_RELAY_HELLO_TIMEOUT": "500ms",
+            "SOFTPHONE_RELAY_HEARTBEAT": "15s",
+        }
+    )
+    assert settings.redis_url == "redis://r:6379/0" and settings.secret == SECRET
+    assert settings.allowed_origins == ("https://*.force.com", "https://*.expedia.com")
+    assert (settings.host, settings.port, settings.shards) == ("0.0.0.0", 9000, 8)
+    assert settings.rate_limit == RateLimit(10.0, 30)
+    assert (settings.hello_timeout, settings.heartbeat) == (0.5, 15.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("PORT", "eighty", "expected an integer"),
+        ("PORT", "70000", "expected 0 to 65535"),
+        ("SHARDS", "0", "expected 1 to 1024"),
+        ("RATE_LIMIT", "fast", "RATE or RATE/BURST"),
+        ("REDIS_URL", "http://x", "redis://"),
+        ("SECRET", "short", "at least 32 bytes"),
+        ("ALLOWED_ORIGINS", "*.force.com", "no origin glob"),
+        ("HELLO_TIMEOUT", "soon", "duration"),
+        ("PARTNERS_FILE", "/no/such/file.toml", "cannot read"),
+        ("PUBLIC_KEY_FILE", "/no/such/key.pem", "cannot read"),
+        ("API_PORT", "-1", "expected 0 to 65535"),
+        ("API_KEYS", "just-a-key-without-partner", "KEY:PARTNER_ID"),
+        ("API_KEYS", "short:p1", "shorter than 16"),
+        ("API_KEYS", "k" * 16 + ":p1," + "k" * 16 + ":p2", "given twice"),
+        ("WORKER_METRICS_PORT", "x", "expected an integer"),
+    ],
+)
+def test_invalid_setting_is_named(variable: str, value: str, problem: str) -> None:
+    """A bad value fails with the variable's name and what was wrong."""
+    with pytest.raises(ConfigError) as info:
+        settings_from_env({f"SOFTPHONE_RELAY_{variable}": value})
+    assert info.value.setting == f"SOFTPHONE_RELAY_{variable}"
+    assert problem in str(info.value)
+
+
+def test_secret_and_public_key_are_exclusive(tmp_path: Path) -> None:
+    """One way to verify tokens."""
+    key = tmp_path / "key.pem"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    with pytest.raises(ConfigError, match="not both"):
+        settings_from_env(
+            {"SOFTPHONE_RELAY_SECRET": SECRET, "SOFTPHONE_RELAY_PUBLIC_KEY_FILE": str(key)}
+        )
+
+
+def test_partners_file_gives_the_welcome_config(tmp_path: Path) -> None:
+    """The TOML partners file supplies disposition codes and partner_config."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\ndisposition = ["sale", "no-sale"]\n'
+        'businessSegmentId = "b"\nchannelOriginId = "c"\n'
+    )
+    settings = settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
+    assert settings.partner_config("p1") == {
+        "disposition": ["sale", "no-sale"],
+        "partner_config": {"partnerId": "p1", "businessSegmentId": "b", "channelOriginId": "c"},
+    }
+    assert settings.partner_config("p2") is None
+
+
+def test_invalid_partners_file_names_the_field(tmp_path: Path) -> None:
+    """A partners file with a wrong field says where."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\ndisposition = "sale"\nbusinessSegmentId = "b"\nchannelOriginId = "c"\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"Expected `array`, got `str` - at `\$\.partners\[\.\.\.\]\.disposition`"
+    ):
+        settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10", 10.0), ("250ms", 0.25), ("5m", 300.0), ("90d", 7776000.0)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    """Durations take ms, s, m, h, d suffixes."""
+    assert parse_duration("X", text) == seconds
+
+
+def test_projector_timings_are_read() -> None:
+    """Batch wait may be zero (no waiting); claim idle is a duration."""
+    settings = settings_from_env(
+        {"SOFTPHONE_RELAY_BATCH_WAIT": "0", "SOFTPHONE_RELAY_CLAIM_IDLE": "45s"}
+    )
+    assert (settings.batch_wait, settings.claim_idle) == (0.0, 45.0)
+
+
+def test_api_keys_map_to_their_partner() -> None:
+    """KEY:PARTNER pairs, spaces and empty items tolerated; the port as given."""
+    settings = settings_from_env(
+        {
+            "SOFTPHONE_RELAY_API_KEYS": " key-one-0123456789:p1 , key-two-0123456789:p2, ",
+            "SOFTPHONE_RELAY_API_PORT": "9100",
+        }
+    )
+    assert settings.api_keys == {"key-one-0123456789": "p1", "key-two-0123456789": "p2"}
+    assert settings.api_port == 9100

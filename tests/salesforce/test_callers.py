@@ -1,0 +1,91 @@
+"""Matching a caller's number to one Contact or Lead (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from softphone_relay.salesforce.callers import CallerCache, match_caller, phone_search, search_terms
+
+
+def contact(record_id: str, **phones: str) -> dict[str, Any]:
+    return {"attributes": {"type": "Contact"}, "Id": record_id, **phones}
+
+
+def lead(record_id: str, **phones: str) -> dict[str, Any]:
+    return {"attributes": {"type": "Lead"}, "Id": record_id, **phones}
+
+
+def test_search_terms_are_the_e164_and_national_digits() -> None:
+    """+1 888 397 3342 is searched as 18883973342 and 8883973342."""
+    assert search_terms("+18883973342") == ("18883973342", "8883973342")
+    assert search_terms("+442079460958") == ("442079460958", "2079460958")
+
+
+def test_what_is_no_phone_number_is_not_searched() -> None:
+    """A withheld or garbled number gives no search at all."""
+    assert search_terms("") == ()
+    assert search_terms("anonymous") == ()
+    assert phone_search(["", "anonymous"]) is None
+
+
+def test_one_search_covers_every_number() -> None:
+    """The SOSL names every term once and asks for the phone fields to confirm matches."""
+    sosl = phone_search(["+18883973342", "+18883973342", "+442079460958"])
+    assert sosl == (
+        "FIND {18883973342 OR 8883973342 OR 442079460958 OR 2079460958} IN PHONE FIELDS "
+        "RETURNING Contact(Id, Phone, MobilePhone, HomePhone, OtherPhone), "
+        "Lead(Id, Phone, MobilePhone)"
+    )
+
+
+def test_a_contact_matches_whatever_its_formatting() -> None:
+    """(888) 397-3342 stored on a US contact is +18883973342."""
+    found = [contact("003A", Phone="(888) 397-3342")]
+    assert match_caller("+18883973342", found) == "003A"
+
+
+def test_any_phone_field_matches() -> None:
+    """Mobile, home and other phones count as well as the business phone."""
+    assert match_caller("+18883973342", [contact("003A", MobilePhone="+1 888-397-3342")]) == "003A"
+    assert match_caller("+18883973342", [contact("003A", OtherPhone="888.397.3342")]) == "003A"
+
+
+def test_a_search_hit_on_another_number_is_not_a_match() -> None:
+    """The search finds candidates; only the same number links."""
+    assert match_caller("+18883973342", [contact("003A", Phone="+1 888 397 3343")]) is None
+
+
+def test_a_contact_wins_over_a_lead() -> None:
+    """A known customer is linked before a prospect with the same number."""
+    found = [lead("00QA", Phone="8883973342"), contact("003A", Phone="8883973342")]
+    assert match_caller("+18883973342", found) == "003A"
+
+
+def test_a_lead_matches_when_no_contact_does() -> None:
+    """No Contact: the one Lead."""
+    assert match_caller("+18883973342", [lead("00QA", Phone="888-397-3342")]) == "00QA"
+
+
+def test_several_matches_link_nobody() -> None:
+    """Two Contacts share the number (a switchboard): no WhoId rather than a wrong one."""
+    found = [contact("003A", Phone="8883973342"), contact("003B", Phone="8883973342")]
+    assert match_caller("+18883973342", found) is None
+
+
+def test_the_cache_remembers_hits_and_misses_until_they_expire() -> None:
+    """A repeat caller costs no search; after the TTL the number is searched again."""
+    cache = CallerCache(ttl=10)
+    cache.put("+1", "003A", now=0)
+    cache.put("+2", None, now=0)
+    assert cache.get("+1", now=5) == (True, "003A")
+    assert cache.get("+2", now=5) == (True, None)
+    assert cache.get("+1", now=10) == (False, None)
+    assert cache.get("+3", now=0) == (False, None)
+
+
+def test_the_cache_forgets_the_oldest_when_full() -> None:
+    """Bounded memory: the least recently stored number goes first."""
+    cache = CallerCache(size=2)
+    for number in ("+1", "+2", "+3"):
+        cache.put(number, None, now=0)
+    assert [cache.get(n, now=1)[0] for n in ("+1", "+2", "+3")] == [False, True, True]

@@ -1,0 +1,212 @@
+"""The Salesforce sink against the stand-in over HTTPS: batched, idempotent, precise outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from softphone_relay.projections.calls.fold import CallRecord
+from softphone_relay.projections.worker import Done, Pause, Reject, Retry
+from softphone_relay.salesforce.limits import LimitPolicy
+from softphone_relay.salesforce.sink import SalesforceSink, soql_string
+from softphone_relay.salesforce.standin.org import VANILLA, FieldSpec, ObjectSpec, Org
+from softphone_relay.salesforce.standin.server import StandIn, StandInState
+from softphone_relay.salesforce.task_mapping import TaskMapping
+from tests.helpers import ConnectionFactory, call_record, tasks
+
+CALL_LOG = ObjectSpec(
+    "Call_Log__c",
+    "a01",
+    {
+        f.name: f
+        for f in [
+            FieldSpec(name="Id", label="Record ID", type="id", createable=False, updateable=False),
+            FieldSpec(
+                name="Conversation_Id__c",
+                label="Conversation",
+                type="string",
+                length=64,
+                external_id=True,
+            ),
+            FieldSpec(name="Notes__c", label="Notes", type="textarea", length=32000),
+        ]
+    },
+)
+
+
+def record(conversation: str, **fields: Any) -> CallRecord:
+    return call_record(conversation, **{"notes": "first", **fields})
+
+
+@pytest.fixture
+def standin_state() -> StandInState:
+    """An org that also has a custom object with an External ID field."""
+    return StandInState(org=Org([*VANILLA, CALL_LOG]))
+
+
+async def test_new_calls_become_tasks_in_three_requests(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """One query, one caller search and one collection create for a batch of new calls."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    outcomes = await sink.write([record(f"c{i}") for i in range(5)])
+    assert outcomes == {f"c{i}": Done() for i in range(5)}
+    assert sorted(tasks(standin)) == [f"c{i}" for i in range(5)]
+    assert sink.requests == 3
+
+
+async def test_writing_again_updates_the_same_tasks(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Idempotent: a second write (replay, redelivery, late notes) changes, never duplicates."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    await sink.write([record("c1"), record("c2")])
+    outcomes = await sink.write([record("c1", notes="notes after the end"), record("c2")])
+    assert outcomes == {"c1": Done(), "c2": Done()}
+    assert len(tasks(standin)) == 2
+    c1 = tasks(standin)["c1"]
+    assert c1["Description"] == "notes after the end" and c1["TaskSubtype"] == "Call"
+
+
+async def test_mixed_batch_creates_and_updates(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Known conversations are updated and new ones created in the same batch."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    await sink.write([record("old")])
+    sink.requests = 0
+    assert await sink.write([record("old"), record("new")]) == {"old": Done(), "new": Done()}
+    assert len(tasks(standin)) == 2 and sink.requests == 3
+
+
+async def test_large_batches_are_chunked_by_200(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """450 calls: three chunks, a query and a create each, and one search for their caller."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    outcomes = await sink.write([record(f"c{i}") for i in range(450)])
+    assert len(outcomes) == 450 and all(o == Done() for o in outcomes.values())
+    assert sink.requests == 7 and len(tasks(standin)) == 450
+
+
+async def test_refused_record_is_rejected_and_the_rest_land(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A field the org lacks fails that record with Salesforce's error; others are written."""
+    sink = SalesforceSink(connection(), TaskMapping(fields={"language": "Language__c"}))
+    outcomes = await sink.write([record("ok"), record("bad", language="en_US")])
+    assert outcomes["ok"] == Done()
+    assert isinstance(outcomes["bad"], Reject) and "INVALID_FIELD" in outcomes["bad"].error
+    assert list(tasks(standin)) == ["ok"]
+
+
+async def test_lock_errors_are_retried(standin: StandIn, connection: ConnectionFactory) -> None:
+    """UNABLE_TO_LOCK_ROW is transient."""
+    standin.state.faults.lock_next_records = 1
+    outcomes = await SalesforceSink(connection(), TaskMapping()).write([record("a"), record("b")])
+    assert isinstance(outcomes["a"], Retry) and outcomes["b"] == Done()
+
+
+async def test_a_passing_503_is_retried_in_place(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """One 503 SERVER_UNAVAILABLE: the request is made again after a short backoff."""
+    standin.state.faults.unavailable(1)
+    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
+    assert await sink.write([record("a")]) == {"a": Done()}
+    assert len(tasks(standin)) == 1
+    assert sink.metrics.errors.labels("SERVER_UNAVAILABLE")._value.get() == 1
+
+
+async def test_a_lasting_outage_pauses_without_blaming_records(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """503s past the in-place retries: Pause (no attempt counted), nothing written."""
+    standin.state.faults.unavailable(10)
+    sink = SalesforceSink(connection(), TaskMapping(), attempts=3, retry_base=0.01)
+    outcomes = await sink.write([record("a"), record("b")])
+    assert all(isinstance(o, Pause) for o in outcomes.values()), outcomes
+    assert sink.requests == 3 and tasks(standin) == {}
+
+
+async def test_an_unreachable_org_pauses(connection: ConnectionFactory, standin: StandIn) -> None:
+    """A connection error is an outage too."""
+    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
+    await standin.stop()
+    outcomes = await sink.write([record("a")])
+    assert isinstance(outcomes["a"], Pause) and "ConnectionError" in outcomes["a"].error
+
+
+async def test_the_daily_limit_pauses_every_request(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """REQUEST_LIMIT_EXCEEDED: Pause for the policy's time, and no request until then."""
+    state = standin.state
+    state.api_max = state.api_usage
+    sink = SalesforceSink(connection(limits=LimitPolicy(pause_seconds=60)), TaskMapping())
+    first = await sink.write([record("a")])
+    assert first["a"] == Pause("REQUEST_LIMIT_EXCEEDED: the org's daily API limit is used up", 60)
+    state.api_max = 1_000_000
+    second = await sink.write([record("a")])
+    assert isinstance(second["a"], Pause) and 0 < second["a"].seconds <= 60
+    assert sink.requests == 1 and tasks(standin) == {}
+
+
+async def test_requests_slow_down_near_the_daily_limit(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Past slow_from of the budget each request waits, more as the budget runs out."""
+    standin.state.api_max = standin.state.api_usage + 4
+    policy = LimitPolicy(slow_from=0.5, max_delay_seconds=0.2)
+    sink = SalesforceSink(connection(limits=policy), TaskMapping(match_callers=False))
+    await sink.write([record("a")])
+    assert sink.metrics.request_delay._value.get() == 0
+    await sink.write([record("b")])
+    assert sink.metrics.request_delay._value.get() > 0
+    assert len(tasks(standin)) == 2
+
+
+async def test_an_expired_session_without_login_pauses(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A session id cannot be renewed: Pause (the operator must act), nothing dead-lettered."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    standin.state.expire_sessions()
+    outcomes = await sink.write([record("a")])
+    assert isinstance(outcomes["a"], Pause) and "INVALID_SESSION_ID" in outcomes["a"].error
+
+
+async def test_objects_with_an_external_id_are_upserted(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A mapping onto an External ID field writes with one upsert request, idempotently."""
+    mapping = TaskMapping(
+        object="Call_Log__c",
+        match_field="Conversation_Id__c",
+        external_id=True,
+        fields={"notes": "Notes__c"},
+    )
+    sink = SalesforceSink(connection(), mapping)
+    assert await sink.write([record("c1")]) == {"c1": Done()}
+    assert await sink.write([record("c1", notes="later")]) == {"c1": Done()}
+    logs = [
+        r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Call_Log__c"
+    ]
+    assert [(r["Conversation_Id__c"], r["Notes__c"]) for r in logs] == [("c1", "later")]
+    assert sink.requests == 2
+
+
+async def test_api_usage_is_tracked(standin: StandIn, connection: ConnectionFactory) -> None:
+    """The sink reads Sforce-Limit-Info from Salesforce's answers."""
+    sink = SalesforceSink(connection(), TaskMapping())
+    await sink.write([record("a")])
+    assert sink.api_usage == (standin.state.api_usage, standin.state.api_max)
+    assert sink.metrics.api_used._value.get() == standin.state.api_usage
+    assert sink.metrics.api_max._value.get() == standin.state.api_max
+    assert sink.metrics.requests.labels("create")._value.get() == 1
+
+
+def test_soql_strings_are_escaped() -> None:
+    """Quotes and backslashes in ids cannot break out of the query."""
+    assert soql_string("it's\\x") == "'it\\'s\\\\x'"
