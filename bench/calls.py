@@ -25,11 +25,12 @@ import redis.asyncio as aioredis
 
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.calls.projection import CallRecordsProjection
-from softphone_relay.projections.worker import Done, Outcome, Worker, WorkerSettings
+from softphone_relay.projections.outcomes import Done, Outcome
+from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
 from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import connect
-from softphone_relay.relay.protocol import Envelope
 from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn

@@ -24,11 +24,11 @@ from simple_salesforce.api import Salesforce
 from websockets.asyncio.client import ClientConnection
 
 from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.worker import Done, LogEntry, Outcome, Reject, Retry
+from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
 from softphone_relay.relay import keys
 from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import EventLog
-from softphone_relay.relay.protocol import Envelope
 from softphone_relay.relay.server import Relay
 from softphone_relay.relay.settings import Partner, Settings
 from softphone_relay.salesforce.connect import SalesforceConnection

@@ -9,7 +9,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from softphone_relay.cli.main import GROUPS, _parser
+from softphone_relay.cli.main import parser
+from softphone_relay.projections.registry import NAMES as GROUPS
 from softphone_relay.relay.settings import load_partners
 
 ROOT = Path(__file__).parent.parent
@@ -38,10 +39,10 @@ def python_services() -> dict[str, dict[str, Any]]:
 
 def test_every_python_service_starts_a_real_cli_command() -> None:
     """Each service running our image runs a subcommand the CLI parses, groups it knows."""
-    parser = _parser()
+    command_line = parser()
     assert len(python_services()) >= 4
     for name, service in python_services().items():
-        args = parser.parse_args(service["command"])
+        args = command_line.parse_args(service["command"])
         assert args.command == service["command"][0], name
         if args.command == "project":
             assert set(args.group.split(",")) <= set(GROUPS), name

@@ -21,7 +21,7 @@ from softphone_relay.projections.calls.fold import fold_call
 from softphone_relay.projections.calls.projection import CallRecordsProjection
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping

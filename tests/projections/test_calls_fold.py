@@ -19,7 +19,7 @@ from softphone_relay.projections.calls.fold import (
     merge,
     record_of,
 )
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 from tests.helpers import PARTNER
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from softphone_relay.projections.dispatch.fold import Enqueue, Refuse, decide
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.settings import Partner
 from tests.helpers import PARTNER
 

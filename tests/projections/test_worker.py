@@ -9,16 +9,8 @@ import json
 
 import redis.asyncio as aioredis
 
-from softphone_relay.projections.worker import (
-    Done,
-    LogEntry,
-    Outcome,
-    Pause,
-    Retry,
-    Worker,
-    WorkerSettings,
-    retry_delay_ms,
-)
+from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Pause, Retry
+from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
 from tests.helpers import Recorder, append_ids
 
@@ -234,21 +226,3 @@ async def test_pauses_do_not_count_as_attempts(redis_client: aioredis.Redis) -> 
     assert sorted(target.handled) == ["e1", "e2"]
     assert await dead_letters(redis_client) == []
     assert max(target.deliveries) == 1, "each pause took its delivery back"
-
-
-def test_retry_delays_grow_exponentially_up_to_a_cap() -> None:
-    """Each delivery doubles the wait, capped below claim_idle, with jitter within half."""
-    settings = WorkerSettings(retry_after_ms=100, claim_idle_ms=10_000)
-    ceilings = [100, 200, 400, 800, 1600, 3200, 5000, 5000]
-    for deliveries, ceiling in enumerate(ceilings, start=1):
-        for entry_id in (b"1-0", b"2-0", b"1732450000000-7"):
-            delay = retry_delay_ms(settings, entry_id, deliveries)
-            assert ceiling / 2 <= delay <= ceiling
-
-
-def test_retry_jitter_spreads_entries_and_is_stable() -> None:
-    """Different entries get different delays; one entry always the same."""
-    settings = WorkerSettings(retry_after_ms=1000)
-    delays = {retry_delay_ms(settings, f"{i}-0", 2) for i in range(20)}
-    assert len(delays) > 10
-    assert retry_delay_ms(settings, "5-0", 2) == retry_delay_ms(settings, b"5-0", 2)

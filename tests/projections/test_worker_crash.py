@@ -16,7 +16,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.salesforce.standin.server import StandIn
 from tests.helpers import PARTNER, eventually
 

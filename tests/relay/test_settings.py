@@ -46,8 +46,8 @@ def test_every_variable_is_read() -> None:
     ("variable", "value", "problem"),
     [
         ("PORT", "eighty", "expected an integer"),
-        ("PORT", "70000", "expected 0 to 65535"),
-        ("SHARDS", "0", "expected 1 to 1024"),
+        ("PORT", "70000", "expected an integer from 0 to 65535"),
+        ("SHARDS", "0", "expected an integer from 1 to 1024"),
         ("RATE_LIMIT", "fast", "RATE or RATE/BURST"),
         ("REDIS_URL", "http://x", "redis://"),
         ("SECRET", "short", "at least 32 bytes"),
@@ -55,7 +55,7 @@ def test_every_variable_is_read() -> None:
         ("HELLO_TIMEOUT", "soon", "duration"),
         ("PARTNERS_FILE", "/no/such/file.toml", "cannot read"),
         ("PUBLIC_KEY_FILE", "/no/such/key.pem", "cannot read"),
-        ("API_PORT", "-1", "expected 0 to 65535"),
+        ("API_PORT", "-1", "expected an integer from 0 to 65535"),
         ("API_KEYS", "just-a-key-without-partner", "KEY:PARTNER_ID"),
         ("API_KEYS", "short:p1", "shorter than 16"),
         ("API_KEYS", "k" * 16 + ":p1," + "k" * 16 + ":p2", "given twice"),
@@ -133,3 +133,43 @@ def test_api_keys_map_to_their_partner() -> None:
     )
     assert settings.api_keys == {"key-one-0123456789": "p1", "key-two-0123456789": "p2"}
     assert settings.api_port == 9100
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"port": 99999}, "--port: expected an integer from 0 to 65535, got 99999"),
+        ({"api_port": -1}, "--api-port: expected an integer from 0 to 65535, got -1"),
+    ],
+)
+def test_a_flag_out_of_range_is_named_with_the_allowed_range(
+    flags: dict[str, object], message: str
+) -> None:
+    """Command-line overrides pass the same limits as the environment, and name the flag."""
+    with pytest.raises(ConfigError) as info:
+        settings_from_env({}, flags)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("HEARTBEAT", "0s", "expected a duration greater than zero, got 0ms"),
+        ("COMMAND_TTL", "0", "expected a duration greater than zero, got 0ms"),
+        ("RETENTION", "30m", "expected a duration at least 1h, got 30m"),
+        ("DEDUPE_TTL", "0s", "expected a duration at least 1s, got 0ms"),
+    ],
+)
+def test_every_declared_limit_applies_to_the_environment(
+    variable: str, value: str, message: str
+) -> None:
+    """Durations are checked against the limits the settings type declares."""
+    with pytest.raises(ConfigError) as info:
+        settings_from_env({f"SOFTPHONE_RELAY_{variable}": value})
+    assert str(info.value) == f"SOFTPHONE_RELAY_{variable}: {message}"
+
+
+def test_a_flag_overrides_the_environment() -> None:
+    """--port wins over SOFTPHONE_RELAY_PORT."""
+    settings = settings_from_env({"SOFTPHONE_RELAY_PORT": "9000"}, {"port": 9001})
+    assert settings.port == 9001

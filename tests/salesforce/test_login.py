@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from softphone_relay.projections.errors import SalesforceLoginFailed
-from softphone_relay.projections.worker import Done
+from softphone_relay.projections.outcomes import Done
 from softphone_relay.salesforce.connect import (
     ClientCredentialsAuth,
     JwtBearerAuth,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.worker import Done, Pause, Reject, Retry
+from softphone_relay.projections.outcomes import Done, Pause, Reject, Retry
 from softphone_relay.salesforce.limits import LimitPolicy
 from softphone_relay.salesforce.sink import SalesforceSink, soql_string
 from softphone_relay.salesforce.standin.org import VANILLA, FieldSpec, ObjectSpec, Org

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from softphone_relay.projections.worker import Done
+from softphone_relay.projections.outcomes import Done
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping

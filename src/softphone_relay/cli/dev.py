@@ -7,8 +7,6 @@ its development API key and its Salesforce stand-in (where ``replay --target sta
 
 from __future__ import annotations
 
-import argparse
-import os
 import secrets
 from pathlib import Path
 
@@ -100,8 +98,3 @@ def running_standin(state: DevState) -> StandInAddress | None:
     """The stand-in of a running ``up``, if there is one."""
     path = _standin_path(state)
     return msgspec.json.decode(path.read_bytes(), type=StandInAddress) if path.exists() else None
-
-
-def data_dir(args: argparse.Namespace) -> Path:
-    """The data directory of ``up`` (``--data-dir``, ``SOFTPHONE_RELAY_DATA_DIR``, ./data)."""
-    return Path(args.data_dir or os.environ.get("SOFTPHONE_RELAY_DATA_DIR") or "data").resolve()

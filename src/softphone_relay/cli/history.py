@@ -8,7 +8,6 @@ the log to JSONL; ``trim`` applies the retention now.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -23,23 +22,18 @@ from typing import IO, Final
 
 import msgspec
 
-from softphone_relay.cli.dev import DevState, data_dir, running_standin
-from softphone_relay.cli.operate import event_line, settings_and_url
+from softphone_relay.cli.dev import DevState, running_standin
+from softphone_relay.cli.log_commands import event_line
 from softphone_relay.cli.progress import ProgressPrinter
-from softphone_relay.ops.log_reader import (
-    EventFilter,
-    entry_order,
-    position,
-    read_range,
-    shard_count,
-)
+from softphone_relay.cli.runtime import data_dir, settings_and_url
+from softphone_relay.ops.log_reader import EventFilter, position, read_range, shard_count
 from softphone_relay.ops.replay import Change, Replay, ReplayReport, ReplayTarget
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
 from softphone_relay.ops.retention import trim as trim_log
-from softphone_relay.projections.metrics import SalesforceMetrics
 from softphone_relay.relay import event_log
 from softphone_relay.relay.errors import ConfigError
 from softphone_relay.relay.settings import parse_duration
+from softphone_relay.relay.streams import parse_stream_id
 from softphone_relay.salesforce.connect import (
     PREFIX as SF_PREFIX,
 )
@@ -49,7 +43,46 @@ from softphone_relay.salesforce.connect import (
     SessionAuth,
     salesforce_settings_from_env,
 )
+from softphone_relay.salesforce.metrics import SalesforceMetrics
 from softphone_relay.salesforce.sink import SalesforceSink
+
+
+class RangeOptions(msgspec.Struct, kw_only=True):
+    """A range of the log and the filters of ``replay`` and ``export``."""
+
+    from_: str = "-"
+    to: str = "+"
+    partner: str | None = None
+    agent: str | None = None
+    conversation: str | None = None
+    data_dir: str | None = None
+
+
+class ReplayOptions(RangeOptions, kw_only=True):
+    """``replay``'s arguments."""
+
+    group: str = "calls"
+    target: str = "salesforce"
+    sf_env: str | None = None
+    dry_run: bool = False
+    include_partial: bool = False
+    json: bool = False
+
+
+class ExportOptions(RangeOptions, kw_only=True):
+    """``export``'s arguments."""
+
+    out: str | None = None
+
+
+class TrimOptions(msgspec.Struct, kw_only=True):
+    """``trim``'s arguments."""
+
+    older_than: str | None = None
+    dry_run: bool = False
+    json: bool = False
+    data_dir: str | None = None
+
 
 REPLAYABLE: Final = ("calls",)
 SHOWN_FAILURES: Final = 20
@@ -57,16 +90,16 @@ STOPPED: Final = 130
 """The exit status of a command stopped by Ctrl-C (128 + SIGINT)."""
 
 
-def _range(args: argparse.Namespace) -> tuple[str, str]:
+def _range(args: RangeOptions) -> tuple[str, str]:
     start = position("--from", args.from_)
     end = position("--to", args.to, end=True)
     ends = ("-", "+")
-    if start not in ends and end not in ends and entry_order(start) > entry_order(end):
+    if start not in ends and end not in ends and parse_stream_id(start) > parse_stream_id(end):
         raise ConfigError("--from", f"{args.from_} is after --to {args.to}")
     return start, end
 
 
-def _filter(args: argparse.Namespace) -> EventFilter:
+def _filter(args: RangeOptions) -> EventFilter:
     return EventFilter(partner=args.partner, agent=args.agent, conversation=args.conversation)
 
 
@@ -98,7 +131,7 @@ def _salesforce_target(
 
 
 def _target(
-    args: argparse.Namespace,
+    args: ReplayOptions,
 ) -> tuple[ReplayTarget, SalesforceConnection | None]:
     """The replay's target, and the Salesforce connection to close after (if any)."""
     if args.target.startswith("jsonl:"):
@@ -107,7 +140,7 @@ def _target(
             raise ConfigError("--target", "jsonl:PATH needs a path")
         return JsonlTarget(Path(path)), None
     if args.target == "standin":
-        address = running_standin(DevState(data_dir(args)))
+        address = running_standin(DevState(data_dir(args.data_dir)))
         if address is None:
             raise ConfigError("--target", "standin: no `softphone-relay up` with a stand-in runs")
         settings = SalesforceSettings(
@@ -142,7 +175,7 @@ def _change_line(change: Change) -> str:
     return f"{change.action} {change.conversationId}  {fields}"
 
 
-def _resume_command(args: argparse.Namespace, resume_from: str) -> str:
+def _resume_command(args: ReplayOptions, resume_from: str) -> str:
     """The command that carries on from ``resume_from``, options as given."""
     words = ["softphone-relay", "replay", "--from", resume_from]
     if args.to != "+":
@@ -197,7 +230,7 @@ def _summary(report: ReplayReport, target: ReplayTarget, dry_run: bool) -> str:
     return "; ".join([head, *(e for e in extra if e), tail])
 
 
-async def replay(args: argparse.Namespace) -> int:
+async def replay(args: ReplayOptions) -> int:
     """``replay``: the calls projection re-run over a range into a target."""
     if args.group not in REPLAYABLE:
         raise ConfigError(
@@ -206,7 +239,7 @@ async def replay(args: argparse.Namespace) -> int:
             "time, and their commands expire)",
         )
     start, end = _range(args)
-    settings, url = settings_and_url(args)
+    settings, url = settings_and_url(args.data_dir)
     target, connection = _target(args)
     redis = event_log.connect(url, timeout=10.0)
     stop = asyncio.Event()
@@ -262,10 +295,10 @@ def _output(path: str | None) -> IO[str]:
         raise ConfigError("--out", f"cannot write {path}: {error.strerror}") from None
 
 
-async def export(args: argparse.Namespace) -> int:
+async def export(args: ExportOptions) -> int:
     """``export``: a range of the log as JSONL (one event per line, with its stream and id)."""
     start, end = _range(args)
-    settings, url = settings_and_url(args)
+    settings, url = settings_and_url(args.data_dir)
     redis = event_log.connect(url, timeout=10.0)
     out = _output(args.out)
     stop = asyncio.Event()
@@ -296,9 +329,9 @@ async def export(args: argparse.Namespace) -> int:
     return 0
 
 
-async def trim(args: argparse.Namespace) -> int:
+async def trim(args: TrimOptions) -> int:
     """``trim``: apply the retention (``SOFTPHONE_RELAY_RETENTION`` or ``--older-than``)."""
-    settings, url = settings_and_url(args)
+    settings, url = settings_and_url(args.data_dir)
     retention = settings.retention
     if args.older_than:
         retention = parse_duration("--older-than", args.older_than)

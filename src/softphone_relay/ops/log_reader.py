@@ -17,8 +17,9 @@ import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import ConfigError
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.streams import parse_stream_id
 
 PAGE: Final = 1000
 _ID: Final = re.compile(r"^[0-9]+(-[0-9]+)?$")
@@ -41,12 +42,6 @@ def position(name: str, text: str, *, end: bool = False) -> str:
         moment = moment.replace(tzinfo=UTC)
     ms = int(moment.timestamp() * 1000)
     return f"{ms}-18446744073709551615" if end else f"{ms}-0"
-
-
-def entry_order(entry_id: str) -> tuple[int, int]:
-    """A stream id as a sortable (milliseconds, sequence) pair."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,7 +97,7 @@ async def read_range(
         ready = [s for s in cursors if buffers[s]]
         if not ready:
             return
-        stream = min(ready, key=lambda s: entry_order(buffers[s][0].id))
+        stream = min(ready, key=lambda s: parse_stream_id(buffers[s][0].id))
         event = buffers[stream].popleft()
         if event_filter.matches(event.envelope):
             yield event

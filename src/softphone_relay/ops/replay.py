@@ -22,7 +22,7 @@ from typing import Any, Final, Literal, Protocol, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.ops.log_reader import EventFilter, LoggedEvent, entry_order, read_range
+from softphone_relay.ops.log_reader import EventFilter, LoggedEvent, read_range
 from softphone_relay.projections.calls.fold import (
     CALL_EVENTS,
     CallFacts,
@@ -32,8 +32,9 @@ from softphone_relay.projections.calls.fold import (
     record_of,
 )
 from softphone_relay.projections.calls.projection import FINAL_STATUSES, ConversationLocks
-from softphone_relay.projections.worker import Done, Outcome, Pause
+from softphone_relay.projections.outcomes import Done, Outcome, Pause
 from softphone_relay.relay import keys
+from softphone_relay.relay.streams import parse_stream_id
 
 START_EVENTS: Final = frozenset({"incomingCall", "outboundCallInitiated"})
 """The hooks a call begins with."""
@@ -54,7 +55,7 @@ class ConversationFold:
     """The conversations of a range, folded from the events read in log order. Pure."""
 
     def __init__(self, end: str, *, include_partial: bool = False) -> None:
-        self._end = entry_order(end) if end != "+" else None
+        self._end = parse_stream_id(end) if end != "+" else None
         self._include_partial = include_partial
         self._facts: dict[str, CallFacts] = {}
         self._first: dict[str, tuple[str, int]] = {}
@@ -64,7 +65,7 @@ class ConversationFold:
 
     def in_range(self, entry_id: str) -> bool:
         """True while ``entry_id`` is not past the range's end."""
-        return self._end is None or entry_order(entry_id) <= self._end
+        return self._end is None or parse_stream_id(entry_id) <= self._end
 
     def add(self, event: LoggedEvent) -> None:
         """Fold one event (events must come in log order)."""
@@ -106,7 +107,7 @@ class ConversationFold:
                 in_progress += 1
                 continue
             chosen.append(Selected(first_id, shard, record))
-        chosen.sort(key=lambda s: entry_order(s.first_id))
+        chosen.sort(key=lambda s: parse_stream_id(s.first_id))
         return chosen, in_progress
 
 
@@ -224,7 +225,7 @@ class Replay:
             now = time.monotonic()
             if now - last_report >= 0.2:
                 last_report = now
-                at = min(entry_order(event.id)[0], high)
+                at = min(parse_stream_id(event.id)[0], high)
                 self._on_progress(Progress("reading", at - low, high - low, fold.events, began))
                 await asyncio.sleep(0)  # let a stop signal in
             if self._stop.is_set():
@@ -254,9 +255,9 @@ class Replay:
                 await self._redis.xrevrange(stream, max=end, min=start, count=1),
             )
             if head:
-                firsts.append(entry_order(head[0][0].decode())[0])
+                firsts.append(parse_stream_id(head[0][0].decode())[0])
             if tail:
-                lasts.append(entry_order(tail[0][0].decode())[0])
+                lasts.append(parse_stream_id(tail[0][0].decode())[0])
         if not firsts:
             return 0, 0
         return min(firsts), max(lasts)

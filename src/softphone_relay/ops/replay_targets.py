@@ -13,7 +13,7 @@ import msgspec
 
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.errors import ProjectionError
-from softphone_relay.projections.worker import Done, Outcome
+from softphone_relay.projections.outcomes import Done, Outcome
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields
 

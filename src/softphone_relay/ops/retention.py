@@ -18,8 +18,8 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.ops.log_reader import entry_order
 from softphone_relay.relay import keys
+from softphone_relay.relay.streams import parse_stream_id, text
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ShardTrim(msgspec.Struct, frozen=True):
 
 def next_id(entry_id: str) -> str:
     """The smallest stream id after ``entry_id``."""
-    ms, seq = entry_order(entry_id)
+    ms, seq = parse_stream_id(entry_id)
     return f"{ms}-{seq + 1}"
 
 
@@ -55,7 +55,7 @@ def safe_minid(cutoff: str, groups: dict[str, list[str]]) -> tuple[str, str | No
     minid, held_by = cutoff, None
     for group, needed in sorted(groups.items()):
         for entry_id in needed:
-            if entry_order(entry_id) < entry_order(minid):
+            if parse_stream_id(entry_id) < parse_stream_id(minid):
                 minid, held_by = entry_id, group
     return minid, held_by
 
@@ -68,12 +68,12 @@ async def _needed(redis: aioredis.Redis, stream: str) -> dict[str, list[str]]:
         return {}  # no such stream yet
     needed: dict[str, list[str]] = {}
     for info in infos:
-        name = _text(info["name"])
-        ids = [next_id(_text(info["last-delivered-id"]))]
+        name = text(info["name"])
+        ids = [next_id(text(info["last-delivered-id"]))]
         if int(info.get("pending", 0)):
             summary = await redis.xpending(stream, name)
             if summary.get("min"):
-                ids.append(_text(summary["min"]))
+                ids.append(text(summary["min"]))
         needed[name] = ids
     return needed
 
@@ -90,10 +90,6 @@ async def _count_before(redis: aioredis.Redis, stream: str, minid: str) -> int:
         if len(page) < 10_000:
             return count
         start = "(" + page[-1][0].decode()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def trim(

@@ -19,7 +19,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from softphone_relay.projections.metrics import LogGauges
+from softphone_relay.projections.registry import NAMES
 from softphone_relay.relay import keys
+from softphone_relay.relay.streams import optional_text, text
 
 WATCH_EVERY = 5.0
 """How often the log gauges are refreshed."""
@@ -65,28 +67,22 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     salesforce: dict[str, str] | None
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode()
-    return None if value is None else str(value)
-
-
 def _entry_id(entry: Any) -> str | None:
-    return _text(entry[0]) if entry else None
+    return optional_text(entry[0]) if entry else None
 
 
 async def _group(redis: aioredis.Redis, stream: str, info: dict[str, Any]) -> GroupStatus:
-    name = _text(info["name"]) or ""
+    name = optional_text(info["name"]) or ""
     consumers = await redis.xinfo_consumers(stream, name)
     lag = info.get("lag")
     return GroupStatus(
         group=name,
         lag=int(lag) if lag is not None else None,
         pending=int(info["pending"]),
-        lastDelivered=_text(info["last-delivered-id"]) or "0-0",
+        lastDelivered=optional_text(info["last-delivered-id"]) or "0-0",
         consumers=[
             ConsumerStatus(
-                name=_text(c["name"]) or "",
+                name=optional_text(c["name"]) or "",
                 pending=int(c["pending"]),
                 idleSeconds=int(c["idle"]) / 1000,
             )
@@ -119,7 +115,7 @@ async def _shards(redis: aioredis.Redis, shards: int) -> list[ShardStatus]:
 
 
 async def _dead_letters(redis: aioredis.Redis) -> dict[str, int]:
-    return {group: int(await redis.xlen(keys.dead_letters(group))) for group in keys.GROUPS}
+    return {group: int(await redis.xlen(keys.dead_letters(group))) for group in NAMES}
 
 
 async def gather(redis: aioredis.Redis, shards: int) -> Status:
@@ -127,10 +123,10 @@ async def gather(redis: aioredis.Redis, shards: int) -> Status:
     shard_list = await _shards(redis, shards)
     dead = await _dead_letters(redis)
     by_relay: Counter[str] = Counter()
-    async for key in redis.scan_iter(match="sp:online:*", count=500):
-        agent = _text(key).removeprefix("sp:online:{").removesuffix("}")  # type: ignore[union-attr]
+    async for key in redis.scan_iter(match=keys.ONLINE_PATTERN, count=500):
+        agent = keys.agent_of_online(text(key))
         instance = await redis.hget(keys.agent_record(agent), "instance")
-        by_relay[_text(instance) or "unknown"] += 1
+        by_relay[optional_text(instance) or "unknown"] += 1
     usage = cast(dict[bytes, bytes], await redis.hgetall(keys.SALESFORCE_USAGE))
     return Status(
         shards=shard_list,

@@ -6,12 +6,10 @@ per shard (so it works unchanged on Redis Cluster, one slot per shard). Each rou
 1. claims entries left pending too long by other consumers (``XAUTOCLAIM``: a dead worker's
    batch is taken over, not lost);
 2. re-reads its own pending entries whose retry is due, then new ones (``XREADGROUP``);
-3. hands the batch to the projection and, per entry, acks it (``Done``), leaves it pending for
-   a later retry (``Retry``; retries are spaced exponentially, with jitter, by delivery count),
-   or dead-letters it (``Reject``, or too many deliveries) into ``sp:dlq:{group}`` with the
-   error and attempt count, then acks it. ``Pause`` (the target is down or out of budget: not
-   the entry's fault) leaves it pending *without* counting the attempt, and the shard's reader
-   waits before its next round.
+3. hands the batch to the projection and carries out the settle policy (``settle.py``) on its
+   outcomes: acks, dead letters into ``sp:dlq:{group}`` with the error and attempt count,
+   retries left pending, and paused entries whose delivery is taken back while the shard's
+   reader waits before its next round.
 
 Nothing is acked before its effect succeeded or it is dead-lettered. Delivery is at least
 once; projections are idempotent by construction. ``stop()`` ends the rounds after the batch
@@ -27,19 +25,21 @@ import os
 import socket
 import time
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from softphone_relay.projections.metrics import WorkerMetrics
+from softphone_relay.projections.outcomes import LogEntry, Outcome, Projection, Reject, Retry
+from softphone_relay.projections.settle import retry_delay_ms, settle
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.streams import parse_stream_id
 
 log = logging.getLogger(__name__)
 
@@ -47,55 +47,6 @@ _envelope: Final = msgspec.json.Decoder(Envelope)
 
 RawEntry = tuple[bytes, dict[bytes, bytes]]
 """An entry as redis-py returns it (its own annotations are looser than what it returns)."""
-
-
-class LogEntry(msgspec.Struct, frozen=True):
-    """One entry read from a shard; ``envelope`` is None when field ``e`` is not one."""
-
-    stream: str
-    id: str
-    raw: bytes
-    envelope: Envelope | None
-    deliveries: int
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The entry's effect is in place: ack it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """A transient failure: leave the entry pending and try again later."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """The entry can never succeed: dead-letter it."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """The target takes no work for now: keep the entry, count no attempt, wait ``seconds``."""
-
-    error: str
-    seconds: float
-
-
-Outcome = Done | Retry | Pause | Reject
-
-
-class Projection(Protocol):
-    """What a worker runs: a consumer group name and a batch handler."""
-
-    group: str
-
-    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
-        """The outcome of each entry, by entry id (a missing id counts as ``Retry``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +215,10 @@ class Worker:
             for p in pending
             if int(p["time_since_delivered"])
             >= retry_delay_ms(
-                self._settings, cast(bytes, p["message_id"]), int(p["times_delivered"])
+                cast(bytes, p["message_id"]),
+                int(p["times_delivered"]),
+                retry_after_ms=self._settings.retry_after_ms,
+                claim_idle_ms=self._settings.claim_idle_ms,
             )
         ]
         if not ids:
@@ -278,7 +232,7 @@ class Worker:
         return [e for e in claimed if e[1]]
 
     async def _deliveries(self, stream: str, ids: list[bytes]) -> dict[bytes, int]:
-        first, last = min(ids, key=_order), max(ids, key=_order)
+        first, last = min(ids, key=parse_stream_id), max(ids, key=parse_stream_id)
         pending = await self._redis.xpending_range(
             stream,
             self.group,
@@ -319,23 +273,14 @@ class Worker:
             except Exception as error:  # a failed batch is retried (then dead-lettered), not fatal
                 log.exception("event=batch_failed group=%s size=%d", self.group, len(good))
                 outcomes |= {e.id: Retry(f"{type(error).__name__}: {error}") for e in good}
-        acks: list[str] = []
-        paused: list[tuple[LogEntry, Pause]] = []
-        for entry in entries:
-            outcome = outcomes.get(entry.id, Retry("no outcome"))
-            if isinstance(outcome, Retry) and entry.deliveries >= self._settings.max_deliveries:
-                outcome = Reject(f"gave up after {entry.deliveries} deliveries: {outcome.error}")
-            self._metrics.entries.labels(self.group, type(outcome).__name__.lower()).inc()
-            if isinstance(outcome, Pause):
-                paused.append((entry, outcome))
-                continue
-            if isinstance(outcome, Reject):
-                await self._dead_letter(entry, outcome.error)
-            if not isinstance(outcome, Retry):
-                acks.append(entry.id)
-        if acks:
-            await self._redis.xack(stream, self.group, *acks)
-        await self._uncount(stream, [entry for entry, _ in paused])
+        settlement = settle(entries, outcomes, max_deliveries=self._settings.max_deliveries)
+        for kind, count in settlement.counts.items():
+            self._metrics.entries.labels(self.group, kind).inc(count)
+        for entry, reason in settlement.dead_letters:
+            await self._dead_letter(entry, reason)
+        if settlement.acks:
+            await self._redis.xack(stream, self.group, *settlement.acks)
+        await self._uncount(stream, settlement.paused)
         self._metrics.batch_size.labels(self.group).observe(len(entries))
         self._metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
         log.info(
@@ -343,22 +288,22 @@ class Worker:
             self.group,
             stream,
             len(entries),
-            len(acks),
-            len(paused),
+            len(settlement.acks),
+            len(settlement.paused),
             time.perf_counter() - started,
         )
-        if paused:
+        if settlement.paused:
             log.warning(
                 "event=paused group=%s stream=%s entries=%d seconds=%.1f error=%r",
                 self.group,
                 stream,
-                len(paused),
-                max(p.seconds for _, p in paused),
-                paused[0][1].error,
+                len(settlement.paused),
+                settlement.pause_seconds,
+                settlement.pause_error,
             )
         if self._on_batch is not None:
             await self._on_batch(len(entries))
-        return max((p.seconds for _, p in paused), default=0.0)
+        return settlement.pause_seconds
 
     async def _uncount(self, stream: str, entries: list[LogEntry]) -> None:
         """Take back the delivery of paused entries (XCLAIM RETRYCOUNT), due again at once."""
@@ -396,24 +341,3 @@ class Worker:
             entry.deliveries,
             error,
         )
-
-
-def retry_delay_ms(settings: WorkerSettings, entry_id: bytes | str, deliveries: int) -> float:
-    """How long an entry delivered ``deliveries`` times waits before its next try.
-
-    ``retry_after_ms * 2**(deliveries - 1)``, capped below ``claim_idle_ms`` (so that the
-    owner, not another worker, retries it), with a jitter of up to half drawn from the entry id
-    (stable across rounds, different across entries, so retries of a batch spread out).
-    """
-    ceiling = min(
-        settings.retry_after_ms * 2.0 ** max(0, deliveries - 1),
-        max(settings.retry_after_ms, settings.claim_idle_ms / 2),
-    )
-    key = entry_id if isinstance(entry_id, bytes) else entry_id.encode()
-    jitter = zlib.crc32(key) / 0xFFFFFFFF
-    return ceiling / 2 + jitter * ceiling / 2
-
-
-def _order(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)

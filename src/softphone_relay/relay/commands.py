@@ -21,6 +21,7 @@ from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_command
 from softphone_relay.relay.errors import InvalidEvent, Unavailable
 from softphone_relay.relay.resume import StreamState, is_recovered, later_of
+from softphone_relay.relay.streams import optional_text
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
 """Command entries older than this are trimmed (``MINID``); commands expire well before."""
@@ -165,9 +166,9 @@ class CommandLog:
         else:
             state = StreamState(
                 exists=True,
-                last_generated_id=_text(info.get("last-generated-id")),
-                max_deleted_entry_id=_text(info.get("max-deleted-entry-id")),
-                first_entry_id=_text(info.get("recorded-first-entry-id")),
+                last_generated_id=optional_text(info.get("last-generated-id")),
+                max_deleted_entry_id=optional_text(info.get("max-deleted-entry-id")),
+                first_entry_id=optional_text(info.get("recorded-first-entry-id")),
                 removed=int(info.get("entries-added", 0)) - int(info.get("length", 0)),
             )
         return position, is_recovered(position, state)
@@ -179,9 +180,3 @@ class CommandLog:
             args=[keys.agent_channel(agent_id), session_id],
         )
         return int(generation)
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, str) else None

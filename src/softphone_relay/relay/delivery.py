@@ -54,7 +54,7 @@ class CommandHub:
 
     def __init__(self, redis: aioredis.Redis, instance_id: str, sweep_interval: float) -> None:
         self._pubsub = redis.pubsub()
-        self._instance_channel = f"sp:relay:{instance_id}"
+        self._instance_channel = keys.relay_channel(instance_id)
         self._sweep_interval = sweep_interval
         self._sessions: dict[str, set[LiveSession]] = {}
         self._newest: dict[str, int] = {}
@@ -126,7 +126,7 @@ class CommandHub:
                 self._wake_all()
 
     def _dispatch(self, channel: str, data: str) -> None:
-        agent_id = channel.removeprefix("sp:notify:{").removesuffix("}")
+        agent_id = keys.agent_of_channel(channel)
         sessions = self._sessions.get(agent_id, set())
         if data == "c":
             for live in sessions:

@@ -26,9 +26,9 @@ from redis.retry import Retry
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import Unavailable
 from softphone_relay.relay.metrics import RelayMetrics
-from softphone_relay.relay.protocol import Envelope
 
 log = logging.getLogger(__name__)
 

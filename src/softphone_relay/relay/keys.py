@@ -11,9 +11,6 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-GROUPS: Final = ("calls", "presence", "dispatch")
-"""The projection consumer groups on every event shard."""
-
 
 def event_stream(shard: int) -> str:
     """The event log of one shard."""
@@ -43,6 +40,16 @@ def session_counter(agent_id: str) -> str:
 def agent_channel(agent_id: str) -> str:
     """Pub/sub channel telling relays about an agent's new commands and new sessions."""
     return f"sp:notify:{{{agent_id}}}"
+
+
+def agent_of_channel(channel: str) -> str:
+    """The agent an :func:`agent_channel` is about."""
+    return channel.removeprefix("sp:notify:{").removesuffix("}")
+
+
+def relay_channel(instance_id: str) -> str:
+    """Pub/sub channel of one relay instance (each relay subscribes to its own)."""
+    return f"sp:relay:{instance_id}"
 
 
 def dead_letters(group: str) -> str:
@@ -78,6 +85,15 @@ def agent_record(agent_id: str) -> str:
 def agent_online(agent_id: str) -> str:
     """Present (the session id) while a relay holds a live socket of the agent; expires."""
     return f"sp:online:{{{agent_id}}}"
+
+
+ONLINE_PATTERN: Final = "sp:online:*"
+"""Every :func:`agent_online` key, for ``SCAN``."""
+
+
+def agent_of_online(key: str) -> str:
+    """The agent an :func:`agent_online` key is about."""
+    return key.removeprefix("sp:online:{").removesuffix("}")
 
 
 def dispatched(agent_id: str, request_id: str) -> str:

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
-
 from softphone_relay.relay.auth import Identity, TokenVerifier
 from softphone_relay.relay.contract import validate_event_data
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import (
     AuthenticationFailed,
     BadFrame,
@@ -54,20 +53,6 @@ from softphone_relay.relay.frames import (
     frame_event_id,
 )
 from softphone_relay.relay.settings import RateLimit
-
-
-class Envelope(msgspec.Struct, kw_only=True):
-    """An event as the log stores it in field ``e`` (DESIGN.md section 4)."""
-
-    id: str
-    name: str
-    agentId: str
-    partnerId: str
-    conversationId: str | None
-    at: datetime
-    receivedAt: datetime
-    sessionId: str
-    data: dict[str, Any]
 
 
 class State(enum.Enum):

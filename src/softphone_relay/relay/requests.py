@@ -28,8 +28,8 @@ import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_event_data
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import EventLog
-from softphone_relay.relay.protocol import Envelope
 
 RequestState = Literal["accepted", "queued", "delivered", "acked", "expired", "failed"]
 RANK: Final[dict[str, int]] = {

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def parse_stream_id(stream_id: str) -> tuple[int, int]:
-    """``"1700000000000-3"`` as ``(1700000000000, 3)``; ordering of ids is tuple ordering."""
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
+from softphone_relay.relay.streams import parse_stream_id
 
 
 def later_of(*ids: str | None) -> str | None:

@@ -28,7 +28,8 @@ from softphone_relay.relay.commands import COMMAND_PAGE, CommandLog
 from softphone_relay.relay.contract import REQUESTS
 from softphone_relay.relay.delivery import CommandHub, LiveSession
 from softphone_relay.relay.dispositions import DispositionCodes
-from softphone_relay.relay.errors import FrameRefused
+from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.errors import ConfigError, FrameRefused
 from softphone_relay.relay.event_log import BatchingAppender, EventLog
 from softphone_relay.relay.frames import (
     SUBPROTOCOL,
@@ -40,15 +41,7 @@ from softphone_relay.relay.frames import (
 )
 from softphone_relay.relay.http import CLIENT_FILES, HttpRoutes, OriginPolicy, load_static
 from softphone_relay.relay.metrics import RelayMetrics
-from softphone_relay.relay.protocol import (
-    Admit,
-    Append,
-    Close,
-    CommandAcked,
-    Envelope,
-    Reply,
-    Session,
-)
+from softphone_relay.relay.protocol import Admit, Append, Close, CommandAcked, Reply, Session
 from softphone_relay.relay.requests import RequestState, RequestStatus, RequestStore
 from softphone_relay.relay.settings import Settings
 
@@ -111,19 +104,25 @@ class Relay:
                 self.dispositions.run(DISPOSITION_REREAD_SECONDS), name="dispositions"
             ),
         ]
-        self._server = await serve(
-            self._handle,
-            self.settings.host,
-            self.settings.port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            process_request=self._routes.process_request,
-            max_size=self.settings.max_frame_bytes,
-            ping_interval=self.settings.heartbeat,
-            ping_timeout=self.settings.heartbeat,
-            close_timeout=max(1.0, min(self.settings.heartbeat, 10.0)),
-            compression=None,
-            server_header="softphone-relay",
-        )
+        try:
+            self._server = await serve(
+                self._handle,
+                self.settings.host,
+                self.settings.port,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                process_request=self._routes.process_request,
+                max_size=self.settings.max_frame_bytes,
+                ping_interval=self.settings.heartbeat,
+                ping_timeout=self.settings.heartbeat,
+                close_timeout=max(1.0, min(self.settings.heartbeat, 10.0)),
+                compression=None,
+                server_header="softphone-relay",
+            )
+        except OSError as error:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_PORT (--port)",
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {error.strerror}",
+            ) from None
         log.info(
             "event=relay_started instance=%s host=%s port=%d",
             self.instance_id,

@@ -46,6 +46,12 @@ class RateLimit(msgspec.Struct, frozen=True):
     burst: int
 
 
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+"""A TCP port; 0 asks the system for a free one."""
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+"""A duration in seconds, greater than zero."""
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Everything the relay and the CLI need to run; see the README for each variable."""
 
@@ -54,32 +60,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     public_key: str | None = None
     allowed_origins: tuple[str, ...] = ()
     host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8765
+    port: Port = 8765
     shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
     rate_limit: RateLimit = RateLimit(50.0, 200)
     partners: dict[str, Partner] | None = None
-    hello_timeout: float = 10.0
-    heartbeat: float = 20.0
-    command_ttl: float = 30.0
-    dedupe_ttl: int = 7 * 24 * 3600
-    max_frame_bytes: int = 1 << 20
-    batch_wait: float = 0.5
-    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``)."""
-    claim_idle: float = 30.0
+    hello_timeout: Seconds = 10.0
+    heartbeat: Seconds = 20.0
+    command_ttl: Seconds = 30.0
+    dedupe_ttl: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1 << 20
+    batch_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``); 0: no wait."""
+    claim_idle: Seconds = 30.0
     """After this long unacked, a dead worker's entries are taken over
     (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
-    disposition_refresh: float = 600.0
+    disposition_refresh: Seconds = 600.0
     """How often the calls workers reread Salesforce disposition picklists."""
-    api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8766
+    api_port: Port = 8766
     """The control API's port (``SOFTPHONE_RELAY_API_PORT``)."""
     api_keys: dict[str, str] = msgspec.field(default_factory=dict)
     """API key → the partner it acts for (``SOFTPHONE_RELAY_API_KEYS``)."""
-    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9108
+    worker_metrics_port: Port = 9108
     """Where ``project`` serves its Prometheus metrics; 0 turns that off."""
-    retention: float | None = None
-    """How long the event log keeps entries (``SOFTPHONE_RELAY_RETENTION``, e.g. ``90d``);
-    None (unset or ``forever``) keeps everything. Entries a consumer group has not processed
-    are kept whatever their age."""
+    retention: Annotated[float, msgspec.Meta(ge=3600)] | None = None
+    """How long the event log keeps entries (``SOFTPHONE_RELAY_RETENTION``, e.g. ``90d``, at
+    least 1h); None (unset or ``forever``) keeps everything. Entries a consumer group has not
+    processed are kept whatever their age."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -122,15 +128,12 @@ def parse_rate_limit(name: str, text: str) -> RateLimit:
     return RateLimit(rate, burst)
 
 
-def parse_int(name: str, text: str, low: int, high: int) -> int:
-    """An integer within ``[low, high]``."""
+def parse_int(name: str, text: str) -> int:
+    """An integer (its range is checked with every other limit, by :func:`build_settings`)."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise ConfigError(name, f"expected an integer, got {text!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"expected {low} to {high}, got {value}")
-    return value
 
 
 MIN_API_KEY_LENGTH: Final = 16
@@ -174,29 +177,119 @@ def _read_key_file(name: str, path: str) -> str:
         raise ConfigError(name, f"cannot read {path}: {error.strerror}") from None
 
 
-def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
-    """Build :class:`Settings` from ``SOFTPHONE_RELAY_*`` variables, then apply ``overrides``."""
+def settings_from_env(env: Mapping[str, str], flags: Mapping[str, object] = {}) -> Settings:
+    """Build :class:`Settings` from ``SOFTPHONE_RELAY_*`` variables, then command-line ``flags``
+    (by field name, e.g. ``{"port": 8000}`` for ``--port``); every declared limit applies to
+    both, and a value out of range names its variable or flag and the allowed range."""
+    fields, sources = _from_env(env)
+    for name, value in flags.items():
+        fields[name] = value
+        sources[name] = "--" + name.replace("_", "-")
+    return build_settings(fields, sources)
+
+
+def build_settings(fields: Mapping[str, object], sources: Mapping[str, str] = {}) -> Settings:
+    """``fields`` as :class:`Settings`, each checked against its declared type and limits;
+    ``sources`` names where each came from (a variable or a flag) for the error message."""
+    try:
+        return msgspec.convert(dict(fields), Settings)
+    except msgspec.ValidationError as error:
+        match = re.search(r"at `\$\.(\w+)`", str(error))
+        name = match.group(1) if match else ""
+        source = sources.get(name, name or "settings")
+        value = fields.get(name)
+        if name in _IN_SECONDS and isinstance(value, int | float):
+            shown = _as_duration(value)
+        else:
+            shown = repr(value)
+        raise ConfigError(source, f"{_allowed(name, str(error))}, got {shown}") from None
+
+
+_IN_SECONDS: Final = frozenset(
+    {"hello_timeout", "heartbeat", "command_ttl", "dedupe_ttl", "batch_wait", "claim_idle"}
+    | {"disposition_refresh", "retention"}
+)
+
+
+def _allowed(name: str, fallback: str) -> str:
+    """The allowed range of field ``name``, in words (msgspec's own message if it has none)."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields = {f.name: f.type for f in info.fields}
+    kind = fields.get(name)
+    if isinstance(kind, msgspec.inspect.UnionType):
+        kind = next((k for k in kind.types if not isinstance(k, msgspec.inspect.NoneType)), None)
+    if not isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        return fallback.split(" - at ")[0].replace("Expected", "expected")
+    show = _as_duration if name in _IN_SECONDS else _as_number
+    low = show(kind.ge) if kind.ge is not None else None
+    high = show(kind.le) if kind.le is not None else None
+    if low is not None and high is not None:
+        allowed = f"from {low} to {high}"
+    elif low is not None:
+        allowed = f"at least {low}"
+    elif kind.gt is not None:
+        allowed = "greater than zero" if kind.gt == 0 else f"greater than {show(kind.gt)}"
+    else:
+        allowed = f"at most {high}"
+    if name in _IN_SECONDS:
+        return f"expected a duration {allowed}"
+    what = "an integer" if isinstance(kind, msgspec.inspect.IntType) else "a number"
+    return f"expected {what} {allowed}"
+
+
+def _as_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _as_duration(seconds: float) -> str:
+    """Seconds as the largest whole unit: ``3600`` as ``1h``, ``0.5`` as ``500ms``."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+_DURATIONS: Final = {
+    "HELLO_TIMEOUT": "hello_timeout",
+    "HEARTBEAT": "heartbeat",
+    "COMMAND_TTL": "command_ttl",
+    "CLAIM_IDLE": "claim_idle",
+    "DISPOSITION_REFRESH": "disposition_refresh",
+    "BATCH_WAIT": "batch_wait",
+}
+
+
+def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:
+    """The fields the environment sets, parsed from text, and the variable each came from."""
 
     def get(key: str) -> str | None:
         value = env.get(PREFIX + key)
         return value if value not in (None, "") else None
 
     fields: dict[str, object] = {}
+    sources: dict[str, str] = {}
+
+    def put(field: str, key: str, value: object) -> None:
+        fields[field] = value
+        sources[field] = PREFIX + key
+
     if (url := get("REDIS_URL")) is not None:
         if not re.match(r"^(redis|rediss|unix)://", url):
             raise ConfigError(
                 PREFIX + "REDIS_URL", f"expected redis://, rediss:// or unix://, got {url!r}"
             )
-        fields["redis_url"] = url
+        put("redis_url", "REDIS_URL", url)
     secret, key_file = get("SECRET"), get("PUBLIC_KEY_FILE")
     if secret is not None and key_file is not None:
         raise ConfigError(PREFIX + "SECRET", "set either a secret or PUBLIC_KEY_FILE, not both")
     if secret is not None:
         if len(secret.encode()) < 32:
             raise ConfigError(PREFIX + "SECRET", "must be at least 32 bytes (HS256 wants 256 bits)")
-        fields["secret"] = secret
+        put("secret", "SECRET", secret)
     if key_file is not None:
-        fields["public_key"] = _read_key_file(PREFIX + "PUBLIC_KEY_FILE", key_file)
+        put("public_key", "PUBLIC_KEY_FILE", _read_key_file(PREFIX + "PUBLIC_KEY_FILE", key_file))
     if (origins := get("ALLOWED_ORIGINS")) is not None:
         patterns = tuple(o.strip() for o in origins.split(",") if o.strip())
         for pattern in patterns:
@@ -205,45 +298,28 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
                     PREFIX + "ALLOWED_ORIGINS",
                     f"{pattern!r} is no origin glob such as https://*.example.com",
                 )
-        fields["allowed_origins"] = patterns
+        put("allowed_origins", "ALLOWED_ORIGINS", patterns)
     if (host := get("HOST")) is not None:
-        fields["host"] = host
-    if (port := get("PORT")) is not None:
-        fields["port"] = parse_int(PREFIX + "PORT", port, 0, 65535)
-    if (api_port := get("API_PORT")) is not None:
-        fields["api_port"] = parse_int(PREFIX + "API_PORT", api_port, 0, 65535)
-    if (api_keys := get("API_KEYS")) is not None:
-        fields["api_keys"] = parse_api_keys(PREFIX + "API_KEYS", api_keys)
-    if (metrics_port := get("WORKER_METRICS_PORT")) is not None:
-        fields["worker_metrics_port"] = parse_int(
-            PREFIX + "WORKER_METRICS_PORT", metrics_port, 0, 65535
-        )
-    if (shards := get("SHARDS")) is not None:
-        fields["shards"] = parse_int(PREFIX + "SHARDS", shards, 1, 1024)
-    if (rate := get("RATE_LIMIT")) is not None:
-        fields["rate_limit"] = parse_rate_limit(PREFIX + "RATE_LIMIT", rate)
-    if (partners := get("PARTNERS_FILE")) is not None:
-        fields["partners"] = load_partners(PREFIX + "PARTNERS_FILE", Path(partners))
-    for key, attr in (
-        ("HELLO_TIMEOUT", "hello_timeout"),
-        ("HEARTBEAT", "heartbeat"),
-        ("COMMAND_TTL", "command_ttl"),
-        ("CLAIM_IDLE", "claim_idle"),
-        ("DISPOSITION_REFRESH", "disposition_refresh"),
+        put("host", "HOST", host)
+    for key, field in (
+        ("PORT", "port"),
+        ("API_PORT", "api_port"),
+        ("WORKER_METRICS_PORT", "worker_metrics_port"),
+        ("SHARDS", "shards"),
     ):
         if (text := get(key)) is not None:
-            value = parse_duration(PREFIX + key, text)
-            if value <= 0:
-                raise ConfigError(PREFIX + key, "must be greater than zero")
-            fields[attr] = value
-    if (wait := get("BATCH_WAIT")) is not None:
-        fields["batch_wait"] = parse_duration(PREFIX + "BATCH_WAIT", wait)  # 0: no waiting
+            put(field, key, parse_int(PREFIX + key, text))
+    if (api_keys := get("API_KEYS")) is not None:
+        put("api_keys", "API_KEYS", parse_api_keys(PREFIX + "API_KEYS", api_keys))
+    if (rate := get("RATE_LIMIT")) is not None:
+        put("rate_limit", "RATE_LIMIT", parse_rate_limit(PREFIX + "RATE_LIMIT", rate))
+    if (partners := get("PARTNERS_FILE")) is not None:
+        put("partners", "PARTNERS_FILE", load_partners(PREFIX + "PARTNERS_FILE", Path(partners)))
+    for key, field in _DURATIONS.items():
+        if (text := get(key)) is not None:
+            put(field, key, parse_duration(PREFIX + key, text))
     if (retention := get("RETENTION")) is not None and retention.strip() != "forever":
-        kept = parse_duration(PREFIX + "RETENTION", retention)
-        if kept < 3600:
-            raise ConfigError(PREFIX + "RETENTION", "must be at least 1h (or forever)")
-        fields["retention"] = kept
+        put("retention", "RETENTION", parse_duration(PREFIX + "RETENTION", retention))
     if (ttl := get("DEDUPE_TTL")) is not None:
-        fields["dedupe_ttl"] = max(1, int(parse_duration(PREFIX + "DEDUPE_TTL", ttl)))
-    fields.update(overrides)
-    return Settings(**fields)  # type: ignore[arg-type]  # each value was checked above
+        put("dedupe_ttl", "DEDUPE_TTL", int(parse_duration(PREFIX + "DEDUPE_TTL", ttl)))
+    return fields, sources

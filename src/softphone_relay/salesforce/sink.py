@@ -44,8 +44,7 @@ from simple_salesforce.exceptions import (
 
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.errors import SalesforceLoginFailed
-from softphone_relay.projections.metrics import SalesforceMetrics
-from softphone_relay.projections.worker import Done, Outcome, Pause, Reject, Retry
+from softphone_relay.projections.outcomes import Done, Outcome, Pause, Reject, Retry
 from softphone_relay.relay.backoff import Backoff
 from softphone_relay.salesforce.callers import (
     MAX_NUMBERS_PER_SEARCH,
@@ -55,6 +54,7 @@ from softphone_relay.salesforce.callers import (
 )
 from softphone_relay.salesforce.connect import SalesforceConnection
 from softphone_relay.salesforce.limits import request_delay
+from softphone_relay.salesforce.metrics import SalesforceMetrics
 from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields
 
 log = logging.getLogger(__name__)

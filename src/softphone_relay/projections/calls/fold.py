@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 
 Status = Literal["ringing", "connected", "completed", "rejected", "missed"]
 Direction = Literal["inbound", "outbound"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -28,8 +28,11 @@ from softphone_relay.projections.calls.fold import (
     merge,
     record_of,
 )
-from softphone_relay.projections.worker import Done, LogEntry, Outcome, Retry
+from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Retry
 from softphone_relay.relay import keys
+
+if TYPE_CHECKING:
+    from softphone_relay.projections.registry import BuildContext
 
 FACTS_TTL_SECONDS: Final = 30 * 24 * 3600
 FINAL_STATUSES: Final = frozenset({"completed", "rejected", "missed"})
@@ -172,3 +175,12 @@ class CallRecordsProjection:
                     ex=FACTS_TTL_SECONDS,
                 )
             await pipe.execute()
+
+
+async def build(context: BuildContext) -> CallRecordsProjection:
+    """The ``calls`` projection of the registry, writing through the context's sink; a
+    conversation lock lasts four times the claim idle time."""
+    sink = await context.call_sink()
+    return CallRecordsProjection(
+        context.redis, sink, lock_ms=4 * context.worker_settings.claim_idle_ms
+    )

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.phone import NotAPhoneNumber, to_e164
-from softphone_relay.relay.protocol import Envelope
 from softphone_relay.relay.requests import expiry_of
 from softphone_relay.relay.settings import Partner
 

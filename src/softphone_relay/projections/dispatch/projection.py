@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.projections.dispatch.fold import Enqueue, Refuse, decide
-from softphone_relay.projections.worker import Done, LogEntry, Outcome
+from softphone_relay.projections.outcomes import Done, LogEntry, Outcome
 from softphone_relay.relay import keys
 from softphone_relay.relay.agents import AgentDirectory
 from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.contract import REQUESTS
-from softphone_relay.relay.protocol import Envelope
+from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.requests import RequestStatus, RequestStore
 from softphone_relay.relay.settings import Partner
+
+if TYPE_CHECKING:
+    from softphone_relay.projections.registry import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +123,10 @@ class DispatchProjection:
             command_id,
             decision.name,
         )
+
+
+async def build(context: BuildContext) -> DispatchProjection:
+    """The ``dispatch`` projection of the registry."""
+    return DispatchProjection(
+        context.redis, partners=context.settings.partners, ttl=context.settings.command_ttl
+    )

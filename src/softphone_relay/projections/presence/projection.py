@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Retry
 from softphone_relay.projections.presence.fold import Report, observe, pending
-from softphone_relay.projections.worker import Done, LogEntry, Outcome, Retry
 from softphone_relay.relay import keys
 from softphone_relay.relay.agents import PresenceRecord
+
+if TYPE_CHECKING:
+    from softphone_relay.projections.registry import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +124,8 @@ class PresenceProjection:
         await self._mark(
             keys=[keys.presence(record.agentId)], args=[record.eventId, _encoder.encode(done)]
         )
+
+
+async def build(context: BuildContext) -> PresenceProjection:
+    """The ``presence`` projection of the registry."""
+    return PresenceProjection(context.redis)

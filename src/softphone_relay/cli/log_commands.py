@@ -1,0 +1,188 @@
+"""Operator commands that read the log: ``status``, ``tail`` and ``dlq``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import msgspec
+
+from softphone_relay.cli.runtime import settings_and_url
+from softphone_relay.ops.dead_letters import DeadLetter, DeadLetters
+from softphone_relay.ops.log_reader import (
+    EventFilter,
+    LoggedEvent,
+    position,
+    read_range,
+    shard_count,
+)
+from softphone_relay.ops.status import gather as gather_status
+from softphone_relay.ops.status import render as render_status
+from softphone_relay.projections.registry import NAMES as GROUPS
+from softphone_relay.relay import event_log, keys
+from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.streams import parse_stream_id
+
+PAGE_SIZE: Final = 500
+
+
+class DlqOptions(msgspec.Struct, kw_only=True):
+    """``dlq``'s arguments."""
+
+    action: str
+    ids: list[str] = msgspec.field(default_factory=list)
+    group: str = "calls"
+    error: str | None = None
+    all: bool = False
+    json: bool = False
+    limit: int = 1000
+    data_dir: str | None = None
+
+
+class TailOptions(msgspec.Struct, kw_only=True):
+    """``tail``'s arguments."""
+
+    from_: str | None = None
+    agent: str | None = None
+    conversation: str | None = None
+    partner: str | None = None
+    name: str | None = None
+    json: bool = False
+    follow: bool = True
+    data_dir: str | None = None
+
+
+async def dlq(args: DlqOptions) -> int:
+    """``dlq list|show|requeue|drop``: the dead letters of one projection group."""
+    if args.group not in GROUPS:
+        raise ConfigError("--group", f"unknown group {args.group}; one of {', '.join(GROUPS)}")
+    _, url = settings_and_url(args.data_dir)
+    redis = event_log.connect(url)
+    try:
+        letters = DeadLetters(redis, args.group)
+        if args.action == "list":
+            found = await letters.entries(limit=args.limit)
+            if args.json:
+                for letter in found:
+                    print(msgspec.json.encode(letter).decode())
+            else:
+                _print_table(found)
+            return 0
+        if args.action == "show":
+            for dlq_id in args.ids:
+                one = await letters.get(dlq_id)
+                if one is None:
+                    raise ConfigError("ID", f"no dead letter {dlq_id} in {args.group}")
+                print(json.dumps(msgspec.to_builtins(one), indent=2))
+            return 0
+        match = _matcher(args)
+        done = await (letters.requeue(match) if args.action == "requeue" else letters.drop(match))
+        verb = "requeued" if args.action == "requeue" else "dropped"
+        print(f"{verb} {len(done)} dead letter(s) of {args.group}")
+        return 0
+    finally:
+        await redis.aclose()
+
+
+def _matcher(args: DlqOptions) -> Callable[[DeadLetter], bool]:
+    """Which dead letters ``requeue``/``drop`` act on: ids, ``--error TEXT`` or ``--all``."""
+    chosen = sum(bool(x) for x in (args.ids, args.error, args.all))
+    if chosen != 1:
+        raise ConfigError("dlq", "name dead letters by ID..., or --error TEXT, or --all")
+    if args.all:
+        return lambda _: True
+    if args.error:
+        text = args.error
+        return lambda letter: text in letter.error
+    ids = set(args.ids)
+    return lambda letter: letter.id in ids
+
+
+def _print_table(letters: list[DeadLetter]) -> None:
+    if not letters:
+        print("no dead letters")
+        return
+    print(f"{'ID':<17} {'ENTRY':<24} {'EVENT':<22} {'TRIES':>5}  ERROR")
+    for d in letters:
+        entry = f"{d.stream.removeprefix('sp:events:')}/{d.entryId}"
+        print(f"{d.id:<17} {entry:<24} {d.name or '?':<22} {d.attempts:>5}  {d.error[:80]}")
+
+
+async def status(*, json: bool = False, data_dir: str | None = None) -> int:
+    """``status``: shards, groups (lag, pending, consumers), dead letters, agents, Salesforce."""
+    settings, url = settings_and_url(data_dir)
+    redis = event_log.connect(url)
+    try:
+        shards = max(settings.shards, await shard_count(redis))
+        found = await gather_status(redis, shards)
+    finally:
+        await redis.aclose()
+    print(msgspec.json.encode(found).decode() if json else render_status(found))
+    return 0
+
+
+def _event_filter(args: TailOptions) -> EventFilter:
+    names = frozenset(n.strip() for n in (args.name or "").split(",") if n.strip())
+    return EventFilter(
+        partner=args.partner, agent=args.agent, conversation=args.conversation, names=names
+    )
+
+
+def event_line(event: LoggedEvent, as_json: bool) -> str:
+    """One event as ``tail`` and ``export`` print it: a readable line, or one JSON object."""
+    envelope = event.envelope
+    if as_json:
+        return json.dumps(
+            {"stream": event.stream, "entryId": event.id, **msgspec.to_builtins(envelope)},
+            separators=(",", ":"),
+        )
+    at = envelope.at.isoformat().replace("+00:00", "Z")
+    conversation = f" conv={envelope.conversationId}" if envelope.conversationId else ""
+    data = json.dumps(envelope.data, separators=(",", ":"))
+    return (
+        f"{at}  {event.id:<17} {envelope.name:<22} agent={envelope.agentId}{conversation}  {data}"
+    )
+
+
+async def tail(args: TailOptions) -> int:
+    """``tail``: the log from a point (or from now), filtered; follows until Ctrl-C."""
+    settings, url = settings_and_url(args.data_dir)
+    event_filter = _event_filter(args)
+    redis = event_log.connect(url, timeout=5.0)
+    try:
+        shards = max(settings.shards, await shard_count(redis))
+        streams = [keys.event_stream(s) for s in range(shards)]
+        last = {s: "$" for s in streams}
+        if args.from_ is not None:
+            start = position("--from", args.from_)
+            # Up to where the log is now; what comes after is followed below, once.
+            last = {s: await _last_id(redis, s) for s in streams}
+            async for event in read_range(redis, start, "+", event_filter, shards=shards):
+                if parse_stream_id(event.id) <= parse_stream_id(last[event.stream]):
+                    print(event_line(event, args.json), flush=True)
+        while args.follow:
+            reply = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                await redis.xread(last, block=1000, count=PAGE_SIZE),  # type: ignore[arg-type]
+            )
+            for stream_name, entries in reply or []:
+                stream = stream_name.decode()
+                for entry_id, fields in entries:
+                    last[stream] = entry_id.decode()
+                    try:
+                        envelope = msgspec.json.decode(fields.get(b"e", b""), type=Envelope)
+                    except msgspec.DecodeError:
+                        continue
+                    if event_filter.matches(envelope):
+                        logged = LoggedEvent(stream, entry_id.decode(), envelope)
+                        print(event_line(logged, args.json), flush=True)
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def _last_id(redis: Any, stream: str) -> str:
+    entries = await redis.xrevrange(stream, count=1)
+    return str(entries[0][0].decode()) if entries else "0-0"

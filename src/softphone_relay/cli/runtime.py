@@ -1,0 +1,70 @@
+"""What every command of the command line shares: logging, signals, the event loop, and where
+the configuration and a running ``up`` are found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from softphone_relay.cli.dev import DEV_PARTNERS, DevState
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.settings import Settings, settings_from_env
+
+
+def configure_logging(level: str) -> None:
+    """One ``key=value`` line per log event, on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # websockets logs every connection at INFO; the relay logs its own session lines.
+    logging.getLogger("websockets").setLevel(
+        max(logging.WARNING, logging.getLevelName(level.upper()))
+    )
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; install it before announcing readiness."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def run(coroutine: Coroutine[Any, Any, int | None]) -> int:
+    """Run a command's coroutine on uvloop where it is installed; its exit status."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine) or 0
+    return uvloop.run(coroutine) or 0
+
+
+def data_dir(given: str | None) -> Path:
+    """Where ``up`` keeps its state: ``--data-dir``, else ``SOFTPHONE_RELAY_DATA_DIR``, else
+    ``./data``."""
+    return Path(given or os.environ.get("SOFTPHONE_RELAY_DATA_DIR") or "data").resolve()
+
+
+def settings_and_url(given_data_dir: str | None) -> tuple[Settings, str]:
+    """The configuration, and the log's URL (from the environment or a running ``up``)."""
+    settings = settings_from_env(os.environ)
+    if settings.redis_url is not None:
+        return settings, settings.redis_url
+    url = DevState(data_dir(given_data_dir)).redis_url()
+    if url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
+    if settings.partners is None:
+        settings = msgspec.structs.replace(settings, partners=DEV_PARTNERS)
+    return settings, url

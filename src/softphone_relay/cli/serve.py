@@ -1,0 +1,86 @@
+"""``softphone-relay serve``: one relay and its control API, from configuration; and how ``up``
+starts the same two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from softphone_relay.cli.runtime import stop_on_signals
+from softphone_relay.control.api import ControlApi
+from softphone_relay.relay import event_log
+from softphone_relay.relay.backoff import Backoff
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.server import Relay
+from softphone_relay.relay.settings import Settings, settings_from_env
+
+log = logging.getLogger(__name__)
+
+
+async def start_relay(
+    settings: Settings,
+    url: str,
+    stop: asyncio.Event,
+    demo_token: Callable[[], str] | None = None,
+) -> Relay | None:
+    """Start a relay, waiting (with backoff) for Redis to become reachable; None if stopped.
+
+    A port that cannot be bound is no reason to wait: it raises :class:`ConfigError`.
+    """
+    backoff = Backoff(base=0.2, cap=5.0)
+    while not stop.is_set():
+        relay = Relay(settings, event_log.connect(url), demo_token=demo_token)
+        try:
+            await relay.start()
+            return relay
+        except RedisError as error:
+            await relay.close()
+            delay = backoff.failure()
+            log.warning(
+                "event=redis_unreachable url=%s retry_in=%.1fs error=%r", url, delay, str(error)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        except BaseException:
+            await relay.close()
+            raise
+    return None
+
+
+async def start_api(api: ControlApi, settings: Settings) -> None:
+    """Start the control API on ``SOFTPHONE_RELAY_API_PORT``; a taken port stops the process."""
+    try:
+        await api.start(settings.host, settings.api_port)
+    except OSError as error:
+        raise ConfigError(
+            "SOFTPHONE_RELAY_API_PORT (--api-port)",
+            f"cannot listen on {settings.host}:{settings.api_port}: {error.strerror}",
+        ) from None
+
+
+async def serve(*, data_dir: str | None = None) -> int:
+    """Run a relay and its control API until SIGINT or SIGTERM."""
+    del data_dir  # serve is configured by the environment only
+    settings = settings_from_env(os.environ)
+    if settings.redis_url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by serve (up starts its own)")
+    stop = stop_on_signals()
+    relay = await start_relay(settings, settings.redis_url, stop)
+    if relay is None:
+        return 0
+    api_redis = event_log.connect(settings.redis_url)
+    api = ControlApi(settings, api_redis)
+    try:
+        await start_api(api, settings)
+        await stop.wait()
+    finally:
+        await api.close()
+        await relay.close()
+        await api_redis.aclose()
+    return 0

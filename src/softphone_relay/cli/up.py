@@ -1,0 +1,237 @@
+"""``softphone-relay up``: everything on embedded defaults, for a first try.
+
+An embedded Redis-compatible server (in its own session, so that Ctrl-C in the terminal reaches
+only ``up``), a relay with its control API and demo page, the Salesforce stand-in and every
+projection worker. SIGINT or SIGTERM stops them in order: the relay and the workers first
+(in-flight appends finish or are nacked), then the stand-in, then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+import msgspec
+import redis
+from redis.exceptions import RedisError
+
+from softphone_relay.cli.dev import (
+    DEMO_AGENT_ID,
+    DEV_AGENT_ID,
+    DEV_ORIGINS,
+    DEV_PARTNER_ID,
+    DEV_PARTNERS,
+    DevState,
+    StandInAddress,
+    record_standin,
+)
+from softphone_relay.cli.runtime import data_dir as resolve_data_dir
+from softphone_relay.cli.runtime import stop_on_signals
+from softphone_relay.cli.serve import start_api, start_relay
+from softphone_relay.cli.workers import Workers, run_workers
+from softphone_relay.control.api import ControlApi
+from softphone_relay.projections import registry
+from softphone_relay.relay import event_log
+from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.server import Relay
+from softphone_relay.relay.settings import Settings, settings_from_env
+from softphone_relay.salesforce.connect import (
+    SalesforceSettings,
+    SessionAuth,
+    salesforce_settings_from_env,
+)
+from softphone_relay.salesforce.standin.server import StandIn
+
+log = logging.getLogger(__name__)
+
+
+def up_settings(
+    state: DevState, host: str | None, port: int | None, api_port: int | None
+) -> Settings:
+    """The environment's settings with the flags over them (each checked against its limits),
+    completed with development defaults where nothing is configured."""
+    flags = {
+        name: value
+        for name, value in (("host", host), ("port", port), ("api_port", api_port))
+        if value is not None
+    }
+    settings = settings_from_env(os.environ, flags)
+    defaults: dict[str, object] = {}
+    if settings.secret is None and settings.public_key is None:
+        defaults["secret"] = state.secret()
+    if settings.partners is None:
+        defaults["partners"] = DEV_PARTNERS
+    if not settings.allowed_origins:
+        defaults["allowed_origins"] = DEV_ORIGINS
+    if not settings.api_keys:
+        defaults["api_keys"] = {state.api_key(): DEV_PARTNER_ID}
+    return msgspec.structs.replace(settings, **defaults)
+
+
+def stop_leftover_server(state: DevState) -> None:
+    """Shut down the embedded server of an ``up`` that was killed before it could stop it
+    (two servers must never share one data directory)."""
+    url = state.redis_url()
+    if url is None:
+        return
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+    try:
+        directory = client.config_get("dir").get("dir")
+        if directory == str(state.data_dir / "redis"):
+            log.warning("event=leftover_server_stopped url=%s", url)
+            client.shutdown()
+    except RedisError:
+        pass  # nothing answers there any more: nothing to stop
+    finally:
+        client.close()
+    state.set_redis_url(None)
+
+
+async def up(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    api_port: int | None = None,
+    data_dir: str | None = None,
+) -> int:
+    """Start everything and run until SIGINT or SIGTERM."""
+    state = DevState(resolve_data_dir(data_dir))
+    settings = up_settings(state, host, port, api_port)
+    stop = stop_on_signals()
+    embedded: EmbeddedServer | None = None
+    url = settings.redis_url
+    if url is None:
+        await asyncio.to_thread(stop_leftover_server, state)
+        embedded = EmbeddedServer(state.data_dir / "redis")
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+        state.set_redis_url(url)
+    try:
+        await _run(settings, url, state, embedded, stop)
+    finally:
+        record_standin(state, None)
+        if embedded is not None:
+            state.set_redis_url(None)
+            await asyncio.to_thread(embedded.stop)
+    print("softphone-relay stopped.", flush=True)
+    return 0
+
+
+async def _run(
+    settings: Settings,
+    url: str,
+    state: DevState,
+    embedded: EmbeddedServer | None,
+    stop: asyncio.Event,
+) -> None:
+    """The relay, the control API, the stand-in and the workers, until ``stop``."""
+    secret = settings.secret
+
+    def demo_token() -> str:
+        assert secret is not None
+        return mint_token(secret, DEMO_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
+
+    relay = await start_relay(settings, url, stop, demo_token if secret else None)
+    if relay is None:
+        return
+    standin = StandIn(ca_dir=state.data_dir)
+    client = event_log.connect(url)
+    api = ControlApi(settings, client)
+    workers: Workers | None = None
+    try:
+        await start_api(api, settings)
+        salesforce = salesforce_settings_from_env(os.environ)
+        if salesforce is None:
+            await standin.start()
+            salesforce = SalesforceSettings(
+                auth=SessionAuth(standin.instance_url, standin.state.new_session()),
+                ca_file=str(standin.ca_file),
+            )
+            address = StandInAddress(
+                standin.instance_url, standin.state.new_session(), str(standin.ca_file)
+            )
+            record_standin(state, address)
+        workers = Workers(client, settings, relay.metrics.registry, salesforce)
+        running = await workers.build(registry.NAMES)
+        print_welcome(settings, relay, api, url, embedded)
+        print_salesforce(standin if standin.port else None)
+        print("\nCtrl-C stops everything this started.", flush=True)
+        await run_workers(running, stop, workers.chores(stop))
+    finally:
+        await api.close()
+        await relay.close()
+        if workers is not None:
+            workers.close()
+        await standin.close()
+        await client.aclose()
+
+
+def print_salesforce(standin: StandIn | None) -> None:
+    """Where call records go, and how to see them in the stand-in."""
+    if standin is None:
+        print("\nCall records go to your Salesforce org.", flush=True)
+        return
+    query = "SELECT+Id,Subject,CallObject,CallType,Status,Description+FROM+Task"
+    session = standin.state.new_session()
+    print(
+        f"""
+Call records go to the local Salesforce stand-in at {standin.instance_url}
+(no org configured: set SOFTPHONE_RELAY_SF_INSTANCE_URL and SOFTPHONE_RELAY_SF_SESSION_ID).
+List the Tasks it holds:
+  curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {session}' \\
+    '{standin.instance_url}/services/data/v59.0/query?q={query}'""",
+        flush=True,
+    )
+
+
+def print_welcome(
+    settings: Settings, relay: Relay, api: ControlApi, url: str, embedded: EmbeddedServer | None
+) -> None:
+    """How to use what ``up`` started: addresses, a token, the API key, commands to try."""
+    base = f"{settings.host}:{relay.port}"
+    api_base = f"http://{settings.host}:{api.port}"
+    key = next(iter(k for k, p in settings.api_keys.items() if p == DEV_PARTNER_ID), "KEY")
+    token = (
+        mint_token(settings.secret, DEV_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
+        if settings.secret
+        else "(RS256/ES256 configured: mint tokens with your own issuer)"
+    )
+    where = (
+        f"embedded {embedded.binary.name}, data in {embedded.data_dir}"
+        if embedded
+        else "from SOFTPHONE_RELAY_REDIS_URL"
+    )
+    sample = json.dumps(
+        {
+            "partnerId": DEV_PARTNER_ID,
+            "businessSegmentId": DEV_PARTNERS[DEV_PARTNER_ID].businessSegmentId,
+            "channelOriginId": DEV_PARTNERS[DEV_PARTNER_ID].channelOriginId,
+            "dialTo": "+18883973342",
+            "participantType": "Traveler",
+        }
+    )
+    print(
+        f"""softphone-relay is up.
+
+  websocket   ws://{base}/v1/socket   (subprotocol softphone.v1)
+  agent token {token}
+              (agent {DEV_AGENT_ID}, partner {DEV_PARTNER_ID}, valid 12 h)
+  redis       {url}   ({where})
+  http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
+  control API {api_base}/v1/openapi.json   (API key {key})
+  demo        http://{base}/demo   (a fake softphone, agent {DEMO_AGENT_ID}: open it in a browser)
+
+Try it, in another terminal, with a softphone (or a test client) connected as {DEV_AGENT_ID}:
+  softphone-relay call {DEV_AGENT_ID} '+1 888 397 3342'       # click-to-dial, through the log
+  softphone-relay presence {DEV_AGENT_ID} available           # ask the softphone to change
+  softphone-relay presence {DEV_AGENT_ID}                     # what it last reported
+  curl -s -X POST -H 'Authorization: Bearer {key}' -d '{{"dialTo": "+18883973342"}}' \\
+    {api_base}/v1/agents/{DEV_AGENT_ID}/calls
+  softphone-relay token --agent alice --partner {DEV_PARTNER_ID}
+  softphone-relay send {DEV_AGENT_ID} start_call '{sample}'   # a raw command, no request
+  redis-cli -u {url} XRANGE 'sp:events:{{0}}' - +      # the event log""",
+        flush=True,
+    )

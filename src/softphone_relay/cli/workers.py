@@ -1,0 +1,190 @@
+"""``softphone-relay project``: projection workers, built from the group registry; and how
+``up`` runs the same workers beside its relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, start_http_server
+
+from softphone_relay.cli.runtime import stop_on_signals
+from softphone_relay.ops.retention import keep_trimmed
+from softphone_relay.ops.status import watch as watch_log
+from softphone_relay.projections import registry
+from softphone_relay.projections.metrics import LogGauges, WorkerMetrics
+from softphone_relay.projections.worker import Worker, WorkerSettings
+from softphone_relay.relay import event_log
+from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.settings import Settings, settings_from_env
+
+if TYPE_CHECKING:
+    from softphone_relay.projections.calls.projection import RecordSink
+    from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings
+
+log = logging.getLogger(__name__)
+
+
+def worker_settings(settings: Settings, group: registry.ProjectionGroup) -> WorkerSettings:
+    """How ``group``'s worker reads; only groups that wait for batches wait."""
+    return WorkerSettings(
+        shards=settings.shards,
+        batch_wait_ms=int(settings.batch_wait * 1000) if group.waits_for_batches else 0,
+        claim_idle_ms=int(settings.claim_idle * 1000),
+    )
+
+
+class Workers:
+    """The workers of some groups, their chores, and what they hold open (the org's session).
+
+    Implements the registry's ``BuildContext`` for each group in turn.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: Settings,
+        metrics_registry: CollectorRegistry,
+        salesforce: SalesforceSettings | None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.worker_settings = WorkerSettings()
+        self._metrics_registry = metrics_registry
+        self._salesforce = salesforce
+        self.connection: SalesforceConnection | None = None
+
+    async def call_sink(self) -> RecordSink:
+        """The Salesforce sink, logged in (a refused login stops here, clearly)."""
+        from softphone_relay.salesforce.connect import SalesforceConnection
+        from softphone_relay.salesforce.metrics import SalesforceMetrics
+        from softphone_relay.salesforce.sink import SalesforceSink
+
+        if self._salesforce is None:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_SF_INSTANCE_URL",
+                "the calls group needs a Salesforce org: JWT bearer (SF_USERNAME, "
+                "SF_CONSUMER_KEY, SF_PRIVATE_KEY_FILE), client credentials, or a session",
+            )
+        self.connection = SalesforceConnection(self._salesforce)
+        try:
+            await asyncio.to_thread(self.connection.client)
+            log.info("event=salesforce_connected flow=%r", self.connection.flow)
+        except OSError as error:  # requests' errors are OSErrors
+            # Unreachable is not refused: the worker starts and pauses until the org answers.
+            log.warning(
+                "event=salesforce_unreachable flow=%r error=%r", self.connection.flow, str(error)
+            )
+        metrics = SalesforceMetrics(self._metrics_registry)
+        return SalesforceSink(self.connection, self._salesforce.mapping, metrics=metrics)
+
+    async def build(self, groups: Sequence[str]) -> list[Worker]:
+        """One worker per group, in registry order."""
+        metrics = WorkerMetrics(self._metrics_registry)
+        workers = []
+        for name in groups:
+            group = registry.group(name)
+            self.worker_settings = worker_settings(self.settings, group)
+            projection = await registry.builder(group)(self)
+            workers.append(Worker(self.redis, projection, self.worker_settings, metrics=metrics))
+        return workers
+
+    def chores(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """What runs beside the workers: the log gauges, picklist refreshes (with ``calls``),
+        and the retention if one is set."""
+        chores = [
+            watch_log(self.redis, self.settings.shards, LogGauges(self._metrics_registry), stop)
+        ]
+        if self.connection is not None:
+            from softphone_relay.salesforce.picklists import DispositionRefresher
+
+            refresher = DispositionRefresher(
+                self.connection,
+                self.redis,
+                self.settings.partners,
+                interval=self.settings.disposition_refresh,
+            )
+            chores.append(refresher.run(refresher.interval, stop))
+        if self.settings.retention is not None:
+            chores.append(
+                keep_trimmed(self.redis, self.settings.shards, self.settings.retention, stop)
+            )
+        return chores
+
+    def close(self) -> None:
+        """Close the org's session, if one was opened."""
+        if self.connection is not None:
+            self.connection.close()
+
+
+async def run_workers(
+    workers: list[Worker],
+    stop: asyncio.Event,
+    chores: Sequence[Coroutine[Any, Any, None]] = (),
+) -> None:
+    """Run the workers until ``stop`` or a worker fails; each finishes the batch in hand.
+    ``chores`` run beside them and end on ``stop``."""
+    running = [asyncio.create_task(w.run()) for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    background = [asyncio.create_task(chore) for chore in chores]
+    await asyncio.wait([*running, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    stop.set()
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*running, *background)
+
+
+def parse_groups(text: str) -> list[str]:
+    """``--group calls,presence`` as group names, each one the registry knows."""
+    groups = [g.strip() for g in text.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(registry.NAMES))
+    if unknown or not groups:
+        raise ConfigError(
+            "--group",
+            f"unknown group {', '.join(unknown) or '(none)'}; available: "
+            f"{', '.join(registry.NAMES)}",
+        )
+    return groups
+
+
+async def project(*, group: str, data_dir: str | None = None) -> int:
+    """Run the workers of the ``--group`` groups until SIGINT or SIGTERM."""
+    del data_dir  # project is configured by the environment only
+    settings = settings_from_env(os.environ)
+    if settings.redis_url is None:
+        raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by project")
+    groups = parse_groups(group)
+    salesforce = None
+    if "calls" in groups:
+        from softphone_relay.salesforce.connect import salesforce_settings_from_env
+
+        salesforce = salesforce_settings_from_env(os.environ)
+    stop = stop_on_signals()
+    metrics_registry = CollectorRegistry()
+    if settings.worker_metrics_port:
+        try:
+            start_http_server(
+                settings.worker_metrics_port, settings.host, registry=metrics_registry
+            )
+        except OSError as error:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_WORKER_METRICS_PORT",
+                f"cannot listen on {settings.host}:{settings.worker_metrics_port}: "
+                f"{error.strerror}",
+            ) from None
+    redis = event_log.connect(settings.redis_url)
+    workers = Workers(redis, settings, metrics_registry, salesforce)
+    try:
+        running = await workers.build(groups)
+        log.info("event=project_started groups=%s", ",".join(w.group for w in running))
+        await run_workers(running, stop, workers.chores(stop))
+    finally:
+        workers.close()
+        await redis.aclose()
+    return 0
