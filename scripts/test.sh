@@ -10,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# scripts/up.sh need not install again for the same dependencies.
+sha256sum pyproject.toml | cut -d' ' -f1 > .venv/.softphone-relay-setup
 # The browser tests drive Debian's Chromium with playwright-core (never a downloaded browser).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -16,7 +16,7 @@ from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.control.api import ControlApi
 from softphone_relay.relay import event_log
 from softphone_relay.relay.backoff import Backoff
-from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.errors import ConfigError, reason
 from softphone_relay.relay.server import Relay
 from softphone_relay.relay.settings import Settings, settings_from_env
 
@@ -60,7 +60,7 @@ async def start_api(api: ControlApi, settings: Settings) -> None:
     except OSError as error:
         raise ConfigError(
             "SOFTPHONE_RELAY_API_PORT (--api-port)",
-            f"cannot listen on {settings.host}:{settings.api_port}: {error.strerror}",
+            f"cannot listen on {settings.host}:{settings.api_port}: {reason(error)}",
         ) from None
 
 

@@ -20,7 +20,7 @@ from softphone_relay.projections import registry
 from softphone_relay.projections.metrics import LogGauges, WorkerMetrics
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import event_log
-from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.errors import ConfigError, reason
 from softphone_relay.relay.settings import Settings, settings_from_env
 
 if TYPE_CHECKING:
@@ -167,16 +167,13 @@ async def project(*, group: str, data_dir: str | None = None) -> int:
         salesforce = salesforce_settings_from_env(os.environ)
     stop = stop_on_signals()
     metrics_registry = CollectorRegistry()
-    if settings.worker_metrics_port:
+    if port := settings.worker_metrics_port:
         try:
-            start_http_server(
-                settings.worker_metrics_port, settings.host, registry=metrics_registry
-            )
+            start_http_server(port, settings.host, registry=metrics_registry)
         except OSError as error:
             raise ConfigError(
                 "SOFTPHONE_RELAY_WORKER_METRICS_PORT",
-                f"cannot listen on {settings.host}:{settings.worker_metrics_port}: "
-                f"{error.strerror}",
+                f"cannot listen on {settings.host}:{port}: {reason(error)}",
             ) from None
     redis = event_log.connect(settings.redis_url)
     workers = Workers(redis, settings, metrics_registry, salesforce)

@@ -94,7 +94,8 @@ class EmbeddedServer:
             "--logfile",
             str(self.data_dir / "server.log"),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # A session of its own: Ctrl-C in a terminal reaches `up`, which stops this last.
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:
@@ -130,6 +131,7 @@ class EmbeddedServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        log.info("event=embedded_stopped port=%d", self.port)
 
     def kill(self) -> None:
         """SIGKILL: a crash, for tests."""

@@ -35,11 +35,17 @@ Each class carries its wire ``code`` (a nack code string), its ``close_code`` or
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 
 class RelayError(Exception):
     """Root of every error the relay raises on purpose."""
+
+
+def reason(error: OSError) -> str:
+    """Why a system call failed, in the system's words (``Address already in use``)."""
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 class ConfigError(RelayError):

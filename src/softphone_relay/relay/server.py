@@ -29,7 +29,7 @@ from softphone_relay.relay.contract import REQUESTS
 from softphone_relay.relay.delivery import CommandHub, LiveSession
 from softphone_relay.relay.dispositions import DispositionCodes
 from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.errors import ConfigError, FrameRefused
+from softphone_relay.relay.errors import ConfigError, FrameRefused, reason
 from softphone_relay.relay.event_log import BatchingAppender, EventLog
 from softphone_relay.relay.frames import (
     SUBPROTOCOL,
@@ -121,7 +121,7 @@ class Relay:
         except OSError as error:
             raise ConfigError(
                 "SOFTPHONE_RELAY_PORT (--port)",
-                f"cannot listen on {self.settings.host}:{self.settings.port}: {error.strerror}",
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {reason(error)}",
             ) from None
         log.info(
             "event=relay_started instance=%s host=%s port=%d",
