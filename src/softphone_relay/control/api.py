@@ -47,7 +47,7 @@ from softphone_relay.relay.errors import (
     Unauthorized,
     Unavailable,
 )
-from softphone_relay.relay.requests import RequestStatus
+from softphone_relay.relay.request_rules import RequestStatus
 from softphone_relay.relay.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from softphone_relay.relay.errors import (
 )
 from softphone_relay.relay.event_log import EventLog
 from softphone_relay.relay.phone import NotAPhoneNumber, to_e164
-from softphone_relay.relay.requests import RequestIntake, RequestStatus, RequestStore
+from softphone_relay.relay.request_rules import RequestStatus
+from softphone_relay.relay.requests import RequestIntake, RequestStore
 from softphone_relay.relay.settings import Settings
 
 IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("5b0c2f4e-8a51-4d59-9a53-2a9f4c1d7e21")

@@ -19,13 +19,13 @@ from redis.exceptions import RedisError, ResponseError
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_command
+from softphone_relay.relay.delivery_rules import COMMAND_PAGE, StoredCommand
 from softphone_relay.relay.errors import InvalidEvent, Unavailable
 from softphone_relay.relay.resume import StreamState, is_recovered, later_of
 from softphone_relay.relay.streams import optional_text
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
 """Command entries older than this are trimmed (``MINID``); commands expire well before."""
-COMMAND_PAGE: Final = 100
 """Commands read per ``XRANGE`` when delivering."""
 
 ENQUEUE_SCRIPT: Final = """
@@ -67,19 +67,6 @@ local generation = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', ARGV[1], 's ' .. generation .. ' ' .. ARGV[2])
 return generation
 """
-
-
-class StoredCommand(msgspec.Struct, kw_only=True):
-    """A command as stored in an entry's field ``c``."""
-
-    name: str
-    data: Any
-    expiresAt: datetime
-    requestId: str | None = None
-
-    def expired(self, now: datetime) -> bool:
-        """True once the command may no longer be handed to the softphone."""
-        return now >= self.expiresAt
 
 
 _encoder: Final = msgspec.json.Encoder()

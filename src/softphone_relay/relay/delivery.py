@@ -1,5 +1,8 @@
 """Live command delivery and session replacement across relay instances.
 
+:class:`CommandDelivery` sends each session its agent's commands and moves request statuses
+(the decisions are ``delivery_rules.py``'s); :class:`CommandHub` wakes it.
+
 Each relay keeps one pub/sub connection, subscribed to ``sp:notify:{agentId}`` for every agent
 it holds a socket of. A ``c`` message wakes the agent's delivery loop, which reads the command
 stream after the last position it sent; an ``s GEN SESSION`` message closes every older
@@ -11,19 +14,38 @@ the pub/sub connection recovers, and every ``sweep_interval``, every loop reads 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from websockets.exceptions import ConnectionClosed
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
+from softphone_relay.relay.commands import CommandLog
+from softphone_relay.relay.delivery_rules import (
+    Deliver,
+    Step,
+    is_last_page,
+    plan_page,
+    request_state_after,
+)
+from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.frames import CommandFrame, ServerFrame
+from softphone_relay.relay.metrics import RelayMetrics
+from softphone_relay.relay.request_rules import RequestState, RequestStatus
+from softphone_relay.relay.requests import RequestStore
 
 log = logging.getLogger(__name__)
+
+Send = Callable[[ServerFrame], Awaitable[None]]
+"""Sends one frame down a session's socket."""
 
 
 @dataclass(eq=False)
@@ -160,3 +182,105 @@ class CommandHub:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+class CommandDelivery:
+    """Carries the delivery rules (``delivery_rules.py``) out for the sessions of one relay:
+    sends an agent's commands down its socket in order, never an expired one, records the
+    softphone's acks, and moves each request's status as its command goes."""
+
+    def __init__(self, commands: CommandLog, requests: RequestStore, metrics: RelayMetrics) -> None:
+        self._commands = commands
+        self._requests = requests
+        self._metrics = metrics
+
+    async def run(self, live: LiveSession, position: str | None, send: Send) -> None:
+        """Deliver the commands after ``position`` each time the session is woken, until it
+        ends (or its socket closes)."""
+        with contextlib.suppress(ConnectionClosed):
+            await self._deliver(live, position, send)
+
+    async def _deliver(self, live: LiveSession, position: str | None, send: Send) -> None:
+        backoff = Backoff(cap=2.0)
+        while True:
+            await live.wake.wait()
+            live.wake.clear()
+            if live.ended.is_set():
+                return
+            try:
+                while True:
+                    entries = await self._commands.read_after(live.agent_id, position)
+                    for step in plan_page(entries, datetime.now(UTC)):
+                        position = step.command_id
+                        await self._carry_out(step, live, send)
+                    if is_last_page(entries):
+                        break
+                backoff.success()
+            except (RedisError, OSError) as error:
+                delay = backoff.failure()
+                log.warning(
+                    "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
+                    live.agent_id,
+                    delay,
+                    str(error),
+                )
+                live.wake.set()
+                await asyncio.sleep(delay)
+
+    async def _carry_out(self, step: Step, live: LiveSession, send: Send) -> None:
+        command = step.command
+        if isinstance(step, Deliver):
+            frame = CommandFrame(
+                id=step.command_id,
+                name=command.name,
+                data=command.data,
+                expiresAt=command.expiresAt,
+            )
+            await send(frame)
+            self._metrics.commands_delivered.labels(command.name).inc()
+            if command.requestId is not None:
+                live.sent[step.command_id] = command.requestId
+        else:
+            self._metrics.commands_expired.inc()
+        state = request_state_after(step)
+        if state is not None and command.requestId is not None:
+            await self._request_state(command.requestId, state, step.command_id)
+
+    async def record_ack(self, live: LiveSession, command_id: str) -> None:
+        """The softphone got ``command_id``: remember it for resume; its request is acked."""
+        try:
+            await self._commands.record_ack(live.agent_id, command_id)
+            request_id = live.sent.pop(command_id, None)
+            if request_id is not None:
+                await self._request_state(request_id, "acked", command_id)
+        except (RedisError, OSError) as error:
+            # Not fatal: the command is redelivered on reconnect and the client drops repeats.
+            log.warning(
+                "event=command_ack_not_recorded agent=%s command=%s error=%r",
+                live.agent_id,
+                command_id,
+                str(error),
+            )
+
+    async def accept_request(self, envelope: Envelope) -> None:
+        """A click-to-dial or presence request from the browser: recorded as accepted."""
+        try:
+            await self._requests.advance(
+                RequestStatus(
+                    requestId=envelope.id,
+                    name=envelope.name,
+                    agentId=envelope.agentId,
+                    partnerId=envelope.partnerId,
+                    state="accepted",
+                    updatedAt=envelope.receivedAt,
+                )
+            )
+        except (RedisError, OSError) as error:
+            # The request is in the log: the dispatcher records its progress all the same.
+            log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
+
+    async def _request_state(self, request_id: str, state: RequestState, command_id: str) -> None:
+        """Move a request forward (``advance`` keeps the other fields the dispatcher wrote)."""
+        moved = await self._requests.advance_state(request_id, state, command_id=command_id)
+        if not moved:
+            log.debug("event=request_state_kept request=%s state=%s", request_id, state)

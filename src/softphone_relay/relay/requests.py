@@ -20,8 +20,8 @@ so their order does not matter.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, cast
+from datetime import UTC, datetime
+from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -30,16 +30,8 @@ from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_event_data
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import EventLog
+from softphone_relay.relay.request_rules import RequestState, RequestStatus
 
-RequestState = Literal["accepted", "queued", "delivered", "acked", "expired", "failed"]
-RANK: Final[dict[str, int]] = {
-    "accepted": 1,
-    "queued": 2,
-    "expired": 3,
-    "failed": 3,
-    "delivered": 4,
-    "acked": 5,
-}
 STATUS_TTL_SECONDS: Final = 24 * 3600
 
 ADVANCE_SCRIPT: Final = """
@@ -53,28 +45,6 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-
-
-class RequestStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Where one request stands (``GET /v1/requests/{id}``)."""
-
-    requestId: str
-    name: str
-    agentId: str
-    partnerId: str
-    state: RequestState
-    updatedAt: datetime
-    commandId: str | None = None
-    expiresAt: datetime | None = None
-    reason: str | None = None
-
-    def as_of(self, now: datetime) -> RequestStatus:
-        """The status as it stands at ``now``: a queued command past its expiry is expired."""
-        if self.state == "queued" and self.expiresAt is not None and now >= self.expiresAt:
-            return msgspec.structs.replace(
-                self, state="expired", reason="not delivered before it expired"
-            )
-        return self
 
 
 class RequestStore:
@@ -169,12 +139,3 @@ class RequestIntake:
                 )
             )
         return request_id, result.duplicate
-
-
-def expiry_of(envelope: Envelope, ttl_seconds: float) -> datetime:
-    """When a request's command stops being valid: ``ttl`` after the relay received it.
-
-    Counting from the relay's receipt (not the client's clock, not the dispatch time) is what
-    makes a replayed or long-delayed request harmless: it is already expired.
-    """
-    return envelope.receivedAt + timedelta(seconds=ttl_seconds)

@@ -23,17 +23,15 @@ from websockets.exceptions import ConnectionClosed
 
 from softphone_relay.relay.agents import AgentDirectory
 from softphone_relay.relay.auth import TokenVerifier
-from softphone_relay.relay.backoff import Backoff
-from softphone_relay.relay.commands import COMMAND_PAGE, CommandLog
+from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.contract import REQUESTS
-from softphone_relay.relay.delivery import CommandHub, LiveSession
+from softphone_relay.relay.delivery import CommandDelivery, CommandHub, LiveSession
 from softphone_relay.relay.dispositions import DispositionCodes
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import ConfigError, FrameRefused, reason
 from softphone_relay.relay.event_log import BatchingAppender, EventLog
 from softphone_relay.relay.frames import (
     SUBPROTOCOL,
-    CommandFrame,
     ErrorFrame,
     Nack,
     ServerFrame,
@@ -42,7 +40,7 @@ from softphone_relay.relay.frames import (
 from softphone_relay.relay.http import CLIENT_FILES, HttpRoutes, OriginPolicy, load_static
 from softphone_relay.relay.metrics import RelayMetrics
 from softphone_relay.relay.protocol import Admit, Append, Close, CommandAcked, Reply, Session
-from softphone_relay.relay.requests import RequestState, RequestStatus, RequestStore
+from softphone_relay.relay.requests import RequestStore
 from softphone_relay.relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +75,7 @@ class Relay:
         self.agents = AgentDirectory(redis)
         self.requests = RequestStore(redis)
         self._hub = CommandHub(redis, self.instance_id, sweep_interval=settings.heartbeat)
+        self._delivery = CommandDelivery(self.commands, self.requests, self.metrics)
         self._routes = HttpRoutes(
             OriginPolicy(settings.allowed_origins),
             self.metrics,
@@ -215,7 +214,9 @@ class Relay:
                 recovered,
             )
             async with asyncio.TaskGroup() as tasks:
-                delivery = tasks.create_task(self._deliver(ws, live, position))
+                delivery = tasks.create_task(
+                    self._delivery.run(live, position, lambda frame: self._send(ws, frame))
+                )
                 online = tasks.create_task(self._keep_online(live, admit.identity.partner_id))
                 try:
                     await self._read(ws, session, tasks, live)
@@ -293,7 +294,7 @@ class Relay:
                         self.metrics.nacks.labels(frame.code).inc()
                     await self._send(ws, frame)
                 case CommandAcked(command_id=command_id):
-                    tasks.create_task(self._record_ack(session, command_id, live))
+                    tasks.create_task(self._delivery.record_ack(live, command_id))
                 case Close():
                     await self._close(ws, action)
                     return
@@ -316,7 +317,7 @@ class Relay:
                 await self._send(ws, session.append_failed(envelope, error))
                 return
             if envelope.name in REQUESTS and not result.duplicate:
-                await self._accept_request(envelope)
+                await self._delivery.accept_request(envelope)
             await self._send(ws, session.appended(envelope, result.seq, duplicate=result.duplicate))
             self.metrics.events_acked.labels("true" if result.duplicate else "false").inc()
             self.metrics.ack_latency.observe(time.perf_counter() - received)
@@ -326,96 +327,6 @@ class Relay:
             log.debug("event=ack_undelivered id=%s session=%s", envelope.id, session.session_id)
         finally:
             in_flight.release()
-
-    async def _accept_request(self, envelope: Envelope) -> None:
-        """A click-to-dial or presence request from the browser: recorded as accepted."""
-        try:
-            await self.requests.advance(
-                RequestStatus(
-                    requestId=envelope.id,
-                    name=envelope.name,
-                    agentId=envelope.agentId,
-                    partnerId=envelope.partnerId,
-                    state="accepted",
-                    updatedAt=envelope.receivedAt,
-                )
-            )
-        except (RedisError, OSError) as error:
-            # The request is in the log: the dispatcher records its progress all the same.
-            log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
-
-    async def _record_ack(self, session: Session, command_id: str, live: LiveSession) -> None:
-        assert session.identity is not None
-        try:
-            await self.commands.record_ack(session.identity.agent_id, command_id)
-            request_id = live.sent.pop(command_id, None)
-            if request_id is not None:
-                await self._request_state(request_id, "acked", command_id)
-        except (RedisError, OSError) as error:
-            # Not fatal: the command is redelivered on reconnect and the client drops repeats.
-            log.warning(
-                "event=command_ack_not_recorded agent=%s command=%s error=%r",
-                session.identity.agent_id,
-                command_id,
-                str(error),
-            )
-
-    async def _request_state(self, request_id: str, state: RequestState, command_id: str) -> None:
-        """Move a request forward (``advance`` keeps the other fields the dispatcher wrote)."""
-        moved = await self.requests.advance_state(request_id, state, command_id=command_id)
-        if not moved:
-            log.debug("event=request_state_kept request=%s state=%s", request_id, state)
-
-    async def _deliver(self, ws: ServerConnection, live: LiveSession, position: str | None) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self._deliver_commands(ws, live, position)
-
-    async def _deliver_commands(
-        self, ws: ServerConnection, live: LiveSession, position: str | None
-    ) -> None:
-        backoff = Backoff(cap=2.0)
-        while True:
-            await live.wake.wait()
-            live.wake.clear()
-            if live.ended.is_set():
-                return
-            try:
-                while True:
-                    entries = await self.commands.read_after(live.agent_id, position)
-                    now = datetime.now(UTC)
-                    for command_id, command in entries:
-                        position = command_id
-                        if command.expired(now):
-                            self.metrics.commands_expired.inc()
-                            if command.requestId is not None:
-                                await self._request_state(command.requestId, "expired", command_id)
-                            continue
-                        await self._send(
-                            ws,
-                            CommandFrame(
-                                id=command_id,
-                                name=command.name,
-                                data=command.data,
-                                expiresAt=command.expiresAt,
-                            ),
-                        )
-                        self.metrics.commands_delivered.labels(command.name).inc()
-                        if command.requestId is not None:
-                            live.sent[command_id] = command.requestId
-                            await self._request_state(command.requestId, "delivered", command_id)
-                    if len(entries) < COMMAND_PAGE:
-                        break
-                backoff.success()
-            except (RedisError, OSError) as error:
-                delay = backoff.failure()
-                log.warning(
-                    "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
-                    live.agent_id,
-                    delay,
-                    str(error),
-                )
-                live.wake.set()
-                await asyncio.sleep(delay)
 
     async def _send(self, ws: ServerConnection, frame: ServerFrame) -> None:
         await ws.send(encode_frame(frame), text=True)

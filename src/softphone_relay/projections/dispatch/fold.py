@@ -23,7 +23,7 @@ import msgspec
 
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.phone import NotAPhoneNumber, to_e164
-from softphone_relay.relay.requests import expiry_of
+from softphone_relay.relay.request_rules import expiry_of
 from softphone_relay.relay.settings import Partner
 
 

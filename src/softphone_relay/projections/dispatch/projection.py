@@ -25,7 +25,8 @@ from softphone_relay.relay.agents import AgentDirectory
 from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.contract import REQUESTS
 from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.requests import RequestStatus, RequestStore
+from softphone_relay.relay.request_rules import RequestStatus
+from softphone_relay.relay.requests import RequestStore
 from softphone_relay.relay.settings import Partner
 
 if TYPE_CHECKING:
