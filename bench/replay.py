@@ -21,8 +21,9 @@ from pathlib import Path
 import msgspec
 from calls import envelopes, serve_standin
 
-from softphone_relay.ops.log_reader import EventFilter
-from softphone_relay.ops.replay import Replay, ReplayReport, ReplayTarget
+from softphone_relay.ops.log_range import EventFilter
+from softphone_relay.ops.replay import Replay, ReplayTarget
+from softphone_relay.ops.replay_plan import ReplayReport
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
 from softphone_relay.relay import keys
 from softphone_relay.relay.embedded import EmbeddedServer

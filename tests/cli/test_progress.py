@@ -6,7 +6,7 @@ import io
 import time
 
 from softphone_relay.cli.progress import ProgressPrinter, describe, duration
-from softphone_relay.ops.replay import Progress
+from softphone_relay.ops.replay_plan import Progress
 
 
 class Terminal(io.StringIO):

@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from softphone_relay.cli.dev import DevState, StandInAddress, record_standin
-from softphone_relay.ops.log_reader import EventFilter, LoggedEvent
-from softphone_relay.ops.replay import ConversationFold, Replay, compare
+from softphone_relay.ops.log_range import EventFilter, LoggedEvent
+from softphone_relay.ops.replay import Replay
+from softphone_relay.ops.replay_plan import ConversationFold, compare
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
 from softphone_relay.projections.calls.fold import fold_call
 from softphone_relay.projections.calls.projection import CallRecordsProjection

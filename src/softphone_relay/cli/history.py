@@ -26,8 +26,10 @@ from softphone_relay.cli.dev import DevState, running_standin
 from softphone_relay.cli.log_commands import event_line
 from softphone_relay.cli.progress import ProgressPrinter
 from softphone_relay.cli.runtime import data_dir, settings_and_url
-from softphone_relay.ops.log_reader import EventFilter, position, read_range, shard_count
-from softphone_relay.ops.replay import Change, Replay, ReplayReport, ReplayTarget
+from softphone_relay.ops.log_range import EventFilter, position
+from softphone_relay.ops.log_reader import read_range, shard_count
+from softphone_relay.ops.replay import Replay, ReplayTarget
+from softphone_relay.ops.replay_plan import Change, ReplayReport
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
 from softphone_relay.ops.retention import trim as trim_log
 from softphone_relay.relay import event_log

@@ -10,13 +10,8 @@ import msgspec
 
 from softphone_relay.cli.runtime import settings_and_url
 from softphone_relay.ops.dead_letters import DeadLetter, DeadLetters
-from softphone_relay.ops.log_reader import (
-    EventFilter,
-    LoggedEvent,
-    position,
-    read_range,
-    shard_count,
-)
+from softphone_relay.ops.log_range import EventFilter, LoggedEvent, position
+from softphone_relay.ops.log_reader import read_range, shard_count
 from softphone_relay.ops.status import gather as gather_status
 from softphone_relay.ops.status import render as render_status
 from softphone_relay.projections.registry import NAMES as GROUPS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Final, TextIO
 
-from softphone_relay.ops.replay import Progress
+from softphone_relay.ops.replay_plan import Progress
 
 BAR_WIDTH: Final = 28
 LINE_EVERY: Final = 5.0

@@ -46,6 +46,8 @@ CALL_EVENTS: Final = frozenset(
         "outboundCallInitiated",
     }
 )
+FINAL_STATUSES: Final = frozenset({"completed", "rejected", "missed"})
+"""Statuses of a call that is over: only then is its record written."""
 """The contract hooks that speak about one conversation."""
 
 _FIELDS: Final[dict[str, dict[str, str]]] = {

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from softphone_relay.projections.calls.fold import (
     CALL_EVENTS,
+    FINAL_STATUSES,
     CallFacts,
     CallRecord,
     facts_of,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from softphone_relay.projections.registry import BuildContext
 
 FACTS_TTL_SECONDS: Final = 30 * 24 * 3600
-FINAL_STATUSES: Final = frozenset({"completed", "rejected", "missed"})
 """A record is written once its call is over; later events (notes) update it."""
 LOCK_MS: Final = 120_000
 
