@@ -60,11 +60,13 @@ def test_every_projection_group_has_workers() -> None:
 
 
 def test_every_python_service_has_a_health_check_and_a_restart_policy() -> None:
+    """Every relay and worker service is watched and restarted."""
     for name, service in python_services().items():
         assert "healthcheck" in service and service["restart"] == "unless-stopped", name
 
 
 def test_the_calls_workers_log_in_to_salesforce_with_a_secret_key() -> None:
+    """The calls workers use the JWT bearer flow with the key as a secret, not in the image."""
     [calls] = [s for s in python_services().values() if s["command"][-1] == "calls"]
     env = calls["environment"]
     assert env["SOFTPHONE_RELAY_SF_PRIVATE_KEY_FILE"] == "/run/secrets/salesforce_key"

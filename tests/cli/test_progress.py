@@ -15,10 +15,12 @@ class Terminal(io.StringIO):
 
 
 def test_durations_read_as_seconds_minutes_or_hours() -> None:
+    """Durations print in the largest sensible unit."""
     assert [duration(s) for s in (42, 185, 3720)] == ["42s", "3m05s", "1h02m"]
 
 
 def test_reading_shows_events_rate_and_eta_from_the_share_of_the_range_done() -> None:
+    """While reading, the line shows events, rate and an ETA from the share of the range done."""
     now = 100.0
     progress = Progress("reading", 250, 1000, 5000, started=now - 10)
     fraction, words = describe(progress, now, phase_started=now - 10)
@@ -27,6 +29,7 @@ def test_reading_shows_events_rate_and_eta_from_the_share_of_the_range_done() ->
 
 
 def test_writing_shows_records_done_of_total() -> None:
+    """While writing, the line shows records done of the total."""
     now = 100.0
     progress = Progress("writing", 400, 1000, 5000, started=now - 30)
     _, words = describe(progress, now, phase_started=now - 4)
@@ -34,6 +37,7 @@ def test_writing_shows_records_done_of_total() -> None:
 
 
 def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
+    """On a terminal the bar is redrawn in place."""
     out = Terminal()
     printer = ProgressPrinter(out)
     started = time.monotonic()
@@ -46,6 +50,7 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
 
 
 def test_off_a_terminal_progress_is_plain_lines() -> None:
+    """Off a terminal, progress is a plain line at a time."""
     out = io.StringIO()
     printer = ProgressPrinter(out)
     started = time.monotonic()

@@ -14,15 +14,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from softphone_relay.cli.dev import DevState, StandInAddress, record_standin
-from softphone_relay.ops.log_range import EventFilter, LoggedEvent
+from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.replay import Replay
-from softphone_relay.ops.replay_plan import ConversationFold, compare
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
-from softphone_relay.projections.calls.fold import fold_call
 from softphone_relay.projections.calls.projection import CallRecordsProjection
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
-from softphone_relay.relay.envelope import Envelope
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping
@@ -56,67 +53,13 @@ async def replay(redis: aioredis.Redis, into: Any, **options: Any) -> Any:
     return await runner.run(start, end, EventFilter())
 
 
-# The fold: which conversations a range selects.
-
-
-def logged(envelopes: list[Envelope]) -> list[LoggedEvent]:
-    return [LoggedEvent("sp:events:{0}", f"{1000 + n}-0", e) for n, e in enumerate(envelopes)]
-
-
-def test_a_conversation_is_folded_with_its_events_after_the_range() -> None:
-    """Notes that came after --to still belong to the call that began in the range."""
-    events = logged(call("c1"))
-    fold = ConversationFold("1001-0")
-    for event in events:
-        fold.add(event)
-    [selected], in_progress = fold.selected()
-    assert selected.record.notes == "notes of c1" and in_progress == 0
-    assert selected.record == fold_call(e.envelope for e in events)
-
-
-def test_a_conversation_that_began_before_the_range_is_left_out_and_counted() -> None:
-    """Its first event in range is not a call's start: rebuilding it would lose its start."""
-    fold = ConversationFold("+")
-    for event in logged(call("c1"))[1:]:
-        fold.add(event)
-    assert fold.selected() == ([], 0) and fold.partial == 1
-
-
-def test_include_partial_writes_a_conversation_from_its_events_in_range() -> None:
-    fold = ConversationFold("+", include_partial=True)
-    for event in logged(call("c1"))[1:]:
-        fold.add(event)
-    [selected], _ = fold.selected()
-    assert selected.record.status == "completed" and fold.partial == 0
-
-
-def test_a_conversation_that_began_after_the_range_is_ignored() -> None:
-    fold = ConversationFold("999-0")
-    for event in logged(call("c1")):
-        fold.add(event)
-    assert fold.selected() == ([], 0) and fold.conversations == 0
-
-
-def test_a_call_still_in_progress_is_counted_not_selected() -> None:
-    fold = ConversationFold("+")
-    for event in logged(call("c1")[:2]):
-        fold.add(event)
-    assert fold.selected() == ([], 1)
-
-
-def test_compare_names_each_changed_field_with_old_and_new() -> None:
-    change = compare("c1", {"A": 1, "B": "x"}, {"Id": "00T", "A": 1, "B": "y", "C": 3})
-    assert change.action == "update" and change.fields == {"B": ("y", "x")}
-    assert compare("c1", {"A": 1}, {"A": 1}).action == "unchanged"
-    assert compare("c1", {"A": 1}, None).fields == {"A": (None, 1)}
-
-
 # Into the stand-in, through simple-salesforce.
 
 
 async def test_replay_rebuilds_identical_records_after_the_org_is_wiped(
     redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
 ) -> None:
+    """After the org loses its Tasks, a replay writes the same records again."""
     await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10)[:2])
     sink = SalesforceSink(connection(), TaskMapping())
     await Worker(
@@ -135,6 +78,7 @@ async def test_replay_rebuilds_identical_records_after_the_org_is_wiped(
 async def test_replaying_twice_writes_nothing_the_second_time(
     redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
 ) -> None:
+    """Replay compares before it writes: the second run finds nothing to change."""
     await append(redis_client, call("c1") + call("c2", 5))
     await replay(redis_client, target(connection))
     before = len(writes(standin))
@@ -148,6 +92,7 @@ async def test_replaying_twice_writes_nothing_the_second_time(
 async def test_a_dry_run_shows_creates_and_differences_and_writes_nothing(
     redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
 ) -> None:
+    """--dry-run reports each create and changed field, and the org stays as it was."""
     await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10))
     await replay(redis_client, target(connection))
     records = standin.state.org.records
@@ -172,6 +117,7 @@ async def test_a_dry_run_shows_creates_and_differences_and_writes_nothing(
 async def test_a_range_by_id_replays_only_the_calls_that_began_in_it(
     redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
 ) -> None:
+    """--from/--to by stream id select the conversations that began in between."""
     ids = await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10))
     report = await replay(redis_client, target(connection), start=ids[4], end=ids[5])
     assert set(tasks(standin)) == {"c2"}
@@ -182,6 +128,7 @@ async def test_a_range_by_id_replays_only_the_calls_that_began_in_it(
 async def test_a_conversation_a_live_worker_holds_is_reported_busy_not_written(
     redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
 ) -> None:
+    """A conversation locked by a live worker is left to it and reported busy."""
     await append(redis_client, call("c1"))
     await redis_client.set(keys.call_lock(0, "c1"), "a-live-worker", px=60_000)
     report = await replay(redis_client, target(connection))
@@ -194,6 +141,7 @@ async def test_a_conversation_a_live_worker_holds_is_reported_busy_not_written(
 async def test_replay_into_jsonl_writes_one_record_per_call_and_is_idempotent(
     redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
+    """A JSONL target gets one line per call, and a second replay changes nothing."""
     await append(redis_client, call("c1") + call("c2", 5))
     path = tmp_path / "calls.jsonl"
     into = JsonlTarget(path)
@@ -214,6 +162,7 @@ async def test_replay_into_jsonl_writes_one_record_per_call_and_is_idempotent(
 async def test_a_changed_record_replaces_its_line_in_the_jsonl_file(
     redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
+    """A record that changed replaces its line rather than adding one."""
     await append(redis_client, call("c1"))
     path = tmp_path / "calls.jsonl"
     path.write_text(json.dumps({"conversationId": "c1", "notes": "old"}) + "\n")
@@ -259,6 +208,7 @@ def use_standin(standin: StandIn, cwd: Path) -> None:
 async def test_replay_stopped_by_ctrl_c_says_how_to_resume_and_the_resume_completes_it(
     redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
 ) -> None:
+    """Ctrl-C stops after the chunk in hand and prints a resume command that finishes it."""
     envelopes = [e for n in range(1000) for e in call(f"c{n:04}", n)]
     await append(redis_client, envelopes)
     use_standin(standin, tmp_path)
@@ -291,6 +241,7 @@ async def test_replay_stopped_by_ctrl_c_says_how_to_resume_and_the_resume_comple
 async def test_replay_prints_plain_progress_lines_when_not_on_a_terminal(
     redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
+    """Off a terminal, progress is plain lines, not a redrawn bar."""
     await append(redis_client, call("c1"))
     code, out, err = await finished(
         await cli(redis_url, tmp_path, "replay", "--target", f"jsonl:{tmp_path / 'out.jsonl'}")
@@ -303,6 +254,7 @@ async def test_replay_prints_plain_progress_lines_when_not_on_a_terminal(
 async def test_a_dry_run_from_the_command_line_prints_each_difference(
     redis_client: aioredis.Redis, redis_url: str, standin: StandIn, tmp_path: Path
 ) -> None:
+    """replay --dry-run prints one line per create or update."""
     await append(redis_client, call("c1"))
     use_standin(standin, tmp_path)
     code, out, _ = await finished(
@@ -313,6 +265,7 @@ async def test_a_dry_run_from_the_command_line_prints_each_difference(
 
 
 def test_replay_errors_are_one_line_and_a_non_zero_exit(redis_url: str, tmp_path: Path) -> None:
+    """Each misuse of replay is one line on stderr and exit status 2."""
     out = ("--target", "jsonl:x.jsonl")
     for args, message in [
         ((*out, "--from", "yesterday"), "--from: expected a stream id"),
@@ -329,6 +282,7 @@ def test_replay_errors_are_one_line_and_a_non_zero_exit(redis_url: str, tmp_path
 
 
 def test_replay_with_redis_down_is_one_line(tmp_path: Path) -> None:
+    """With the log unreachable, replay says so in one line."""
     result = run_cli("redis://127.0.0.1:1/0", tmp_path, "replay", "--target", "jsonl:x.jsonl")
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
@@ -336,6 +290,7 @@ def test_replay_with_redis_down_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_jsonl_target_that_is_no_call_records_is_refused(redis_url: str, tmp_path: Path) -> None:
+    """A JSONL file that holds something else is refused, not overwritten."""
     (tmp_path / "bad.jsonl").write_text("not json\n")
     result = run_cli(redis_url, tmp_path, "replay", "--target", "jsonl:bad.jsonl")
     assert result.returncode == 2 and "bad.jsonl:1: not a call record" in result.stderr
@@ -363,6 +318,7 @@ async def test_sf_env_replays_into_another_org_from_its_own_settings_file(
 def test_an_sf_env_line_that_is_not_a_salesforce_setting_is_refused(
     redis_url: str, tmp_path: Path
 ) -> None:
+    """--sf-env takes only SOFTPHONE_RELAY_SF_* lines and names the line it refuses."""
     (tmp_path / "bad.env").write_text("SOFTPHONE_RELAY_REDIS_URL=redis://elsewhere\n")
     result = run_cli(redis_url, tmp_path, "replay", "--sf-env", "bad.env")
     assert result.returncode == 2

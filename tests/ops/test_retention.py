@@ -23,19 +23,23 @@ EVERYTHING_OLD = 2**62
 
 
 def test_the_cut_is_the_cutoff_when_every_group_is_past_it() -> None:
+    """With every group past the cutoff, the trim cuts at the cutoff."""
     assert safe_minid("100-0", {"calls": ["200-1"], "dispatch": ["300-0"]}) == ("100-0", None)
 
 
 def test_a_group_behind_the_cutoff_holds_the_cut_at_what_it_still_needs() -> None:
+    """A group behind holds the cut back to the first entry it still needs."""
     groups = {"calls": ["200-1", "50-3"], "dispatch": ["80-0"]}
     assert safe_minid("100-0", groups) == ("50-3", "calls")
 
 
 def test_the_id_after_an_entry_is_its_next_sequence() -> None:
+    """The id after an entry is the same millisecond's next sequence."""
     assert next_id("1732450000000-7") == "1732450000000-8"
 
 
 def test_retention_is_a_duration_of_at_least_an_hour_or_forever() -> None:
+    """SOFTPHONE_RELAY_RETENTION is a duration of at least 1h, or forever."""
     assert settings_from_env({"SOFTPHONE_RELAY_RETENTION": "90d"}).retention == 90 * 86400
     assert settings_from_env({"SOFTPHONE_RELAY_RETENTION": "forever"}).retention is None
     with pytest.raises(ConfigError, match="at least 1h"):
@@ -50,6 +54,7 @@ async def read(redis: aioredis.Redis, group: str, count: int) -> list[str]:
 async def test_trimming_keeps_what_a_group_has_not_acknowledged(
     redis_client: aioredis.Redis,
 ) -> None:
+    """Pending entries of a group survive a trim, whatever their age."""
     ids = await append(redis_client, call("c1") + call("c2", 5))
     await redis_client.xgroup_create(STREAM, "calls", id="0")
     delivered = await read(redis_client, "calls", 6)
@@ -63,6 +68,7 @@ async def test_trimming_keeps_what_a_group_has_not_acknowledged(
 
 
 async def test_trimming_keeps_what_a_group_has_not_read(redis_client: aioredis.Redis) -> None:
+    """Entries a group has not read yet survive a trim, whatever their age."""
     ids = await append(redis_client, call("c1") + call("c2", 5))
     await redis_client.xgroup_create(STREAM, "calls", id="0")
     await redis_client.xgroup_create(STREAM, "dispatch", id="0")
@@ -78,12 +84,14 @@ async def test_trimming_keeps_what_a_group_has_not_read(redis_client: aioredis.R
 async def test_trimming_removes_nothing_younger_than_the_cutoff(
     redis_client: aioredis.Redis,
 ) -> None:
+    """Entries younger than the retention are never trimmed."""
     await append(redis_client, call("c1"))
     [done] = await trim(redis_client, 1, int(time.time() * 1000) - 3_600_000)
     assert done.removed == 0 and await redis_client.xlen(STREAM) == 4
 
 
 async def test_a_dry_run_counts_and_removes_nothing(redis_client: aioredis.Redis) -> None:
+    """trim --dry-run counts what it would remove and removes nothing."""
     await append(redis_client, call("c1"))
     [done] = await trim(redis_client, 1, EVERYTHING_OLD, dry_run=True)
     assert done.removed == 4 and await redis_client.xlen(STREAM) == 4
@@ -92,6 +100,7 @@ async def test_a_dry_run_counts_and_removes_nothing(redis_client: aioredis.Redis
 async def test_the_workers_keep_the_log_trimmed_until_stopped(
     redis_client: aioredis.Redis,
 ) -> None:
+    """project applies the retention by itself while it runs."""
     await append(redis_client, call("c1"))
     stop = asyncio.Event()
     running = asyncio.create_task(keep_trimmed(redis_client, 1, -3600.0, stop))
@@ -107,6 +116,7 @@ async def test_the_workers_keep_the_log_trimmed_until_stopped(
 async def test_trim_from_the_command_line_says_which_group_held_it_back(
     redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
+    """trim names the group that held the cut back."""
     await append(redis_client, call("c1"))
     await redis_client.xgroup_create(STREAM, "calls", id="0")
     result = run_cli(redis_url, tmp_path, "trim", "--older-than", "0s")
@@ -116,6 +126,7 @@ async def test_trim_from_the_command_line_says_which_group_held_it_back(
 
 
 def test_trim_without_a_retention_is_one_line(redis_url: str, tmp_path: Path) -> None:
+    """trim with no retention set and no --older-than is one line, exit 2."""
     result = run_cli(redis_url, tmp_path, "trim")
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
@@ -125,6 +136,7 @@ def test_trim_without_a_retention_is_one_line(redis_url: str, tmp_path: Path) ->
 async def test_export_writes_a_range_as_one_json_event_per_line(
     redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
+    """export writes each event of the range once, as one JSON object per line."""
     ids = await append(redis_client, call("c1") + call("c2", 5))
     result = run_cli(
         redis_url, tmp_path, "export", "--from", ids[2], "--to", ids[5], "--out", "a.jsonl"
@@ -139,6 +151,7 @@ async def test_export_writes_a_range_as_one_json_event_per_line(
 async def test_export_filters_by_conversation_to_stdout(
     redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
+    """export --conversation writes only that conversation's events, to stdout."""
     await append(redis_client, call("c1") + call("c2", 5))
     result = run_cli(redis_url, tmp_path, "export", "--conversation", "c2")
     names = [json.loads(line)["name"] for line in result.stdout.splitlines()]

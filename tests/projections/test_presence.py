@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from softphone_relay.projections.presence.fold import Report, observe, pending
-from softphone_relay.relay.agents import PresenceRecord
+from softphone_relay.relay.agent_records import PresenceRecord
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 STATUSES = ["available", "busy", "break", "offline"]

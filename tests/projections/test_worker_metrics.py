@@ -26,6 +26,7 @@ SETTINGS = WorkerSettings(block_ms=50)
 async def test_a_worker_counts_its_batches_and_each_entry_by_outcome(
     redis_client: aioredis.Redis,
 ) -> None:
+    """Batch sizes, batch times and settled entries by outcome are counted."""
     await append_ids(redis_client, "e1", "e2", "e3")
     registry = CollectorRegistry()
     projection = Recorder(reject={"e2"})
@@ -45,6 +46,7 @@ async def test_a_worker_counts_its_batches_and_each_entry_by_outcome(
 async def test_the_log_gauges_show_lag_pending_and_dead_letters(
     redis_client: aioredis.Redis,
 ) -> None:
+    """The log gauges read lag, pending entries and dead letters from Redis."""
     await append_ids(redis_client, "e1", "e2", "e3")
     await Worker(redis_client, Recorder(reject={"e1"}), SETTINGS).run(burst=True)
     await append_ids(redis_client, "e4", "e5")
@@ -65,6 +67,7 @@ async def test_the_log_gauges_show_lag_pending_and_dead_letters(
 def test_project_serves_the_lag_of_its_groups_on_its_metrics_port(
     redis_url: str, tmp_path: Path
 ) -> None:
+    """project serves its groups' gauges on its metrics port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")} | {
         "SOFTPHONE_RELAY_REDIS_URL": redis_url,

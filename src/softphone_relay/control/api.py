@@ -36,7 +36,7 @@ from softphone_relay.control.service import (
     PresenceBody,
     request_id_for,
 )
-from softphone_relay.relay.agents import AgentInfo
+from softphone_relay.relay.agent_records import AgentInfo
 from softphone_relay.relay.errors import (
     ApiError,
     InvalidRequest,

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Final
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.relay.agents import AgentDirectory, AgentInfo
+from softphone_relay.relay.agent_records import AgentInfo
+from softphone_relay.relay.agents import AgentDirectory
 from softphone_relay.relay.contract import Id, ParticipantType
 from softphone_relay.relay.errors import (
     AgentOffline,

@@ -18,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.agent_records import AgentInfo, PresenceRecord
 
 AGENT_RECORD_TTL: Final = 30 * 24 * 3600
 
@@ -27,27 +28,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """An agent as the directory knows it."""
-
-    agentId: str
-    partnerId: str
-    online: bool
-    sessionId: str | None = None
-    since: datetime | None = None
-
-
-class PresenceRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """The agent's latest presence, as the softphone last reported it (``statusChanged``)."""
-
-    agentId: str
-    softphoneId: str
-    at: datetime
-    eventId: str
-    forwarded: bool = True
-    """False while a real change is not yet on ``sp:presence-changes`` (see presence.py)."""
 
 
 _presence: Final = msgspec.json.Decoder(PresenceRecord)

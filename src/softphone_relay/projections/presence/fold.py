@@ -22,7 +22,7 @@ from datetime import datetime
 
 import msgspec
 
-from softphone_relay.relay.agents import PresenceRecord
+from softphone_relay.relay.agent_records import PresenceRecord
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,7 +20,7 @@ from redis.exceptions import WatchError
 from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Retry
 from softphone_relay.projections.presence.fold import Report, observe, pending
 from softphone_relay.relay import keys
-from softphone_relay.relay.agents import PresenceRecord
+from softphone_relay.relay.agent_records import PresenceRecord
 
 if TYPE_CHECKING:
     from softphone_relay.projections.registry import BuildContext
