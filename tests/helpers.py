@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -178,17 +178,28 @@ def standin_http(standin: StandIn) -> Session:
     return http
 
 
-def run_cli(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``softphone-relay ARGS`` as an operator runs it, on the test's Redis only."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
+CLI: Final = [sys.executable, "-m", "softphone_relay"]
+"""The command line, as an operator runs it (from this environment's install)."""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any ``SOFTPHONE_RELAY_`` variable (or active venv), plus
+    ``extra``."""
+    drop = ("SOFTPHONE_RELAY_", "VIRTUAL_ENV", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return env | extra
+
+
+def run_cli(
+    redis_url: str | None, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``softphone-relay ARGS`` in ``cwd`` with ``env`` (default: a clean environment), on the
+    test's Redis when ``redis_url`` is given."""
+    env = clean_env() if env is None else env
+    if redis_url is not None:
+        env = env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url}
     return subprocess.run(
-        [sys.executable, "-m", "softphone_relay", *args],
-        cwd=cwd,
-        env=env | {"SOFTPHONE_RELAY_REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        [*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False
     )
 
 

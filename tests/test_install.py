@@ -8,7 +8,6 @@ Slow (each installs the dependencies into a new environment, from pip's cache wh
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -20,16 +19,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.helpers import clean_env
+
 ROOT = Path(__file__).resolve().parents[1]
 READY = "Ctrl-C stops everything this started."
 pytestmark = pytest.mark.timeout(900)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any SOFTPHONE_RELAY_ variable or active virtual environment."""
-    drop = ("SOFTPHONE_RELAY_", "VIRTUAL_ENV", "PYTHONPATH")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    return env | extra
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,29 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from softphone_relay.relay.auth import TokenVerifier
-from tests.helpers import PARTNER, SECRET
-
-CLI = [sys.executable, "-m", "softphone_relay"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any SOFTPHONE_RELAY_ variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
-    return env | extra
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        env=env or clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+from tests.helpers import CLI, PARTNER, SECRET, clean_env, run_cli
 
 
 @pytest.fixture
@@ -109,7 +85,7 @@ async def test_up_serves_a_real_client_with_no_configuration(
         )
         assert json.loads(await ws.recv())["type"] == "ack"
         sent = await asyncio.to_thread(
-            run_cli, "send", "dev-agent", "get_presence", "null", cwd=tmp_path
+            run_cli, None, tmp_path, "send", "dev-agent", "get_presence", "null"
         )
         assert sent.returncode == 0, sent.stderr
         command = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -138,6 +114,8 @@ def test_up_stops_everything_on_sigterm(
 def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
     """``token`` signs with SOFTPHONE_RELAY_SECRET."""
     result = run_cli(
+        None,
+        tmp_path,
         "token",
         "--agent",
         "alice",
@@ -145,7 +123,6 @@ def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
         PARTNER,
         "--ttl",
         "60",
-        cwd=tmp_path,
         env=clean_env(SOFTPHONE_RELAY_SECRET=SECRET),
     )
     assert result.returncode == 0, result.stderr
@@ -155,7 +132,7 @@ def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
 
 def test_token_without_a_secret_says_which_setting(tmp_path: Path) -> None:
     """No secret and no ``up`` state: a one-line error naming the variable."""
-    result = run_cli("token", "--agent", "a", "--partner", "p", cwd=tmp_path)
+    result = run_cli(None, tmp_path, "token", "--agent", "a", "--partner", "p")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("softphone-relay: error: SOFTPHONE_RELAY_SECRET")
 
@@ -163,11 +140,12 @@ def test_token_without_a_secret_says_which_setting(tmp_path: Path) -> None:
 def test_send_refuses_a_payload_that_breaks_the_contract(tmp_path: Path, redis_url: str) -> None:
     """``send`` validates against the contract and names the field."""
     result = run_cli(
+        None,
+        tmp_path,
         "send",
         "a",
         "start_call",
         '{"dialTo": "+18883973342"}',
-        cwd=tmp_path,
         env=clean_env(SOFTPHONE_RELAY_REDIS_URL=redis_url),
     )
     assert result.returncode == 2
@@ -177,11 +155,12 @@ def test_send_refuses_a_payload_that_breaks_the_contract(tmp_path: Path, redis_u
 def test_send_refuses_invalid_json(tmp_path: Path, redis_url: str) -> None:
     """Malformed JSON is a clear error."""
     result = run_cli(
+        None,
+        tmp_path,
         "send",
         "a",
         "get_presence",
         "{",
-        cwd=tmp_path,
         env=clean_env(SOFTPHONE_RELAY_REDIS_URL=redis_url),
     )
     assert result.returncode == 2 and "not valid JSON" in result.stderr
@@ -199,7 +178,7 @@ def test_serve_with_bad_configuration_fails_naming_the_setting(
     tmp_path: Path, env: dict[str, str], named: str
 ) -> None:
     """``serve`` refuses to start on invalid configuration, naming the variable."""
-    result = run_cli("serve", cwd=tmp_path, env=clean_env(**env))
+    result = run_cli(None, tmp_path, "serve", env=clean_env(**env))
     assert result.returncode == 2
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -311,7 +290,7 @@ def test_project_with_bad_configuration_fails_naming_the_setting(
     tmp_path: Path, args: list[str], env: dict[str, str], named: str
 ) -> None:
     """``project`` refuses to start without what it needs, in one line."""
-    result = run_cli(*args, cwd=tmp_path, env=clean_env(**env))
+    result = run_cli(None, tmp_path, *args, env=clean_env(**env))
     assert result.returncode == 2
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -364,7 +343,7 @@ def test_call_for_an_unknown_agent_fails_in_one_line(
     up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
 ) -> None:
     """An agent that never connected is named, with a non-zero exit."""
-    result = run_cli("call", "nobody", "+18883973342", cwd=tmp_path)
+    result = run_cli(None, tmp_path, "call", "nobody", "+18883973342")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "softphone-relay: error: no agent 'nobody' has opened a softphone session"

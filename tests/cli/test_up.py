@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +16,9 @@ import pytest
 import redis
 
 from softphone_relay.relay.embedded import free_port
-from tests.helpers import SECRET
+from tests.helpers import CLI, SECRET, clean_env
 
-CLI = [sys.executable, "-m", "softphone_relay"]
 READY = "Ctrl-C stops everything this started."
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any SOFTPHONE_RELAY_ variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")}
-    return env | extra
 
 
 class Up:

@@ -12,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from softphone_relay.projections.errors import SalesforceLoginFailed
 from softphone_relay.projections.outcomes import Done
 from softphone_relay.salesforce.connect import (
     ClientCredentialsAuth,
     JwtBearerAuth,
     PasswordAuth,
 )
+from softphone_relay.salesforce.errors import SalesforceLoginFailed
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.login import ConnectedApp, User
 from softphone_relay.salesforce.standin.server import StandIn, StandInState

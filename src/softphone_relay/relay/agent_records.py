@@ -28,4 +28,4 @@ class PresenceRecord(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     eventId: str
     forwarded: bool = True
-    """False while a real change is not yet on ``sp:presence-changes`` (see presence.py)."""
+    """False while a real change is not yet on ``sp:presence-changes`` (see the presence fold)."""

@@ -1,4 +1,4 @@
-"""The relay: a thin asyncio shell around :class:`relay.protocol.Session`.
+"""The relay: a thin asyncio shell around :class:`~softphone_relay.relay.protocol.Session`.
 
 Per connection: wait for the hello (bounded), claim the session, send the welcome, then read
 frames and carry out the session's decisions, while a delivery loop sends the agent's

@@ -29,9 +29,9 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
-from softphone_relay.projections.errors import SalesforceLoginFailed
 from softphone_relay.relay.errors import ConfigError
 from softphone_relay.relay.settings import parse_duration
+from softphone_relay.salesforce.errors import SalesforceLoginFailed
 from softphone_relay.salesforce.limits import LimitPolicy
 from softphone_relay.salesforce.task_mapping import TaskMapping, load_mapping
 

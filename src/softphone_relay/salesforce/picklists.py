@@ -19,10 +19,10 @@ import requests
 from redis.exceptions import RedisError
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
-from softphone_relay.projections.errors import SalesforceLoginFailed
 from softphone_relay.relay import keys
 from softphone_relay.relay.settings import Partner
 from softphone_relay.salesforce.connect import SalesforceConnection
+from softphone_relay.salesforce.errors import SalesforceLoginFailed
 
 log = logging.getLogger(__name__)
 

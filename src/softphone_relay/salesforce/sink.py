@@ -12,7 +12,7 @@ Per chunk of at most 200 records (one sObject Collections request each way):
 - An object with an External ID field: ``PATCH composite/sobjects/{Obj}/{Field}`` upserts.
 
 Every request goes through :meth:`SalesforceSink._call`: it waits as the org nears its daily
-limit (``sf_limits.py``), logs in again once when the session expired, and retries timeouts,
+limit (``limits.py``), logs in again once when the session expired, and retries timeouts,
 5xx, ``UNABLE_TO_LOCK_ROW`` and ``SERVER_UNAVAILABLE`` a few times with exponential backoff and
 jitter. Outcomes are per conversation:
 
@@ -43,7 +43,6 @@ from simple_salesforce.exceptions import (
 )
 
 from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.errors import SalesforceLoginFailed
 from softphone_relay.projections.outcomes import Done, Outcome, Pause, Reject, Retry
 from softphone_relay.relay.backoff import Backoff
 from softphone_relay.salesforce.callers import (
@@ -53,6 +52,7 @@ from softphone_relay.salesforce.callers import (
     phone_search,
 )
 from softphone_relay.salesforce.connect import SalesforceConnection
+from softphone_relay.salesforce.errors import SalesforceLoginFailed
 from softphone_relay.salesforce.limits import request_delay
 from softphone_relay.salesforce.metrics import SalesforceMetrics
 from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields

@@ -1,5 +1,5 @@
 """The ``presence`` projection: ``statusChanged`` events → ``sp:presence:{A}`` and real changes
-on ``sp:presence-changes`` (the rule is ``presence.py``).
+on ``sp:presence-changes`` (the rule is ``presence/fold.py``).
 
 Each report is folded in an optimistic transaction (``WATCH`` the agent's presence and its
 expected statuses, decide, ``MULTI``/``EXEC``; retried on a conflict), so two workers on the

@@ -26,13 +26,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import msgspec
 import trustme
 from aiohttp import web
-from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
 
 from softphone_relay.salesforce.standin.login import ConnectedApp, LoginEndpoints, User
 from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError, run_query
@@ -374,22 +372,3 @@ class StandIn:
         """Stop serving and remove the CA file."""
         await self.stop()
         self._directory.cleanup()
-
-
-class RedirectAdapter(HTTPAdapter):
-    """A requests transport that sends what it is mounted for to another host.
-
-    simple-salesforce builds login URLs as ``https://{domain}.salesforce.com``; mounted on the
-    login host of the ``requests.Session`` given to it, this points the login at the stand-in
-    without patching the library (SALESFORCE.md).
-    """
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self._base = urlsplit(base_url)
-
-    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
-        """Send ``request`` to the same path on the base URL's host."""
-        url = urlsplit(request.url or "")
-        request.url = urlunsplit(url._replace(scheme=self._base.scheme, netloc=self._base.netloc))
-        return super().send(request, *args, **kwargs)
