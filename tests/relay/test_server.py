@@ -393,3 +393,11 @@ async def test_event_without_conversation_is_sharded_by_agent(
     await agent.event("statusChanged", {"softphoneId": "available"})
     await agent.recv()
     assert len(await log_entries(redis_client, keys.shard_of("agent-7", 4))) == 1
+
+
+async def test_an_agent_is_online_by_the_time_its_welcome_arrives(
+    relay: Relay, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """The online mark precedes the welcome: a click-to-dial right after it finds the agent."""
+    await open_agent(relay, agent="agent-online")
+    assert await redis_client.get(keys.agent_online("agent-online")) is not None

@@ -202,6 +202,14 @@ class Relay:
                     live, await self.commands.claim_session(agent_id, live.session_id)
                 )
                 position, recovered = await self.commands.resume(agent_id, admit.last_command_id)
+                # Online before the welcome: a click-to-dial sent right after it finds the agent.
+                await self.agents.session_opened(
+                    agent_id,
+                    admit.identity.partner_id,
+                    live.session_id,
+                    self.instance_id,
+                    self._online_ttl,
+                )
             except (RedisError, OSError) as error:
                 await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
                 return
@@ -217,7 +225,7 @@ class Relay:
                 delivery = tasks.create_task(
                     self._delivery.run(live, position, lambda frame: self._send(ws, frame))
                 )
-                online = tasks.create_task(self._keep_online(live, admit.identity.partner_id))
+                online = tasks.create_task(self._keep_online(live))
                 try:
                     await self._read(ws, session, tasks, live)
                 finally:
@@ -239,18 +247,12 @@ class Relay:
     def _online_ttl(self) -> float:
         return 3 * self.settings.heartbeat
 
-    async def _keep_online(self, live: LiveSession, partner_id: str) -> None:
-        """Mark the agent online, then refresh the mark every heartbeat while the session is open.
+    async def _keep_online(self, live: LiveSession) -> None:
+        """Refresh the agent's online mark every heartbeat while the session is open.
 
         If Redis fails, the next heartbeat writes the mark again; meanwhile the dispatcher
         sees the agent offline, which fails requests fast rather than queueing them.
         """
-        try:
-            await self.agents.session_opened(
-                live.agent_id, partner_id, live.session_id, self.instance_id, self._online_ttl
-            )
-        except (RedisError, OSError) as error:
-            log.warning("event=online_not_recorded agent=%s error=%r", live.agent_id, str(error))
         while not live.replaced:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.ended.wait(), self.settings.heartbeat)
