@@ -13,6 +13,7 @@ from softphone_relay.relay.contract import (
     EVENTS,
     HOOKS,
     event_schema,
+    too_deep,
     validate_command,
     validate_event_data,
 )
@@ -161,3 +162,25 @@ def test_clientjs_schema_is_in_sync_with_the_python_types() -> None:
     """
     path = resources.files("softphone_relay.clientjs").joinpath("contract.schema.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(event_schema()))
+
+
+def test_data_nested_past_the_limit_is_refused_naming_the_limit() -> None:
+    """The log must be able to store what it accepts: no payload deeper than 32 levels."""
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(40):
+        inner["a"] = {}
+        inner = inner["a"]
+    data = {"partnerId": PARTNER, "conversationId": "c1", "extra": deep}
+    with pytest.raises(InvalidEvent, match="nested more than 32 levels"):
+        validate_event_data("callEnded", data)
+
+
+def test_too_deep_counts_levels_without_recursion() -> None:
+    """Objects and arrays count alike; scalars do not; 100,000 levels take no stack."""
+    assert not too_deep({"a": [1, {"b": "x"}]}, 3)
+    assert too_deep({"a": [1, {"b": []}]}, 3)
+    nested: list[Any] = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert too_deep(nested, 32)

@@ -196,6 +196,24 @@ def _describe(error: msgspec.ValidationError, root: str) -> str:
     return str(error).replace("`$", f"`{root}", 1)
 
 
+MAX_NESTING: Final = 32
+"""How deep an event's data may nest: the contract's payloads are flat, and the log must be
+able to store (encode) whatever it accepts."""
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects or arrays more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def validate_event_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
     """Check ``data`` against event ``name``; return it with defaults filled, extras kept.
 
@@ -204,6 +222,8 @@ def validate_event_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
     model = EVENTS.get(name)
     if model is None:
         raise UnknownEvent(f"unknown event {name!r}; expected one of {', '.join(EVENTS)}")
+    if too_deep(data, MAX_NESTING):
+        raise InvalidEvent(f"{name}: $.data is nested more than {MAX_NESTING} levels deep")
     try:
         typed = msgspec.convert(data, model)
     except msgspec.ValidationError as error:

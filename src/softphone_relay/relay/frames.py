@@ -114,20 +114,24 @@ _encoder: Final = msgspec.json.Encoder()
 
 
 def decode_client_frame(message: str | bytes) -> AnyClientFrame:
-    """Decode one client frame; raise :class:`BadFrame` saying precisely what is wrong."""
+    """Decode one client frame; raise :class:`BadFrame` saying precisely what is wrong, and
+    nothing else, whatever the input."""
     if isinstance(message, bytes):
         raise BadFrame("binary frames are not accepted; send JSON text frames")
     try:
         return _decoder.decode(message)
     except msgspec.DecodeError as error:
         raise BadFrame(str(error)) from None
+    except RecursionError:
+        raise BadFrame("the frame is nested too deeply") from None
 
 
 def frame_event_id(message: str | bytes) -> str | None:
-    """Best effort: the ``id`` of an event frame that failed to decode, for its nack."""
+    """Best effort: the ``id`` of an event frame that failed to decode, for its nack; None
+    whatever is wrong with the frame (not JSON, not UTF-8, nested too deeply)."""
     try:
         raw = _loose.decode(message)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
     event_id = raw.get("id")
     if raw.get("type") == "event" and isinstance(event_id, str) and len(event_id) <= 128:
