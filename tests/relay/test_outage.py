@@ -95,3 +95,28 @@ async def test_relay_is_not_ready_while_redis_is_down(
     fresh = await open_agent(relay)
     await fresh.event("callEnded", call_data())
     assert (await fresh.recv(within=10))["type"] == "ack"
+
+
+async def test_events_are_acked_again_within_a_second_of_redis_coming_back(
+    server: EmbeddedServer, start_relay: RelayFactory, open_agent: AgentFactory
+) -> None:
+    """The appender probes the log while it is down: acceptance follows /readyz at once."""
+    relay = await start_relay(url=server.url)
+    agent = await open_agent(relay)
+    await asyncio.to_thread(server.stop)
+    for n in range(30):  # three seconds of a client resending through the outage
+        await agent.event("callEnded", call_data("during"), event_id=f"during-{n}")
+        assert (await agent.recv(within=10))["code"] == "unavailable"
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(server.start)
+    assert await relay.ready()
+    back = asyncio.get_running_loop().time()
+    while True:
+        await agent.event("callEnded", call_data("after"), event_id="after-1")
+        frame = await agent.recv(within=10)
+        if frame["type"] == "ack":
+            break
+        assert frame["code"] == "unavailable"
+        await asyncio.sleep(0.05)
+    waited = asyncio.get_running_loop().time() - back
+    assert waited < 1.0, f"acked {waited:.2f}s after Redis answered again"

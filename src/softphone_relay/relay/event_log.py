@@ -25,7 +25,6 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from softphone_relay.relay import keys
-from softphone_relay.relay.backoff import Backoff
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import Unavailable
 from softphone_relay.relay.metrics import RelayMetrics
@@ -96,6 +95,13 @@ class EventLog:
         """The shard of an envelope: by conversation, else by agent."""
         return keys.shard_of(envelope.conversationId or envelope.agentId, self._shards)
 
+    async def answers(self) -> bool:
+        """Whether Redis answers a PING now."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
     async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult]:
         """Append all envelopes (one script call per shard, one round trip); results in order.
 
@@ -126,8 +132,18 @@ class EventLog:
         return [r for r in results if r is not None]
 
 
+PROBE_INTERVAL: Final = 0.25
+"""While the log is down, how often the appender asks whether it is back."""
+
+
 class BatchingAppender:
-    """Gathers appends from all connections into batches; one batch in flight at a time."""
+    """Gathers appends from all connections into batches; one batch in flight at a time.
+
+    When a batch fails, the log is *down*: appends are refused at once (``unavailable``, the
+    client resends) instead of each waiting out a timeout, and a probe pings Redis every
+    :data:`PROBE_INTERVAL` until it answers; from then on appends are taken again, so
+    acceptance follows ``/readyz`` within a fraction of a second.
+    """
 
     def __init__(
         self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
@@ -136,46 +152,54 @@ class BatchingAppender:
         self._metrics = metrics
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[AppendResult]]] = asyncio.Queue()
-        self._backoff = Backoff()
-        self._down_until = 0.0
+        self._up = asyncio.Event()
+        self._up.set()
+        self._went_down = asyncio.Event()
 
     async def append(self, envelope: Envelope) -> AppendResult:
         """Append one envelope durably; raise :class:`Unavailable` when the log is down."""
-        if time.monotonic() < self._down_until:
+        if not self._up.is_set():
             raise Unavailable("event log unavailable; retry later")
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((envelope, future))
         return await future
 
     async def run(self) -> None:
-        """Take batches off the queue until cancelled."""
+        """Take batches off the queue, and probe the log while it is down, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._probe())
+            while True:
+                first = await self._queue.get()
+                batch = [first]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._write(batch)
+
+    async def _probe(self) -> None:
+        """Whenever the log goes down, ping it until it answers, then take appends again."""
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            await self._went_down.wait()
+            self._went_down.clear()
+            started = time.monotonic()
+            # Polling is the only way to learn that another process (Redis) is back.
+            while not await self._log.answers():  # noqa: ASYNC110
+                await asyncio.sleep(PROBE_INTERVAL)
+            self._up.set()
+            log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
 
     async def _write(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]]) -> None:
         self._metrics.append_batch_size.observe(len(batch))
         try:
             results = await self._log.append_batch([envelope for envelope, _ in batch])
         except Unavailable as error:
-            delay = self._backoff.failure()
-            self._down_until = time.monotonic() + delay
-            log.warning(
-                "event=append_failed batch=%d retry_in=%.2fs error=%r",
-                len(batch),
-                delay,
-                str(error),
-            )
+            if self._up.is_set():
+                log.warning("event=append_failed batch=%d error=%r", len(batch), str(error))
+            self._up.clear()
+            self._went_down.set()
             for _, future in batch:
                 if not future.done():
                     future.set_exception(Unavailable(str(error)))
             return
-        if self._backoff.failures:
-            log.info("event=append_recovered")
-        self._backoff.success()
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
