@@ -35,7 +35,7 @@ def worker_settings(settings: Settings, group: registry.ProjectionGroup) -> Work
     return WorkerSettings(
         shards=settings.shards,
         batch_wait_ms=int(settings.batch_wait * 1000) if group.waits_for_batches else 0,
-        claim_idle_ms=int(settings.claim_idle * 1000),
+        claim_idle_ms=int((group.claim_idle or settings.claim_idle) * 1000),
     )
 
 

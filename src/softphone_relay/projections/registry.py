@@ -32,7 +32,15 @@ class ProjectionGroup(msgspec.Struct, frozen=True):
     waits_for_batches: bool = False
     """Whether batches wait ``SOFTPHONE_RELAY_BATCH_WAIT`` to fill (fewer, larger writes);
     latency-critical groups never wait."""
+    claim_idle: float | None = None
+    """Seconds an entry may stay unacked at a consumer before another worker takes it over;
+    None: ``SOFTPHONE_RELAY_CLAIM_IDLE``. Latency-critical groups take a dead worker's entries
+    over at once: their effects are idempotent and take milliseconds, so taking over a slow
+    but live worker's entry costs nothing, while waiting would let a click-to-dial expire."""
 
+
+LATENCY_CRITICAL_CLAIM_IDLE: Final = 1.0
+"""Claim idle time of the groups a person waits on (a click-to-dial, a presence change)."""
 
 GROUPS: Final = (
     ProjectionGroup(
@@ -45,11 +53,13 @@ GROUPS: Final = (
         "dispatch",
         "softphone_relay.projections.dispatch.projection",
         "click-to-dial and presence requests into commands",
+        claim_idle=LATENCY_CRITICAL_CLAIM_IDLE,
     ),
     ProjectionGroup(
         "presence",
         "softphone_relay.projections.presence.projection",
         "agent presence, echoes suppressed",
+        claim_idle=LATENCY_CRITICAL_CLAIM_IDLE,
     ),
 )
 NAMES: Final = tuple(group.name for group in GROUPS)

@@ -1,0 +1,30 @@
+"""The group registry: one list, each group buildable, claim times by latency."""
+
+from __future__ import annotations
+
+import importlib
+
+from softphone_relay.cli.workers import worker_settings
+from softphone_relay.projections import registry
+from softphone_relay.relay.settings import Settings
+
+
+def test_every_group_names_a_module_with_a_build_function() -> None:
+    """One module and one line per projection: the line points at the module's build()."""
+    assert len(set(registry.NAMES)) == len(registry.GROUPS)
+    for group in registry.GROUPS:
+        assert callable(importlib.import_module(group.module).build), group.name
+
+
+def test_requests_and_presence_are_taken_over_from_a_dead_worker_within_a_second() -> None:
+    """A click-to-dial must not wait out SOFTPHONE_RELAY_CLAIM_IDLE (the command's TTL)."""
+    settings = Settings(claim_idle=30.0, batch_wait=0.5)
+    for name in ("dispatch", "presence"):
+        chosen = worker_settings(settings, registry.group(name))
+        assert (chosen.claim_idle_ms, chosen.batch_wait_ms) == (1000, 0)
+
+
+def test_calls_follow_the_claim_idle_setting_and_wait_for_batches() -> None:
+    """Salesforce writes are slow: a live calls worker keeps its entries that long."""
+    chosen = worker_settings(Settings(claim_idle=45.0, batch_wait=0.5), registry.group("calls"))
+    assert (chosen.claim_idle_ms, chosen.batch_wait_ms) == (45_000, 500)
