@@ -298,10 +298,27 @@ class Relay:
                 case CommandAcked(command_id=command_id):
                     tasks.create_task(self._delivery.record_ack(live, command_id))
                 case Close():
-                    await self._close(ws, action)
+                    await self._settle_appends(in_flight)
+                    await self._close_draining(ws, action)
                     return
                 case Admit():
                     raise AssertionError("a second admission on one connection")
+
+    async def _settle_appends(self, in_flight: asyncio.Semaphore) -> None:
+        """Wait until every append in flight is answered: a closed session's stored events
+        have had their acks sent first."""
+        for _ in range(MAX_IN_FLIGHT):
+            await in_flight.acquire()
+
+    async def _close_draining(self, ws: ServerConnection, close: Close) -> None:
+        """Close, reading and dropping what the client still sends meanwhile, so that its
+        close frame is read at once rather than after the close timeout (a flooding client
+        fills the receive queue and would stall the closing handshake)."""
+        closing = asyncio.create_task(self._close(ws, close))
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+        await closing
 
     async def _append(
         self,
