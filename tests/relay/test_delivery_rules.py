@@ -10,6 +10,7 @@ from softphone_relay.relay.delivery_rules import (
     Deliver,
     Expire,
     StoredCommand,
+    behind,
     is_last_page,
     plan_page,
     request_state_after,
@@ -56,3 +57,11 @@ def test_only_a_short_page_is_the_last() -> None:
     full = [(f"{i}-0", command(10)) for i in range(COMMAND_PAGE)]
     assert not is_last_page(full)
     assert is_last_page(full[:-1])
+
+
+def test_a_session_is_behind_only_when_the_stream_has_a_newer_entry() -> None:
+    """The sweep wakes a session only for what it has not read."""
+    assert behind(None, b"5-0")
+    assert behind("5-0", b"5-1")
+    assert not behind("5-1", b"5-1")
+    assert not behind("6-0", "5-9")

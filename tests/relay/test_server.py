@@ -401,3 +401,15 @@ async def test_an_agent_is_online_by_the_time_its_welcome_arrives(
     """The online mark precedes the welcome: a click-to-dial right after it finds the agent."""
     await open_agent(relay, agent="agent-online")
     assert await redis_client.get(keys.agent_online("agent-online")) is not None
+
+
+async def test_online_marks_outlive_their_ttl_while_sessions_stay_open(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """The relay refreshes every session's mark each heartbeat (one pipeline for all)."""
+    relay = await start_relay(heartbeat=0.2)  # marks live 0.6 s unless refreshed
+    await open_agent(relay, agent="a-1")
+    await open_agent(relay, agent="a-2")
+    await asyncio.sleep(1.5)
+    for agent in ("a-1", "a-2"):
+        assert await redis_client.pttl(keys.agent_online(agent)) > 0, agent

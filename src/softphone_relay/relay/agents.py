@@ -21,6 +21,8 @@ from softphone_relay.relay import keys
 from softphone_relay.relay.agent_records import AgentInfo, PresenceRecord
 
 AGENT_RECORD_TTL: Final = 30 * 24 * 3600
+REFRESH_CHUNK: Final = 1000
+"""Online marks refreshed per pipelined round trip."""
 
 FORGET_SCRIPT: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,9 +60,15 @@ class AgentDirectory:
             pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
             await pipe.execute()
 
-    async def still_online(self, agent_id: str, session_id: str, online_ttl: float) -> None:
-        """Refresh the online mark of a session that is still open."""
-        await self._redis.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
+    async def refresh_online(self, marks: list[tuple[str, str]], online_ttl: float) -> None:
+        """Refresh the online marks (agent, session) of sessions still open, pipelined in
+        chunks of :data:`REFRESH_CHUNK`."""
+        ttl_ms = int(online_ttl * 1000)
+        for start in range(0, len(marks), REFRESH_CHUNK):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for agent_id, session_id in marks[start : start + REFRESH_CHUNK]:
+                    pipe.set(keys.agent_online(agent_id), session_id, px=ttl_ms)
+                await pipe.execute()
 
     async def session_closed(self, agent_id: str, session_id: str) -> None:
         """The agent is offline, unless a newer session of it is live."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -32,6 +32,7 @@ from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.delivery_rules import (
     Deliver,
     Step,
+    behind,
     is_last_page,
     plan_page,
     request_state_after,
@@ -43,6 +44,9 @@ from softphone_relay.relay.request_rules import RequestState, RequestStatus
 from softphone_relay.relay.requests import RequestStore
 
 log = logging.getLogger(__name__)
+
+SWEEP_CHUNK: Final = 1000
+"""Sessions whose command streams one pipelined sweep reads at a time."""
 
 Send = Callable[[ServerFrame], Awaitable[None]]
 """Sends one frame down a session's socket."""
@@ -61,6 +65,8 @@ class LiveSession:
     replaced: bool = False
     sent: dict[str, str] = field(default_factory=dict)
     """Commands sent on this session that answer a request: command id → request id."""
+    position: str | None = None
+    """The last command id the session's delivery has read (sent or dropped as expired)."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the connection is over: the session's loops return (a cancellation that
     arrives during a Redis call can be swallowed by the client library; this cannot)."""
@@ -75,6 +81,7 @@ class CommandHub:
     """Routes pub/sub notifications to the sessions of this relay."""
 
     def __init__(self, redis: aioredis.Redis, instance_id: str, sweep_interval: float) -> None:
+        self._redis = redis
         self._pubsub = redis.pubsub()
         self._instance_channel = keys.relay_channel(instance_id)
         self._sweep_interval = sweep_interval
@@ -145,7 +152,7 @@ class CommandHub:
                 self._dispatch(message["channel"].decode(), message["data"].decode())
             if time.monotonic() - last_sweep >= self._sweep_interval:
                 last_sweep = time.monotonic()
-                self._wake_all()
+                await self._sweep()
 
     def _dispatch(self, channel: str, data: str) -> None:
         agent_id = keys.agent_of_channel(channel)
@@ -172,10 +179,33 @@ class CommandHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _wake_all(self) -> None:
-        for sessions in self._sessions.values():
-            for live in sessions:
-                live.wake.set()
+    def live_sessions(self) -> list[LiveSession]:
+        """Every session this relay holds that was not replaced."""
+        return [
+            live for sessions in self._sessions.values() for live in sessions if not live.replaced
+        ]
+
+    async def _sweep(self) -> None:
+        """Catch what a lost notification missed, at one pipelined read per
+        :data:`SWEEP_CHUNK` sessions: wake only the sessions whose command stream holds an
+        entry after the last one they read. If Redis fails, wake them all (each session's
+        own reads back off)."""
+        lives = self.live_sessions()
+        for start in range(0, len(lives), SWEEP_CHUNK):
+            chunk = lives[start : start + SWEEP_CHUNK]
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for live in chunk:
+                        pipe.xrevrange(keys.command_stream(live.agent_id), count=1)
+                    newest = await pipe.execute()
+            except (RedisError, OSError) as error:
+                log.warning("event=sweep_failed sessions=%d error=%r", len(chunk), str(error))
+                for live in chunk:
+                    live.wake.set()
+                continue
+            for live, entries in zip(chunk, newest, strict=True):
+                if entries and behind(live.position, entries[0][0]):
+                    live.wake.set()
 
     async def close(self) -> None:
         """Close the pub/sub connection and wait for pending replacements."""
@@ -201,6 +231,7 @@ class CommandDelivery:
             await self._deliver(live, position, send)
 
     async def _deliver(self, live: LiveSession, position: str | None, send: Send) -> None:
+        live.position = position
         backoff = Backoff(cap=2.0)
         while True:
             await live.wake.wait()
@@ -211,7 +242,7 @@ class CommandDelivery:
                 while True:
                     entries = await self._commands.read_after(live.agent_id, position)
                     for step in plan_page(entries, datetime.now(UTC)):
-                        position = step.command_id
+                        position = live.position = step.command_id
                         await self._carry_out(step, live, send)
                     if is_last_page(entries):
                         break

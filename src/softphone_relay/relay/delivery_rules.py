@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgspec
 
 from softphone_relay.relay.request_rules import RequestState
+from softphone_relay.relay.streams import parse_stream_id
 
 COMMAND_PAGE: Final = 100
 """Commands read from an agent's stream at a time."""
@@ -64,6 +65,12 @@ def plan_page(entries: list[tuple[str, StoredCommand]], now: datetime) -> list[S
 def is_last_page(entries: list[tuple[str, StoredCommand]]) -> bool:
     """Whether a page read was the stream's last (a full page may have more after it)."""
     return len(entries) < COMMAND_PAGE
+
+
+def behind(position: str | None, newest: str | bytes) -> bool:
+    """Whether a session that read up to ``position`` (None: nothing yet) has not read the
+    stream's ``newest`` entry."""
+    return position is None or parse_stream_id(newest) > parse_stream_id(position)
 
 
 def request_state_after(step: Step) -> RequestState | None:

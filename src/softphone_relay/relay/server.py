@@ -99,6 +99,7 @@ class Relay:
         self._tasks = [
             asyncio.create_task(self._appender.run(), name="appender"),
             asyncio.create_task(self._hub.run(), name="command-hub"),
+            asyncio.create_task(self._refresh_online(), name="online-marks"),
             asyncio.create_task(
                 self.dispositions.run(DISPOSITION_REREAD_SECONDS), name="dispositions"
             ),
@@ -225,13 +226,11 @@ class Relay:
                 delivery = tasks.create_task(
                     self._delivery.run(live, position, lambda frame: self._send(ws, frame))
                 )
-                online = tasks.create_task(self._keep_online(live))
                 try:
                     await self._read(ws, session, tasks, live)
                 finally:
                     live.end()
                     delivery.cancel()
-                    online.cancel()
         finally:
             await self._hub.detach(live)
             with contextlib.suppress(RedisError, OSError):
@@ -247,21 +246,18 @@ class Relay:
     def _online_ttl(self) -> float:
         return 3 * self.settings.heartbeat
 
-    async def _keep_online(self, live: LiveSession) -> None:
-        """Refresh the agent's online mark every heartbeat while the session is open.
-
-        If Redis fails, the next heartbeat writes the mark again; meanwhile the dispatcher
-        sees the agent offline, which fails requests fast rather than queueing them.
-        """
-        while not live.replaced:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(live.ended.wait(), self.settings.heartbeat)
-            if live.ended.is_set():
-                return
+    async def _refresh_online(self) -> None:
+        """Every heartbeat, refresh the online marks of all this relay's sessions at once
+        (pipelined): an idle session costs no Redis round trip of its own. If Redis fails,
+        the next heartbeat writes them again; meanwhile the dispatcher sees the agents offline,
+        which fails requests fast rather than queueing them."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            marks = [(live.agent_id, live.session_id) for live in self._hub.live_sessions()]
             try:
-                await self.agents.still_online(live.agent_id, live.session_id, self._online_ttl)
+                await self.agents.refresh_online(marks, self._online_ttl)
             except (RedisError, OSError) as error:
-                log.warning("event=online_not_refreshed agent=%s error=%r", live.agent_id, error)
+                log.warning("event=online_not_refreshed sessions=%d error=%r", len(marks), error)
 
     async def _read(
         self,
