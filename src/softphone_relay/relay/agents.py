@@ -16,6 +16,7 @@ from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.agent_records import AgentInfo, PresenceRecord
@@ -42,23 +43,28 @@ class AgentDirectory:
         self._redis = redis
         self._forget = redis.register_script(FORGET_SCRIPT)
 
-    async def session_opened(
-        self, agent_id: str, partner_id: str, session_id: str, instance: str, online_ttl: float
+    @staticmethod
+    def stage_session_opened(
+        pipe: Pipeline,
+        agent_id: str,
+        partner_id: str,
+        session_id: str,
+        instance: str,
+        online_ttl: float,
     ) -> None:
-        """Record the agent's new session and mark it online."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                keys.agent_record(agent_id),
-                mapping={
-                    "partnerId": partner_id,
-                    "sessionId": session_id,
-                    "instance": instance,
-                    "since": datetime.now(UTC).isoformat(),
-                },
-            )
-            pipe.expire(keys.agent_record(agent_id), AGENT_RECORD_TTL)
-            pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
-            await pipe.execute()
+        """Queue on ``pipe`` the agent's new session record and its online mark (every key in
+        the agent's slot): the relay sends them with the session's admission."""
+        pipe.hset(
+            keys.agent_record(agent_id),
+            mapping={
+                "partnerId": partner_id,
+                "sessionId": session_id,
+                "instance": instance,
+                "since": datetime.now(UTC).isoformat(),
+            },
+        )
+        pipe.expire(keys.agent_record(agent_id), AGENT_RECORD_TTL)
+        pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
 
     async def refresh_online(self, marks: list[tuple[str, str]], online_ttl: float) -> None:
         """Refresh the online marks (agent, session) of sessions still open, pipelined in

@@ -10,11 +10,13 @@ older one, wherever it is connected).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from softphone_relay.relay import keys
@@ -67,6 +69,15 @@ local generation = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', ARGV[1], 's ' .. generation .. ' ' .. ARGV[2])
 return generation
 """
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """A session just opened: its generation (the newest wins), where its command delivery
+    resumes, and whether every command since is still there."""
+
+    generation: int
+    position: str | None
+    recovered: bool
 
 
 _encoder: Final = msgspec.json.Encoder()
@@ -137,16 +148,31 @@ class CommandLog:
         """Remember the newest command the agent acked (never moves backwards)."""
         await self._record_ack(keys=[keys.command_ack(agent_id)], args=[command_id])
 
-    async def resume(self, agent_id: str, client_last: str | None) -> tuple[str | None, bool]:
-        """Where delivery resumes for a new session, and whether nothing was lost."""
+    async def admit(
+        self,
+        agent_id: str,
+        session_id: str,
+        client_last: str | None,
+        stage: Callable[[Pipeline], None] = lambda pipe: None,
+    ) -> Admission:
+        """Open a session in one round trip: make it the agent's newest (notifying the
+        relays), find where its delivery resumes and whether nothing was lost, and send what
+        ``stage`` queues with it (every key in the agent's slot)."""
         async with self._redis.pipeline(transaction=False) as pipe:
+            await self._claim(
+                keys=[keys.session_counter(agent_id)],
+                args=[keys.agent_channel(agent_id), session_id],
+                client=pipe,
+            )
             pipe.get(keys.command_ack(agent_id))
             pipe.xinfo_stream(keys.command_stream(agent_id))
-            recorded, info = await pipe.execute(raise_on_error=False)
-        if isinstance(recorded, Exception):
-            raise recorded
+            stage(pipe)
+            generation, recorded, info, *staged = await pipe.execute(raise_on_error=False)
+        for reply in (generation, recorded, *staged):
+            if isinstance(reply, Exception):
+                raise reply
         position = later_of(client_last, recorded.decode() if recorded else None)
-        if isinstance(info, ResponseError):  # no such key: the stream does not exist
+        if isinstance(info, ResponseError) and "no such key" in str(info):
             state = StreamState(exists=False)
         elif isinstance(info, Exception):
             raise info
@@ -158,12 +184,4 @@ class CommandLog:
                 first_entry_id=optional_text(info.get("recorded-first-entry-id")),
                 removed=int(info.get("entries-added", 0)) - int(info.get("length", 0)),
             )
-        return position, is_recovered(position, state)
-
-    async def claim_session(self, agent_id: str, session_id: str) -> int:
-        """Make this the agent's newest session; return its generation. Notifies the relays."""
-        generation = await self._claim(
-            keys=[keys.session_counter(agent_id)],
-            args=[keys.agent_channel(agent_id), session_id],
-        )
-        return int(generation)
+        return Admission(int(generation), position, is_recovered(position, state))

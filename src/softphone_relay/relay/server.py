@@ -199,18 +199,23 @@ class Relay:
             return
         try:
             try:
-                self._hub.claimed(
-                    live, await self.commands.claim_session(agent_id, live.session_id)
-                )
-                position, recovered = await self.commands.resume(agent_id, admit.last_command_id)
-                # Online before the welcome: a click-to-dial sent right after it finds the agent.
-                await self.agents.session_opened(
+                # One round trip: newest session, resume position, record and online mark
+                # (online before the welcome: a click-to-dial right after it finds the agent).
+                admission = await self.commands.admit(
                     agent_id,
-                    admit.identity.partner_id,
                     live.session_id,
-                    self.instance_id,
-                    self._online_ttl,
+                    admit.last_command_id,
+                    lambda pipe: self.agents.stage_session_opened(
+                        pipe,
+                        agent_id,
+                        admit.identity.partner_id,
+                        live.session_id,
+                        self.instance_id,
+                        self._online_ttl,
+                    ),
                 )
+                self._hub.claimed(live, admission.generation)
+                position, recovered = admission.position, admission.recovered
             except (RedisError, OSError) as error:
                 await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
                 return
