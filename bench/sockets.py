@@ -33,6 +33,7 @@ from pathlib import Path
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidHandshake
 
 from softphone_relay.relay.auth import mint_token
 from softphone_relay.relay.embedded import EmbeddedServer, free_port
@@ -77,7 +78,7 @@ async def open_session(url: str, agent: str, storm: Storm, gate: asyncio.Semapho
                 ping_interval=None,
                 compression=None,
             )
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, InvalidHandshake) as error:
             storm.refused[type(error).__name__] = storm.refused.get(type(error).__name__, 0) + 1
             return
         try:

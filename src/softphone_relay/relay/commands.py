@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_command
@@ -158,16 +158,25 @@ class CommandLog:
         """Open a session in one round trip: make it the agent's newest (notifying the
         relays), find where its delivery resumes and whether nothing was lost, and send what
         ``stage`` queues with it (every key in the agent's slot)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._claim(
-                keys=[keys.session_counter(agent_id)],
-                args=[keys.agent_channel(agent_id), session_id],
-                client=pipe,
-            )
-            pipe.get(keys.command_ack(agent_id))
-            pipe.xinfo_stream(keys.command_stream(agent_id))
-            stage(pipe)
-            generation, recorded, info, *staged = await pipe.execute(raise_on_error=False)
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                # EVALSHA by hand: a pipeline holding a Script object first asks SCRIPT EXISTS,
+                # one more round trip per admission.
+                pipe.evalsha(
+                    self._claim.sha,
+                    1,
+                    keys.session_counter(agent_id),
+                    keys.agent_channel(agent_id),
+                    session_id,
+                )
+                pipe.get(keys.command_ack(agent_id))
+                pipe.xinfo_stream(keys.command_stream(agent_id))
+                stage(pipe)
+                generation, recorded, info, *staged = await pipe.execute(raise_on_error=False)
+            if isinstance(generation, NoScriptError) and attempt == 1:
+                await self._redis.script_load(CLAIM_SCRIPT)  # Redis restarted: load, redo
+                continue
+            break
         for reply in (generation, recorded, *staged):
             if isinstance(reply, Exception):
                 raise reply
