@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import uuid
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from softphone_relay.projections.worker import Worker, WorkerSettings
+from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import EventLog
 from softphone_relay.relay.server import Relay
-from tests.helpers import PARTNER, AgentFactory, run_cli
-from tests.projections.test_worker import Recorder
+from tests.helpers import CLI, PARTNER, AgentFactory, Recorder, clean_env, envelope, run_cli
 
 
 async def test_tail_prints_the_log_filtered(
@@ -61,3 +65,44 @@ async def test_status_shows_lengths_lag_pending_and_agents(
     assert found["onlineAgents"] == {relay.instance_id: 1}
     assert found["deadLetters"] == {"calls": 0, "presence": 0, "dispatch": 0}
     assert "SHARD" in run_cli(redis_url, tmp_path, "status").stdout
+
+
+def on_shard(shard: int) -> str:
+    """A conversation id that lands on ``shard`` of two."""
+    while keys.shard_of(conversation := str(uuid.uuid4()), 2) != shard:
+        pass
+    return conversation
+
+
+async def test_tail_follows_every_shard_without_skipping_an_entry(
+    redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Following from concrete ids, not ``$``: a shard quiet in one read loses nothing."""
+    env = clean_env(SOFTPHONE_RELAY_REDIS_URL=redis_url, SOFTPHONE_RELAY_SHARDS="2")
+    tail = await asyncio.create_subprocess_exec(
+        *CLI, "tail", "--json", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert tail.stdout is not None
+    try:
+        await asyncio.sleep(2.0)  # started and following
+        log = EventLog(redis_client, shards=2, dedupe_ttl=3600)
+        sent = []
+        for round_ in range(8):
+            # A burst on shard 0 keeps tail printing while one entry lands on shard 1: a
+            # reader that kept ``$`` for the quiet shard would skip that entry.
+            burst = [envelope("callEnded", on_shard(0), round_) for _ in range(300)]
+            await log.append_batch(burst)
+            await asyncio.sleep(0.003)
+            lone = envelope("callEnded", on_shard(1), round_)
+            await log.append_batch([lone])
+            sent += [e.id for e in burst] + [lone.id]
+            await asyncio.sleep(0.05)
+        seen: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while len(seen) < len(sent):
+                    seen.append(json.loads(await tail.stdout.readline())["id"])
+        assert sorted(seen) == sorted(sent), f"tail skipped {len(set(sent) - set(seen))} entries"
+    finally:
+        tail.terminate()
+        await tail.wait()

@@ -149,11 +149,12 @@ async def tail(args: TailOptions) -> int:
     try:
         shards = max(settings.shards, await shard_count(redis))
         streams = [keys.event_stream(s) for s in range(shards)]
-        last = {s: "$" for s in streams}
+        # Where each shard is now, as a concrete id: following from ``$`` would skip what a
+        # shard that was quiet in one read received before the next.
+        last = {s: await _last_id(redis, s) for s in streams}
         if args.from_ is not None:
             start = position("--from", args.from_)
             # Up to where the log is now; what comes after is followed below, once.
-            last = {s: await _last_id(redis, s) for s in streams}
             async for event in read_range(redis, start, "+", event_filter, shards=shards):
                 if parse_stream_id(event.id) <= parse_stream_id(last[event.stream]):
                     print(event_line(event, args.json), flush=True)
