@@ -156,3 +156,12 @@ async def test_export_filters_by_conversation_to_stdout(
     result = run_cli(redis_url, tmp_path, "export", "--conversation", "c2")
     names = [json.loads(line)["name"] for line in result.stdout.splitlines()]
     assert names == ["incomingCall", "callAccepted", "callEnded", "callNotesSubmitted"]
+
+
+async def test_a_shard_redis_refuses_stops_the_trim_instead_of_trimming_blind(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A refusal other than ``no such key`` is not "no consumer groups": nothing is cut."""
+    await redis_client.set(keys.event_stream(0), "not a stream")
+    with pytest.raises(aioredis.ResponseError, match="WRONGTYPE"):
+        await trim(redis_client, 1, int(time.time() * 1000))

@@ -106,3 +106,18 @@ async def test_tail_follows_every_shard_without_skipping_an_entry(
     finally:
         tail.terminate()
         await tail.wait()
+
+
+def test_a_shard_redis_refuses_is_an_error_not_an_empty_shard(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Only ``no such key`` means empty: a key of the wrong type is reported as what it is."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.event_stream(0), "not a stream")
+    client.close()
+    result = run_cli(redis_url, tmp_path, "status", "--json")
+    assert result.returncode == 2
+    assert result.stderr.startswith("softphone-relay: error: the event log (Redis) refused a")
+    assert "WRONGTYPE" in result.stderr

@@ -247,8 +247,10 @@ def failure(error: Exception) -> str | None:
 
     if isinstance(error, ProjectionError):
         return str(error)
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 
+    if isinstance(error, ResponseError):
+        return f"the event log (Redis) refused a command: {error}"
     if isinstance(error, RedisError):
         return f"the event log (Redis) did not answer: {error}"
     salesforce = sys.modules.get("simple_salesforce.exceptions")

@@ -19,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
-from softphone_relay.relay.streams import parse_stream_id, text
+from softphone_relay.relay.streams import is_missing_key, parse_stream_id, text
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ async def _needed(redis: aioredis.Redis, stream: str) -> dict[str, list[str]]:
     """For each consumer group of ``stream``: the ids it still needs entries from."""
     try:
         infos: list[dict[str, Any]] = await redis.xinfo_groups(stream)
-    except aioredis.ResponseError:
-        return {}  # no such stream yet
+    except aioredis.ResponseError as error:
+        if is_missing_key(str(error)):
+            return {}  # no such stream yet
+        raise
     needed: dict[str, list[str]] = {}
     for info in infos:
         name = text(info["name"])

@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 from softphone_relay.projections.metrics import LogGauges
 from softphone_relay.projections.registry import NAMES
 from softphone_relay.relay import keys
-from softphone_relay.relay.streams import optional_text, text
+from softphone_relay.relay.streams import is_missing_key, optional_text, text
 
 WATCH_EVERY = 5.0
 """How often the log gauges are refreshed."""
@@ -98,7 +98,9 @@ async def _shards(redis: aioredis.Redis, shards: int) -> list[ShardStatus]:
         stream = keys.event_stream(shard)
         try:
             info = await redis.xinfo_stream(stream)
-        except ResponseError:  # no such key: an empty shard
+        except ResponseError as error:
+            if not is_missing_key(str(error)):
+                raise
             found.append(ShardStatus(stream=stream, length=0, firstId=None, lastId=None, groups=[]))
             continue
         groups = await redis.xinfo_groups(stream)

@@ -24,7 +24,7 @@ from softphone_relay.relay.contract import validate_command
 from softphone_relay.relay.delivery_rules import COMMAND_PAGE, StoredCommand
 from softphone_relay.relay.errors import InvalidEvent, Unavailable
 from softphone_relay.relay.resume import StreamState, is_recovered, later_of
-from softphone_relay.relay.streams import optional_text
+from softphone_relay.relay.streams import is_missing_key, optional_text
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
 """Command entries older than this are trimmed (``MINID``); commands expire well before."""
@@ -181,7 +181,7 @@ class CommandLog:
             if isinstance(reply, Exception):
                 raise reply
         position = later_of(client_last, recorded.decode() if recorded else None)
-        if isinstance(info, ResponseError) and "no such key" in str(info):
+        if isinstance(info, ResponseError) and is_missing_key(str(info)):
             state = StreamState(exists=False)
         elif isinstance(info, Exception):
             raise info

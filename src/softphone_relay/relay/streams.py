@@ -24,3 +24,10 @@ def optional_text(value: object) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_missing_key(error_message: str) -> bool:
+    """Whether Redis refused a command because its key does not exist (``ERR no such key``),
+    as opposed to any other refusal (a wrong type, a cluster redirect) that must not be read
+    as "empty"."""
+    return "no such key" in error_message.lower()
