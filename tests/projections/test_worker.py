@@ -226,3 +226,33 @@ async def test_pauses_do_not_count_as_attempts(redis_client: aioredis.Redis) -> 
     assert sorted(target.handled) == ["e1", "e2"]
     assert await dead_letters(redis_client) == []
     assert max(target.deliveries) == 1, "each pause took its delivery back"
+
+
+class FailsOnce:
+    """The real client, except that its first ``XAUTOCLAIM`` fails the way a client library
+    should not (not a RedisError): fault injection into the library, not into our code."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    async def xautoclaim(self, *args: object, **kwargs: object) -> object:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("the client library broke")
+        return await self._client.xautoclaim(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_an_unexpected_client_failure_is_logged_and_the_shard_loop_goes_on(
+    redis_client: aioredis.Redis,
+) -> None:
+    """No exception from the client library ends a worker: it backs off and reads again."""
+    await append_ids(redis_client, "e1", "e2")
+    recorder = Recorder()
+    flaky = FailsOnce(redis_client)
+    await Worker(flaky, recorder, FAST).run(burst=True)  # type: ignore[arg-type]
+    assert flaky.failed and recorder.handled == ["e1", "e2"]
+    assert await pending(redis_client) == 0

@@ -8,10 +8,17 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from softphone_relay.relay import keys
+from softphone_relay.relay import event_log, keys
 from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.server import Relay
-from tests.helpers import Agent, AgentFactory, RelayFactory, contract_examples
+from tests.helpers import (
+    Agent,
+    AgentFactory,
+    RelayFactory,
+    contract_examples,
+    make_settings,
+    no_frame,
+)
 
 START_CALL = contract_examples()["commands"]["start_call"]
 
@@ -20,14 +27,6 @@ async def next_command(agent: Agent, within: float = 5.0) -> dict[str, object]:
     frame = await agent.recv(within)
     assert frame["type"] == "command", frame
     return frame
-
-
-async def nothing_arrives(agent: Agent, within: float = 0.5) -> bool:
-    try:
-        frame = await agent.recv(within)
-    except TimeoutError:
-        return True
-    raise AssertionError(f"unexpected frame {frame}")
 
 
 async def test_command_reaches_the_connected_agent(relay: Relay, open_agent: AgentFactory) -> None:
@@ -67,7 +66,7 @@ async def test_command_for_another_agent_is_not_delivered(
     """An agent only gets its own commands."""
     agent = await open_agent(relay, agent="alice")
     await relay.commands.enqueue("bob", "get_presence", None, ttl_seconds=30)
-    assert await nothing_arrives(agent)
+    assert await no_frame(agent, within=0.5)
 
 
 async def test_expired_command_is_never_sent(relay: Relay, open_agent: AgentFactory) -> None:
@@ -77,7 +76,7 @@ async def test_expired_command_is_never_sent(relay: Relay, open_agent: AgentFact
     fresh = await relay.commands.enqueue("agent-1", "get_presence", None, ttl_seconds=30)
     agent = await open_agent(relay)
     assert (await next_command(agent))["id"] == fresh
-    assert await nothing_arrives(agent)
+    assert await no_frame(agent, within=0.5)
 
 
 async def test_unacked_commands_are_redelivered_after_reconnect(
@@ -107,7 +106,7 @@ async def test_acked_commands_are_not_redelivered(
     )
     second = await open_agent(relay)
     assert (await next_command(second))["id"] == pending
-    assert await nothing_arrives(second)
+    assert await no_frame(second, within=0.5)
 
 
 async def test_resume_uses_the_clients_last_command_id_when_later(
@@ -130,7 +129,7 @@ async def test_resume_uses_the_recorded_ack_when_later(
     await relay.commands.record_ack("agent-1", acked)
     await relay.commands.record_ack("agent-1", old)  # an ack never moves backwards
     agent = await open_agent(relay, last_command_id=old)
-    assert await nothing_arrives(agent)
+    assert await no_frame(agent, within=0.5)
     assert (await redis_client.get(keys.command_ack("agent-1"))) == acked.encode()
 
 
@@ -219,3 +218,41 @@ async def test_enqueue_validates_the_payload(redis_client: aioredis.Redis) -> No
             "a", "start_call", {**START_CALL, "dialTo": "x"}, ttl_seconds=30
         )
     assert await redis_client.exists(keys.command_stream("a")) == 0
+
+
+class PubSubFailsOnce:
+    """The real client, whose pub/sub connection's first read fails the way a client library
+    should not (not a RedisError): fault injection into the library, not into our code."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def pubsub(self) -> object:
+        real = self._client.pubsub()
+        original = real.get_message
+        failed = False
+
+        async def get_message(*args: object, **kwargs: object) -> object:
+            nonlocal failed
+            if not failed:
+                failed = True
+                raise RuntimeError("the client library broke")
+            return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+        real.get_message = get_message  # type: ignore[method-assign]
+        return real
+
+
+async def test_an_unexpected_pubsub_failure_does_not_stop_command_delivery(
+    redis_url: str, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """The hub logs the failure, backs off and reads on: a command still reaches the agent."""
+    client = PubSubFailsOnce(event_log.connect(redis_url))
+    async with Relay(make_settings(), client) as relay:  # type: ignore[arg-type]
+        agent = await open_agent(relay)
+        await CommandLog(redis_client).enqueue("agent-1", "get_presence", None, ttl_seconds=30)
+        assert (await next_command(agent))["name"] == "get_presence"
+    await client.aclose()

@@ -124,6 +124,10 @@ class Worker:
             except (RedisError, OSError) as error:
                 await self._back_off(backoff, "read_failed", stream, error)
                 continue
+            except Exception as error:  # a bulkhead: the shard's loop outlives the client's bugs
+                log.exception("event=read_crashed group=%s stream=%s", self.group, stream)
+                await self._back_off(backoff, "read_failed", stream, error)
+                continue
             backoff.success()
             if not entries:
                 if burst and not await self._has_pending(stream):
@@ -134,6 +138,10 @@ class Worker:
             try:
                 pause = await self._process(stream, entries)
             except (RedisError, OSError) as error:
+                await self._back_off(backoff, "ack_failed", stream, error)
+                continue
+            except Exception as error:  # as above: left pending, retried after the back-off
+                log.exception("event=settle_crashed group=%s stream=%s", self.group, stream)
                 await self._back_off(backoff, "ack_failed", stream, error)
                 continue
             if pause > 0:

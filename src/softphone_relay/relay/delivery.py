@@ -144,6 +144,11 @@ class CommandHub:
                 log.warning("event=pubsub_failed retry_in=%.2fs error=%r", delay, str(error))
                 await asyncio.sleep(delay)
                 continue
+            except Exception:  # a bulkhead: delivery outlives the client library's bugs
+                delay = backoff.failure()
+                log.exception("event=pubsub_crashed retry_in=%.2fs", delay)
+                await asyncio.sleep(delay)
+                continue
             if backoff.failures:
                 log.info("event=pubsub_recovered")
                 backoff.success()

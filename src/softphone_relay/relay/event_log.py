@@ -187,6 +187,15 @@ class BatchingAppender:
             self._up.set()
             log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
 
+    def _fail(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]], why: str) -> None:
+        """Nack the batch ``unavailable`` (the clients resend) and probe until the log answers:
+        none of it may be assumed stored, and the appender goes on."""
+        self._up.clear()
+        self._went_down.set()
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(Unavailable(why))
+
     async def _write(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]]) -> None:
         self._metrics.append_batch_size.observe(len(batch))
         try:
@@ -194,11 +203,11 @@ class BatchingAppender:
         except Unavailable as error:
             if self._up.is_set():
                 log.warning("event=append_failed batch=%d error=%r", len(batch), str(error))
-            self._up.clear()
-            self._went_down.set()
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(Unavailable(str(error)))
+            self._fail(batch, str(error))
+            return
+        except Exception as error:  # a bulkhead: the client library failed in a way it should not
+            log.exception("event=append_crashed batch=%d", len(batch))
+            self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
