@@ -48,6 +48,7 @@ PURE = (
     "salesforce.callers",
     "salesforce.standin.org",
     "salesforce.standin.search",
+    "salesforce.standin.soql",
     "ops.log_range",
     "ops.replay_plan",
 )

@@ -9,7 +9,7 @@ import pytest
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.outcomes import Done, Pause, Reject, Retry
 from softphone_relay.salesforce.limits import LimitPolicy
-from softphone_relay.salesforce.sink import SalesforceSink, soql_string
+from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.org import VANILLA, FieldSpec, ObjectSpec, Org
 from softphone_relay.salesforce.standin.server import StandIn, StandInState
 from softphone_relay.salesforce.task_mapping import TaskMapping
@@ -207,6 +207,27 @@ async def test_api_usage_is_tracked(standin: StandIn, connection: ConnectionFact
     assert sink.metrics.requests.labels("create")._value.get() == 1
 
 
-def test_soql_strings_are_escaped() -> None:
-    """Quotes and backslashes in ids cannot break out of the query."""
-    assert soql_string("it's\\x") == "'it\\'s\\\\x'"
+HOSTILE_IDS = [
+    "it's",
+    "back\\slash\\",
+    'say "hi"',
+    "line\nbreak\ttab",
+    "paren) OR (x",
+    "a, b",
+    "é-ü-" + "x" * 124,  # the contract's longest: 128 characters
+]
+
+
+async def test_conversation_ids_of_any_characters_are_found_again_not_duplicated(
+    connection: ConnectionFactory, standin: StandIn
+) -> None:
+    """Quoted by Salesforce's escape rules: a second write updates the same Tasks."""
+    assert len(HOSTILE_IDS[-1]) == 128
+    sink = SalesforceSink(connection(), TaskMapping())
+    first = await sink.write([record(c) for c in HOSTILE_IDS])
+    assert all(isinstance(o, Done) for o in first.values()), first
+    again = await sink.write([record(c, notes="second") for c in HOSTILE_IDS])
+    assert all(isinstance(o, Done) for o in again.values()), again
+    found = tasks(standin)
+    assert sorted(found) == sorted(HOSTILE_IDS)
+    assert {t["Description"] for t in found.values()} == {"second"}

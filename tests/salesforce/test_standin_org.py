@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from simple_salesforce.format import quote_soql_value
 
-from softphone_relay.salesforce.standin.org import (
-    Org,
-    RecordRefused,
-    is_id,
-    make_id,
-    run_query,
-    to_18,
-)
+from softphone_relay.salesforce.standin.org import Org, RecordRefused, is_id, make_id, to_18
+from softphone_relay.salesforce.standin.soql import run_query, unescape_literal
 
 CALL = {
     "TaskSubtype": "Call",
@@ -140,3 +135,17 @@ def test_query_errors_are_salesforce_errors() -> None:
         == "INVALID_FIELD"
     )
     assert refused(lambda: run_query(org, "DELETE FROM Task"))[0][0] == "MALFORMED_QUERY"
+
+
+def test_string_literals_follow_salesforces_escapes() -> None:
+    """Each documented escape, in either case, and \\uXXXX; the sink's quoting round-trips."""
+    assert unescape_literal(r"'a\'b\\c\"d'") == "a'b\\c\"d"
+    assert unescape_literal(r"'\n\N\r\t\T\b\f\u00e9'") == "\n\n\r\t\t\b\f\u00e9"
+    for value in ("it's", "a\\b", 'q"q', "n\nl", "t\tb", "\u00e9"):
+        assert unescape_literal(quote_soql_value(value)) == value
+
+
+@pytest.mark.parametrize("literal", [r"'\x'", r"'\_'", r"'\u12'"])
+def test_an_undocumented_escape_is_a_malformed_query(literal: str) -> None:
+    """ "If you use a backslash character in any other context, an error occurs.\""""
+    assert refused(lambda: unescape_literal(literal))[0][0] == "MALFORMED_QUERY"

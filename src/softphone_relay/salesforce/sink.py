@@ -41,6 +41,7 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
 )
+from simple_salesforce.format import quote_soql_value
 
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.outcomes import Done, Outcome, Pause, Reject, Retry
@@ -65,11 +66,6 @@ TRANSIENT_CODES: Final = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 LIMIT_CODE: Final = "REQUEST_LIMIT_EXCEEDED"
 
 T = TypeVar("T")
-
-
-def soql_string(value: str) -> str:
-    """A SOQL string literal (backslash and quote escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _error_text(errors: Sequence[dict[str, Any]]) -> str:
@@ -180,7 +176,7 @@ class SalesforceSink:
     ) -> dict[str, dict[str, Any]]:
         match = self._mapping.match_field
         columns = ", ".join(dict.fromkeys(["Id", match, *fields]))
-        keys = ", ".join(soql_string(r.conversationId) for r in records)
+        keys = ", ".join(quote_soql_value(r.conversationId) for r in records)
         soql = f"SELECT {columns} FROM {self._mapping.object} WHERE {match} IN ({keys})"
         result = self._call("query", lambda sf: sf.query_all(soql, timeout=REQUEST_TIMEOUT))
         return {
@@ -301,7 +297,7 @@ class SalesforceSink:
 
     def _existing(self, records: list[CallRecord]) -> dict[str, str]:
         field = self._mapping.match_field
-        keys = ", ".join(soql_string(r.conversationId) for r in records)
+        keys = ", ".join(quote_soql_value(r.conversationId) for r in records)
         soql = f"SELECT Id, {field} FROM {self._mapping.object} WHERE {field} IN ({keys})"
         result = self._call("query", lambda sf: sf.query(soql, timeout=REQUEST_TIMEOUT))
         return {row[field]: row["Id"] for row in result["records"]}

@@ -414,36 +414,3 @@ class Org:
                         )
                     ]
         return []
-
-
-_SOQL: Final = re.compile(
-    r"^\s*SELECT\s+(?P<fields>[\w\s,]+?)\s+FROM\s+(?P<object>\w+)"
-    r"(?:\s+WHERE\s+(?P<field>\w+)\s*(?:=\s*'(?P<one>(?:[^'\\]|\\.)*)'|IN\s*\((?P<many>[^)]*)\)))?"
-    r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
-    re.IGNORECASE,
-)
-
-
-def run_query(org: Org, soql: str) -> list[dict[str, Any]]:
-    """The SOQL subset the sink uses; anything else is MALFORMED_QUERY."""
-    match = _SOQL.match(soql)
-    if not match:
-        raise RecordRefused(
-            [
-                SalesforceError(
-                    "MALFORMED_QUERY",
-                    f"unexpected token in query (the stand-in supports SELECT f, ... "
-                    f"FROM Obj [WHERE f = 'v' | f IN ('v', ...)] [LIMIT n]): {soql}",
-                )
-            ]
-        )
-    fields = [f.strip() for f in match["fields"].split(",") if f.strip()]
-    where = None
-    if match["field"]:
-        if match["one"] is not None:
-            values = [match["one"]]
-        else:
-            values = re.findall(r"'((?:[^'\\]|\\.)*)'", match["many"])
-        where = (match["field"], [v.replace("\\'", "'") for v in values])
-    limit = int(match["limit"]) if match["limit"] else None
-    return org.select(match["object"], fields, where, limit)

@@ -33,8 +33,9 @@ import trustme
 from aiohttp import web
 
 from softphone_relay.salesforce.standin.login import ConnectedApp, LoginEndpoints, User
-from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError, run_query
+from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError
 from softphone_relay.salesforce.standin.search import run_phone_search
+from softphone_relay.salesforce.standin.soql import run_query
 
 MAX_COLLECTION: Final = 200
 LOGIN_PATHS: Final = ("/services/Soap/", "/services/oauth2/")
