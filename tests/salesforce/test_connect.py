@@ -162,3 +162,36 @@ def test_ca_file_must_exist() -> None:
             }
         )
     assert info.value.setting == "SOFTPHONE_RELAY_SF_CA_FILE"
+
+
+def test_the_api_version_has_a_floor_of_46() -> None:
+    """Collection upsert needs 46.0; an older version is refused at start, saying why."""
+    with pytest.raises(ConfigError, match=r"46.0 or later .* got 45.0"):
+        salesforce_settings_from_env(sf(INSTANCE_URL=URL, SESSION_ID="x", API_VERSION="45.0"))
+    settings = salesforce_settings_from_env(
+        sf(INSTANCE_URL=URL, SESSION_ID="x", API_VERSION="46.0")
+    )
+    assert settings is not None and settings.api_version == "46.0"
+
+
+def test_soap_login_is_refused_where_salesforce_no_longer_offers_it() -> None:
+    """SOAP login() is gone from API 65.0: refused, pointing at the flows that remain."""
+    soap = sf(USERNAME="u", PASSWORD="p", SECURITY_TOKEN="t", API_VERSION="65.0")
+    with pytest.raises(ConfigError, match="JWT bearer flow or client credentials"):
+        salesforce_settings_from_env(soap)
+    assert salesforce_settings_from_env({**soap, "SOFTPHONE_RELAY_SF_API_VERSION": "64.0"})
+    oauth = {**soap, **sf(CONSUMER_KEY="k", CONSUMER_SECRET="s")}
+    assert salesforce_settings_from_env(oauth) is not None, "the OAuth password flow is not SOAP"
+
+
+def test_jwt_bearer_refuses_a_my_domain_audience(tmp_path: Path) -> None:
+    """Salesforce takes only login or test as the JWT audience; say what to set."""
+    key = tmp_path / "key.pem"
+    key.write_text("not read here")
+    env = sf(USERNAME="u", CONSUMER_KEY="k", PRIVATE_KEY_FILE=str(key), DOMAIN="acme.my")
+    with pytest.raises(ConfigError) as info:
+        salesforce_settings_from_env(env)
+    assert info.value.setting == "SOFTPHONE_RELAY_SF_DOMAIN"
+    assert "SOFTPHONE_RELAY_SF_DOMAIN=login or test" in str(info.value)
+    for domain in ("login", "test"):
+        assert salesforce_settings_from_env({**env, "SOFTPHONE_RELAY_SF_DOMAIN": domain})

@@ -36,6 +36,10 @@ from softphone_relay.salesforce.limits import LimitPolicy
 from softphone_relay.salesforce.task_mapping import TaskMapping, load_mapping
 
 PREFIX: Final = "SOFTPHONE_RELAY_SF_"
+MIN_API_VERSION: Final = 46.0
+"""The oldest REST API version the sink works with: collection upsert needs 46.0."""
+SOAP_LAST_VERSION: Final = 64.0
+"""The last API version that offers the SOAP ``login()`` (Salesforce help article 005132110)."""
 _DOMAIN: Final = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 
@@ -118,6 +122,14 @@ def _auth_from_env(get: Mapping[str, str | None]) -> SalesforceAuth | None:
         flow = "JWT bearer flow"
         need(flow, "USERNAME", "CONSUMER_KEY")
         refuse_extra(flow, {"USERNAME", "CONSUMER_KEY", "PRIVATE_KEY_FILE", "DOMAIN"})
+        if domain not in (None, "login", "test"):
+            # simple-salesforce signs aud=https://{DOMAIN}.salesforce.com, and Salesforce takes
+            # only the login or test host (or an Experience Cloud site) as the JWT audience.
+            raise ConfigError(
+                PREFIX + "DOMAIN",
+                f"the JWT bearer flow's audience must be login (production) or test (sandbox), "
+                f"not the My Domain {domain!r}: set SOFTPHONE_RELAY_SF_DOMAIN=login or test",
+            )
         key_file = str(get["PRIVATE_KEY_FILE"])
         if not Path(key_file).is_file():
             raise ConfigError(PREFIX + "PRIVATE_KEY_FILE", f"no such file: {key_file}")
@@ -184,6 +196,20 @@ def salesforce_settings_from_env(env: Mapping[str, str]) -> SalesforceSettings |
     version = get("API_VERSION") or "59.0"
     if not re.match(r"^[0-9]{2,3}\.0$", version):
         raise ConfigError(PREFIX + "API_VERSION", f"expected a version like 59.0, got {version!r}")
+    if float(version) < MIN_API_VERSION:
+        raise ConfigError(
+            PREFIX + "API_VERSION",
+            f"expected {MIN_API_VERSION:.1f} or later (sObject Collections upsert needs it), "
+            f"got {version}",
+        )
+    soap = isinstance(auth, PasswordAuth) and auth.consumer_key is None
+    if soap and float(version) > SOAP_LAST_VERSION:
+        raise ConfigError(
+            PREFIX + "API_VERSION",
+            f"the SOAP username-password login is not available at API {version} (none "
+            f"from 65.0, and retired for every version in Summer '27): use the JWT bearer "
+            f"flow or client credentials (README, Configuration)",
+        )
     mapping = TaskMapping()
     if (mapping_file := get("MAPPING_FILE")) is not None:
         try:
