@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
+from measure import percentile
 
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.calls.projection import CallRecordsProjection
@@ -133,11 +134,6 @@ async def produce(
                 pipe.xadd(keys.event_stream(shard), {"e": encoder.encode(envelope)})
             await pipe.execute()
         ended_at[conversation] = time.perf_counter()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> None:

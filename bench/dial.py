@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+from measure import percentile, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
 from softphone_relay.relay.auth import mint_token
@@ -39,11 +40,6 @@ businessSegmentId = "d6afeaa7-39be-4935-981f-2670215fd887"
 channelOriginId = "57053e21-0440-4689-a27a-513d7dceebde"
 dialFrom = "+18449401117"
 """
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 async def open_agent(port: int, agent: str) -> ClientConnection:
@@ -139,17 +135,6 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-
-
-def wait_for_port(port: int) -> None:
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 import redis
+from measure import cpu_seconds, percentile, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
 from softphone_relay.relay.auth import mint_token
@@ -65,13 +66,6 @@ def event_frame(event_id: str, n: int) -> str:
             "data": data,
         }
     )
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 async def open_client(url: str, agent: str) -> ClientConnection:
@@ -183,26 +177,6 @@ def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> f
     client.delete("bench:raw")
     client.close()
     return rate
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
-    for _ in range(200):
-        if process.poll() is not None:
-            raise SystemExit(f"relay exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("relay did not start")
 
 
 def main() -> None:
