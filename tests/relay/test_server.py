@@ -308,7 +308,7 @@ async def test_same_origin_pages_may_connect(relay: Relay, open_agent: AgentFact
     "origin", ["https://evil.example.com", "https://force.com.evil.io", "null"]
 )
 async def test_foreign_origin_is_refused_with_403(relay: Relay, origin: str) -> None:
-    """The handshake of a foreign Origin fails with HTTP 403."""
+    """The handshake of a foreign Origin fails with HTTP 403, naming it and what to set."""
     with pytest.raises(InvalidStatus) as info:
         async with connect(
             f"ws://127.0.0.1:{relay.port}/v1/socket",
@@ -316,7 +316,10 @@ async def test_foreign_origin_is_refused_with_403(relay: Relay, origin: str) -> 
             subprotocols=["softphone.v1"],
         ):  # type: ignore[list-item]
             pass
-    assert info.value.response.status_code == 403
+    response = info.value.response
+    assert response.status_code == 403
+    assert f"origin {origin} is not allowed" in response.body.decode()
+    assert "SOFTPHONE_RELAY_ALLOWED_ORIGINS" in response.body.decode()
 
 
 async def test_missing_subprotocol_is_refused_with_400(relay: Relay) -> None:

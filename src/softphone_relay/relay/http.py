@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -24,6 +25,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from softphone_relay.relay.metrics import RelayMetrics
+
+log = logging.getLogger(__name__)
 
 SOCKET_PATH: Final = "/v1/socket"
 _ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -109,7 +112,12 @@ class HttpRoutes:
             origin, host = request.headers.get("Origin"), request.headers.get("Host")
             if self._origins.allows(origin, host):
                 return None
-            return connection.respond(403, f"origin {origin} is not allowed\n")
+            log.warning("event=origin_refused origin=%r", origin)
+            return connection.respond(
+                403,
+                f"origin {origin} is not allowed: add it (or a glob such as "
+                f"https://*.example.com) to SOFTPHONE_RELAY_ALLOWED_ORIGINS\n",
+            )
         if path == "/healthz":
             return connection.respond(200, "ok\n")
         if path == "/readyz":
