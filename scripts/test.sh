@@ -27,8 +27,8 @@ fi
 echo "== node --test (clientjs)"
 (cd tests/clientjs && node --test softphone.test.js)
 echo "== ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check softphone_relay tests bench
+.venv/bin/ruff format --check softphone_relay tests bench
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

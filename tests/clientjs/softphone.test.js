@@ -4,7 +4,7 @@
 
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const parts = require("../../src/softphone_relay/clientjs/softphone.js");
+const parts = require("../../softphone_relay/clientjs/softphone.js");
 
 const { createWrapper, parseParams, backoffDelay, isExpired, Outbox, HandledCommands } = parts;
 

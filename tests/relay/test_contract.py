@@ -158,7 +158,7 @@ def test_clientjs_schema_is_in_sync_with_the_python_types() -> None:
     """The shipped contract.schema.json is what the Python contract generates.
 
     Regenerate: ``python -m softphone_relay.relay.contract >
-    src/softphone_relay/clientjs/contract.schema.json``.
+    softphone_relay/clientjs/contract.schema.json``.
     """
     path = resources.files("softphone_relay.clientjs").joinpath("contract.schema.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(event_schema()))

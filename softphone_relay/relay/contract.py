@@ -263,7 +263,7 @@ def event_schema() -> dict[str, Any]:
     }
 
 
-# python -m softphone_relay.relay.contract > src/softphone_relay/clientjs/contract.schema.json
+# python -m softphone_relay.relay.contract > softphone_relay/clientjs/contract.schema.json
 if __name__ == "__main__":
     import json
 
