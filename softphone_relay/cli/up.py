@@ -146,18 +146,17 @@ async def _run(
         salesforce = salesforce_settings_from_env(os.environ)
         if salesforce is None:
             await standin.start()
+            session = standin.state.new_session()
             salesforce = SalesforceSettings(
-                auth=SessionAuth(standin.instance_url, standin.state.new_session()),
-                ca_file=str(standin.ca_file),
+                auth=SessionAuth(standin.instance_url, session), ca_file=str(standin.ca_file)
             )
-            address = StandInAddress(
-                standin.instance_url, standin.state.new_session(), str(standin.ca_file)
+            record_standin(
+                state, StandInAddress(standin.instance_url, session, str(standin.ca_file))
             )
-            record_standin(state, address)
         workers = Workers(client, settings, relay.metrics.registry, salesforce)
         running = await workers.build(registry.NAMES)
         print_welcome(settings, relay, api, url, embedded)
-        print_salesforce(standin if standin.port else None)
+        print_salesforce(standin if standin.port else None, salesforce)
         print("\nCtrl-C stops everything this started.", flush=True)
         await run_workers(running, stop, workers.chores(stop))
     finally:
@@ -169,13 +168,13 @@ async def _run(
         await client.aclose()
 
 
-def print_salesforce(standin: StandIn | None) -> None:
+def print_salesforce(standin: StandIn | None, salesforce: SalesforceSettings) -> None:
     """Where call records go, and how to see them in the stand-in."""
-    if standin is None:
+    if standin is None or not isinstance(salesforce.auth, SessionAuth):
         print("\nCall records go to your Salesforce org.", flush=True)
         return
     query = "SELECT+Id,Subject,CallObject,CallType,Status,Description+FROM+Task"
-    session = standin.state.new_session()
+    session = salesforce.auth.session_id
     print(
         f"""
 Call records go to the local Salesforce stand-in at {standin.instance_url}

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -39,11 +40,18 @@ def worker_settings(settings: Settings, group: registry.ProjectionGroup) -> Work
     )
 
 
-class Workers:
-    """The workers of some groups, their chores, and what they hold open (the org's session).
+@dataclass(frozen=True, slots=True)
+class GroupContext:
+    """What one group's ``build`` gets (the registry's ``BuildContext``)."""
 
-    Implements the registry's ``BuildContext`` for each group in turn.
-    """
+    redis: aioredis.Redis
+    settings: Settings
+    worker_settings: WorkerSettings
+    call_sink: Callable[[], Awaitable[RecordSink]]
+
+
+class Workers:
+    """The workers of some groups, their chores, and what they hold open (the org's session)."""
 
     def __init__(
         self,
@@ -54,7 +62,6 @@ class Workers:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.worker_settings = WorkerSettings()
         self._metrics_registry = metrics_registry
         self._salesforce = salesforce
         self.connection: SalesforceConnection | None = None
@@ -84,14 +91,15 @@ class Workers:
         return SalesforceSink(self.connection, self._salesforce.mapping, metrics=metrics)
 
     async def build(self, groups: Sequence[str]) -> list[Worker]:
-        """One worker per group, in registry order."""
+        """One worker per group named, in the order given."""
         metrics = WorkerMetrics(self._metrics_registry)
         workers = []
         for name in groups:
             group = registry.group(name)
-            self.worker_settings = worker_settings(self.settings, group)
-            projection = await registry.builder(group)(self)
-            workers.append(Worker(self.redis, projection, self.worker_settings, metrics=metrics))
+            reads = worker_settings(self.settings, group)
+            context = GroupContext(self.redis, self.settings, reads, self.call_sink)
+            projection = await registry.builder(group)(context)
+            workers.append(Worker(self.redis, projection, reads, metrics=metrics))
         return workers
 
     def chores(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:

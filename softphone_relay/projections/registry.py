@@ -80,8 +80,9 @@ class BuildContext(Protocol):
     def worker_settings(self) -> WorkerSettings:
         """How this group's worker reads (claim idle time, batch wait)."""
 
-    async def call_sink(self) -> RecordSink:
-        """Where call records are written (the org, logged in; or the stand-in)."""
+    @property
+    def call_sink(self) -> Callable[[], Awaitable[RecordSink]]:
+        """Opens where call records are written (the org, logged in; or the stand-in)."""
 
 
 Builder = Callable[[BuildContext], Awaitable["Projection"]]

@@ -34,34 +34,34 @@ def settle(
     entries: list[LogEntry], outcomes: dict[str, Outcome], *, max_deliveries: int
 ) -> Settlement:
     """The settlement of ``entries`` given the projection's ``outcomes`` (by entry id)."""
-    settlement = Settlement()
+    acks: list[str] = []
+    dead_letters: list[tuple[LogEntry, str]] = []
+    paused: list[LogEntry] = []
     pauses: list[Pause] = []
+    counts: Counter[str] = Counter()
     for entry in entries:
         outcome = outcomes.get(entry.id, Retry("no outcome"))
         if isinstance(outcome, Retry) and entry.deliveries >= max_deliveries:
             outcome = Reject(f"gave up after {entry.deliveries} deliveries: {outcome.error}")
-        settlement.counts[type(outcome).__name__.lower()] += 1
+        counts[type(outcome).__name__.lower()] += 1
         match outcome:
             case Done():
-                settlement.acks.append(entry.id)
+                acks.append(entry.id)
             case Reject(error):
-                settlement.dead_letters.append((entry, error))
-                settlement.acks.append(entry.id)
+                dead_letters.append((entry, error))
+                acks.append(entry.id)
             case Pause():
-                settlement.paused.append(entry)
+                paused.append(entry)
                 pauses.append(outcome)
             case Retry():
                 pass  # stays pending, retried when due
-    if not pauses:
-        return settlement
-    longest = max(pauses, key=lambda p: p.seconds)
     return Settlement(
-        acks=settlement.acks,
-        dead_letters=settlement.dead_letters,
-        paused=settlement.paused,
-        pause_seconds=longest.seconds,
-        pause_error=pauses[0].error,
-        counts=settlement.counts,
+        acks=acks,
+        dead_letters=dead_letters,
+        paused=paused,
+        pause_seconds=max((p.seconds for p in pauses), default=0.0),
+        pause_error=pauses[0].error if pauses else None,
+        counts=counts,
     )
 
 
