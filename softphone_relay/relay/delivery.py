@@ -9,6 +9,11 @@ stream after the last position it sent; an ``s GEN SESSION`` message closes ever
 session of the agent (4409). Notifications carry nothing but a nudge: the command streams are
 the truth, so a notification lost during a Redis outage costs latency, never a command: after
 the pub/sub connection recovers, and every ``sweep_interval``, every loop reads again.
+
+Only the hub's own task connects the pub/sub connection (redis-py's pub/sub is not safe for
+two coroutines connecting at once): the connection has no hidden retries, and a session that
+arrives while it is down waits briefly for the hub to reconnect, then is refused as
+unavailable.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from websockets.exceptions import ConnectionClosed
 
 from softphone_relay.relay import keys
@@ -47,6 +55,11 @@ log = logging.getLogger(__name__)
 
 SWEEP_CHUNK: Final = 1000
 """Sessions whose command streams one pipelined sweep reads at a time."""
+RECONNECT_CAP: Final = 0.25
+"""The longest wait between two attempts to reconnect the pub/sub connection."""
+ATTACH_WAIT: Final = 1.0
+"""How long a new session waits for the pub/sub connection to come back."""
+ATTACH_POLL: Final = 0.02
 
 Send = Callable[[ServerFrame], Awaitable[None]]
 """Sends one frame down a session's socket."""
@@ -82,7 +95,10 @@ class CommandHub:
 
     def __init__(self, redis: aioredis.Redis, instance_id: str, sweep_interval: float) -> None:
         self._redis = redis
-        self._pubsub = redis.pubsub()
+        self._subscriber = subscriber_client(redis)
+        self._pubsub = self._subscriber.pubsub()
+        self._up = False
+        """Set by :meth:`run` once connected and resubscribed, cleared on its next failure."""
         self._instance_channel = keys.relay_channel(instance_id)
         self._sweep_interval = sweep_interval
         self._sessions: dict[str, set[LiveSession]] = {}
@@ -97,12 +113,15 @@ class CommandHub:
     async def start(self) -> None:
         """Open the pub/sub connection (raises if Redis is unreachable)."""
         await self._pubsub.subscribe(self._instance_channel)
+        self._up = True
 
     async def attach(self, live: LiveSession) -> None:
-        """Follow the agent's notifications for this session (raises if Redis is down)."""
+        """Follow the agent's notifications for this session (raises a ``RedisError`` if the
+        pub/sub connection stays down for :data:`ATTACH_WAIT`)."""
         sessions = self._sessions.setdefault(live.agent_id, set())
         if not sessions:
             try:
+                await self._wait_until_up()
                 await self._pubsub.subscribe(keys.agent_channel(live.agent_id))
             except BaseException:
                 del self._sessions[live.agent_id]
@@ -120,10 +139,12 @@ class CommandHub:
             return
         del self._sessions[live.agent_id]
         self._newest.pop(live.agent_id, None)
+        if not self._is_up():
+            return  # the hub unsubscribes it when it reconnects
         try:
             await self._pubsub.unsubscribe(keys.agent_channel(live.agent_id))
         except (RedisError, OSError) as error:
-            # Harmless: redis-py re-subscribes on reconnect and we ignore unknown agents.
+            # Harmless: the hub unsubscribes it when it reconnects; unknown agents are ignored.
             log.warning("event=unsubscribe_failed agent=%s error=%r", live.agent_id, str(error))
 
     def claimed(self, live: LiveSession, generation: int) -> None:
@@ -132,21 +153,34 @@ class CommandHub:
         if self._newest.get(live.agent_id, 0) > generation:
             self._replace(live)
 
+    def _is_up(self) -> bool:
+        connection = self._pubsub.connection
+        return self._up and connection is not None and connection.is_connected
+
+    async def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + ATTACH_WAIT
+        while not self._is_up():
+            if time.monotonic() >= deadline:
+                raise RedisConnectionError("the notification (pub/sub) connection is down")
+            await asyncio.sleep(ATTACH_POLL)
+
     async def run(self) -> None:
         """Read notifications until cancelled; survive Redis outages."""
-        backoff = Backoff(cap=2.0)
+        backoff = Backoff(cap=RECONNECT_CAP)
         last_sweep = time.monotonic()
         while True:
             try:
+                if not self._is_up():
+                    await self._reconnect()
                 message = await self._pubsub.get_message(timeout=self._sweep_interval)
-            except (RedisError, OSError) as error:
+            except Exception as error:
+                self._up = False
                 delay = backoff.failure()
-                log.warning("event=pubsub_failed retry_in=%.2fs error=%r", delay, str(error))
-                await asyncio.sleep(delay)
-                continue
-            except Exception:  # a bulkhead: delivery outlives the client library's bugs
-                delay = backoff.failure()
-                log.exception("event=pubsub_crashed retry_in=%.2fs", delay)
+                if isinstance(error, (RedisError, OSError)):
+                    log.warning("event=pubsub_failed retry_in=%.2fs error=%r", delay, str(error))
+                else:  # a bulkhead: delivery outlives the client library's bugs
+                    log.exception("event=pubsub_crashed retry_in=%.2fs", delay)
+                await self._disconnect()
                 await asyncio.sleep(delay)
                 continue
             if backoff.failures:
@@ -158,6 +192,29 @@ class CommandHub:
             if time.monotonic() - last_sweep >= self._sweep_interval:
                 last_sweep = time.monotonic()
                 await self._sweep()
+
+    async def _reconnect(self) -> None:
+        """Connect (redis-py resubscribes every channel), then drop the channels of agents
+        that left while the connection was down."""
+        await self._pubsub.connect()  # type: ignore[no-untyped-call]
+        held = {keys.agent_channel(agent_id) for agent_id in self._sessions}
+        stale = [
+            channel
+            for channel in (
+                name.decode() if isinstance(name, bytes) else str(name)
+                for name in self._pubsub.channels
+            )
+            if channel != self._instance_channel and channel not in held
+        ]
+        if stale:
+            await self._pubsub.unsubscribe(*stale)
+        self._up = True
+
+    async def _disconnect(self) -> None:
+        connection = self._pubsub.connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
 
     def _dispatch(self, channel: str, data: str) -> None:
         agent_id = keys.agent_of_channel(channel)
@@ -217,6 +274,21 @@ class CommandHub:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._subscriber.aclose(close_connection_pool=True)
+
+
+def subscriber_client(redis: aioredis.Redis) -> aioredis.Redis:
+    """A client for one pub/sub connection to ``redis``'s server, with no hidden retries: a
+    retry inside redis-py reconnects from whichever coroutine hit the error, and two
+    coroutines connecting one pub/sub connection at once break it."""
+    pool = redis.connection_pool
+    options = dict(pool.connection_kwargs)
+    options["retry"] = Retry(NoBackoff(), 0, supported_errors=())
+    return aioredis.Redis(
+        connection_pool=aioredis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, **options
+        )
+    )
 
 
 class CommandDelivery:

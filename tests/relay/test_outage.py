@@ -120,3 +120,29 @@ async def test_events_are_acked_again_within_a_second_of_redis_coming_back(
         await asyncio.sleep(0.05)
     waited = asyncio.get_running_loop().time() - back
     assert waited < 1.0, f"acked {waited:.2f}s after Redis answered again"
+
+
+async def test_sessions_opened_as_redis_comes_back_are_welcomed_or_refused_never_broken(
+    server: EmbeddedServer, start_relay: RelayFactory, open_agent: AgentFactory
+) -> None:
+    """Hellos every few milliseconds while Redis stops and returns: each one is welcomed or
+    refused with 1013, never closed with 1011 (two coroutines reconnecting one pub/sub)."""
+    relay = await start_relay(url=server.url)
+    await open_agent(relay, agent="agent-held")  # the hub holds a subscription to restore
+    answers: dict[str, int] = {}
+
+    async def hello(name: str, after: float) -> None:
+        await asyncio.sleep(after)
+        agent = await open_agent(relay, hello=False)
+        await agent.send({"type": "hello", "token": token(name)})
+        frame = await agent.recv(within=10)
+        if frame["type"] != "welcome":
+            assert frame["code"] == "unavailable", frame
+            assert (await agent.closed())[0] == 1013
+        answers[frame["type"]] = answers.get(frame["type"], 0) + 1
+
+    for outage in range(2):
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        await asyncio.gather(*(hello(f"agent-{outage}-{n}", 0.003 * n) for n in range(100)))
+    assert answers.get("welcome"), answers
