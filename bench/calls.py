@@ -1,12 +1,16 @@
 """Call-records benchmark: calls through the ``calls`` projector into the Salesforce stand-in.
 
     .venv/bin/python bench/calls.py [--calls 10000] [--rate 500] [--workers 1]
+        [--drop-every 50] [--longest-ids]
 
 Starts its own Redis-compatible server and the stand-in (HTTPS, in a thread of its own), then
 appends ``--calls`` calls of 5 events each (incomingCall, callAccepted, callEnded,
 callNotesSubmitted, statusChanged) at ``--rate`` calls/s while the projector runs, and prints
-call records/s, Salesforce requests per 1,000 calls, and the lag from appending ``callEnded``
-to the call's record being written (p50/p99).
+call records/s, Salesforce requests per 1,000 calls, the lag from appending ``callEnded`` to
+the call's record being written (p50/p99), and how many calls have more than one Task.
+Conversation ids are UUIDs (``--longest-ids``: the 128 characters the contract allows), and
+the stand-in commits every ``--drop-every``-th create and then drops its connection, as an
+org whose answer is lost after the commit.
 """
 
 from __future__ import annotations
@@ -125,7 +129,9 @@ async def produce(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        conversation = f"bench-{index}"
+        conversation = str(uuid.uuid4())
+        if args.longest_ids:
+            conversation = (f"tenant-eu-west-1:{conversation}:" + conversation * 4)[:128]
         caller = f"+1800{index % args.callers:07d}"
         events = envelopes(conversation, f"agent-{index % 200}", caller)
         async with client.pipeline(transaction=False) as pipe:
@@ -176,14 +182,20 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     await client.aclose()
     lags = list(shared_lags.values())
     requests_made = sum(s.sink.requests for s in sinks)
-    tasks = sum(1 for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task")
+    calls = [
+        r["CallObject"]
+        for r in standin.state.org.records.values()
+        if r["attributes"]["type"] == "Task"
+    ]
+    tasks, duplicates = len(calls), len(calls) - len(set(calls))
     print(
         f"calls={args.calls} (5 events each) from {args.callers} callers, offered at "
         f"{args.rate:,.0f} calls/s, workers={args.workers} batch={args.batch}"
     )
     print(
         f"call records: {args.calls / elapsed:,.0f} records/s over {elapsed:.1f} s "
-        f"({tasks} Tasks in the stand-in)"
+        f"({tasks} Tasks in the stand-in, {duplicates} calls with more than one; "
+        f"{standin.state.creates} creates, every {args.drop_every}th answer dropped)"
     )
     print(
         f"Salesforce requests: {requests_made} = {requests_made * 1000 / args.calls:.1f} "
@@ -195,11 +207,12 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     )
 
 
-def serve_standin(ready: threading.Event, holder: list[StandIn]) -> None:
+def serve_standin(ready: threading.Event, holder: list[StandIn], drop_every: int) -> None:
     """Run the stand-in on an event loop of its own thread, as a separate server would."""
     loop = asyncio.new_event_loop()
     standin = StandIn()
     loop.run_until_complete(standin.start())
+    standin.state.faults.drop_creates_every = drop_every
     holder.append(standin)
     ready.set()
     loop.run_forever()
@@ -223,9 +236,20 @@ def main() -> None:
         default=500,
         help="how long a batch may wait to fill (SOFTPHONE_RELAY_BATCH_WAIT)",
     )
+    parser.add_argument(
+        "--drop-every",
+        type=int,
+        default=50,
+        help="the stand-in drops the connection of every n-th create after committing it",
+    )
+    parser.add_argument(
+        "--longest-ids", action="store_true", help="conversation ids of 128 characters"
+    )
     args = parser.parse_args()
     ready, holder = threading.Event(), []  # type: ignore[var-annotated]
-    threading.Thread(target=serve_standin, args=(ready, holder), daemon=True).start()
+    threading.Thread(
+        target=serve_standin, args=(ready, holder, args.drop_every), daemon=True
+    ).start()
     ready.wait(10)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
         asyncio.run(run(args, server.url, holder[0]))

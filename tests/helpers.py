@@ -151,6 +151,15 @@ LOGIN_HOSTS = ("login", "test", "acme.my")
 """The login domains tests use; each is pointed at the stand-in."""
 
 
+def conversation_ids(count: int, *, longest: bool = False) -> list[str]:
+    """Conversation ids shaped like the contract's: UUIDs, or (``longest``) ids of the 128
+    characters the contract allows (a tenant prefix, then UUIDs)."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    if not longest:
+        return ids
+    return [(f"tenant-eu-west-1:{i}:" + i * 4)[:128] for i in ids]
+
+
 def call_record(conversation: str = "conv-1", **fields: Any) -> CallRecord:
     """A completed inbound call's record, with ``fields`` changed."""
     base: dict[str, Any] = {

@@ -101,3 +101,7 @@ class CallerCache:
         self._entries.move_to_end(number)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+    def forget(self, number: str) -> None:
+        """Drop what is known of ``number`` (its record was deleted or merged since)."""
+        self._entries.pop(number, None)

@@ -1,45 +1,50 @@
-"""Writing call records to Salesforce through simple-salesforce: batched and idempotent.
+"""Writing call records to Salesforce through simple-salesforce: batched, exactly one each.
 
 Per chunk of at most 200 records (one sObject Collections request each way):
 
-- Task (no External ID possible): one query finds the Tasks already written for the chunk's
-  conversations (``SELECT Id, CallObject FROM Task WHERE CallObject IN (...)``); one phone
-  search links new Tasks to their caller (``WhoId``, see ``callers.py``; cached, so repeat
-  callers cost nothing); the new ones are created with ``POST composite/sobjects``, the others
-  updated with ``PATCH`` by Id. Writing a record twice updates the same Task: no duplicate.
-  (One writer per conversation at a time is the caller's job: two concurrent creates would
-  make two Tasks.)
+- Task (no External ID possible): a lookup finds the Tasks already written for the chunk's
+  conversations (``SELECT Id, CallObject, IsDeleted FROM Task WHERE CallObject IN (...)``
+  through ``queryAll``, which also sees Tasks archived after a year; split by URL bytes,
+  ``chunks.py``); one phone search links new Tasks to their caller (``WhoId``, see
+  ``callers.py``; cached, so repeat callers cost nothing); the new ones are created with
+  ``POST composite/sobjects``, the others updated with ``PATCH`` by Id. Writing a record twice
+  updates the same Task. (One writer per conversation at a time is the caller's job.)
 - An object with an External ID field: ``PATCH composite/sobjects/{Obj}/{Field}`` upserts.
 
-Every request goes through :meth:`SalesforceSink._call`: it waits as the org nears its daily
-limit (``limits.py``), logs in again once when the session expired, and retries timeouts,
-5xx, ``UNABLE_TO_LOCK_ROW`` and ``SERVER_UNAVAILABLE`` a few times with exponential backoff and
-jitter. Outcomes are per conversation:
+A create is never sent twice blindly: when its answer is lost (a timeout, a dropped
+connection, a 5xx), the org may have committed it, so the sink asks the org again what it
+holds for those conversations and creates only what is missing. Every other request is
+idempotent and is tried again in place (``org_client.py``).
 
-- ``Done``; ``Reject`` with Salesforce's error for what never will pass (a record refused);
-- ``Retry`` for a record Salesforce could not take this time (a row lock): it counts as an
-  attempt, and too many attempts dead-letter it;
-- ``Pause`` when Salesforce is not taking work at all (down, out of API budget, or our login is
-  refused): no record is at fault, so no attempt is counted and the worker waits.
+Outcomes are per conversation:
 
-simple-salesforce is synchronous: each chunk runs in a worker thread.
+- ``Done``; ``Reject`` with Salesforce's error for what never will pass (a record refused;
+  when the org refuses a whole request as malformed, the chunk is split to find the records
+  at fault, so one bad record costs no other);
+- ``Retry`` for a record Salesforce could not take this time (a row lock, bare or raised in a
+  trigger), and for a request that timed out again and again (a slow lookup on a large Task
+  table): it counts as an attempt, and too many attempts dead-letter it;
+- ``Pause`` when Salesforce is not taking work at all (down, out of API budget, too many
+  concurrent requests, or our login is refused): no record is at fault, so no attempt is
+  counted and the worker waits.
+
+A ``WhoId`` the org refuses as deleted or merged is dropped from the cache and the Task is
+created without it. simple-salesforce is synchronous: each chunk runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import requests
-from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
-    SalesforceGeneralError,
+    SalesforceMalformedRequest,
 )
 from simple_salesforce.format import quote_soql_value
 
@@ -52,66 +57,42 @@ from softphone_relay.salesforce.callers import (
     match_caller,
     phone_search,
 )
+from softphone_relay.salesforce.chunks import (
+    COLLECTION_MAX,
+    MAX_QUERY_URL_BYTES,
+    halves,
+    in_list_query,
+    url_chunks,
+)
 from softphone_relay.salesforce.connect import SalesforceConnection
 from softphone_relay.salesforce.errors import SalesforceLoginFailed
-from softphone_relay.salesforce.limits import request_delay
+from softphone_relay.salesforce.failures import (
+    error_text,
+    is_stale_reference,
+    org_errors,
+    record_outcome,
+)
 from softphone_relay.salesforce.metrics import SalesforceMetrics
+from softphone_relay.salesforce.org_client import (
+    REQUEST_TIMEOUT,
+    OrgClient,
+    OrgPaused,
+    error_code,
+    errors_of,
+    outcome_unknown,
+    refused_as_concurrent,
+    too_long,
+    transient,
+)
 from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields
 
 log = logging.getLogger(__name__)
 
-CHUNK: Final = 200
-REQUEST_TIMEOUT: Final = 30.0
-TRANSIENT_CODES: Final = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
-LIMIT_CODE: Final = "REQUEST_LIMIT_EXCEEDED"
+ISOLATION_REQUESTS: Final = 20
+"""Extra requests one chunk may spend splitting a request the org refused as malformed
+(enough to find one bad record among 200; past it, what is left is rejected together)."""
 
 T = TypeVar("T")
-
-
-def _error_text(errors: Sequence[dict[str, Any]]) -> str:
-    return "; ".join(
-        f"{e.get('statusCode') or e.get('errorCode')}: {e.get('message')}" for e in errors
-    )
-
-
-def _codes(error: SalesforceError) -> set[str]:
-    content: list[Any] = error.content if isinstance(error.content, list) else []
-    return {str(e.get("errorCode")) for e in content if isinstance(e, dict) and e.get("errorCode")}
-
-
-def _error_code(error: Exception) -> str:
-    """A short label of a failed request, for metrics and logs."""
-    if isinstance(error, SalesforceError):
-        codes = sorted(_codes(error))
-        return codes[0] if codes else f"HTTP_{error.status}"
-    return type(error).__name__
-
-
-def _transient(error: Exception) -> bool:
-    """A failure that may pass if the same request is made again shortly."""
-    if isinstance(error, requests.RequestException):
-        return True
-    if isinstance(error, SalesforceGeneralError) and error.status >= 500:
-        return True
-    return isinstance(error, SalesforceError) and bool(_codes(error) & TRANSIENT_CODES)
-
-
-def _outcome(result: dict[str, Any]) -> Outcome:
-    """The outcome of one record's result in a collection response."""
-    if result.get("success"):
-        return Done()
-    errors = result.get("errors") or []
-    if {e.get("statusCode") for e in errors} & TRANSIENT_CODES:
-        return Retry(_error_text(errors))
-    return Reject(_error_text(errors))
-
-
-class _Paused(Exception):
-    """The org's API budget ran out: no request is made until the pause ends."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"{LIMIT_CODE}: the org's daily API limit is used up")
-        self.seconds = seconds
 
 
 class SalesforceSink:
@@ -125,25 +106,33 @@ class SalesforceSink:
         metrics: SalesforceMetrics | None = None,
         attempts: int = 3,
         retry_base: float = 0.5,
+        query_url_bytes: int = MAX_QUERY_URL_BYTES,
     ) -> None:
-        self._connection = connection
+        """``query_url_bytes`` bounds a lookup's URL (tests raise it to meet the org's 414)."""
+        self._query_url_bytes = query_url_bytes
+        self._org = OrgClient(
+            connection, metrics or SalesforceMetrics(), attempts=attempts, retry_base=retry_base
+        )
         self._mapping = mapping
-        self._policy = connection.settings.limits
-        self.metrics = metrics or SalesforceMetrics()
         self._attempts = attempts
         self._retry_base = retry_base
         self._outage = Backoff(base=1.0, cap=60.0)
         self._callers = CallerCache()
-        self._state = threading.Lock()
-        self._paused_until = 0.0
-        self._usage: tuple[int, int] | None = None
-        self.requests = 0
+
+    @property
+    def metrics(self) -> SalesforceMetrics:
+        """The sink's Salesforce metrics."""
+        return self._org.metrics
+
+    @property
+    def requests(self) -> int:
         """Salesforce requests made (for the benchmark's requests per 1,000 calls)."""
+        return self._org.requests
 
     @property
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) of the org's daily API requests, as last reported."""
-        return self._usage
+        return self._org.api_usage
 
     async def write(
         self, records: Sequence[CallRecord], *, known: Mapping[str, str] | None = None
@@ -151,11 +140,11 @@ class SalesforceSink:
         """Write every record; the outcome of each, by conversation id.
 
         ``known`` (conversation id → record Id, as :meth:`current` found them) spares the
-        query for what is already there: every record not in it is created.
+        lookup for what is already there: every record not in it is created.
         """
         outcomes: dict[str, Outcome] = {}
-        for start in range(0, len(records), CHUNK):
-            chunk = list(records[start : start + CHUNK])
+        for start in range(0, len(records), COLLECTION_MAX):
+            chunk = list(records[start : start + COLLECTION_MAX])
             outcomes |= await asyncio.to_thread(self._write_chunk, chunk, known)
         for outcome in outcomes.values():
             self.metrics.records.labels(type(outcome).__name__.lower()).inc()
@@ -165,47 +154,21 @@ class SalesforceSink:
         self, records: Sequence[CallRecord], fields: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
         """What the org holds for these records: ``Id`` and ``fields``, by conversation id."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(records), CHUNK):
-            chunk = list(records[start : start + CHUNK])
-            found |= await asyncio.to_thread(self._select, chunk, fields)
-        return found
-
-    def _select(
-        self, records: list[CallRecord], fields: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        match = self._mapping.match_field
-        columns = ", ".join(dict.fromkeys(["Id", match, *fields]))
-        keys = ", ".join(quote_soql_value(r.conversationId) for r in records)
-        soql = f"SELECT {columns} FROM {self._mapping.object} WHERE {match} IN ({keys})"
-        result = self._call("query", lambda sf: sf.query_all(soql, timeout=REQUEST_TIMEOUT))
-        return {
-            row[match]: {k: v for k, v in row.items() if k != "attributes"}
-            for row in result["records"]
-        }
+        return await asyncio.to_thread(self._lookup, list(records), fields)
 
     def _write_chunk(
         self, records: list[CallRecord], known: Mapping[str, str] | None = None
     ) -> dict[str, Outcome]:
         try:
             if self._mapping.external_id:
-                outcomes = self._upsert(records)
+                outcomes = self._isolating(records, self._upsert)
             else:
-                existing = dict(known) if known is not None else self._existing(records)
-                new = [r for r in records if r.conversationId not in existing]
-                outcomes = self._create(new, self._callers_of(new))
-                outcomes |= self._update(
-                    [
-                        (existing[r.conversationId], r)
-                        for r in records
-                        if r.conversationId in existing
-                    ]
-                )
+                outcomes = self._write_tasks(records, known)
         except (
             SalesforceError,
             requests.RequestException,
             SalesforceLoginFailed,
-            _Paused,
+            OrgPaused,
         ) as error:
             outcome = self._request_failure(error)
             log.warning(
@@ -218,89 +181,132 @@ class SalesforceSink:
         self._outage.success()
         return outcomes
 
+    def _write_tasks(
+        self, records: list[CallRecord], known: Mapping[str, str] | None
+    ) -> dict[str, Outcome]:
+        if known is None:
+            existing = {c: str(row["Id"]) for c, row in self._lookup(records, ()).items()}
+        else:
+            existing = dict(known)
+        outcomes = self._create_missing([r for r in records if r.conversationId not in existing])
+        pairs = [(existing[r.conversationId], r) for r in records if r.conversationId in existing]
+        return outcomes | self._isolating(pairs, self._update, key=lambda pair: pair[1])
+
+    def _create_missing(self, records: list[CallRecord]) -> dict[str, Outcome]:
+        """Create the records; after a create whose answer was lost, ask the org what it
+        committed and create only the rest."""
+        outcomes: dict[str, Outcome] = {}
+        who = self._callers_of(records)
+        backoff = Backoff(base=self._retry_base, cap=8.0)
+        pending = records
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return outcomes | self._isolating(pending, lambda part: self._create(part, who))
+            except (SalesforceError, requests.RequestException) as error:
+                if not outcome_unknown(error) or attempt == self._attempts:
+                    raise
+                log.info(
+                    "event=salesforce_create_unanswered records=%d code=%s",
+                    len(pending),
+                    error_code(error),
+                )
+            time.sleep(backoff.failure())
+            committed = self._lookup(pending, ())
+            outcomes |= {c: Done() for c in committed}
+            pending = [r for r in pending if r.conversationId not in committed]
+            if not pending:
+                break
+        return outcomes
+
+    def _isolating(
+        self,
+        items: list[T],
+        write: Callable[[list[T]], dict[str, Outcome]],
+        key: Callable[[T], CallRecord] | None = None,
+    ) -> dict[str, Outcome]:
+        """``write(items)``; when the org refuses the whole request as malformed (a JSON
+        type error fails the whole collection), split it to find the records at fault."""
+        budget = ISOLATION_REQUESTS
+
+        def record(item: T) -> CallRecord:
+            return key(item) if key else item  # type: ignore[return-value]
+
+        def attempt(part: list[T]) -> dict[str, Outcome]:
+            nonlocal budget
+            if not part:
+                return {}
+            try:
+                return write(part)
+            except SalesforceMalformedRequest as error:
+                if len(part) == 1 or budget < 2:
+                    text = error_text(errors_of(error)) or str(error)
+                    return {record(item).conversationId: Reject(text) for item in part}
+                budget -= 2
+                first, second = halves(part)
+                return attempt(first) | attempt(second)
+
+        return attempt(items)
+
     def _request_failure(self, error: Exception) -> Outcome:
         """What a request that failed for good means for each record it carried."""
-        if isinstance(error, _Paused):
+        if isinstance(error, OrgPaused):
             return Pause(str(error), error.seconds)
-        if isinstance(error, SalesforceLoginFailed) or _transient(error):
-            return Pause(f"{_error_code(error)}: {error}"[:500], self._outage.failure())
+        if isinstance(error, requests.Timeout):
+            # Counted: a lookup that times out every time (CallObject not indexed on a large
+            # Task table) must end in a dead letter that says so, not in a pause forever.
+            return Retry(
+                f"no answer from Salesforce within {REQUEST_TIMEOUT:.0f} s (on a large Task "
+                "table, ask Salesforce Support for a custom index on Task.CallObject)"
+            )
+        if (
+            isinstance(error, SalesforceLoginFailed)
+            or transient(error)
+            or refused_as_concurrent(error)
+        ):
+            return Pause(f"{error_code(error)}: {error}"[:500], self._outage.failure())
         if isinstance(error, SalesforceError):
-            content: list[Any] = error.content if isinstance(error.content, list) else []
-            return Reject(_error_text(content) or str(error))
+            return Reject(error_text(errors_of(error)) or str(error))
         return Reject(str(error))
 
-    def _call(self, operation: str, action: Callable[[Salesforce], T]) -> T:
-        """One request: paced by the API budget, logged in again once, transient errors retried."""
-        backoff = Backoff(base=self._retry_base, cap=8.0)
-        attempt, relogged = 1, False
-        while True:
-            self._wait_for_budget()
-            client = self._connection.client()
-            self.requests += 1
-            self.metrics.requests.labels(operation).inc()
-            try:
-                result = action(client)
-            except (SalesforceError, requests.RequestException) as error:
-                code = _error_code(error)
-                self.metrics.errors.labels(code).inc()
-                if isinstance(error, SalesforceExpiredSession) and not relogged:
-                    log.info("event=salesforce_relogin flow=%r", self._connection.flow)
-                    self._connection.relogin(client)
-                    self.metrics.logins.inc()
-                    relogged = True
-                    continue
-                if code == LIMIT_CODE:
-                    with self._state:
-                        self._paused_until = time.monotonic() + self._policy.pause_seconds
-                    raise _Paused(self._policy.pause_seconds) from error
-                if not _transient(error) or attempt >= self._attempts:
-                    raise
-                delay = backoff.failure()
-                log.info(
-                    "event=salesforce_retry operation=%s attempt=%d code=%s retry_in=%.2fs",
-                    operation,
-                    attempt,
-                    code,
-                    delay,
-                )
-                attempt += 1
-                time.sleep(delay)
-                continue
-            self._observe_usage(client)
-            return result
+    def _lookup(
+        self, records: list[CallRecord], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The org's rows for these conversations (deleted ones aside), by conversation id."""
+        if not records:
+            return {}
+        match = self._mapping.match_field
+        columns = list(dict.fromkeys(["Id", match, "IsDeleted", *fields]))
 
-    def _wait_for_budget(self) -> None:
-        with self._state:
-            paused = self._paused_until - time.monotonic()
-            usage = self._usage
-        if paused > 0:
-            raise _Paused(paused)
-        delay = request_delay(self._policy, *usage) if usage else 0.0
-        self.metrics.request_delay.set(delay)
-        if delay > 0:
-            time.sleep(delay)
+        def soql(literals: Sequence[str]) -> str:
+            return in_list_query(columns, self._mapping.object, match, literals)
 
-    def _observe_usage(self, client: Salesforce) -> None:
-        usage = client.api_usage.get("api-usage")
-        if usage is None:
-            return
-        with self._state:
-            self._usage = (int(usage.used), int(usage.total))
-        self.metrics.api_used.set(usage.used)
-        self.metrics.api_max.set(usage.total)
+        def literal(record: CallRecord) -> str:
+            return str(quote_soql_value(record.conversationId))
 
-    def _restful(self, operation: str, path: str, method: str, body: Any = None) -> Any:
-        return self._call(
-            operation,
-            lambda sf: sf.restful(path, method=method, json=body, timeout=REQUEST_TIMEOUT),
-        )
+        found: dict[str, dict[str, Any]] = {}
+        prefix = self._org.query_url_prefix_bytes()
+        for chunk in url_chunks(
+            records, literal, soql, prefix_bytes=prefix, budget=self._query_url_bytes
+        ):
+            found |= self._lookup_chunk([literal(r) for r in chunk], soql)
+        return found
 
-    def _existing(self, records: list[CallRecord]) -> dict[str, str]:
-        field = self._mapping.match_field
-        keys = ", ".join(quote_soql_value(r.conversationId) for r in records)
-        soql = f"SELECT Id, {field} FROM {self._mapping.object} WHERE {field} IN ({keys})"
-        result = self._call("query", lambda sf: sf.query(soql, timeout=REQUEST_TIMEOUT))
-        return {row[field]: row["Id"] for row in result["records"]}
+    def _lookup_chunk(
+        self, literals: list[str], soql: Callable[[Sequence[str]], str]
+    ) -> dict[str, dict[str, Any]]:
+        try:
+            rows = self._org.query_all_rows(soql(literals))
+        except SalesforceError as error:
+            if not too_long(error) or len(literals) == 1:
+                raise
+            first, second = halves(literals)  # a sizing error: never a record's fault
+            return self._lookup_chunk(first, soql) | self._lookup_chunk(second, soql)
+        match = self._mapping.match_field
+        return {
+            row[match]: {k: v for k, v in row.items() if k not in ("attributes", "IsDeleted")}
+            for row in rows
+            if not row.get("IsDeleted")
+        }
 
     def _callers_of(self, records: list[CallRecord]) -> dict[str, str]:
         """``WhoId`` by conversation id, for the new Tasks whose caller is known."""
@@ -319,12 +325,12 @@ class SalesforceSink:
         found: list[dict[str, Any]] = []
         if sosl is not None:
             try:
-                answer = self._call(
+                answer = self._org.call(
                     "search",
                     lambda sf: sf.restful("search/", params={"q": sosl}, timeout=REQUEST_TIMEOUT),
                 )
             except SalesforceError as error:
-                if _transient(error) or isinstance(error, SalesforceExpiredSession):
+                if transient(error) or isinstance(error, SalesforceExpiredSession):
                     raise
                 # A search the org refuses must not stop call logging: log it, link nobody.
                 log.warning("event=caller_search_refused error=%r", str(error)[:300])
@@ -334,7 +340,7 @@ class SalesforceSink:
             self._callers.put(number, match_caller(number, found), now)
 
     def _records(
-        self, records: list[CallRecord], *, creating: bool, who: dict[str, str] | None = None
+        self, records: list[CallRecord], *, creating: bool, who: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         body = []
         for r in records:
@@ -344,37 +350,58 @@ class SalesforceSink:
             body.append({"attributes": {"type": self._mapping.object}, **fields})
         return body
 
-    def _create(self, records: list[CallRecord], who: dict[str, str]) -> dict[str, Outcome]:
-        if not records:
-            return {}
-        results = self._restful(
+    def _create(self, records: list[CallRecord], who: Mapping[str, str]) -> dict[str, Outcome]:
+        """One collection create; Tasks refused for a caller deleted or merged since are
+        created again without one (and the caller is forgotten)."""
+        results = self._org.restful(
             "create",
             "composite/sobjects",
             "POST",
             {"allOrNone": False, "records": self._records(records, creating=True, who=who)},
+            idempotent=False,
         )
-        return {r.conversationId: _outcome(res) for r, res in zip(records, results, strict=True)}
+        outcomes: dict[str, Outcome] = {}
+        stale: list[CallRecord] = []
+        for record, result in zip(records, results, strict=True):
+            errors = org_errors(result.get("errors") or [])
+            if record.conversationId in who and is_stale_reference(errors, "WhoId"):
+                stale.append(record)
+            else:
+                outcomes[record.conversationId] = record_outcome(result)
+        for record in stale:
+            log.info("event=caller_gone conversation=%s", record.conversationId)
+            if number := _number_of(record):
+                self._callers.forget(number)
+        return outcomes | (self._create(stale, {}) if stale else {})
 
     def _update(self, pairs: list[tuple[str, CallRecord]]) -> dict[str, Outcome]:
-        if not pairs:
-            return {}
         body = self._records([r for _, r in pairs], creating=False)
         for (record_id, _), record in zip(pairs, body, strict=True):
             record["Id"] = record_id
-        results = self._restful(
-            "update", "composite/sobjects", "PATCH", {"allOrNone": False, "records": body}
+        results = self._org.restful(
+            "update",
+            "composite/sobjects",
+            "PATCH",
+            {"allOrNone": False, "records": body},
+            idempotent=True,
         )
-        return {r.conversationId: _outcome(res) for (_, r), res in zip(pairs, results, strict=True)}
+        return {
+            r.conversationId: record_outcome(res)
+            for (_, r), res in zip(pairs, results, strict=True)
+        }
 
     def _upsert(self, records: list[CallRecord]) -> dict[str, Outcome]:
         path = f"composite/sobjects/{self._mapping.object}/{self._mapping.match_field}"
-        results = self._restful(
+        results = self._org.restful(
             "upsert",
             path,
             "PATCH",
             {"allOrNone": False, "records": self._records(records, creating=True)},
+            idempotent=True,
         )
-        return {r.conversationId: _outcome(res) for r, res in zip(records, results, strict=True)}
+        return {
+            r.conversationId: record_outcome(res) for r, res in zip(records, results, strict=True)
+        }
 
 
 def _number_of(record: CallRecord) -> str | None:

@@ -27,6 +27,7 @@ from tests.helpers import (
     ConnectionFactory,
     append,
     call,
+    conversation_ids,
     eventually,
     run_cli,
     tasks,
@@ -87,6 +88,23 @@ async def test_replaying_twice_writes_nothing_the_second_time(
 
     assert len(writes(standin)) == before
     assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
+
+
+async def test_a_replay_whose_create_loses_its_answer_writes_each_call_once(
+    redis_client: aioredis.Redis, connection: ConnectionFactory, standin: StandIn
+) -> None:
+    """The org commits the replay's create and the connection drops: the sink looks again
+    before creating, so the replay ends with one Task per call (UUID conversation ids)."""
+    ids = conversation_ids(3)
+    await append(redis_client, call(ids[0]) + call(ids[1], 5) + call(ids[2], 10))
+    standin.state.faults.drop_next_creates = 1
+    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
+    into = SalesforceTarget(sink, TaskMapping(), description="the stand-in", live=True)
+
+    report = await replay(redis_client, into)
+
+    assert sorted(tasks(standin)) == sorted(ids)
+    assert report.created == 3
 
 
 async def test_a_dry_run_shows_creates_and_differences_and_writes_nothing(

@@ -15,7 +15,8 @@ from softphone_relay.salesforce.picklists import (
     FieldNotAPicklist,
     picklist_values,
 )
-from softphone_relay.salesforce.standin.org import CONTACT, LEAD, TASK, FieldSpec, ObjectSpec, Org
+from softphone_relay.salesforce.standin.org import Org
+from softphone_relay.salesforce.standin.schema import CONTACT, LEAD, TASK, FieldSpec, ObjectSpec
 from softphone_relay.salesforce.standin.server import StandInState
 from tests.helpers import PARTNER, PARTNERS, AgentFactory, ConnectionFactory, RelayFactory
 

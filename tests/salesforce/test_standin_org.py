@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from simple_salesforce.format import quote_soql_value
 
-from softphone_relay.salesforce.standin.org import Org, RecordRefused, is_id, make_id, to_18
+from softphone_relay.salesforce.standin.org import Org
+from softphone_relay.salesforce.standin.schema import RecordRefused, is_id, make_id, to_18
 from softphone_relay.salesforce.standin.soql import run_query, unescape_literal
 
 CALL = {
@@ -149,3 +150,54 @@ def test_string_literals_follow_salesforces_escapes() -> None:
 def test_an_undocumented_escape_is_a_malformed_query(literal: str) -> None:
     """ "If you use a backslash character in any other context, an error occurs.\""""
     assert refused(lambda: unescape_literal(literal))[0][0] == "MALFORMED_QUERY"
+
+
+def test_query_hides_deleted_and_archived_tasks_and_query_all_sees_them() -> None:
+    """``query`` skips the recycle bin and Tasks archived after a year; ``queryAll`` does not."""
+    org = Org()
+    archived = org.create("Task", CALL)
+    deleted = org.create("Task", {**CALL, "CallObject": "conv-2"})
+    org.archive(archived)
+    org.delete(deleted)
+    soql = "SELECT Id, IsDeleted FROM Task WHERE CallObject IN ('conv-1', 'conv-2')"
+    assert run_query(org, soql) == []
+    assert {(r["Id"], r["IsDeleted"]) for r in run_query(org, soql, all_rows=True)} == {
+        (archived, False),
+        (deleted, True),
+    }
+
+
+def test_a_reference_to_a_deleted_record_is_entity_is_deleted() -> None:
+    """A WhoId naming a Contact merged away (deleted) since fails that field."""
+    org = Org()
+    contact = org.create("Contact", {"LastName": "Diaz"})
+    org.delete(contact)
+    assert refused(lambda: org.create("Task", {**CALL, "WhoId": contact})) == [
+        ("ENTITY_IS_DELETED", ["WhoId"])
+    ]
+
+
+def test_a_reference_to_a_record_that_never_existed_is_invalid_cross_reference() -> None:
+    """A well-formed id of a Contact this org never had fails with INVALID_CROSS_REFERENCE_KEY."""
+    org = Org()
+    assert refused(lambda: org.create("Task", {**CALL, "WhoId": make_id("003", 999)})) == [
+        ("INVALID_CROSS_REFERENCE_KEY", ["WhoId"])
+    ]
+
+
+def test_a_new_record_is_searchable_only_after_the_index_lag() -> None:
+    """Phone search sees a record ``search_lag`` seconds after it was created."""
+    now = [1000.0]
+    org = Org(search_lag=900.0, clock=lambda: now[0])
+    contact = org.create("Contact", {"LastName": "Diaz", "Phone": "+18883973342"})
+    assert not org.searchable(org.records[contact])
+    now[0] += 900.0
+    assert org.searchable(org.records[contact])
+
+
+def test_a_value_of_the_wrong_json_type_is_found_before_any_write() -> None:
+    """What fails a whole request on a real org is found per record by deserialization_error."""
+    org = Org()
+    assert org.deserialization_error("Task", CALL) is None
+    error = org.deserialization_error("Task", {**CALL, "CallDurationInSeconds": "184"})
+    assert error is not None and error.statusCode == "JSON_PARSER_ERROR"

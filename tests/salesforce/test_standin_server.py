@@ -16,7 +16,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from softphone_relay.salesforce.standin.org import make_id
+from softphone_relay.salesforce.standin.schema import make_id
 from softphone_relay.salesforce.standin.server import StandIn
 from tests.helpers import ClientFactory
 
@@ -249,3 +249,104 @@ async def test_logins_cost_no_api_request(standin: StandIn, client: ClientFactor
         {"error": "invalid_client_id", "error_description": "client identifier invalid"},
     )
     assert standin.state.api_usage == before
+
+
+async def test_a_request_line_over_16384_bytes_is_414(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """URI plus headers over Salesforce's 16,384 bytes: 414, not aiohttp's own 400."""
+    sf = client()
+    keys = ", ".join(f"'{'x' * 120}-{i}'" for i in range(200))
+    with pytest.raises(SalesforceGeneralError) as info:
+        await call(sf.query, f"SELECT Id FROM Task WHERE CallObject IN ({keys})")
+    assert info.value.status == 414
+
+
+async def test_a_request_line_just_under_the_limit_is_answered(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """A 12 KB query URL (what the sink sends at most) is served."""
+    sf = client()
+    keys = ", ".join(f"'{'x' * 120}-{i}'" for i in range(80))
+    assert (await call(sf.query, f"SELECT Id FROM Task WHERE CallObject IN ({keys})"))["done"]
+
+
+async def test_a_wrong_json_type_fails_the_whole_collection_request(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """As on a real org: 400 JSON_PARSER_ERROR for the request, and nothing is written."""
+    sf = client()
+    records = [{"attributes": {"type": "Task"}, **CALL, "CallObject": f"c{i}"} for i in range(3)]
+    records[2]["CallDurationInSeconds"] = "three minutes"
+    with pytest.raises(SalesforceMalformedRequest) as info:
+        await call(
+            sf.restful,
+            "composite/sobjects",
+            method="POST",
+            json={"allOrNone": False, "records": records},
+        )
+    assert info.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert "at [line:1, column:" in info.value.content[0]["message"]
+    assert standin.state.org.records == {}
+
+
+async def test_a_dropped_write_commits_and_the_client_sees_a_connection_error(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """``drop_next_creates``: the Tasks exist, the answer never arrives."""
+    sf = client()
+    standin.state.faults.drop_next_creates = 1
+    records = [{"attributes": {"type": "Task"}, **CALL, "CallObject": f"c{i}"} for i in range(2)]
+    with pytest.raises(requests.ConnectionError):
+        await call(
+            sf.restful,
+            "composite/sobjects",
+            method="POST",
+            json={"allOrNone": False, "records": records},
+        )
+    assert len(standin.state.org.records) == 2
+
+
+async def test_query_all_returns_archived_tasks_that_query_hides(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """``sf.query`` misses a Task archived after a year; ``include_deleted`` finds it."""
+    sf = client()
+    task_id = (await call(sf.Task.create, CALL))["id"]
+    standin.state.org.archive(task_id)
+    soql = "SELECT Id, IsDeleted FROM Task WHERE CallObject IN ('conv-1')"
+    assert (await call(sf.query, soql))["totalSize"] == 0
+    assert (await call(sf.query_all, soql, include_deleted=True))["records"][0]["Id"] == task_id
+
+
+async def test_too_many_requests_in_flight_is_the_concurrent_limit(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """Beyond ``concurrent_max`` requests at once: 403 REQUEST_LIMIT_EXCEEDED naming
+    ConcurrentRequests (the daily quota's message is different)."""
+    sf = client()
+    standin.state.faults.concurrent_max = 1
+    standin.state.faults.delay_seconds = 0.3
+    answers = await asyncio.gather(
+        call(sf.query, "SELECT Id FROM Task"),
+        call(sf.query, "SELECT Id FROM Task"),
+        return_exceptions=True,
+    )
+    refused = [a for a in answers if isinstance(a, SalesforceRefusedRequest)]
+    assert len(refused) == 1
+    assert "ConcurrentRequests" in refused[0].content[0]["message"]
+
+
+async def test_a_lock_raised_in_a_trigger_arrives_wrapped(
+    standin: StandIn, client: ClientFactory
+) -> None:
+    """CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY with UNABLE_TO_LOCK_ROW in the message."""
+    sf = client()
+    standin.state.faults.trigger_lock_next_records = 1
+    records = [{"attributes": {"type": "Task"}, **CALL}]
+    (result,) = await call(
+        sf.restful, "composite/sobjects", method="POST", json={"records": records}
+    )
+    error = result["errors"][0]
+    assert error["statusCode"] == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"
+    assert "UNABLE_TO_LOCK_ROW" in error["message"]

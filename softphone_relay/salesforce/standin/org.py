@@ -1,218 +1,57 @@
-"""An in-memory Salesforce org for the local stand-in: schema, validation, records. Pure.
+"""An in-memory Salesforce org for the local stand-in: validation and records. Pure.
 
 It answers like Salesforce does (SALESFORCE.md): errors are ``{"statusCode" | "errorCode",
 "message", "fields"}`` with Salesforce's codes and wording, ids are real 18-character ids
-with the case-safe suffix, restricted picklists refuse unknown values, ``TaskSubtype`` can be
-set on create but never updated, ``Status`` and ``Priority`` default as in a vanilla org, and
-the query subset covers what the sink needs (``SELECT ... FROM ... WHERE f IN (...)``).
+with the case-safe suffix (``schema.py``), restricted picklists refuse unknown values,
+``TaskSubtype`` can be set on create but never updated, ``Status`` and ``Priority`` default
+as in a vanilla org, and the query subset covers what the sink needs (``SELECT ... FROM ...
+WHERE f IN (...)``).
+
+What the org hides or changes, as a real one does: ``query`` skips deleted records and Tasks
+archived after a year (``IsArchived``), ``queryAll`` returns them (with ``IsDeleted``); a
+reference to a record of this org that does not exist or was deleted (a caller merged away)
+is refused; phone search sees a record only ``search_lag`` seconds after it was created (a real
+org's search index lags "about 15 minutes or more"). Assumed, not checked against an org: the
+codes for a stale reference (``INVALID_CROSS_REFERENCE_KEY`` for an id that never existed,
+``ENTITY_IS_DELETED`` for a deleted one, each naming the field).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import date
-from typing import Any, Final, Literal
+from typing import Any
 
-import msgspec
-
-FieldType = Literal["id", "string", "textarea", "picklist", "int", "date", "reference", "phone"]
-
-
-class FieldSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """One field as describe would report it (the parts validation needs)."""
-
-    name: str
-    label: str
-    type: FieldType
-    length: int = 0
-    required: bool = False
-    default: str | None = None
-    picklist: tuple[str, ...] = ()
-    restricted: bool = False
-    createable: bool = True
-    updateable: bool = True
-    filterable: bool = True
-    external_id: bool = False
-    references: tuple[str, ...] = ()
-
-
-class ObjectSpec(msgspec.Struct, frozen=True):
-    """An sObject type: its key prefix and fields."""
-
-    name: str
-    key_prefix: str
-    fields: dict[str, FieldSpec]
-
-
-class SalesforceError(msgspec.Struct, frozen=True):
-    """One error as Salesforce reports it for a record."""
-
-    statusCode: str
-    message: str
-    fields: list[str] = msgspec.field(default_factory=list)
-
-
-class RecordRefused(Exception):
-    """A record failed validation; ``errors`` is what Salesforce would answer."""
-
-    def __init__(self, errors: list[SalesforceError]) -> None:
-        super().__init__("; ".join(f"{e.statusCode}: {e.message}" for e in errors))
-        self.errors = errors
-
-
-def _id_field() -> FieldSpec:
-    return FieldSpec(
-        name="Id", label="Record ID", type="id", length=18, createable=False, updateable=False
-    )
-
-
-def _s(name: str, label: str, length: int, **kw: Any) -> FieldSpec:
-    return FieldSpec(name=name, label=label, type="string", length=length, **kw)
-
-
-TASK: Final = ObjectSpec(
-    "Task",
-    "00T",
-    {
-        f.name: f
-        for f in [
-            _id_field(),
-            _s("Subject", "Subject", 255),
-            FieldSpec(
-                name="TaskSubtype",
-                label="Task Subtype",
-                type="picklist",
-                restricted=True,
-                picklist=("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"),
-                updateable=False,
-            ),
-            FieldSpec(
-                name="CallType",
-                label="Call Type",
-                type="picklist",
-                restricted=True,
-                picklist=("Internal", "Inbound", "Outbound"),
-            ),
-            FieldSpec(name="CallDurationInSeconds", label="Call Duration", type="int"),
-            _s("CallDisposition", "Call Result", 255),
-            _s("CallObject", "Call Object Identifier", 255),
-            FieldSpec(
-                name="Description",
-                label="Comments",
-                type="textarea",
-                length=32000,
-                filterable=False,
-            ),
-            FieldSpec(
-                name="Status",
-                label="Status",
-                type="picklist",
-                required=True,
-                default="Not Started",
-                picklist=(
-                    "Not Started",
-                    "In Progress",
-                    "Completed",
-                    "Waiting on someone else",
-                    "Deferred",
-                ),
-            ),
-            FieldSpec(
-                name="Priority",
-                label="Priority",
-                type="picklist",
-                required=True,
-                default="Normal",
-                picklist=("High", "Normal", "Low"),
-            ),
-            FieldSpec(name="ActivityDate", label="Due Date Only", type="date"),
-            FieldSpec(
-                name="WhoId", label="Name ID", type="reference", references=("Contact", "Lead")
-            ),
-            FieldSpec(
-                name="WhatId", label="Related To ID", type="reference", references=("Account",)
-            ),
-            FieldSpec(
-                name="OwnerId", label="Assigned To ID", type="reference", references=("User",)
-            ),
-        ]
-    },
+from softphone_relay.salesforce.standin.schema import (
+    SYSTEM_COLUMNS,
+    VANILLA,
+    FieldSpec,
+    ObjectSpec,
+    RecordRefused,
+    SalesforceError,
+    is_id,
+    make_id,
+    to_18,
 )
-
-CONTACT: Final = ObjectSpec(
-    "Contact",
-    "003",
-    {
-        f.name: f
-        for f in [
-            _id_field(),
-            _s("FirstName", "First Name", 40),
-            _s("LastName", "Last Name", 80, required=True),
-            FieldSpec(name="Phone", label="Business Phone", type="phone", length=40),
-            FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
-            FieldSpec(name="HomePhone", label="Home Phone", type="phone", length=40),
-            FieldSpec(name="OtherPhone", label="Other Phone", type="phone", length=40),
-        ]
-    },
-)
-
-LEAD: Final = ObjectSpec(
-    "Lead",
-    "00Q",
-    {
-        f.name: f
-        for f in [
-            _id_field(),
-            _s("LastName", "Last Name", 80, required=True),
-            _s("Company", "Company", 255, required=True),
-            FieldSpec(name="Phone", label="Phone", type="phone", length=40),
-            FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
-        ]
-    },
-)
-
-VANILLA: Final = (TASK, CONTACT, LEAD)
-"""The objects of an org with no customisation."""
-
-_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_SUFFIX: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_ID: Final = re.compile(r"^[a-zA-Z0-9]{15}([A-Z0-5]{3})?$")
-
-
-def to_18(id15: str) -> str:
-    """The case-safe 18-character form of a 15-character id."""
-    suffix = ""
-    for chunk in range(3):
-        bits = sum(1 << i for i, c in enumerate(id15[chunk * 5 : chunk * 5 + 5]) if c.isupper())
-        suffix += _SUFFIX[bits]
-    return id15 + suffix
-
-
-def make_id(key_prefix: str, number: int) -> str:
-    """The ``number``-th 18-character id of an object with ``key_prefix``."""
-    digits = ""
-    for _ in range(9):
-        number, digit = divmod(number, 62)
-        digits = _ALPHABET[digit] + digits
-    return to_18(key_prefix + "5g0" + digits)
-
-
-def is_id(value: object) -> bool:
-    """True for a well-formed 15- or 18-character id."""
-    return (
-        isinstance(value, str)
-        and bool(_ID.match(value))
-        and (len(value) == 15 or to_18(value[:15]) == value)
-    )
 
 
 class Org:
     """Records by id, with Salesforce's validation on every write."""
 
-    def __init__(self, objects: Iterable[ObjectSpec] = VANILLA) -> None:
+    def __init__(
+        self,
+        objects: Iterable[ObjectSpec] = VANILLA,
+        *,
+        search_lag: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.objects = {o.name: o for o in objects}
         self.records: dict[str, dict[str, Any]] = {}
+        self.search_lag = search_lag
+        """Seconds before a new record can be found by a phone search."""
+        self._clock = clock
+        self._created: dict[str, float] = {}
         self._counter = 0
 
     def spec(self, name: str) -> ObjectSpec:
@@ -237,7 +76,38 @@ class Org:
         self._counter += 1
         record["Id"] = make_id(spec.key_prefix, self._counter)
         self.records[record["Id"]] = {"attributes": {"type": name}, **record}
+        self._created[record["Id"]] = self._clock()
         return str(record["Id"])
+
+    def delete(self, record_id: str) -> None:
+        """Move a record to the recycle bin (also what a merge does to the records it merges
+        away): ``query`` no longer sees it, ``queryAll`` does, references to it fail."""
+        self.records[record_id]["IsDeleted"] = True
+
+    def archive(self, record_id: str) -> None:
+        """Archive an activity, as Salesforce does a year after its due date."""
+        self.records[record_id]["IsArchived"] = True
+
+    def searchable(self, record: dict[str, Any]) -> bool:
+        """True once the search index has caught up with the record."""
+        if record.get("IsDeleted"):
+            return False
+        return self._clock() - self._created.get(record["Id"], 0.0) >= self.search_lag
+
+    def deserialization_error(self, name: str, values: dict[str, Any]) -> SalesforceError | None:
+        """The first value whose JSON type does not fit its field: a real org cannot read
+        the request at all then, and refuses all of it (``JSON_PARSER_ERROR``)."""
+        spec = self.objects.get(name)
+        if spec is None:
+            return None
+        for key, value in values.items():
+            field = spec.fields.get(key)
+            if field is None or value is None:
+                continue
+            for error in self._check_value(field, value):
+                if error.statusCode == "JSON_PARSER_ERROR":
+                    return error
+        return None
 
     def update(self, name: str, record_id: str, values: dict[str, Any]) -> None:
         """Change fields of an existing record."""
@@ -278,12 +148,19 @@ class Org:
         return dict(self._find(self.spec(name), record_id))
 
     def select(
-        self, name: str, fields: list[str], where: tuple[str, list[str]] | None, limit: int | None
+        self,
+        name: str,
+        fields: list[str],
+        where: tuple[str, list[str]] | None,
+        limit: int | None,
+        *,
+        all_rows: bool = False,
     ) -> list[dict[str, Any]]:
-        """Records of ``name`` whose ``where[0]`` is one of ``where[1]``, ``fields`` only."""
+        """Records of ``name`` whose ``where[0]`` is one of ``where[1]``, ``fields`` only;
+        deleted and archived ones only with ``all_rows`` (``queryAll``)."""
         spec = self.spec(name)
         for field in fields + ([where[0]] if where else []):
-            if field not in spec.fields:
+            if field not in spec.fields and field not in SYSTEM_COLUMNS:
                 raise RecordRefused(
                     [
                         SalesforceError(
@@ -299,9 +176,15 @@ class Org:
                     )
                 ]
             )
-        rows = [r for r in self._of(name) if where is None or r.get(where[0]) in where[1]]
+        rows = [
+            r
+            for r in self._of(name)
+            if (where is None or r.get(where[0]) in where[1])
+            and (all_rows or not (r.get("IsDeleted") or r.get("IsArchived")))
+        ]
         return [
-            {"attributes": r["attributes"], **{f: r.get(f) for f in fields}} for r in rows[:limit]
+            {"attributes": r["attributes"], **{f: _column(r, f) for f in fields}}
+            for r in rows[:limit]
         ]
 
     def _of(self, name: str) -> list[dict[str, Any]]:
@@ -321,7 +204,25 @@ class Org:
             raise RecordRefused(
                 [SalesforceError("NOT_FOUND", "The requested resource does not exist")]
             )
+        if record.get("IsDeleted"):
+            raise RecordRefused([SalesforceError("ENTITY_IS_DELETED", "entity is deleted")])
         return record
+
+    def _reference_error(self, field: FieldSpec, value: str) -> list[SalesforceError]:
+        """A reference to a record of an object this org holds must name a live record."""
+        kinds = {self.objects[n].key_prefix: n for n in field.references if n in self.objects}
+        if value[:3] not in kinds:
+            return []  # an object the stand-in does not model (User): not checked
+        target = self.records.get(value if len(value) == 18 else to_18(value))
+        if target is None:
+            return [
+                SalesforceError(
+                    "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field.name]
+                )
+            ]
+        if target.get("IsDeleted"):
+            return [SalesforceError("ENTITY_IS_DELETED", "entity is deleted", [field.name])]
+        return []
 
     def _check(self, spec: ObjectSpec, values: dict[str, Any], *, creating: bool) -> None:
         errors: list[SalesforceError] = []
@@ -393,6 +294,10 @@ class Org:
                             [field.name],
                         )
                     ]
+                return self._reference_error(field, value)
+            case "boolean":
+                if not isinstance(value, bool):
+                    return wrong("boolean")
             case _:
                 if not isinstance(value, str):
                     return wrong("string")
@@ -414,3 +319,11 @@ class Org:
                         )
                     ]
         return []
+
+
+def _column(record: dict[str, Any], field: str) -> Any:
+    if field == "IsDeleted":
+        return bool(record.get("IsDeleted"))
+    if field == "IsArchived":
+        return bool(record.get("IsArchived"))
+    return record.get(field)

@@ -4,7 +4,8 @@
 returned when one of its phone fields matches a term. Like Salesforce, matching ignores the
 formatting of the stored number (``(888) 397-3342`` matches ``8883973342``); the stand-in's
 approximation of Salesforce's phone normalisation is "the digits of one end with the digits of
-the other, at least 7 of them", so a national number also matches its E.164 form.
+the other, at least 7 of them", so a national number also matches its E.164 form. A record
+is found only once the org's search index has it (``Org.search_lag``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError
+from softphone_relay.salesforce.standin.org import Org
+from softphone_relay.salesforce.standin.schema import RecordRefused, SalesforceError
 
 _SOSL: Final = re.compile(
     r"^\s*FIND\s*\{(?P<terms>[^}]*)\}\s+IN\s+PHONE\s+FIELDS\s+RETURNING\s+(?P<returning>.+?)\s*$",
@@ -64,7 +66,7 @@ def run_phone_search(org: Org, sosl: str) -> list[dict[str, Any]]:
                 )
         phones = [f.name for f in spec.fields.values() if f.type == "phone"]
         for record in org.records.values():
-            if record["attributes"]["type"] != name:
+            if record["attributes"]["type"] != name or not org.searchable(record):
                 continue
             if any(
                 isinstance(record.get(p), str) and phone_matches(record[p], t)

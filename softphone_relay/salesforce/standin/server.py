@@ -5,14 +5,19 @@ Served with aiohttp over TLS (simple-salesforce always speaks https) with a thro
 Requests need ``Authorization: Bearer <session>`` of a live session, else 401
 ``INVALID_SESSION_ID``; sessions come from :meth:`StandInState.new_session` or from the login
 endpoints (``login.py``: SOAP and OAuth, for the users and connected apps the state holds).
-:class:`Faults` injects what tests must survive: expired sessions, the daily limit, 503s and
-row locks.
+:class:`Faults` injects what tests must survive: expired sessions, the daily limit, the
+concurrent-request limit, 503s, row locks (bare or wrapped by a trigger), and writes that
+commit but whose answer never arrives. Like a real org, a request line plus headers over
+16,384 bytes gets 414 (431 when the headers alone are over), and a JSON value of the wrong
+type fails a whole collection request (400 ``JSON_PARSER_ERROR``). Assumed, not checked
+against an org: see ``faults.py``.
 
 Paths, under ``/services/data/vXX.X/``: ``sobjects``, ``sobjects/{Obj}/describe``,
 ``sobjects/{Obj}`` (POST), ``sobjects/{Obj}/{Id}`` (GET, PATCH),
 ``sobjects/{Obj}/{Field}/{value}`` (PATCH upsert), ``composite/sobjects`` (POST, PATCH),
-``composite/sobjects/{Obj}/{Field}`` (PATCH upsert), ``query?q=``, ``search?q=`` (phone
-search), ``limits``; and ``/services/Soap/u/vXX.X``, ``/services/oauth2/token`` for logins.
+``composite/sobjects/{Obj}/{Field}`` (PATCH upsert), ``query?q=``, ``queryAll?q=``,
+``search?q=`` (phone search), ``limits``; and ``/services/Soap/u/vXX.X``,
+``/services/oauth2/token`` for logins.
 """
 
 from __future__ import annotations
@@ -32,32 +37,23 @@ import msgspec
 import trustme
 from aiohttp import web
 
+from softphone_relay.salesforce.standin.faults import (
+    CONCURRENT_LIMIT_MESSAGE,
+    TRIGGER_LOCK_MESSAGE,
+    Faults,
+    oversized,
+)
 from softphone_relay.salesforce.standin.login import ConnectedApp, LoginEndpoints, User
-from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError
+from softphone_relay.salesforce.standin.org import Org
+from softphone_relay.salesforce.standin.schema import RecordRefused, SalesforceError
 from softphone_relay.salesforce.standin.search import run_phone_search
 from softphone_relay.salesforce.standin.soql import run_query
 
 MAX_COLLECTION: Final = 200
+PARSER_LIMIT: Final = 65_536
+"""aiohttp's own line and header limits, raised so the org's limit is the one that answers."""
 LOGIN_PATHS: Final = ("/services/Soap/", "/services/oauth2/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Faults:
-    """What the stand-in does wrong on purpose, for tests."""
-
-    fail_next: list[tuple[int, str, str]] = field(default_factory=list)
-    """Whole requests to fail, in order: (HTTP status, errorCode, message)."""
-    lock_next_records: int = 0
-    """How many of the next written records fail with UNABLE_TO_LOCK_ROW."""
-    delay_seconds: float = 0.0
-    """How long every request takes before it is handled (a slow org)."""
-    hold_seconds: float = 0.0
-    """How long every answer is held after the request took effect (a slow network)."""
-
-    def unavailable(self, times: int = 1) -> None:
-        """The next ``times`` requests answer 503 SERVER_UNAVAILABLE."""
-        self.fail_next += [(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable")] * times
 
 
 @dataclass
@@ -75,6 +71,9 @@ class StandInState:
     faults: Faults = field(default_factory=Faults)
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request, for tests and ``up`` to show."""
+    in_flight: int = 0
+    creates: int = 0
+    """Collection creates received (what ``Faults.drop_creates_every`` counts)."""
 
     def new_session(self) -> str:
         """A fresh session id (what a login would return)."""
@@ -116,6 +115,9 @@ class Api:
         """Auth, limits, faults and the limit header, for every request."""
         state = self.state
         state.requests.append((request.method, request.path))
+        too_long = oversized(request)
+        if too_long is not None:
+            return too_long
         if request.path.startswith(LOGIN_PATHS):
             return await handler(request)  # logins need no session and cost no API request
         response = await self._guarded(request, handler)
@@ -134,6 +136,18 @@ class Api:
                 403, [SalesforceError("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]
             )
         state.api_usage += 1
+        if state.faults.concurrent_max and state.in_flight >= state.faults.concurrent_max:
+            return _errors(
+                403, [SalesforceError("REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT_MESSAGE)]
+            )
+        state.in_flight += 1
+        try:
+            return await self._faulty(request, handler)
+        finally:
+            state.in_flight -= 1
+
+    async def _faulty(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        state = self.state
         if state.faults.delay_seconds:
             await asyncio.sleep(state.faults.delay_seconds)
         if state.faults.fail_next:
@@ -143,11 +157,26 @@ class Api:
             response = await handler(request)
             if state.faults.hold_seconds:
                 await asyncio.sleep(state.faults.hold_seconds)
+            if self._drops(request):
+                assert request.transport is not None
+                request.transport.abort()  # committed; the client never hears of it
             return response
         except RecordRefused as refused:
             status = 404 if refused.errors[0].statusCode == "NOT_FOUND" else 400
             status = 300 if refused.errors[0].statusCode == "MULTIPLE_CHOICES" else status
             return _errors(status, refused.errors)
+
+    def _drops(self, request: web.Request) -> bool:
+        """Whether this collection create loses its connection after taking effect."""
+        if request.method != "POST" or not request.path.rstrip("/").endswith("/composite/sobjects"):
+            return False
+        faults = self.state.faults
+        self.state.creates += 1
+        if faults.drop_next_creates > 0:
+            faults.drop_next_creates -= 1
+            return True
+        every = faults.drop_creates_every
+        return bool(every) and self.state.creates % every == 0
 
     async def _json(self, request: web.Request) -> Any:
         try:
@@ -156,13 +185,17 @@ class Api:
             raise RecordRefused([SalesforceError("JSON_PARSER_ERROR", str(error))]) from None
 
     def _locked(self) -> list[SalesforceError]:
-        if self.state.faults.lock_next_records > 0:
-            self.state.faults.lock_next_records -= 1
+        faults = self.state.faults
+        if faults.lock_next_records > 0:
+            faults.lock_next_records -= 1
             return [
                 SalesforceError(
                     "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"
                 )
             ]
+        if faults.trigger_lock_next_records > 0:
+            faults.trigger_lock_next_records -= 1
+            return [SalesforceError("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", TRIGGER_LOCK_MESSAGE)]
         return []
 
     async def sobjects(self, request: web.Request) -> web.Response:
@@ -245,6 +278,9 @@ class Api:
                     )
                 ]
             )
+        unreadable = self._unreadable(request, records)
+        if unreadable is not None:
+            return _errors(400, [unreadable])
         all_or_none = bool(body.get("allOrNone", False))
         snapshot = copy.deepcopy(self.state.org.records) if all_or_none else None
         results = [self._write_one(request, record) for record in records]
@@ -257,6 +293,22 @@ class Api:
             )
             results = [r if not r["success"] else _result(None, [rolled]) for r in results]
         return web.json_response(results)
+
+    def _unreadable(self, request: web.Request, records: list[Any]) -> SalesforceError | None:
+        """A value of the wrong JSON type anywhere fails the whole request, as on a real org
+        (``JSON_PARSER_ERROR ... at [line:1, column:N]``; the column is approximate)."""
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                continue
+            name = (record.get("attributes") or {}).get("type") or request.match_info.get("obj")
+            values = {k: v for k, v in record.items() if k != "attributes"}
+            error = self.state.org.deserialization_error(str(name), values)
+            if error is not None:
+                column = 30 + index * 200
+                return SalesforceError(
+                    "JSON_PARSER_ERROR", f"{error.message} at [line:1, column:{column}]"
+                )
+        return None
 
     def _write_one(self, request: web.Request, record: Any) -> dict[str, Any]:
         if not isinstance(record, dict):
@@ -284,8 +336,9 @@ class Api:
             return _result(values.get("Id"), refused.errors)
 
     async def query(self, request: web.Request) -> web.Response:
-        """GET query?q=SOQL."""
-        rows = run_query(self.state.org, request.query.get("q", ""))
+        """GET query?q=SOQL (what is not deleted or archived) or queryAll?q=SOQL (all)."""
+        all_rows = request.path.rstrip("/").endswith("/queryAll")
+        rows = run_query(self.state.org, request.query.get("q", ""), all_rows=all_rows)
         return web.json_response({"totalSize": len(rows), "done": True, "records": rows})
 
     async def search(self, request: web.Request) -> web.Response:
@@ -310,7 +363,10 @@ def build_app(state: StandInState) -> web.Application:
     """The aiohttp application of the stand-in (routes accept a trailing slash)."""
     api = Api(state)
     login = LoginEndpoints(state)
-    app = web.Application(middlewares=[api.guard])
+    app = web.Application(
+        middlewares=[api.guard],
+        handler_args={"max_line_size": PARSER_LIMIT, "max_field_size": PARSER_LIMIT},
+    )
     app.router.add_post("/services/Soap/u/{version:[0-9.]+}", login.soap_login)
     app.router.add_post("/services/oauth2/token", login.oauth_token)
     base = "/services/data/{version:v[0-9.]+}"
@@ -323,6 +379,7 @@ def build_app(state: StandInState) -> web.Application:
         ("*", "/composite/sobjects", api.collection),
         ("PATCH", "/composite/sobjects/{obj}/{field}", api.collection),
         ("GET", "/query", api.query),
+        ("GET", "/queryAll", api.query),
         ("GET", "/search", api.search),
         ("GET", "/limits", api.limits),
     ]

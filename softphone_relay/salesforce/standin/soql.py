@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from softphone_relay.salesforce.standin.org import Org, RecordRefused, SalesforceError
+from softphone_relay.salesforce.standin.org import Org
+from softphone_relay.salesforce.standin.schema import RecordRefused, SalesforceError
 
 _LITERAL: Final = r"'(?:[^'\\]|\\.)*'"
 _SOQL: Final = re.compile(
@@ -51,8 +52,9 @@ def unescape_literal(literal: str) -> str:
     return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", one, literal[1:-1], flags=re.IGNORECASE | re.DOTALL)
 
 
-def run_query(org: Org, soql: str) -> list[dict[str, Any]]:
-    """The SOQL subset the sink uses; anything else is MALFORMED_QUERY."""
+def run_query(org: Org, soql: str, *, all_rows: bool = False) -> list[dict[str, Any]]:
+    """The SOQL subset the sink uses; anything else is MALFORMED_QUERY. ``all_rows``
+    (``queryAll``) also returns deleted and archived rows."""
     match = _SOQL.match(soql)
     if not match:
         raise RecordRefused(
@@ -70,4 +72,4 @@ def run_query(org: Org, soql: str) -> list[dict[str, Any]]:
         literals = [match["one"]] if match["one"] else re.findall(_LITERAL, match["many"])
         where = (match["field"], [unescape_literal(v) for v in literals])
     limit = int(match["limit"]) if match["limit"] else None
-    return org.select(match["object"], fields, where, limit)
+    return org.select(match["object"], fields, where, limit, all_rows=all_rows)

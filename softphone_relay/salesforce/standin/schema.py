@@ -1,0 +1,213 @@
+"""The stand-in org's schema: field and object types, a vanilla org's Task, Contact and Lead,
+Salesforce's record ids and its error shape. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Literal
+
+import msgspec
+
+FieldType = Literal[
+    "id", "string", "textarea", "picklist", "int", "date", "reference", "phone", "boolean"
+]
+
+
+class FieldSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One field as describe would report it (the parts validation needs)."""
+
+    name: str
+    label: str
+    type: FieldType
+    length: int = 0
+    required: bool = False
+    default: str | None = None
+    picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    createable: bool = True
+    updateable: bool = True
+    filterable: bool = True
+    external_id: bool = False
+    references: tuple[str, ...] = ()
+
+
+class ObjectSpec(msgspec.Struct, frozen=True):
+    """An sObject type: its key prefix and fields."""
+
+    name: str
+    key_prefix: str
+    fields: dict[str, FieldSpec]
+
+
+class SalesforceError(msgspec.Struct, frozen=True):
+    """One error as Salesforce reports it for a record."""
+
+    statusCode: str
+    message: str
+    fields: list[str] = msgspec.field(default_factory=list)
+
+
+class RecordRefused(Exception):
+    """A record failed validation; ``errors`` is what Salesforce would answer."""
+
+    def __init__(self, errors: list[SalesforceError]) -> None:
+        super().__init__("; ".join(f"{e.statusCode}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def _id_field() -> FieldSpec:
+    return FieldSpec(
+        name="Id", label="Record ID", type="id", length=18, createable=False, updateable=False
+    )
+
+
+def _s(name: str, label: str, length: int, **kw: Any) -> FieldSpec:
+    return FieldSpec(name=name, label=label, type="string", length=length, **kw)
+
+
+TASK: Final = ObjectSpec(
+    "Task",
+    "00T",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("Subject", "Subject", 255),
+            FieldSpec(
+                name="TaskSubtype",
+                label="Task Subtype",
+                type="picklist",
+                restricted=True,
+                picklist=("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"),
+                updateable=False,
+            ),
+            FieldSpec(
+                name="CallType",
+                label="Call Type",
+                type="picklist",
+                restricted=True,
+                picklist=("Internal", "Inbound", "Outbound"),
+            ),
+            FieldSpec(name="CallDurationInSeconds", label="Call Duration", type="int"),
+            _s("CallDisposition", "Call Result", 255),
+            _s("CallObject", "Call Object Identifier", 255),
+            FieldSpec(
+                name="Description",
+                label="Comments",
+                type="textarea",
+                length=32000,
+                filterable=False,
+            ),
+            FieldSpec(
+                name="Status",
+                label="Status",
+                type="picklist",
+                required=True,
+                default="Not Started",
+                picklist=(
+                    "Not Started",
+                    "In Progress",
+                    "Completed",
+                    "Waiting on someone else",
+                    "Deferred",
+                ),
+            ),
+            FieldSpec(
+                name="Priority",
+                label="Priority",
+                type="picklist",
+                required=True,
+                default="Normal",
+                picklist=("High", "Normal", "Low"),
+            ),
+            FieldSpec(name="ActivityDate", label="Due Date Only", type="date"),
+            FieldSpec(
+                name="WhoId", label="Name ID", type="reference", references=("Contact", "Lead")
+            ),
+            FieldSpec(
+                name="WhatId", label="Related To ID", type="reference", references=("Account",)
+            ),
+            FieldSpec(
+                name="OwnerId", label="Assigned To ID", type="reference", references=("User",)
+            ),
+            FieldSpec(
+                name="IsArchived",
+                label="Archived",
+                type="boolean",
+                createable=False,
+                updateable=False,
+            ),
+        ]
+    },
+)
+
+CONTACT: Final = ObjectSpec(
+    "Contact",
+    "003",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("FirstName", "First Name", 40),
+            _s("LastName", "Last Name", 80, required=True),
+            FieldSpec(name="Phone", label="Business Phone", type="phone", length=40),
+            FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
+            FieldSpec(name="HomePhone", label="Home Phone", type="phone", length=40),
+            FieldSpec(name="OtherPhone", label="Other Phone", type="phone", length=40),
+        ]
+    },
+)
+
+LEAD: Final = ObjectSpec(
+    "Lead",
+    "00Q",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("LastName", "Last Name", 80, required=True),
+            _s("Company", "Company", 255, required=True),
+            FieldSpec(name="Phone", label="Phone", type="phone", length=40),
+            FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
+        ]
+    },
+)
+
+VANILLA: Final = (TASK, CONTACT, LEAD)
+"""The objects of an org with no customisation."""
+
+_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SUFFIX: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID: Final = re.compile(r"^[a-zA-Z0-9]{15}([A-Z0-5]{3})?$")
+
+
+def to_18(id15: str) -> str:
+    """The case-safe 18-character form of a 15-character id."""
+    suffix = ""
+    for chunk in range(3):
+        bits = sum(1 << i for i, c in enumerate(id15[chunk * 5 : chunk * 5 + 5]) if c.isupper())
+        suffix += _SUFFIX[bits]
+    return id15 + suffix
+
+
+def make_id(key_prefix: str, number: int) -> str:
+    """The ``number``-th 18-character id of an object with ``key_prefix``."""
+    digits = ""
+    for _ in range(9):
+        number, digit = divmod(number, 62)
+        digits = _ALPHABET[digit] + digits
+    return to_18(key_prefix + "5g0" + digits)
+
+
+def is_id(value: object) -> bool:
+    """True for a well-formed 15- or 18-character id."""
+    return (
+        isinstance(value, str)
+        and bool(_ID.match(value))
+        and (len(value) == 15 or to_18(value[:15]) == value)
+    )
+
+
+SYSTEM_COLUMNS: Final = ("IsDeleted",)
+"""Fields every object has and ``describe`` need not list for the stand-in."""
