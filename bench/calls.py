@@ -207,7 +207,7 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     )
 
 
-def serve_standin(ready: threading.Event, holder: list[StandIn], drop_every: int) -> None:
+def serve_standin(ready: threading.Event, holder: list[StandIn], drop_every: int = 0) -> None:
     """Run the stand-in on an event loop of its own thread, as a separate server would."""
     loop = asyncio.new_event_loop()
     standin = StandIn()

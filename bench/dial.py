@@ -63,6 +63,7 @@ async def background(port: int, rate: float, stop: asyncio.Event) -> int:
 
     reader = asyncio.create_task(read())
     start, sent = time.perf_counter(), 0
+    conversations = [str(uuid.uuid4()) for _ in range(5000)]
     while not stop.is_set():
         due = start + sent / rate
         delay = due - time.perf_counter()
@@ -73,7 +74,10 @@ async def background(port: int, rate: float, stop: asyncio.Event) -> int:
             "id": str(uuid.uuid4()),
             "name": "callAccepted",
             "at": "2026-11-25T10:00:00Z",
-            "data": {"partnerId": PARTNER, "conversationId": f"bg-{sent % 5000}"},
+            "data": {
+                "partnerId": PARTNER,
+                "conversationId": conversations[sent % len(conversations)],
+            },
         }
         await ws.send(json.dumps(frame))
         sent += 1

@@ -46,12 +46,14 @@ class Ack(msgspec.Struct):
 
 
 ack_decoder = msgspec.json.Decoder(Ack)
+CONVERSATIONS = [str(uuid.uuid4()) for _ in range(5000)]
+"""Conversation ids shaped like the contract's, each carrying several events."""
 
 
 def event_frame(event_id: str, n: int) -> str:
     data = {
         "partnerId": PARTNER,
-        "conversationId": f"conv-{n % 5000}",
+        "conversationId": CONVERSATIONS[n % len(CONVERSATIONS)],
         "duration": 184,
         "disposition": "code1",
         "notes": "Changed travel dates",

@@ -16,6 +16,7 @@ import asyncio
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -43,7 +44,7 @@ async def fill(redis_url: str, calls: int) -> int:
         async with client.pipeline(transaction=False) as pipe:
             for index in range(start, min(calls, start + 500)):
                 for envelope in envelopes(
-                    f"bench-{index}", f"agent-{index % 200}", f"+1800{index:07d}"
+                    str(uuid.uuid4()), f"agent-{index % 200}", f"+1800{index:07d}"
                 ):
                     pipe.xadd(keys.event_stream(0), {"e": encoder.encode(envelope)})
                     count += 1

@@ -21,7 +21,7 @@ from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.login import User
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping
-from tests.helpers import PARTNER, AgentFactory, ConnectionFactory, tasks
+from tests.helpers import PARTNER, AgentFactory, ConnectionFactory, conversation_ids, tasks
 
 SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
 
@@ -135,9 +135,9 @@ async def test_two_workers_never_write_one_conversation_twice(
 ) -> None:
     """Many conversations, small batches, two workers: one Task per conversation."""
     agent = await open_agent(relay)
-    for i in range(40):
+    for conversation in conversation_ids(40, longest=True):
         for name in ("incomingCall", "callAccepted", "callEnded"):
-            await agent.event(name, {"partnerId": PARTNER, "conversationId": f"c{i}"})
+            await agent.event(name, {"partnerId": PARTNER, "conversationId": conversation})
             await agent.recv()
     settings = WorkerSettings(
         batch_size=7, block_ms=50, claim_idle_ms=60_000, retry_after_ms=20, max_deliveries=50

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from softphone_relay.relay import keys
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.salesforce.standin.server import StandIn
-from tests.helpers import PARTNER, eventually
+from tests.helpers import PARTNER, conversation_ids, eventually
 
 CALLS = 150
 
@@ -46,18 +46,18 @@ def worker(tmp_path: Path, redis_url: str, standin: StandIn) -> subprocess.Popen
 async def append_calls(client: aioredis.Redis) -> None:
     encoder = msgspec.json.Encoder()
     now = datetime.now(UTC)
-    for i in range(CALLS):
+    for conversation in conversation_ids(CALLS):
         for name in ("incomingCall", "callAccepted", "callEnded"):
             envelope = Envelope(
                 id=uuid.uuid4().hex,
                 name=name,
                 agentId="a",
                 partnerId=PARTNER,
-                conversationId=f"c{i}",
+                conversationId=conversation,
                 at=now,
                 receivedAt=now,
                 sessionId="s",
-                data={"partnerId": PARTNER, "conversationId": f"c{i}"},
+                data={"partnerId": PARTNER, "conversationId": conversation},
             )
             await client.xadd(keys.event_stream(0), {"e": encoder.encode(envelope)})
 

@@ -14,7 +14,7 @@ from softphone_relay.salesforce.standin.org import Org
 from softphone_relay.salesforce.standin.schema import VANILLA, FieldSpec, ObjectSpec
 from softphone_relay.salesforce.standin.server import StandIn, StandInState
 from softphone_relay.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record, tasks
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks
 
 CALL_LOG = ObjectSpec(
     "Call_Log__c",
@@ -36,6 +36,11 @@ CALL_LOG = ObjectSpec(
 )
 
 
+IDS = conversation_ids(450)
+"""Conversation ids shaped like the contract's (UUIDs)."""
+C1, C2, OLD, NEW, OK, BAD, A, B = IDS[:8]
+
+
 def record(conversation: str, **fields: Any) -> CallRecord:
     return call_record(conversation, **{"notes": "first", **fields})
 
@@ -51,9 +56,9 @@ async def test_new_calls_become_tasks_in_three_requests(
 ) -> None:
     """One query, one caller search and one collection create for a batch of new calls."""
     sink = SalesforceSink(connection(), TaskMapping())
-    outcomes = await sink.write([record(f"c{i}") for i in range(5)])
-    assert outcomes == {f"c{i}": Done() for i in range(5)}
-    assert sorted(tasks(standin)) == [f"c{i}" for i in range(5)]
+    outcomes = await sink.write([record(c) for c in IDS[:5]])
+    assert outcomes == {c: Done() for c in IDS[:5]}
+    assert sorted(tasks(standin)) == sorted(IDS[:5])
     assert sink.requests == 3
 
 
@@ -62,12 +67,12 @@ async def test_writing_again_updates_the_same_tasks(
 ) -> None:
     """Idempotent: a second write (replay, redelivery, late notes) changes, never duplicates."""
     sink = SalesforceSink(connection(), TaskMapping())
-    await sink.write([record("c1"), record("c2")])
-    outcomes = await sink.write([record("c1", notes="notes after the end"), record("c2")])
-    assert outcomes == {"c1": Done(), "c2": Done()}
+    await sink.write([record(C1), record(C2)])
+    outcomes = await sink.write([record(C1, notes="notes after the end"), record(C2)])
+    assert outcomes == {C1: Done(), C2: Done()}
     assert len(tasks(standin)) == 2
-    c1 = tasks(standin)["c1"]
-    assert c1["Description"] == "notes after the end" and c1["TaskSubtype"] == "Call"
+    first = tasks(standin)[C1]
+    assert first["Description"] == "notes after the end" and first["TaskSubtype"] == "Call"
 
 
 async def test_mixed_batch_creates_and_updates(
@@ -75,9 +80,9 @@ async def test_mixed_batch_creates_and_updates(
 ) -> None:
     """Known conversations are updated and new ones created in the same batch."""
     sink = SalesforceSink(connection(), TaskMapping())
-    await sink.write([record("old")])
+    await sink.write([record(OLD)])
     before = sink.requests
-    assert await sink.write([record("old"), record("new")]) == {"old": Done(), "new": Done()}
+    assert await sink.write([record(OLD), record(NEW)]) == {OLD: Done(), NEW: Done()}
     assert len(tasks(standin)) == 2 and sink.requests - before == 3
 
 
@@ -86,7 +91,7 @@ async def test_large_batches_are_chunked_by_200(
 ) -> None:
     """450 calls: three chunks, a query and a create each, and one search for their caller."""
     sink = SalesforceSink(connection(), TaskMapping())
-    outcomes = await sink.write([record(f"c{i}") for i in range(450)])
+    outcomes = await sink.write([record(c) for c in IDS[:450]])
     assert len(outcomes) == 450 and all(o == Done() for o in outcomes.values())
     assert sink.requests == 7 and len(tasks(standin)) == 450
 
@@ -96,17 +101,17 @@ async def test_refused_record_is_rejected_and_the_rest_land(
 ) -> None:
     """A field the org lacks fails that record with Salesforce's error; others are written."""
     sink = SalesforceSink(connection(), TaskMapping(fields={"language": "Language__c"}))
-    outcomes = await sink.write([record("ok"), record("bad", language="en_US")])
-    assert outcomes["ok"] == Done()
-    assert isinstance(outcomes["bad"], Reject) and "INVALID_FIELD" in outcomes["bad"].error
-    assert list(tasks(standin)) == ["ok"]
+    outcomes = await sink.write([record(OK), record(BAD, language="en_US")])
+    assert outcomes[OK] == Done()
+    assert isinstance(outcomes[BAD], Reject) and "INVALID_FIELD" in outcomes[BAD].error
+    assert list(tasks(standin)) == [OK]
 
 
 async def test_lock_errors_are_retried(standin: StandIn, connection: ConnectionFactory) -> None:
     """UNABLE_TO_LOCK_ROW is transient."""
     standin.state.faults.lock_next_records = 1
-    outcomes = await SalesforceSink(connection(), TaskMapping()).write([record("a"), record("b")])
-    assert isinstance(outcomes["a"], Retry) and outcomes["b"] == Done()
+    outcomes = await SalesforceSink(connection(), TaskMapping()).write([record(A), record(B)])
+    assert isinstance(outcomes[A], Retry) and outcomes[B] == Done()
 
 
 async def test_a_passing_503_is_retried_in_place(
@@ -115,7 +120,7 @@ async def test_a_passing_503_is_retried_in_place(
     """One 503 SERVER_UNAVAILABLE: the request is made again after a short backoff."""
     standin.state.faults.unavailable(1)
     sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
-    assert await sink.write([record("a")]) == {"a": Done()}
+    assert await sink.write([record(A)]) == {A: Done()}
     assert len(tasks(standin)) == 1
     assert sink.metrics.errors.labels("SERVER_UNAVAILABLE")._value.get() == 1
 
@@ -126,7 +131,7 @@ async def test_a_lasting_outage_pauses_without_blaming_records(
     """503s past the in-place retries: Pause (no attempt counted), nothing written."""
     standin.state.faults.unavailable(10)
     sink = SalesforceSink(connection(), TaskMapping(), attempts=3, retry_base=0.01)
-    outcomes = await sink.write([record("a"), record("b")])
+    outcomes = await sink.write([record(A), record(B)])
     assert all(isinstance(o, Pause) for o in outcomes.values()), outcomes
     assert sink.requests == 3 and tasks(standin) == {}
 
@@ -135,8 +140,8 @@ async def test_an_unreachable_org_pauses(connection: ConnectionFactory, standin:
     """A connection error is an outage too."""
     sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
     await standin.stop()
-    outcomes = await sink.write([record("a")])
-    assert isinstance(outcomes["a"], Pause) and "ConnectionError" in outcomes["a"].error
+    outcomes = await sink.write([record(A)])
+    assert isinstance(outcomes[A], Pause) and "ConnectionError" in outcomes[A].error
 
 
 async def test_the_daily_limit_pauses_every_request(
@@ -146,11 +151,11 @@ async def test_the_daily_limit_pauses_every_request(
     state = standin.state
     state.api_max = state.api_usage
     sink = SalesforceSink(connection(limits=LimitPolicy(pause_seconds=60)), TaskMapping())
-    first = await sink.write([record("a")])
-    assert first["a"] == Pause("REQUEST_LIMIT_EXCEEDED: the org's daily API limit is used up", 60)
+    first = await sink.write([record(A)])
+    assert first[A] == Pause("REQUEST_LIMIT_EXCEEDED: the org's daily API limit is used up", 60)
     state.api_max = 1_000_000
-    second = await sink.write([record("a")])
-    assert isinstance(second["a"], Pause) and 0 < second["a"].seconds <= 60
+    second = await sink.write([record(A)])
+    assert isinstance(second[A], Pause) and 0 < second[A].seconds <= 60
     assert sink.requests == 1 and tasks(standin) == {}
 
 
@@ -161,9 +166,9 @@ async def test_requests_slow_down_near_the_daily_limit(
     standin.state.api_max = standin.state.api_usage + 4
     policy = LimitPolicy(slow_from=0.5, max_delay_seconds=0.2)
     sink = SalesforceSink(connection(limits=policy), TaskMapping(match_callers=False))
-    await sink.write([record("a")])
+    await sink.write([record(A)])
     assert sink.metrics.request_delay._value.get() == 0
-    await sink.write([record("b")])
+    await sink.write([record(B)])
     assert sink.metrics.request_delay._value.get() > 0
     assert len(tasks(standin)) == 2
 
@@ -174,8 +179,8 @@ async def test_an_expired_session_without_login_pauses(
     """A session id cannot be renewed: Pause (the operator must act), nothing dead-lettered."""
     sink = SalesforceSink(connection(), TaskMapping())
     standin.state.expire_sessions()
-    outcomes = await sink.write([record("a")])
-    assert isinstance(outcomes["a"], Pause) and "INVALID_SESSION_ID" in outcomes["a"].error
+    outcomes = await sink.write([record(A)])
+    assert isinstance(outcomes[A], Pause) and "INVALID_SESSION_ID" in outcomes[A].error
 
 
 async def test_objects_with_an_external_id_are_upserted(
@@ -189,19 +194,19 @@ async def test_objects_with_an_external_id_are_upserted(
         fields={"notes": "Notes__c"},
     )
     sink = SalesforceSink(connection(), mapping)
-    assert await sink.write([record("c1")]) == {"c1": Done()}
-    assert await sink.write([record("c1", notes="later")]) == {"c1": Done()}
+    assert await sink.write([record(C1)]) == {C1: Done()}
+    assert await sink.write([record(C1, notes="later")]) == {C1: Done()}
     logs = [
         r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Call_Log__c"
     ]
-    assert [(r["Conversation_Id__c"], r["Notes__c"]) for r in logs] == [("c1", "later")]
+    assert [(r["Conversation_Id__c"], r["Notes__c"]) for r in logs] == [(C1, "later")]
     assert sink.requests == 2
 
 
 async def test_api_usage_is_tracked(standin: StandIn, connection: ConnectionFactory) -> None:
     """The sink reads Sforce-Limit-Info from Salesforce's answers."""
     sink = SalesforceSink(connection(), TaskMapping())
-    await sink.write([record("a")])
+    await sink.write([record(A)])
     assert sink.api_usage == (standin.state.api_usage, standin.state.api_max)
     assert sink.metrics.api_used._value.get() == standin.state.api_usage
     assert sink.metrics.api_max._value.get() == standin.state.api_max

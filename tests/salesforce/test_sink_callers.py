@@ -8,7 +8,9 @@ from softphone_relay.projections.outcomes import Done
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record
+from tests.helpers import ConnectionFactory, call_record, conversation_ids
+
+(C1, SHARED, STRANGER) = conversation_ids(3)
 
 
 def task(standin: StandIn, conversation: str) -> dict[str, Any]:
@@ -27,8 +29,8 @@ async def test_an_inbound_call_is_linked_to_the_contact_with_that_number(
     org = standin.state.org
     alice = org.create("Contact", {"LastName": "Smith", "Phone": "(888) 397-3342"})
     sink = SalesforceSink(connection(), TaskMapping())
-    assert await sink.write([call_record("c1", callerNumber="+18883973342")]) == {"c1": Done()}
-    assert task(standin, "c1")["WhoId"] == alice
+    assert await sink.write([call_record(C1, callerNumber="+18883973342")]) == {C1: Done()}
+    assert task(standin, C1)["WhoId"] == alice
 
 
 async def test_an_outbound_call_is_linked_to_the_lead_dialled(
@@ -38,11 +40,9 @@ async def test_an_outbound_call_is_linked_to_the_lead_dialled(
     lead = standin.state.org.create(
         "Lead", {"LastName": "Jones", "Company": "Acme", "Phone": "+44 20 7946 0958"}
     )
-    record = call_record(
-        "c1", direction="outbound", callerNumber=None, dialledNumber="+442079460958"
-    )
+    record = call_record(C1, direction="outbound", callerNumber=None, dialledNumber="+442079460958")
     await SalesforceSink(connection(), TaskMapping()).write([record])
-    assert task(standin, "c1")["WhoId"] == lead
+    assert task(standin, C1)["WhoId"] == lead
 
 
 async def test_an_unknown_or_ambiguous_caller_is_linked_to_nobody(
@@ -55,13 +55,13 @@ async def test_an_unknown_or_ambiguous_caller_is_linked_to_nobody(
     sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write(
         [
-            call_record("shared", callerNumber="+18005550100"),
-            call_record("stranger", callerNumber="+18005550199"),
+            call_record(SHARED, callerNumber="+18005550100"),
+            call_record(STRANGER, callerNumber="+18005550199"),
         ]
     )
-    assert outcomes == {"shared": Done(), "stranger": Done()}
-    assert task(standin, "shared").get("WhoId") is None
-    assert task(standin, "stranger").get("WhoId") is None
+    assert outcomes == {SHARED: Done(), STRANGER: Done()}
+    assert task(standin, SHARED).get("WhoId") is None
+    assert task(standin, STRANGER).get("WhoId") is None
 
 
 async def test_a_batch_costs_one_search_and_a_repeat_caller_none(
@@ -70,9 +70,10 @@ async def test_a_batch_costs_one_search_and_a_repeat_caller_none(
     """Many callers, one search; the same callers again (cached, misses too), no search."""
     sink = SalesforceSink(connection(), TaskMapping())
     numbers = [f"+1800555{i:04d}" for i in range(60)]
-    await sink.write([call_record(f"a{i}", callerNumber=n) for i, n in enumerate(numbers)])
+    first, second = conversation_ids(60), conversation_ids(60)
+    await sink.write([call_record(c, callerNumber=n) for c, n in zip(first, numbers, strict=True)])
     assert searches(standin) == 1
-    await sink.write([call_record(f"b{i}", callerNumber=n) for i, n in enumerate(numbers)])
+    await sink.write([call_record(c, callerNumber=n) for c, n in zip(second, numbers, strict=True)])
     assert searches(standin) == 1
 
 
@@ -80,15 +81,15 @@ async def test_updates_do_not_search(standin: StandIn, connection: ConnectionFac
     """WhoId is set when the Task is created; later writes leave it as it is."""
     contact = standin.state.org.create("Contact", {"LastName": "Smith", "Phone": "8883973342"})
     sink = SalesforceSink(connection(), TaskMapping())
-    await sink.write([call_record("c1")])
+    await sink.write([call_record(C1)])
     before = searches(standin)
-    await sink.write([call_record("c1", notes="later")])
+    await sink.write([call_record(C1, notes="later")])
     assert searches(standin) == before
-    assert task(standin, "c1")["WhoId"] == contact
+    assert task(standin, C1)["WhoId"] == contact
 
 
 async def test_matching_can_be_turned_off(standin: StandIn, connection: ConnectionFactory) -> None:
     """match_callers = false in the mapping file: no search, no WhoId."""
     standin.state.org.create("Contact", {"LastName": "Smith", "Phone": "8883973342"})
-    await SalesforceSink(connection(), TaskMapping(match_callers=False)).write([call_record("c1")])
-    assert searches(standin) == 0 and task(standin, "c1").get("WhoId") is None
+    await SalesforceSink(connection(), TaskMapping(match_callers=False)).write([call_record(C1)])
+    assert searches(standin) == 0 and task(standin, C1).get("WhoId") is None

@@ -1,0 +1,43 @@
+"""Every benchmark script runs to the end on a tiny load and prints its figures (the figures
+themselves are read by people, never asserted: speed is measured, not tested)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+RUNS = {
+    "calls.py": (
+        ["--calls", "200", "--rate", "1000", "--drop-every", "1"],
+        ["0 calls with more than one", "per 1,000 calls", "lag callEnded"],
+    ),
+    "dial.py": (["--requests", "3", "--background-rate", "20"], ["click-to-dials"]),
+    "ingest.py": (["--clients", "2", "--seconds", "1", "--paced-rate", "20"], ["relay/raw"]),
+    "replay.py": (["--calls", "100"], ["the stand-in holds 100 Tasks"]),
+    "sockets.py": (
+        ["--sessions", "10", "--concurrency", "5", "--idle-seconds", "0.5"],
+        ["relay: refused 0, opened 10", "relay/bare"],
+    ),
+}
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_the_benchmark_runs_and_prints_its_figures(script: str, tmp_path: Path) -> None:
+    """``bench/SCRIPT`` on a tiny load exits 0 and prints what its docstring promises."""
+    arguments, expected = RUNS[script]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in expected:
+        assert line in done.stdout, done.stdout
