@@ -22,7 +22,7 @@ from softphone_relay.cli.dev import DevState
 from softphone_relay.cli.runtime import data_dir as resolve_data_dir
 from softphone_relay.cli.runtime import settings_and_url
 from softphone_relay.relay import event_log
-from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.auth import SALESFORCE_USER_PATTERN, mint_token
 from softphone_relay.relay.errors import ConfigError
 from softphone_relay.relay.settings import settings_from_env
 
@@ -32,13 +32,22 @@ if TYPE_CHECKING:
 FINAL_STATES: Final = frozenset({"acked", "failed", "expired"})
 
 
-def token(*, agent: str, partner: str, ttl: int, data_dir: str | None = None) -> int:
-    """Mint an HS256 agent token."""
+def token(
+    *,
+    agent: str,
+    partner: str,
+    ttl: int,
+    salesforce_user: str | None = None,
+    data_dir: str | None = None,
+) -> int:
+    """Mint an HS256 agent token (naming the agent's Salesforce User, if given)."""
     settings = settings_from_env(os.environ)
     secret = settings.secret or DevState(resolve_data_dir(data_dir)).existing_secret()
     if secret is None:
         raise ConfigError("SOFTPHONE_RELAY_SECRET", "needed to mint a token (or run `up` first)")
-    print(mint_token(secret, agent, partner, ttl))
+    if salesforce_user is not None and not SALESFORCE_USER_PATTERN.match(salesforce_user):
+        raise ConfigError("--salesforce-user", f"{salesforce_user!r} is not a User id (005...)")
+    print(mint_token(secret, agent, partner, ttl, salesforce_user_id=salesforce_user))
     return 0
 
 

@@ -65,6 +65,11 @@ def _agent_parsers(sub: Any) -> None:
     token.add_argument("--agent", required=True)
     token.add_argument("--partner", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument(
+        "--salesforce-user",
+        metavar="005...",
+        help="the agent's Salesforce User id (claim sfUserId): the owner of its call Tasks",
+    )
     send = sub.add_parser("send", help="enqueue a command for an agent")
     send.add_argument("agent")
     send.add_argument(
@@ -168,7 +173,13 @@ def dispatch(args: argparse.Namespace) -> int:
         case "token":
             from softphone_relay.cli.agents import token
 
-            return token(agent=args.agent, partner=args.partner, ttl=args.ttl, data_dir=data_dir)
+            return token(
+                agent=args.agent,
+                partner=args.partner,
+                ttl=args.ttl,
+                salesforce_user=args.salesforce_user,
+                data_dir=data_dir,
+            )
         case "send":
             from softphone_relay.cli.agents import send
 

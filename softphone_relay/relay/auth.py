@@ -17,6 +17,9 @@ AUDIENCE: Final = "softphone-relay"
 LEEWAY_SECONDS: Final = 30
 AGENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
 """Agent ids become part of Redis key names: no braces (hash tags), no spaces."""
+SALESFORCE_USER_CLAIM: Final = "sfUserId"
+SALESFORCE_USER_PATTERN: Final = re.compile(r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+"""A Salesforce User id: key prefix 005, 15 or 18 characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,8 @@ class Identity:
     agent_id: str
     partner_id: str
     expires_at: float
+    salesforce_user_id: str | None = None
+    """The agent's Salesforce User id (claim ``sfUserId``), when the token names one."""
 
 
 class TokenVerifier:
@@ -57,19 +62,38 @@ class TokenVerifier:
             raise AuthenticationFailed("invalid token: 'sub' must be an agent id [A-Za-z0-9._@:-]")
         if not isinstance(partner_id, str) or not partner_id:
             raise AuthenticationFailed("invalid token: missing 'partnerId' claim")
-        return Identity(agent_id, partner_id, float(claims["exp"]))
+        user = claims.get(SALESFORCE_USER_CLAIM)
+        if user is not None and (
+            not isinstance(user, str) or not SALESFORCE_USER_PATTERN.match(user)
+        ):
+            raise AuthenticationFailed(
+                f"invalid token: {SALESFORCE_USER_CLAIM!r} must be a Salesforce User id "
+                "(005 and 12 or 15 more letters and digits)"
+            )
+        return Identity(agent_id, partner_id, float(claims["exp"]), user)
 
 
-def mint_token(secret: str, agent_id: str, partner_id: str, ttl_seconds: int) -> str:
+def mint_token(
+    secret: str,
+    agent_id: str,
+    partner_id: str,
+    ttl_seconds: int,
+    *,
+    salesforce_user_id: str | None = None,
+) -> str:
     """Mint an HS256 agent token (for development, tests and the ``token`` command)."""
     if not AGENT_ID_PATTERN.match(agent_id):
         raise ValueError(f"agent id {agent_id!r} must match {AGENT_ID_PATTERN.pattern}")
+    if salesforce_user_id is not None and not SALESFORCE_USER_PATTERN.match(salesforce_user_id):
+        raise ValueError(f"{salesforce_user_id!r} is not a Salesforce User id (005...)")
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": agent_id,
         "partnerId": partner_id,
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + ttl_seconds,
     }
+    if salesforce_user_id is not None:
+        claims[SALESFORCE_USER_CLAIM] = salesforce_user_id
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 
-class Envelope(msgspec.Struct, kw_only=True):
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An event as the log stores it: what the softphone said, stamped by the relay with the
     agent, partner and session it came from and when it was received."""
 
@@ -24,3 +24,5 @@ class Envelope(msgspec.Struct, kw_only=True):
     receivedAt: datetime
     sessionId: str
     data: dict[str, Any]
+    salesforceUserId: str | None = None
+    """The agent's Salesforce User id, when the agent's token names one."""

@@ -243,6 +243,7 @@ class Session:
             receivedAt=wall,
             sessionId=self.session_id,
             data=data,
+            salesforceUserId=self.identity.salesforce_user_id,
         )
 
     def appended(self, envelope: Envelope, seq: str, *, duplicate: bool) -> EventAck:

@@ -13,6 +13,7 @@ the functions here (sources: ``SALESFORCE-REVIEW.md`` sections A1, B1 to B7):
 - a reference to a record that was deleted or merged is ``ENTITY_IS_DELETED`` or
   ``INVALID_CROSS_REFERENCE_KEY`` naming the field (which of the two a real org answers for a
   stale ``WhoId`` is not documented: both are read);
+- an owner who left (``INACTIVE_OWNER_OR_USER``) or never existed cannot own a record;
 - a 414 or 431 means the request line and headers were too long: a sizing error, never a
   record's fault.
 """
@@ -32,6 +33,7 @@ TRANSIENT_CODES: Final = frozenset({LOCK_CODE, "SERVER_UNAVAILABLE"})
 LIMIT_CODE: Final = "REQUEST_LIMIT_EXCEEDED"
 STALE_REFERENCE_CODES: Final = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 SIZING_STATUSES: Final = frozenset({414, 431})
+INACTIVE_OWNER_CODE: Final = "INACTIVE_OWNER_OR_USER"
 
 
 class OrgError(msgspec.Struct, frozen=True):
@@ -86,6 +88,14 @@ def is_daily_limit(errors: Iterable[OrgError]) -> bool:
 def is_stale_reference(errors: Iterable[OrgError], field: str) -> bool:
     """The record points through ``field`` at a record that no longer exists."""
     return any(e.code in STALE_REFERENCE_CODES and field in e.fields for e in errors)
+
+
+def is_unusable_owner(errors: Iterable[OrgError]) -> bool:
+    """The record's ``OwnerId`` names a user who is inactive or does not exist."""
+    listed = list(errors)
+    return any(e.code == INACTIVE_OWNER_CODE for e in listed) or is_stale_reference(
+        listed, "OwnerId"
+    )
 
 
 def record_outcome(result: Mapping[str, Any]) -> Outcome:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+import msgspec
 import requests
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -69,6 +70,7 @@ from softphone_relay.salesforce.errors import SalesforceLoginFailed
 from softphone_relay.salesforce.failures import (
     error_text,
     is_stale_reference,
+    is_unusable_owner,
     org_errors,
     record_outcome,
 )
@@ -352,7 +354,8 @@ class SalesforceSink:
 
     def _create(self, records: list[CallRecord], who: Mapping[str, str]) -> dict[str, Outcome]:
         """One collection create; Tasks refused for a caller deleted or merged since are
-        created again without one (and the caller is forgotten)."""
+        created again without one (and the caller is forgotten), Tasks refused for an owner
+        who is inactive or unknown are created again owned by the integration user."""
         results = self._org.restful(
             "create",
             "composite/sobjects",
@@ -362,17 +365,28 @@ class SalesforceSink:
         )
         outcomes: dict[str, Outcome] = {}
         stale: list[CallRecord] = []
+        ownerless: list[CallRecord] = []
         for record, result in zip(records, results, strict=True):
             errors = org_errors(result.get("errors") or [])
             if record.conversationId in who and is_stale_reference(errors, "WhoId"):
                 stale.append(record)
+            elif record.ownerId is not None and is_unusable_owner(errors):
+                log.warning(
+                    "event=owner_refused conversation=%s owner=%s error=%r",
+                    record.conversationId,
+                    record.ownerId,
+                    error_text(errors),
+                )
+                ownerless.append(msgspec.structs.replace(record, ownerId=None))
             else:
                 outcomes[record.conversationId] = record_outcome(result)
         for record in stale:
             log.info("event=caller_gone conversation=%s", record.conversationId)
             if number := _number_of(record):
                 self._callers.forget(number)
-        return outcomes | (self._create(stale, {}) if stale else {})
+        if stale:
+            outcomes |= self._create(stale, {})
+        return outcomes | (self._create(ownerless, who) if ownerless else {})
 
     def _update(self, pairs: list[tuple[str, CallRecord]]) -> dict[str, Outcome]:
         body = self._records([r for _, r in pairs], creating=False)

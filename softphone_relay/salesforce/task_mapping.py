@@ -9,7 +9,9 @@ refused, because a call log with clipped notes beats no call log.
 
 Choices where the issue is silent: ``Status`` is Completed once the call is over (completed,
 rejected or missed) and In Progress before; ``ActivityDate`` is the UTC date the call started;
-the duration is rounded to whole seconds.
+the duration is rounded to whole seconds. ``OwnerId`` is the handling agent's Salesforce User
+(when the agent's token names one), set on create only: an admin who reassigns the Task later
+is not overruled by a late note.
 """
 
 from __future__ import annotations
@@ -99,4 +101,6 @@ def task_fields(record: CallRecord, mapping: TaskMapping, *, creating: bool) -> 
         fields["Description"] = _clip(record.notes, DESCRIPTION_LENGTH)
     if creating:
         fields["TaskSubtype"] = "Call"
+        if record.ownerId is not None:
+            fields["OwnerId"] = record.ownerId
     return fields

@@ -130,6 +130,19 @@ def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
     assert (identity.agent_id, identity.partner_id) == ("alice", PARTNER)
 
 
+def test_token_names_the_agents_salesforce_user(tmp_path: Path) -> None:
+    """``--salesforce-user`` puts the User id in the token (claim sfUserId); a value that is
+    no User id is refused naming the option."""
+    env = clean_env(SOFTPHONE_RELAY_SECRET=SECRET)
+    base = ["token", "--agent", "alice", "--partner", PARTNER, "--salesforce-user"]
+    result = run_cli(None, tmp_path, *base, "005Hs00000A1b2CIAR", env=env)
+    identity = TokenVerifier(secret=SECRET).verify(result.stdout.strip())
+    assert identity.salesforce_user_id == "005Hs00000A1b2CIAR"
+    refused = run_cli(None, tmp_path, *base, "alice@example.com", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("softphone-relay: error: --salesforce-user")
+
+
 def test_token_without_a_secret_says_which_setting(tmp_path: Path) -> None:
     """No secret and no ``up`` state: a one-line error naming the variable."""
     result = run_cli(None, tmp_path, "token", "--agent", "a", "--partner", "p")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -251,3 +252,19 @@ def test_folding_in_two_parts_then_merging_is_folding_all(events: list[Envelope]
     for e in second[1:]:
         facts_b = merge(facts_b, facts_of(e))
     assert record_of(merge(facts_a, facts_b)) == fold_call(events)
+
+
+def test_the_owner_is_the_salesforce_user_of_the_agent_who_handled_the_call_last() -> None:
+    """A call transferred from one agent to another is owned by the second agent's User,
+    whatever the order the events are folded in; a token with no User leaves no owner."""
+    first = msgspec.structs.replace(event("callAccepted", 5), salesforceUserId="005Hs00000A1b2CIAR")
+    second = msgspec.structs.replace(
+        event("callEnded", 60, duration=55),
+        agentId="agent-2",
+        salesforceUserId="005Hs00000Z9y8XIAR",
+    )
+    for order in ([first, second], [second, first]):
+        record = fold_call(order)
+        assert record is not None and record.ownerId == "005Hs00000Z9y8XIAR"
+    unowned = fold_call([event("callAccepted", 5), event("callEnded", 60, duration=55)])
+    assert unowned is not None and unowned.ownerId is None

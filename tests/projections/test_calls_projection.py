@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from softphone_relay.projections.calls.projection import CallRecordsProjection
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
+from softphone_relay.relay.auth import mint_token
 from softphone_relay.relay.server import Relay
 from softphone_relay.salesforce.connect import PasswordAuth
 from softphone_relay.salesforce.limits import LimitPolicy
@@ -21,7 +22,14 @@ from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.login import User
 from softphone_relay.salesforce.standin.server import StandIn
 from softphone_relay.salesforce.task_mapping import TaskMapping
-from tests.helpers import PARTNER, AgentFactory, ConnectionFactory, conversation_ids, tasks
+from tests.helpers import (
+    PARTNER,
+    SECRET,
+    AgentFactory,
+    ConnectionFactory,
+    conversation_ids,
+    tasks,
+)
 
 SETTINGS = WorkerSettings(block_ms=50, claim_idle_ms=60_000, retry_after_ms=50)
 
@@ -106,6 +114,27 @@ async def test_every_call_shape_becomes_exactly_one_task(
         "Outbound",
         "Outbound call to +18449401117",
     )
+
+
+async def test_the_task_is_owned_by_the_salesforce_user_the_agents_token_names(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """sfUserId in the agent's token → every envelope → the call's Task OwnerId."""
+    user = standin.state.org.create(
+        "User", {"Username": "ana@example.com", "LastName": "Silva", "IsActive": True}
+    )
+    agent = await open_agent(relay, hello=False)
+    await agent.hello(mint_token(SECRET, "agent-1", PARTNER, 600, salesforce_user_id=user))
+    (conversation,) = conversation_ids(1)
+    for name in ("incomingCall", "callAccepted", "callEnded"):
+        await agent.event(name, {"partnerId": PARTNER, "conversationId": conversation})
+        assert (await agent.recv())["type"] == "ack"
+    await project(redis_client, sink)
+    assert tasks(standin)[conversation]["OwnerId"] == user
 
 
 async def test_replayed_events_in_another_order_change_nothing(

@@ -6,10 +6,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softphone_relay.relay.auth import TokenVerifier
+from softphone_relay.relay.auth import TokenVerifier, mint_token
 from softphone_relay.relay.errors import (
     AuthenticationFailed,
     BadHello,
@@ -94,6 +95,38 @@ def test_expired_token_closes_4401_saying_expired() -> None:
         json.dumps({"type": "hello", "token": token(ttl=-120)}), now=0.0, wall=WALL
     )
     assert isinstance(action, Close) and "expired" in str(action.error)
+
+
+def test_events_carry_the_salesforce_user_the_token_names() -> None:
+    """A token's sfUserId is stamped on every envelope of the session (the Task's owner)."""
+    user = "005Hs00000A1b2CIAR"
+    session = new_session()
+    hello = {
+        "type": "hello",
+        "token": mint_token(SECRET, "agent-1", PARTNER, 600, salesforce_user_id=user),
+    }
+    assert isinstance(session.receive(json.dumps(hello), now=0.0, wall=WALL), Admit)
+    session.open(recovered=False)
+    action = session.receive(event(call_data()), now=1.0, wall=WALL)
+    assert isinstance(action, Append) and action.envelope.salesforceUserId == user
+
+
+def test_a_salesforce_user_claim_that_is_no_user_id_closes_4401() -> None:
+    """sfUserId must be a User id (005...): anything else refuses the token, saying why."""
+    forged = jwt.encode(
+        {
+            "sub": "agent-1",
+            "partnerId": PARTNER,
+            "aud": "softphone-relay",
+            "exp": 2**31,
+            "sfUserId": "001Hs00000A1b2CIAR",
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    action = new_session().receive(json.dumps({"type": "hello", "token": forged}), now=0, wall=WALL)
+    assert isinstance(action, Close) and action.error.close_code == 4401
+    assert "sfUserId" in str(action.error)
 
 
 def test_unknown_partner_closes_4403() -> None:

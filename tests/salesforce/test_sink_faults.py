@@ -229,3 +229,29 @@ async def test_a_contact_the_search_index_does_not_have_yet_leaves_the_call_unli
     (conversation,) = conversation_ids(1)
     assert await sink_for(connection).write(records([conversation])) == {conversation: Done()}
     assert tasks(standin)[conversation].get("WhoId") is None
+
+
+async def test_a_task_is_owned_by_the_agents_salesforce_user(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """The record names the agent's User: the Task is created with that OwnerId."""
+    user = standin.state.org.create(
+        "User", {"Username": "ana@example.com", "LastName": "Silva", "IsActive": True}
+    )
+    (conversation,) = conversation_ids(1)
+    await sink_for(connection).write(records([conversation], ownerId=user))
+    assert tasks(standin)[conversation]["OwnerId"] == user
+
+
+async def test_an_inactive_owner_leaves_the_task_with_the_integration_user(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """An agent whose User was deactivated: the Task is still created, without an owner of
+    its own (INACTIVE_OWNER_OR_USER is no reason to lose the call log)."""
+    user = standin.state.org.create(
+        "User", {"Username": "left@example.com", "LastName": "Gone", "IsActive": False}
+    )
+    ids = conversation_ids(2)
+    outcomes = await sink_for(connection).write(records(ids, ownerId=user))
+    assert outcomes == {c: Done() for c in ids}
+    assert all(t.get("OwnerId") is None for t in tasks(standin).values())

@@ -108,6 +108,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     lastEventAt: datetime
     eventCount: int
     """Distinct events folded in (a redelivered event counts once)."""
+    ownerId: str | None = None
+    """The Salesforce User id of the agent who handled the call, when the token named one."""
 
 
 Stamp = tuple[datetime, str]
@@ -127,6 +129,8 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     ended: Stamp | None = None
     last: Stamp
     events: frozenset[str]
+    owner: tuple[Stamp, str | None] | None = None
+    """(stamp, Salesforce User id or None) of the latest event: the handling agent's user."""
 
 
 def _status_of(envelope: Envelope) -> Status | None:
@@ -165,6 +169,7 @@ def facts_of(envelope: Envelope) -> CallFacts:
         ended=stamp if ends else None,
         last=stamp,
         events=frozenset({envelope.id}),
+        owner=(stamp, envelope.salesforceUserId),
     )
 
 
@@ -193,6 +198,7 @@ def merge(a: CallFacts, b: CallFacts) -> CallFacts:
         ended=_later(a.ended, b.ended),
         last=max(a.last, b.last),
         events=a.events | b.events,
+        owner=_later(a.owner, b.owner),
     )
 
 
@@ -211,6 +217,7 @@ def record_of(facts: CallFacts) -> CallRecord:
         endedAt=facts.ended[0] if facts.ended else None,
         lastEventAt=facts.last[0],
         eventCount=len(facts.events),
+        ownerId=facts.owner[1] if facts.owner else None,
         **values,
     )
 

@@ -174,7 +174,21 @@ LEAD: Final = ObjectSpec(
     },
 )
 
-VANILLA: Final = (TASK, CONTACT, LEAD)
+USER: Final = ObjectSpec(
+    "User",
+    "005",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("Username", "Username", 80, required=True),
+            _s("LastName", "Last Name", 80, required=True),
+            FieldSpec(name="IsActive", label="Active", type="boolean"),
+        ]
+    },
+)
+
+VANILLA: Final = (TASK, CONTACT, LEAD, USER)
 """The objects of an org with no customisation."""
 
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
