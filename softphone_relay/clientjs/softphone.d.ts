@@ -48,7 +48,7 @@ export interface SoftphoneWrapper {
   callNotesSubmitted(params: HookParams): string;
   outboundCallInitiated(params: HookParams): string;
   statusChanged(params: HookParams): string;
-  /** Listen to open, closed, command, expired, outbox, reconnecting, error. */
+  /** Listen to open, closed, command, expired, outbox, reconnecting, refreshed, error. */
   on(listener: (kind: string, detail: unknown) => void): SoftphoneWrapper;
   outboxSize(): number;
   state(): WrapperState;

@@ -31,6 +31,8 @@
   var FINAL_NACKS = ["bad_frame", "unknown_event", "invalid_event", "forbidden"];
   /** Close codes after which reconnecting cannot help. */
   var STOP_CODES = { 4400: "bad_hello", 4403: "forbidden", 4409: "replaced" };
+  /** How long to wait before asking again for a token the relay refused as a refresh. */
+  var REFRESH_RETRY_MS = 5000;
 
   // -- pure parts ----------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@
     var socket = null;
     var state = "idle"; // idle | connecting | open | waiting | stopped
     var attempt = 0;
-    var timers = { reconnect: null, ping: null, pongDeadline: null, resend: null };
+    var timers = { reconnect: null, ping: null, pongDeadline: null, resend: null, refresh: null };
     var heartbeatMs = 20000;
     var freshToken = false;
     var storage = pickStorage(env.storage);
@@ -264,8 +266,8 @@
       timers.reconnect = env.setTimeout(connect, delay);
     }
 
-    function getToken() {
-      if (options.tokenUrl && (freshToken || options.token === null)) {
+    function getToken(fresh) {
+      if (options.tokenUrl && (fresh || freshToken || options.token === null)) {
         return env.fetch(options.tokenUrl, { credentials: "include", cache: "no-store" }).then(
           function (response) {
             if (!response.ok) throw new Error("token endpoint answered " + response.status);
@@ -278,7 +280,30 @@
         });
       }
       var token = options.token;
-      return Promise.resolve(typeof token === "function" ? token({ fresh: freshToken }) : token);
+      return Promise.resolve(
+        typeof token === "function" ? token({ fresh: fresh || freshToken }) : token
+      );
+    }
+
+    // The relay closes a session when its token expires (4401): before then, fetch a fresh
+    // token and hand it over on the open socket (a refresh frame), with no gap in delivery.
+    function scheduleRefresh(expiresAt) {
+      clearTimer("refresh");
+      if (typeof expiresAt !== "number") return;
+      var remaining = expiresAt * 1000 - env.now();
+      timers.refresh = env.setTimeout(refresh, Math.max(1000, remaining * 0.8));
+    }
+
+    function refresh() {
+      timers.refresh = null;
+      var ws = socket;
+      getToken(true).then(function (token) {
+        if (!token) throw new Error("no token (configure token or tokenUrl)");
+        if (socket !== ws || !send({ type: "refresh", token: String(token) })) return;
+      }).catch(function (error) {
+        report("token_failed", "refresh: " + error.message);
+        if (socket === ws) timers.refresh = env.setTimeout(refresh, REFRESH_RETRY_MS);
+      });
     }
 
     function connect() {
@@ -328,6 +353,7 @@
       ws.onclose = function (event) {
         if (ws !== socket) return;
         socket = null;
+        clearTimer("refresh");
         clearTimer("ping");
         clearTimer("pongDeadline");
         closed(event.code, event.reason);
@@ -373,6 +399,7 @@
           attempt = 0;
           heartbeatMs = Math.max(1000, (frame.heartbeatSec || 20) * 1000);
           beat();
+          scheduleRefresh(frame.expiresAt);
           notify("open", frame);
           if (frame.recovered === false) {
             report("commands_may_be_lost", "the relay could not resume every command");
@@ -398,12 +425,23 @@
           return;
         case "pong":
           return;
+        case "refreshed":
+          notify("refreshed", frame.expiresAt);
+          scheduleRefresh(frame.expiresAt);
+          return;
         default:
           report("unknown_frame", "the relay sent a " + frame.type + " frame");
       }
     }
 
     function nacked(frame) {
+      if (frame.code === "refresh_refused") {
+        // The current token still holds until it expires: try again with another one.
+        report(frame.code, frame.message);
+        clearTimer("refresh");
+        timers.refresh = env.setTimeout(refresh, REFRESH_RETRY_MS);
+        return;
+      }
       var event = frame.id ? outbox.get(frame.id) : null;
       if (FINAL_NACKS.indexOf(frame.code) !== -1) {
         if (event) outbox.remove(frame.id);

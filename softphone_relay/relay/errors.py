@@ -10,6 +10,7 @@ Tree::
     │   ├── InvalidEvent                an event's ``data`` fails the contract (names the field)
     │   ├── Forbidden                   the event speaks for another partner
     │   ├── RateLimited                 over the connection's rate limit
+    │   ├── RefreshRefused              a ``refresh`` frame's token is not valid (the old one holds)
     │   └── Unavailable                 the log store is down or slow: retry later
     ├── ApiError                    a control API request is refused (HTTP status, JSON body)
     │   ├── MalformedBody               400  the body is not a JSON object
@@ -22,7 +23,8 @@ Tree::
     │   └── ServiceUnavailable          503  the log store is down: retry later
     └── SessionClosed               the session ends (``error`` frame, then close)
         ├── BadHello                    4400  the hello frame is malformed
-        ├── AuthenticationFailed        4401  no hello first, bad or expired token
+        ├── AuthenticationFailed        4401  no hello first, bad or expired token (also when
+        │                                     an open session's token expires unrefreshed)
         ├── PartnerForbidden            4403  the token's partner is not served here
         ├── HelloTimeout                4408  no hello in time
         ├── SessionReplaced             4409  a newer session of the same agent took over
@@ -73,6 +75,12 @@ class UnknownEvent(FrameRefused):
     """The event's name is not a contract hook or CRM-side request."""
 
     code = "unknown_event"
+
+
+class RefreshRefused(FrameRefused):
+    """A ``refresh`` frame's token does not verify; the session keeps its current token."""
+
+    code = "refresh_refused"
 
 
 class InvalidEvent(FrameRefused):

@@ -51,6 +51,12 @@ class CommandAck(ClientFrame, tag="ack"):
     id: StreamId
 
 
+class Refresh(ClientFrame, tag="refresh"):
+    """A fresh token for the open session, sent before the current one expires."""
+
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+
+
 class Ping(ClientFrame, tag="ping"):
     """Application-level heartbeat from the client."""
 
@@ -68,6 +74,8 @@ class Welcome(ServerFrame, tag="welcome"):
     heartbeatSec: float
     config: dict[str, Any]
     recovered: bool = True
+    expiresAt: int | None = None
+    """When the session's token expires (Unix seconds): refresh it before then."""
 
 
 class EventAck(ServerFrame, tag="ack"):
@@ -106,7 +114,13 @@ class Pong(ServerFrame, tag="pong"):
     """Answer to a client ``ping``."""
 
 
-AnyClientFrame = Hello | EventFrame | CommandAck | Ping
+class Refreshed(ServerFrame, tag="refreshed"):
+    """The session now runs on the refreshed token, until ``expiresAt`` (Unix seconds)."""
+
+    expiresAt: int
+
+
+AnyClientFrame = Hello | EventFrame | CommandAck | Ping | Refresh
 
 _decoder: Final[msgspec.json.Decoder[AnyClientFrame]] = msgspec.json.Decoder(AnyClientFrame)
 _loose: Final = msgspec.json.Decoder(dict[str, Any])

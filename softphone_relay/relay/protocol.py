@@ -10,6 +10,11 @@ The server shell feeds it each received message and carries out what it returns:
 - :class:`Append`: append this envelope to the log; then :meth:`Session.appended` or
   :meth:`Session.append_failed` give the ack or nack.
 - :class:`CommandAcked`: record that the softphone got command ``id``.
+- :class:`Ignore`: the session is closing (its token expired): drop the frame.
+
+A session lives as long as its token: :meth:`Session.expiry` says when the shell must close
+it (4401), unless the client sent a ``refresh`` frame with a fresh token for the same agent
+and partner first.
 
 States: ``AWAITING_HELLO`` → ``ADMITTING`` → ``OPEN`` → ``CLOSED``.
 """
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from softphone_relay.relay.auth import Identity, TokenVerifier
+from softphone_relay.relay.auth import LEEWAY_SECONDS, Identity, TokenVerifier
 from softphone_relay.relay.contract import validate_event_data
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import (
@@ -35,6 +40,7 @@ from softphone_relay.relay.errors import (
     PartnerForbidden,
     RateLimited,
     RateLimitExceeded,
+    RefreshRefused,
     SessionClosed,
     SessionReplaced,
     TryAgainLater,
@@ -47,6 +53,8 @@ from softphone_relay.relay.frames import (
     Nack,
     Ping,
     Pong,
+    Refresh,
+    Refreshed,
     ServerFrame,
     Welcome,
     decode_client_frame,
@@ -101,7 +109,12 @@ class CommandAcked:
     command_id: str
 
 
-Action = Reply | Close | Admit | Append | CommandAcked
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """The session is closing: the frame is dropped (the client resends what has no ack)."""
+
+
+Action = Reply | Close | Admit | Append | CommandAcked | Ignore
 
 
 class TokenBucket:
@@ -188,6 +201,20 @@ class Session:
             heartbeatSec=self._heartbeat,
             config=self._config,
             recovered=recovered,
+            expiresAt=int(self.identity.expires_at),
+        )
+
+    def expiry(self, wall: float) -> Close | None:
+        """At Unix time ``wall``: a :class:`Close` (4401) if the session's token has expired
+        (with the same leeway the hello had), else None."""
+        if self.identity is None or self.state is not State.OPEN:
+            return None
+        if wall < self.identity.expires_at + LEEWAY_SECONDS:
+            return None
+        return self._close(
+            AuthenticationFailed(
+                "token expired; send a refresh frame with a new token before it expires"
+            )
         )
 
     # -- the open session ------------------------------------------------------------------
@@ -196,6 +223,8 @@ class Session:
         """Decide what one received message means. ``now`` is monotonic, ``wall`` is UTC."""
         if self.state is State.AWAITING_HELLO:
             return self._receive_hello(message)
+        if self.state is State.CLOSED:
+            return Ignore()
         if self.state is not State.OPEN:
             raise RuntimeError(f"receive() in state {self.state.name}")
         if not self._bucket.take(now):
@@ -220,8 +249,31 @@ class Session:
                 return CommandAcked(command_id)
             case Ping():
                 return Reply(Pong())
+            case Refresh(token=token):
+                return self._refresh(token)
             case Hello():
                 return self._nack(None, BadFrame("hello was already said on this connection"))
+
+    def _refresh(self, token: str) -> Action:
+        assert self.identity is not None
+        try:
+            identity = self._verifier.verify(token)
+        except AuthenticationFailed as error:
+            return self._nack(None, RefreshRefused(f"refresh: {error}"))
+        current = self.identity
+        if (identity.agent_id, identity.partner_id, identity.salesforce_user_id) != (
+            current.agent_id,
+            current.partner_id,
+            current.salesforce_user_id,
+        ):
+            return self._close(
+                AuthenticationFailed(
+                    "a refresh token must name the session's agent, partner and Salesforce user"
+                )
+            )
+        if identity.expires_at > current.expires_at:
+            self.identity = identity
+        return Reply(Refreshed(expiresAt=int(self.identity.expires_at)))
 
     def _envelope(self, frame: EventFrame, wall: datetime) -> Envelope:
         assert self.identity is not None

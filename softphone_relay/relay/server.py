@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
@@ -39,7 +40,15 @@ from softphone_relay.relay.frames import (
 )
 from softphone_relay.relay.http import CLIENT_FILES, HttpRoutes, OriginPolicy, load_static
 from softphone_relay.relay.metrics import RelayMetrics
-from softphone_relay.relay.protocol import Admit, Append, Close, CommandAcked, Reply, Session
+from softphone_relay.relay.protocol import (
+    Admit,
+    Append,
+    Close,
+    CommandAcked,
+    Ignore,
+    Reply,
+    Session,
+)
 from softphone_relay.relay.requests import RequestStore
 from softphone_relay.relay.settings import Settings
 
@@ -49,6 +58,17 @@ DISPOSITION_REREAD_SECONDS = 30.0
 """How often a relay rereads the disposition codes the workers read from Salesforce."""
 MAX_IN_FLIGHT = 64
 """Unacked events one connection may have in flight before the relay stops reading it."""
+EXPIRY_CHECK_SECONDS = 1.0
+"""How often the relay looks for sessions whose token has expired."""
+
+
+@dataclass(eq=False, slots=True)
+class OpenSession:
+    """An admitted connection, as the relay-wide expiry check sees it."""
+
+    ws: ServerConnection
+    session: Session
+    in_flight: asyncio.Semaphore
 
 
 class Relay:
@@ -85,6 +105,8 @@ class Relay:
         )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._open: set[OpenSession] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -100,6 +122,7 @@ class Relay:
             asyncio.create_task(self._appender.run(), name="appender"),
             asyncio.create_task(self._hub.run(), name="command-hub"),
             asyncio.create_task(self._refresh_online(), name="online-marks"),
+            asyncio.create_task(self._expire_sessions(), name="token-expiry"),
             asyncio.create_task(
                 self.dispositions.run(DISPOSITION_REREAD_SECONDS), name="dispositions"
             ),
@@ -135,6 +158,8 @@ class Relay:
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -264,6 +289,30 @@ class Relay:
             except (RedisError, OSError) as error:
                 log.warning("event=online_not_refreshed sessions=%d error=%r", len(marks), error)
 
+    async def _expire_sessions(self) -> None:
+        """Every second, close the sessions whose token expired unrefreshed (4401), after
+        their appends in flight are answered."""
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
+            wall = time.time()
+            for open_ in list(self._open):
+                action = open_.session.expiry(wall)
+                if action is None:
+                    continue
+                log.info(
+                    "event=session_expired agent=%s session=%s",
+                    open_.session.identity.agent_id if open_.session.identity else None,
+                    open_.session.session_id,
+                )
+                self._open.discard(open_)
+                task = asyncio.create_task(self._expire(open_, action))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def _expire(self, open_: OpenSession, action: Close) -> None:
+        await self._settle_appends(open_.in_flight)
+        await self._close(open_.ws, action)
+
     async def _read(
         self,
         ws: ServerConnection,
@@ -271,10 +320,14 @@ class Relay:
         tasks: asyncio.TaskGroup,
         live: LiveSession,
     ) -> None:
-        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-        # A close without a proper close frame ends the session like any other close.
-        with contextlib.suppress(ConnectionClosed):
-            await self._read_frames(ws, session, tasks, in_flight, live)
+        open_ = OpenSession(ws, session, asyncio.Semaphore(MAX_IN_FLIGHT))
+        self._open.add(open_)
+        try:
+            # A close without a proper close frame ends the session like any other close.
+            with contextlib.suppress(ConnectionClosed):
+                await self._read_frames(ws, session, tasks, open_.in_flight, live)
+        finally:
+            self._open.discard(open_)
 
     async def _read_frames(
         self,
@@ -298,6 +351,8 @@ class Relay:
                     await self._send(ws, frame)
                 case CommandAcked(command_id=command_id):
                     tasks.create_task(self._delivery.record_ack(live, command_id))
+                case Ignore():
+                    continue
                 case Close():
                     await self._settle_appends(in_flight)
                     await self._close_draining(ws, action)

@@ -289,3 +289,43 @@ test("Open CTI click-to-dial becomes a startCallRequested event; screen pop on d
   w.wrapper.incomingCall({ callerANI: "+18883973342" });
   assert.deepEqual(calls, ["enable", ["pop", "+18883973342", "inbound"]]);
 });
+
+test("before the token expires a fresh one goes over the open socket as a refresh", async () => {
+  const asked = [];
+  const w = world();
+  w.wrapper.configure({ token: ({ fresh }) => { asked.push(fresh); return `tok-${asked.length}`; } });
+  w.wrapper.load(() => {});
+  await w.tick();
+  const socket = w.last();
+  socket.open();
+  const expiresAt = Math.floor(w.env.now() / 1000) + 600;
+  socket.deliver({ ...WELCOME, expiresAt });
+  await w.advance(480_000); // 80% of the ten minutes left
+  await w.tick();
+  const refresh = socket.sent.find((f) => f.type === "refresh");
+  assert.deepEqual(refresh, { type: "refresh", token: "tok-2" });
+  assert.deepEqual(asked, [false, true]);
+  socket.deliver({ type: "refreshed", expiresAt: expiresAt + 600 });
+  await w.advance(470_000);
+  await w.tick();
+  assert.equal(socket.sent.filter((f) => f.type === "refresh").length, 1, "rescheduled, not due yet");
+  assert.equal(w.sockets.length, 1, "no reconnect: delivery never paused");
+});
+
+test("a refused refresh is reported and asked again while the old token holds", async () => {
+  let n = 0;
+  const w = world();
+  w.wrapper.configure({ token: () => `tok-${++n}` });
+  w.wrapper.load(() => {});
+  await w.tick();
+  const socket = w.last();
+  socket.open();
+  socket.deliver({ ...WELCOME, expiresAt: Math.floor(w.env.now() / 1000) + 10 });
+  await w.advance(8000);
+  await w.tick();
+  socket.deliver({ type: "nack", id: null, code: "refresh_refused", message: "refresh: token expired" });
+  assert.equal(w.errors.at(-1).code, "refresh_refused");
+  await w.advance(5000);
+  await w.tick();
+  assert.equal(socket.sent.filter((f) => f.type === "refresh").length, 2);
+});

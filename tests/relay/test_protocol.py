@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import jwt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softphone_relay.relay.auth import TokenVerifier, mint_token
+from softphone_relay.relay.auth import LEEWAY_SECONDS, TokenVerifier, mint_token
 from softphone_relay.relay.errors import (
     AuthenticationFailed,
     BadHello,
@@ -18,8 +19,17 @@ from softphone_relay.relay.errors import (
     PartnerForbidden,
     SessionReplaced,
 )
-from softphone_relay.relay.frames import Nack, Pong
-from softphone_relay.relay.protocol import Admit, Append, Close, CommandAcked, Reply, Session, State
+from softphone_relay.relay.frames import Nack, Pong, Refreshed
+from softphone_relay.relay.protocol import (
+    Admit,
+    Append,
+    Close,
+    CommandAcked,
+    Ignore,
+    Reply,
+    Session,
+    State,
+)
 from softphone_relay.relay.settings import RateLimit
 from tests.helpers import OTHER_PARTNER, PARTNER, SECRET, call_data, make_settings, token
 
@@ -292,3 +302,66 @@ def test_unreachable_log_at_admission_closes_1013() -> None:
     session.receive(json.dumps({"type": "hello", "token": token()}), now=0.0, wall=WALL)
     close = session.unavailable("event log unavailable")
     assert close.error.close_code == 1013 and session.state is State.CLOSED
+
+
+def refresh_frame(tok: str) -> str:
+    return json.dumps({"type": "refresh", "token": tok})
+
+
+def test_the_welcome_says_when_the_token_expires() -> None:
+    """``expiresAt`` (Unix seconds) tells the client when to refresh."""
+    session = new_session()
+    hello = {"type": "hello", "token": token(ttl=600)}
+    session.receive(json.dumps(hello), now=0.0, wall=WALL)
+    welcome = session.open(recovered=True)
+    assert welcome.expiresAt is not None and welcome.expiresAt > time.time() + 590
+
+
+def test_an_open_session_ends_when_its_token_expires() -> None:
+    """Past ``exp`` plus the leeway the hello had: close 4401 saying how to avoid it."""
+    session = open_session()
+    assert session.identity is not None
+    expires = session.identity.expires_at
+    assert session.expiry(expires + LEEWAY_SECONDS - 1) is None
+    action = session.expiry(expires + LEEWAY_SECONDS)
+    assert isinstance(action, Close) and action.error.close_code == 4401
+    assert "refresh" in str(action.error) and session.state is State.CLOSED
+
+
+def test_frames_after_the_expiry_are_dropped() -> None:
+    """A frame that arrives while the expired session closes is ignored, never appended."""
+    session = open_session()
+    assert session.identity is not None
+    session.expiry(session.identity.expires_at + LEEWAY_SECONDS)
+    assert isinstance(session.receive(event(call_data()), now=1.0, wall=WALL), Ignore)
+
+
+def test_a_refresh_moves_the_expiry_to_the_new_token() -> None:
+    """A fresh token for the same agent: ``refreshed`` with the new expiry, and the old one
+    no longer ends the session."""
+    session = open_session()
+    assert session.identity is not None
+    old = session.identity.expires_at
+    action = session.receive(refresh_frame(token(ttl=3600)), now=1.0, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Refreshed)
+    assert action.frame.expiresAt > old
+    assert session.expiry(old + LEEWAY_SECONDS) is None
+
+
+def test_a_refresh_with_a_bad_token_is_refused_and_the_session_goes_on() -> None:
+    """refresh_refused (a nack): the current token still holds until it expires."""
+    session = open_session()
+    assert session.identity is not None
+    old = session.identity.expires_at
+    bad = token().rsplit(".", 1)[0] + ".AAAA"
+    action = session.receive(refresh_frame(bad), now=1.0, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Nack)
+    assert action.frame.code == "refresh_refused"
+    assert session.state is State.OPEN and session.identity.expires_at == old
+
+
+def test_a_refresh_for_another_agent_closes_4401() -> None:
+    """A session cannot be handed to someone else by refreshing it."""
+    session = open_session()
+    action = session.receive(refresh_frame(token("agent-2")), now=1.0, wall=WALL)
+    assert isinstance(action, Close) and action.error.close_code == 4401

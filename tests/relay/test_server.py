@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -13,6 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.auth import LEEWAY_SECONDS
 from softphone_relay.relay.server import Relay
 from tests.helpers import (
     OTHER_PARTNER,
@@ -416,3 +418,32 @@ async def test_online_marks_outlive_their_ttl_while_sessions_stay_open(
     await asyncio.sleep(1.5)
     for agent in ("a-1", "a-2"):
         assert await redis_client.pttl(keys.agent_online(agent)) > 0, agent
+
+
+async def test_a_session_is_closed_when_its_token_expires(
+    relay: Relay, open_agent: AgentFactory
+) -> None:
+    """A token two seconds from the end of its leeway: the relay closes the open session
+    with 4401 (an error frame first), so a user deactivated in Salesforce loses the socket."""
+    agent = await open_agent(relay, hello=False)
+    await agent.hello(token(ttl=-(LEEWAY_SECONDS - 2)))
+    error = await agent.recv(within=6)
+    assert (error["type"], error["code"]) == ("error", "unauthorized")
+    code, reason = await agent.closed()
+    assert code == 4401 and "expired" in (reason or "")
+
+
+async def test_a_refreshed_session_outlives_its_first_token(
+    relay: Relay, open_agent: AgentFactory
+) -> None:
+    """A refresh frame before the expiry: ``refreshed``, and the session stays open and
+    keeps acking events past the first token's end."""
+    agent = await open_agent(relay, hello=False)
+    await agent.hello(token(ttl=-(LEEWAY_SECONDS - 2)))
+    await agent.send({"type": "refresh", "token": token(ttl=600)})
+    refreshed = await agent.recv()
+    assert refreshed["type"] == "refreshed" and refreshed["expiresAt"] > time.time() + 590
+    await asyncio.sleep(3.5)
+    await agent.event("callEnded", call_data())
+    assert (await agent.recv())["type"] == "ack"
+    assert agent.ws.close_code is None
