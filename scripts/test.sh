@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up (a .venv with the project and its test tools, clientjs's npm packages,
-# Debian's Chromium) and run every check: clientjs's unit tests (node --test), ruff (lint +
-# format), mypy --strict, then the whole test suite against real servers and a real browser.
+# Set everything up (a .venv with the project and its test tools, the npm packages of clientjs's
+# tests and of the Salesforce kit's Apex check, Debian's Chromium) and run every check: clientjs's
+# unit tests and the Apex syntax check (node --test), ruff (lint + format), mypy --strict, then
+# the whole test suite against real servers and a real browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -24,8 +25,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 (cd tests/clientjs && npm ci --no-audit --no-fund --silent)
+(cd tests/salesforce_kit && npm ci --no-audit --no-fund --silent)
 echo "== node --test (clientjs)"
 (cd tests/clientjs && node --test softphone.test.js)
+echo "== node --test (the Salesforce kit's Apex, parsed)"
+(cd tests/salesforce_kit && node --test apex.test.mjs)
 echo "== ruff"
 .venv/bin/ruff check softphone_relay tests bench
 .venv/bin/ruff format --check softphone_relay tests bench

@@ -1,5 +1,10 @@
 """Agent tokens: JWTs with ``sub`` = agent id, a ``partnerId`` claim, ``exp``, audience
-``softphone-relay`` (DESIGN.md section 6). Verified with PyJWT; no I/O here.
+``softphone-relay`` (DESIGN.md section 6), and optionally ``sfUserId``. Verified with PyJWT;
+no I/O here.
+
+The key is an HS256 secret, or a public key for RS256/ES256 tokens: a PEM public key, or the
+X.509 certificate itself (what Salesforce's Certificate and Key Management downloads, for
+tokens its Apex signs with ``Auth.JWS``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from softphone_relay.relay.errors import AuthenticationFailed, ConfigError
 
@@ -33,13 +42,37 @@ class Identity:
     """The agent's Salesforce User id (claim ``sfUserId``), when the token names one."""
 
 
+def verification_key(pem: str) -> str:
+    """The PEM public key of ``pem`` (a public key, or an X.509 certificate holding one)."""
+    key: PublicKeyTypes
+    try:
+        if "BEGIN CERTIFICATE" in pem:
+            key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+        else:
+            key = serialization.load_pem_public_key(pem.encode())
+    except ValueError:
+        raise ConfigError(
+            "SOFTPHONE_RELAY_PUBLIC_KEY_FILE",
+            "not a PEM public key or certificate (-----BEGIN PUBLIC KEY----- or "
+            "-----BEGIN CERTIFICATE-----)",
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ConfigError(
+            "SOFTPHONE_RELAY_PUBLIC_KEY_FILE",
+            f"a {type(key).__name__} cannot verify RS256 or ES256 tokens: use an RSA or EC key",
+        )
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
 class TokenVerifier:
     """Verifies agent tokens with one key: an HS256 secret or an RS256/ES256 public key."""
 
     def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
         if (secret is None) == (public_key is None):
             raise ConfigError("SOFTPHONE_RELAY_SECRET", "set a secret or a public key file")
-        self._key: str = secret if secret is not None else public_key  # type: ignore[assignment]
+        self._key: str = secret if secret is not None else verification_key(public_key or "")
         self._algorithms = ["HS256"] if secret is not None else ["RS256", "ES256"]
 
     def verify(self, token: str) -> Identity:

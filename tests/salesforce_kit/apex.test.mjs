@@ -1,0 +1,60 @@
+// Every Apex file of the Salesforce kit parses with @apexdevtools/apex-parser (an ANTLR grammar
+// that follows the platform compiler), and the token class has what runApex and the relay need.
+// Whether it compiles and signs is only known in an org: see salesforce-kit/README.md.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ApexErrorListener, ApexParserFactory } from "@apexdevtools/apex-parser";
+
+const CLASSES = fileURLToPath(
+  new URL("../../salesforce-kit/force-app/main/default/classes/", import.meta.url)
+);
+
+class Collect extends ApexErrorListener {
+  constructor() {
+    super();
+    this.errors = [];
+  }
+  apexSyntaxError(line, column, message) {
+    this.errors.push(`${line}:${column} ${message}`);
+  }
+}
+
+function syntaxErrors(source) {
+  const listener = new Collect();
+  const { parser } = ApexParserFactory.createLexerAndParser(source, listener);
+  parser.compilationUnit();
+  return listener.errors;
+}
+
+const files = readdirSync(CLASSES).filter((name) => name.endsWith(".cls"));
+
+test("the kit has the token class and its test class", () => {
+  assert.deepEqual(files.sort(), ["SoftphoneRelayToken.cls", "SoftphoneRelayTokenTest.cls"]);
+});
+
+for (const name of files) {
+  test(`${name} parses as Apex`, () => {
+    assert.deepEqual(syntaxErrors(readFileSync(join(CLASSES, name), "utf8")), []);
+  });
+  test(`${name} has its metadata file`, () => {
+    const meta = readFileSync(join(CLASSES, `${name}-meta.xml`), "utf8");
+    assert.match(meta, /<apiVersion>\d+\.0<\/apiVersion>/);
+  });
+}
+
+test("the parser catches a broken class (the check can fail)", () => {
+  assert.notDeepEqual(syntaxErrors("global class Broken { webService static String mint( { }"), []);
+});
+
+test("the token method is what runApex can call: webService static in a global class", () => {
+  const source = readFileSync(join(CLASSES, "SoftphoneRelayToken.cls"), "utf8");
+  assert.match(source, /global\s+with sharing\s+class\s+SoftphoneRelayToken/);
+  assert.match(source, /webService\s+static\s+String\s+mint\(\)/);
+  for (const claim of ["setSub", "setAud", "setValidityLength", "'partnerId'", "'sfUserId'"]) {
+    assert.ok(source.includes(claim), `the token sets ${claim}`);
+  }
+  assert.match(source, /new Auth\.JWS\(jwt, settings\.Certificate_Name__c\)/);
+});
