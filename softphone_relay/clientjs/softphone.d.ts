@@ -14,7 +14,8 @@ export type SoftphoneCallback = (eventType: CommandName, payload: unknown) => vo
 export type HookParams = Record<string, unknown> | string | undefined | null;
 
 export interface WrapperError {
-  /** e.g. invalid_event, replaced, forbidden, heartbeat_timeout, token_failed */
+  /** e.g. invalid_event, replaced, forbidden, heartbeat_timeout, token_failed,
+   *  refresh_refused, open_cti_unavailable */
   code: string;
   message: string;
   detail?: unknown;
@@ -27,6 +28,11 @@ export interface WrapperOptions {
   token?: string | ((hint: { fresh: boolean }) => string | Promise<string>) | null;
   /** Fetched with credentials; answers the token as text or {"token": "..."}. */
   tokenUrl?: string | null;
+  /**
+   * Get the token from Salesforce: Open CTI's runApex calls this webService method as the
+   * logged-in agent (the kit's SoftphoneRelayToken.mint). Takes precedence over token/tokenUrl.
+   */
+  salesforce?: { apexClass: string; methodName?: string; methodParams?: string } | null;
   /** Pop the caller's record in Salesforce on incomingCall (Open CTI searchAndScreenPop). */
   screenPop?: boolean;
   /** Called for every reported problem (also written to the console). */

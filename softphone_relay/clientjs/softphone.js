@@ -33,6 +33,13 @@
   var STOP_CODES = { 4400: "bad_hello", 4403: "forbidden", 4409: "replaced" };
   /** How long to wait before asking again for a token the relay refused as a refresh. */
   var REFRESH_RETRY_MS = 5000;
+  /** The Open CTI version the wrapper loads when the page has not loaded Open CTI itself. */
+  var OPEN_CTI_VERSION = "62.0";
+  /** How long to wait for Open CTI to appear, and how often to look. */
+  var OPEN_CTI_WAIT_MS = 30000;
+  var OPEN_CTI_POLL_MS = 250;
+  /** What Open CTI itself accepts as sfdcIframeOrigin (its initialize() throws otherwise). */
+  var SALESFORCE_ORIGIN = /^https?:\/\/[\w.-]+(\.force\.com|\.salesforce\.com)(:\d+)?$/;
 
   // -- pure parts ----------------------------------------------------------------------------
 
@@ -156,6 +163,20 @@
     return this.ids.length ? this.ids[this.ids.length - 1] : null;
   };
 
+  /**
+   * The Salesforce origin that opened this page as a call center's adapter, from the
+   * sfdcIframeOrigin parameter Salesforce appends to the adapter URL (checked as Open CTI
+   * checks it: a force.com or salesforce.com host, on the page's own protocol); null if none.
+   */
+  function salesforceOriginOf(search, protocol) {
+    var match = /[?&]sfdcIframeOrigin=([^&#]*)/.exec(search || "");
+    if (!match) return null;
+    var origin;
+    try { origin = decodeURIComponent(match[1].replace(/\+/g, " ")); } catch (e) { return null; }
+    if (!SALESFORCE_ORIGIN.test(origin)) return null;
+    return origin.slice(0, origin.indexOf(":") + 1) === protocol ? origin : null;
+  }
+
   /** True once a command may no longer be handed over (expiresAt in the past). */
   function isExpired(command, nowMs) {
     var at = Date.parse(command.expiresAt);
@@ -175,10 +196,15 @@
   /**
    * A wrapper bound to an environment (the browser's, or fakes in tests).
    * @param {object} env WebSocket, storage, fetch, console, now, setTimeout, clearTimeout,
-   *   random, crypto, resolveGlobal(name), sforce()
+   *   random, crypto, resolveGlobal(name), sforce(), location() ({search, protocol}),
+   *   loadScript(url) (a promise)
    */
   function createWrapper(env) {
-    var options = { url: null, token: null, tokenUrl: null, screenPop: false, onError: null };
+    var options = {
+      url: null, token: null, tokenUrl: null, salesforce: null, screenPop: false, onError: null,
+    };
+    var openCti = null; // a promise of sforce.opencti, once asked for
+    var openCtiWired = false;
     var callback = null;
     var socket = null;
     var state = "idle"; // idle | connecting | open | waiting | stopped
@@ -266,7 +292,73 @@
       timers.reconnect = env.setTimeout(connect, delay);
     }
 
+    // -- Open CTI: found on the page, or loaded from the Salesforce origin that opened it --
+
+    function salesforceOrigin() {
+      var where = env.location ? env.location() : null;
+      return where ? salesforceOriginOf(where.search, where.protocol) : null;
+    }
+
+    function whenOpenCti() {
+      if (openCti) return openCti;
+      openCti = new Promise(function (resolve, reject) {
+        var origin = salesforceOrigin();
+        if (!env.sforce() && origin && env.loadScript) {
+          env.loadScript(origin + "/support/api/" + OPEN_CTI_VERSION + "/lightning/opencti_min.js")
+            .catch(function () { /* the wait below says what went wrong */ });
+        }
+        var waited = 0;
+        (function look() {
+          var api = env.sforce();
+          if (api) { resolve(api); return; }
+          if (waited >= OPEN_CTI_WAIT_MS) {
+            reject(new Error(origin
+              ? "Open CTI did not load from " + origin + " within " + OPEN_CTI_WAIT_MS / 1000 + " s"
+              : "Open CTI is not on the page, and the page was not opened by a Salesforce call " +
+                "center (no sfdcIframeOrigin in its URL)"));
+            return;
+          }
+          waited += OPEN_CTI_POLL_MS;
+          env.setTimeout(look, OPEN_CTI_POLL_MS);
+        })();
+      });
+      return openCti;
+    }
+
+    /** Click-to-dial, once per page whatever the order of loading (Open CTI's listeners add up). */
+    function wireOpenCti() {
+      var expected = Boolean(salesforceOrigin() || (options.salesforce && options.salesforce.apexClass));
+      whenOpenCti().then(function (api) {
+        if (openCtiWired) return;
+        openCtiWired = true;
+        enableClickToDial(api);
+      }, function (error) {
+        if (expected) report("open_cti_unavailable", error.message);
+      });
+    }
+
+    function apexToken() {
+      var apex = options.salesforce;
+      return whenOpenCti().then(function (api) {
+        return new Promise(function (resolve, reject) {
+          api.runApex({
+            apexClass: apex.apexClass,
+            methodName: apex.methodName || "mint",
+            methodParams: apex.methodParams || "none",
+            callback: function (response) {
+              var value = response && response.success && response.returnValue
+                ? response.returnValue.runApex : null;
+              if (value) { resolve(String(value)); return; }
+              reject(new Error("runApex " + apex.apexClass + "." + (apex.methodName || "mint") +
+                " failed: " + JSON.stringify(response && response.errors)));
+            },
+          });
+        });
+      });
+    }
+
     function getToken(fresh) {
+      if (options.salesforce && options.salesforce.apexClass) return apexToken();
       if (options.tokenUrl && (fresh || freshToken || options.token === null)) {
         return env.fetch(options.tokenUrl, { credentials: "include", cache: "no-store" }).then(
           function (response) {
@@ -488,9 +580,7 @@
       });
     }
 
-    function enableClickToDial() {
-      var opencti = env.sforce();
-      if (!opencti) return;
+    function enableClickToDial(opencti) {
       opencti.onClickToDial({
         listener: function (payload) {
           var data = { dialTo: String(payload.number) };
@@ -510,7 +600,7 @@
       /** Where to connect and how to get a token; may be called again to change them. */
       configure: function (given) {
         given = given || {};
-        ["url", "token", "tokenUrl", "screenPop", "onError"].forEach(function (key) {
+        ["url", "token", "tokenUrl", "salesforce", "screenPop", "onError"].forEach(function (key) {
           if (given[key] !== undefined) options[key] = given[key];
         });
         stores();
@@ -524,7 +614,7 @@
         }
         callback = resolved;
         stores();
-        enableClickToDial();
+        wireOpenCti();
         if (state === "idle" || state === "stopped") {
           state = "idle";
           connect();
@@ -540,7 +630,7 @@
       /** Close the connection and stop reconnecting. */
       stop: function () {
         state = "stopped";
-        ["reconnect", "ping", "pongDeadline", "resend"].forEach(clearTimer);
+        ["reconnect", "ping", "pongDeadline", "resend", "refresh"].forEach(clearTimer);
         if (socket) { var s = socket; socket = null; s.close(1000, "stopped"); }
       },
     };
@@ -567,6 +657,16 @@
       crypto: scope.crypto,
       resolveGlobal: function (name) { return scope[name]; },
       sforce: function () { return scope.sforce && scope.sforce.opencti ? scope.sforce.opencti : null; },
+      location: function () { return scope.location || null; },
+      loadScript: function (url) {
+        return new Promise(function (resolve, reject) {
+          var element = scope.document.createElement("script");
+          element.src = url;
+          element.onload = resolve;
+          element.onerror = function () { reject(new Error("could not load " + url)); };
+          scope.document.head.appendChild(element);
+        });
+      },
     };
   }
 
@@ -578,6 +678,7 @@
     parseParams: parseParams,
     backoffDelay: backoffDelay,
     isExpired: isExpired,
+    salesforceOriginOf: salesforceOriginOf,
     pickStorage: pickStorage,
     Outbox: Outbox,
     HandledCommands: HandledCommands,
@@ -594,11 +695,14 @@
   var wrapper = createWrapper(browserEnv(root));
   wrapper.parts = parts;
   root[name] = wrapper;
-  if (data.url || data.tokenUrl || data.token) {
+  if (data.url || data.tokenUrl || data.token || data.salesforceApexClass) {
     wrapper.configure({
       url: data.url,
       tokenUrl: data.tokenUrl,
       token: data.token,
+      salesforce: data.salesforceApexClass
+        ? { apexClass: data.salesforceApexClass, methodName: data.salesforceApexMethod || "mint" }
+        : undefined,
       screenPop: data.screenPop === "true",
     });
   }

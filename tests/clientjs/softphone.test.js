@@ -6,7 +6,9 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const parts = require("../../softphone_relay/clientjs/softphone.js");
 
-const { createWrapper, parseParams, backoffDelay, isExpired, Outbox, HandledCommands } = parts;
+const {
+  createWrapper, parseParams, backoffDelay, isExpired, salesforceOriginOf, Outbox, HandledCommands,
+} = parts;
 
 function memoryStorage(initial) {
   const data = Object.assign({}, initial);
@@ -53,6 +55,8 @@ function world(options = {}) {
     crypto: { randomUUID: () => `00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}` },
     resolveGlobal: (name) => (options.globals || {})[name],
     sforce: () => options.sforce || null,
+    location: () => options.location || null,
+    loadScript: options.loadScript,
   };
   const wrapper = createWrapper(env);
   wrapper.configure({ url: "ws://relay/v1/socket", token: "tok", onError: (e) => errors.push(e) });
@@ -328,4 +332,114 @@ test("a refused refresh is reported and asked again while the old token holds", 
   await w.advance(5000);
   await w.tick();
   assert.equal(socket.sent.filter((f) => f.type === "refresh").length, 2);
+});
+
+const LIGHTNING = "https://acme.lightning.force.com";
+const ADAPTER = {
+  protocol: "https:",
+  search: "?mode=Lightning&ltn_app_id=06m8A0000004TQ1QAM&isdtp=vw&sfdcIframeOrigin=" +
+    encodeURIComponent(LIGHTNING) + "&clc=1",
+};
+
+/** A stand-in sforce.opencti following the documented signatures; records what it is asked. */
+function fakeOpenCti(runApexAnswer) {
+  const api = {
+    listeners: [],
+    enabled: 0,
+    apexCalls: [],
+    onClickToDial: ({ listener }) => api.listeners.push(listener),
+    enableClickToDial: ({ callback }) => { api.enabled += 1; if (callback) callback({ success: true }); },
+    runApex: (request) => { api.apexCalls.push(request); request.callback(runApexAnswer()); },
+    searchAndScreenPop: () => {},
+    click: (number) => api.listeners.forEach((l) => l({ number, recordId: "003Hs00000ABCDeIAX" })),
+  };
+  return api;
+}
+
+test("the Salesforce origin comes from sfdcIframeOrigin, checked as Open CTI checks it", () => {
+  assert.equal(salesforceOriginOf(ADAPTER.search, "https:"), LIGHTNING);
+  assert.equal(salesforceOriginOf(ADAPTER.search, "http:"), null, "another protocol");
+  assert.equal(salesforceOriginOf("?sfdcIframeOrigin=https%3A%2F%2Fevil.example.com", "https:"), null);
+  assert.equal(salesforceOriginOf("?mode=Lightning", "https:"), null);
+  assert.equal(
+    salesforceOriginOf("?sfdcIframeOrigin=https%3A%2F%2Facme--c.vf.force.com%3A8443", "https:"),
+    "https://acme--c.vf.force.com:8443"
+  );
+});
+
+test("Open CTI is loaded from the Salesforce origin, and click-to-dial wired once", async () => {
+  const loaded = [];
+  const options = { location: ADAPTER };
+  options.loadScript = async (url) => { loaded.push(url); options.sforce = fakeOpenCti(); };
+  const w = world(options);
+  w.wrapper.load(() => {});
+  w.wrapper.load(() => {}); // a second load must not register a second listener
+  await w.advance(300);
+  await w.tick();
+  assert.deepEqual(loaded, [`${LIGHTNING}/support/api/62.0/lightning/opencti_min.js`]);
+  assert.equal(options.sforce.listeners.length, 1);
+  assert.equal(options.sforce.enabled, 1);
+  w.last().open();
+  w.last().deliver(WELCOME);
+  options.sforce.click("+18449401117");
+  const dials = w.last().sent.filter((f) => f.name === "startCallRequested");
+  assert.equal(dials.length, 1);
+  assert.deepEqual(dials[0].data, { dialTo: "+18449401117", recordId: "003Hs00000ABCDeIAX" });
+});
+
+test("Open CTI that the page loads after the wrapper still gets click-to-dial, once", async () => {
+  const options = {};
+  const w = world(options);
+  w.wrapper.load(() => {});
+  await w.advance(1000);
+  options.sforce = fakeOpenCti();
+  await w.advance(300);
+  await w.advance(300);
+  assert.equal(options.sforce.listeners.length, 1);
+  assert.deepEqual(w.errors, []);
+});
+
+test("the token comes from runApex as the agent when a Salesforce class is configured", async () => {
+  const options = { location: ADAPTER };
+  options.sforce = fakeOpenCti(() => ({ success: true, returnValue: { runApex: "apex.jwt.sig" }, errors: null }));
+  const w = world(options);
+  w.wrapper.configure({ salesforce: { apexClass: "SoftphoneRelayToken", methodName: "mint" } });
+  w.wrapper.load(() => {});
+  await w.tick();
+  await w.tick();
+  w.last().open();
+  assert.equal(w.last().sent[0].token, "apex.jwt.sig");
+  const call = options.sforce.apexCalls[0];
+  assert.deepEqual([call.apexClass, call.methodName, call.methodParams], ["SoftphoneRelayToken", "mint", "none"]);
+});
+
+test("a failed runApex is reported and retried with backoff", async () => {
+  const options = { location: ADAPTER };
+  options.sforce = fakeOpenCti(() => ({ success: false, returnValue: null, errors: ["No access to SoftphoneRelayToken"] }));
+  const w = world(options);
+  w.wrapper.configure({ salesforce: { apexClass: "SoftphoneRelayToken" } });
+  w.wrapper.load(() => {});
+  await w.tick();
+  await w.tick();
+  assert.equal(w.sockets.length, 0);
+  assert.equal(w.errors[0].code, "token_failed");
+  assert.match(w.errors[0].message, /No access to SoftphoneRelayToken/);
+  assert.equal(w.wrapper.state(), "waiting");
+});
+
+test("when Salesforce opened the page but Open CTI never appears, onError says why", async () => {
+  const options = { location: ADAPTER, loadScript: async () => { throw new Error("blocked"); } };
+  const w = world(options);
+  w.wrapper.load(() => {});
+  for (let i = 0; i < 130; i++) await w.advance(250);
+  const unavailable = w.errors.filter((e) => e.code === "open_cti_unavailable");
+  assert.equal(unavailable.length, 1);
+  assert.match(unavailable[0].message, /did not load from https:\/\/acme\.lightning\.force\.com/);
+});
+
+test("outside Salesforce no Open CTI is no error", async () => {
+  const w = world({});
+  w.wrapper.load(() => {});
+  for (let i = 0; i < 130; i++) await w.advance(250);
+  assert.deepEqual(w.errors.filter((e) => e.code === "open_cti_unavailable"), []);
 });
