@@ -86,7 +86,7 @@
   /** Storage that keeps JSON values under keys: localStorage when it works, else memory. */
   function pickStorage(candidate) {
     try {
-      if (candidate) {
+      if (candidate && typeof candidate.key === "function") {
         var probe = "softphone-relay:probe";
         candidate.setItem(probe, "1");
         candidate.removeItem(probe);
@@ -102,8 +102,21 @@
         getItem: function (k) { return Object.prototype.hasOwnProperty.call(memory, k) ? memory[k] : null; },
         setItem: function (k, v) { memory[k] = String(v); },
         removeItem: function (k) { delete memory[k]; },
+        key: function (i) { return Object.keys(memory)[i] || null; },
+        get length() { return Object.keys(memory).length; },
       },
     };
+  }
+
+  /** Every key of a storage (localStorage and our memory store both have key(i) and length). */
+  function storageKeys(store) {
+    var keys = [];
+    try {
+      for (var i = 0; i < store.length; i++) keys.push(store.key(i));
+    } catch (error) {
+      /* storage became unavailable: the in-memory events still go out */
+    }
+    return keys;
   }
 
   function readJson(store, key, fallback) {
@@ -115,35 +128,87 @@
     }
   }
 
-  /** Events not yet acked, in the order they were made; persisted at every change. */
-  function Outbox(store, key) {
+  /**
+   * Events not yet acked, in the order the softphone called the hooks. One storage key per
+   * event (PREFIX:ORDER:ID, ORDER the hook's time then a counter), so tabs of one agent never
+   * overwrite each other's events: each tab adds its own and removes only what was acked, and
+   * any tab (or the next page load) sends what any tab left. Events that storage refuses (a
+   * full quota) are kept in memory, still sent, and reported once through `onFull`.
+   */
+  function Outbox(store, prefix, onFull) {
     this.store = store;
-    this.key = key;
-    this.items = readJson(store, key, []);
+    this.prefix = prefix + ":";
+    this.memory = {};
+    this.counter = 0;
+    this.onFull = onFull || function () {};
+    this.full = false;
+    this.migrate(prefix);
   }
+  /** An outbox of an earlier version (one key holding every event) becomes one key each. */
+  Outbox.prototype.migrate = function (legacyKey) {
+    var legacy = readJson(this.store, legacyKey, null);
+    if (!Array.isArray(legacy)) return;
+    var self = this;
+    legacy.forEach(function (frame) { if (frame && frame.id) self.add(frame); });
+    try { this.store.removeItem(legacyKey); } catch (error) { /* memory only */ }
+  };
+  Outbox.prototype.order = function (frame) {
+    var at = Date.parse(frame.at);
+    var stamp = ("0000000000000" + (isNaN(at) ? 0 : at)).slice(-13);
+    this.counter += 1;
+    return stamp + "." + ("000000" + this.counter).slice(-6);
+  };
   Outbox.prototype.add = function (frame) {
-    this.items.push(frame);
-    this.save();
-  };
-  Outbox.prototype.remove = function (id) {
-    var before = this.items.length;
-    this.items = this.items.filter(function (f) { return f.id !== id; });
-    if (this.items.length !== before) this.save();
-    return this.items.length !== before;
-  };
-  Outbox.prototype.get = function (id) {
-    for (var i = 0; i < this.items.length; i++) if (this.items[i].id === id) return this.items[i];
-    return null;
-  };
-  Outbox.prototype.list = function () { return this.items.slice(); };
-  Outbox.prototype.size = function () { return this.items.length; };
-  Outbox.prototype.save = function () {
+    var key = this.prefix + this.order(frame) + ":" + frame.id;
     try {
-      this.store.setItem(this.key, JSON.stringify(this.items));
+      this.store.setItem(key, JSON.stringify(frame));
     } catch (error) {
-      /* quota: the events stay in memory and are still sent */
+      this.memory[key] = frame;
+      if (!this.full) {
+        this.full = true;
+        this.onFull(error);
+      }
     }
   };
+  Outbox.prototype.entries = function () {
+    var self = this;
+    var found = {};
+    storageKeys(this.store).forEach(function (key) {
+      if (key && key.indexOf(self.prefix) === 0) {
+        var frame = readJson(self.store, key, null);
+        if (frame) found[key] = frame;
+      }
+    });
+    Object.keys(this.memory).forEach(function (key) { found[key] = self.memory[key]; });
+    return Object.keys(found).sort().map(function (key) { return { key: key, frame: found[key] }; });
+  };
+  Outbox.prototype.remove = function (id) {
+    var removed = false;
+    var self = this;
+    this.entries().forEach(function (entry) {
+      if (entry.frame.id !== id) return;
+      removed = true;
+      delete self.memory[entry.key];
+      try { self.store.removeItem(entry.key); } catch (error) { /* memory only */ }
+    });
+    return removed;
+  };
+  Outbox.prototype.get = function (id) {
+    var entries = this.entries();
+    for (var i = 0; i < entries.length; i++) if (entries[i].frame.id === id) return entries[i].frame;
+    return null;
+  };
+  Outbox.prototype.list = function () {
+    var seen = {};
+    return this.entries().map(function (e) { return e.frame; }).filter(function (frame) {
+      if (seen[frame.id]) return false;
+      seen[frame.id] = true;
+      return true;
+    });
+  };
+  Outbox.prototype.size = function () { return this.list().length; };
+  /** True when a storage key is one of this outbox's events (a change seen from another tab). */
+  Outbox.prototype.owns = function (key) { return Boolean(key) && key.indexOf(this.prefix) === 0; };
 
   /** Command ids already handed to the softphone (the newest `limit`), across reloads. */
   function HandledCommands(store, key, limit) {
@@ -197,7 +262,7 @@
    * A wrapper bound to an environment (the browser's, or fakes in tests).
    * @param {object} env WebSocket, storage, fetch, console, now, setTimeout, clearTimeout,
    *   random, crypto, resolveGlobal(name), sforce(), location() ({search, protocol}),
-   *   loadScript(url) (a promise)
+   *   loadScript(url) (a promise), onStorage(listener(key, newValue)) (other tabs' writes)
    */
   function createWrapper(env) {
     var options = {
@@ -205,6 +270,16 @@
     };
     var openCti = null; // a promise of sforce.opencti, once asked for
     var openCtiWired = false;
+    if (env.onStorage) {
+      // Another tab of this page's agent saved an event (a tab replaced by this one goes on
+      // receiving hooks): send it on this tab's open session.
+      env.onStorage(function (key, value) {
+        if (value === null || !outbox || !outbox.owns(key) || state !== "open") return;
+        var frame = null;
+        try { frame = JSON.parse(value); } catch (error) { return; }
+        if (frame && frame.type === "event") send(frame);
+      });
+    }
     var callback = null;
     var socket = null;
     var state = "idle"; // idle | connecting | open | waiting | stopped
@@ -219,9 +294,12 @@
 
     function stores() {
       var prefix = "softphone-relay:" + (options.url || "unconfigured") + ":";
-      if (!outbox || outbox.key !== prefix + "outbox") {
+      if (!outbox || outbox.prefix !== prefix + "outbox:") {
         var pending = outbox ? outbox.list() : [];
-        outbox = new Outbox(storage.store, prefix + "outbox");
+        outbox = new Outbox(storage.store, prefix + "outbox", function (error) {
+          report("storage_failed", "the outbox could not be saved (" + error.message + "): " +
+            "events are kept in memory and still sent, but a page reload would lose them");
+        });
         pending.forEach(function (f) { if (!outbox.get(f.id)) outbox.add(f); });
         handled = new HandledCommands(storage.store, prefix + "handled", 500);
       }
@@ -658,6 +736,10 @@
       resolveGlobal: function (name) { return scope[name]; },
       sforce: function () { return scope.sforce && scope.sforce.opencti ? scope.sforce.opencti : null; },
       location: function () { return scope.location || null; },
+      onStorage: function (listener) {
+        if (!scope.addEventListener) return;
+        scope.addEventListener("storage", function (event) { listener(event.key, event.newValue); });
+      },
       loadScript: function (url) {
         return new Promise(function (resolve, reject) {
           var element = scope.document.createElement("script");

@@ -10,6 +10,7 @@ const {
   createWrapper, parseParams, backoffDelay, isExpired, salesforceOriginOf, Outbox, HandledCommands,
 } = parts;
 
+/** An in-memory Storage with localStorage's interface (key(i) and length included). */
 function memoryStorage(initial) {
   const data = Object.assign({}, initial);
   return {
@@ -17,6 +18,8 @@ function memoryStorage(initial) {
     getItem: (k) => (k in data ? data[k] : null),
     setItem: (k, v) => { data[k] = String(v); },
     removeItem: (k) => { delete data[k]; },
+    key: (i) => Object.keys(data)[i] ?? null,
+    get length() { return Object.keys(data).length; },
   };
 }
 
@@ -57,6 +60,7 @@ function world(options = {}) {
     sforce: () => options.sforce || null,
     location: () => options.location || null,
     loadScript: options.loadScript,
+    onStorage: options.onStorage,
   };
   const wrapper = createWrapper(env);
   wrapper.configure({ url: "ws://relay/v1/socket", token: "tok", onError: (e) => errors.push(e) });
@@ -442,4 +446,59 @@ test("outside Salesforce no Open CTI is no error", async () => {
   w.wrapper.load(() => {});
   for (let i = 0; i < 130; i++) await w.advance(250);
   assert.deepEqual(w.errors.filter((e) => e.code === "open_cti_unavailable"), []);
+});
+
+test("two tabs sharing one storage never erase each other's unacked events", () => {
+  const storage = memoryStorage();
+  const a = new Outbox(storage, "softphone-relay:x:outbox");
+  const b = new Outbox(storage, "softphone-relay:x:outbox");
+  a.add({ type: "event", id: "a1", at: "2026-11-25T10:00:00.000Z" });
+  b.add({ type: "event", id: "b1", at: "2026-11-25T10:00:00.500Z" });
+  a.add({ type: "event", id: "a2", at: "2026-11-25T10:00:01.000Z" });
+  a.remove("a1");
+  assert.deepEqual(b.list().map((f) => f.id), ["b1", "a2"], "in the order the hooks were called");
+  assert.deepEqual(new Outbox(storage, "softphone-relay:x:outbox").list().map((f) => f.id), ["b1", "a2"]);
+});
+
+test("an outbox saved by an earlier version is taken over event by event", () => {
+  const legacy = [{ type: "event", id: "e1", at: "2026-11-25T10:00:00Z" }, { type: "event", id: "e2", at: "2026-11-25T10:00:01Z" }];
+  const storage = memoryStorage({ "k": JSON.stringify(legacy) });
+  const outbox = new Outbox(storage, "k");
+  assert.deepEqual(outbox.list().map((f) => f.id), ["e1", "e2"]);
+  assert.equal(storage.getItem("k"), null);
+});
+
+test("a full storage is reported once and the events still go out from memory", async () => {
+  const storage = memoryStorage();
+  const w = world({ storage });
+  const socket = await connected(w);
+  storage.setItem = (key) => {
+    if (key.includes(":outbox:")) throw new Error("QuotaExceededError");
+  };
+  w.wrapper.callAccepted({ partnerId: "p", conversationId: "c1" });
+  w.wrapper.callEnded({ partnerId: "p", conversationId: "c1" });
+  const sent = socket.sent.filter((f) => f.type === "event").map((f) => f.name);
+  assert.deepEqual(sent, ["callAccepted", "callEnded"]);
+  assert.equal(w.errors.filter((e) => e.code === "storage_failed").length, 1);
+  assert.equal(w.wrapper.outboxSize(), 2);
+});
+
+test("a replaced tab's events are sent by the live tab of the same agent", async () => {
+  const storage = memoryStorage();
+  const listeners = [];
+  const onStorage = (listener) => listeners.push(listener);
+  const live = world({ storage, onStorage });
+  const liveSocket = await connected(live);
+  const replaced = world({ storage });
+  const replacedSocket = await connected(replaced);
+  replacedSocket.drop(4409, "replaced");
+  assert.equal(replaced.wrapper.state(), "stopped");
+  const id = replaced.wrapper.callNotesSubmitted({ partnerId: "p", conversationId: "c1", notes: "n" });
+  // The browser tells the other tabs: a storage event for the key just written.
+  const key = Object.keys(storage.data).find((k) => k.endsWith(":" + id));
+  listeners.forEach((listener) => listener(key, storage.data[key]));
+  assert.deepEqual(liveSocket.sent.filter((f) => f.type === "event").map((f) => f.id), [id]);
+  liveSocket.deliver({ type: "ack", id, seq: "1-0", duplicate: false });
+  assert.equal(live.wrapper.outboxSize(), 0);
+  assert.equal(replaced.wrapper.outboxSize(), 0, "acked for both tabs: nothing to resend on reload");
 });

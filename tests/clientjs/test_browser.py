@@ -236,6 +236,30 @@ async def test_a_second_tab_takes_over_and_the_first_stops(
     assert await browser.run(first, "SoftphoneWrapper.state()") == "stopped"
 
 
+async def test_two_tabs_one_replaced_then_a_reload_deliver_every_event_exactly_once(
+    start_relay: RelayFactory, browser: Browser, page_origin: str, redis_client: aioredis.Redis
+) -> None:
+    """Both tabs of one agent keep receiving hooks after the first is replaced (4409): the
+    live tab sends the replaced tab's events too (one storage key per event, so no tab erases
+    another's), and after a reload of the live tab every event is in the log once."""
+    relay = await start_relay(allowed_origins=ORIGINS)
+    replaced = await open_softphone(browser, page_origin, relay)
+    live = await open_softphone(browser, page_origin, relay)
+    await browser.wait(replaced, "SoftphoneWrapper.state() === 'stopped'")
+    made = []
+    for n in range(6):
+        tab = replaced if n % 2 == 0 else live
+        data = {"partnerId": PARTNER, "conversationId": f"conv-{n}", "reason": "passive"}
+        made.append(await browser.run(tab, f"SoftphoneWrapper.callRejected({json.dumps(data)})"))
+    await browser.wait(live, "SoftphoneWrapper.outboxSize() === 0")
+    await browser.call("reload", page=live)
+    await browser.wait(live, "window.wrapperReady && SoftphoneWrapper.state() === 'open'")
+    await browser.wait(live, "SoftphoneWrapper.outboxSize() === 0")
+    logged = [e["id"] for e in await events(redis_client)]
+    assert sorted(logged) == sorted(made), "an event was lost or logged twice"
+    assert await browser.run(replaced, "SoftphoneWrapper.outboxSize()") == 0
+
+
 async def test_the_demo_page_works_and_is_screenshotted(
     start_relay: RelayFactory, browser: Browser, redis_client: aioredis.Redis
 ) -> None:
