@@ -67,7 +67,7 @@ def make_settings(**overrides: Any) -> Settings:
         "secret": SECRET,
         "port": 0,
         "partners": PARTNERS,
-        "allowed_origins": ("https://*.lightning.force.com",),
+        "allowed_origins": ("https://softphone.example.test",),
     }
     fields.update(overrides)
     return Settings(**fields)

@@ -91,3 +91,13 @@ def test_relays_are_replicated_with_health_checks_and_restart_policies() -> None
     relays = [s for n, s in compose()["services"].items() if n.startswith("relay")]
     assert len(relays) >= 2
     assert all("healthcheck" in r and r["restart"] == "unless-stopped" for r in relays)
+
+
+def test_every_relay_must_be_given_the_softphones_origin() -> None:
+    """No Lightning default that an Open CTI softphone never sends: compose refuses to start
+    until the softphone page's origin is given."""
+    relays = [s for n, s in compose()["services"].items() if n.startswith("relay")]
+    for relay in relays:
+        origins = relay["environment"]["SOFTPHONE_RELAY_ALLOWED_ORIGINS"]
+        assert origins.startswith("${SOFTPHONE_RELAY_ALLOWED_ORIGINS:?"), origins
+        assert "lightning.force.com" not in origins

@@ -291,7 +291,7 @@ def open_connections(relay: Relay) -> float | None:
     return relay.metrics.registry.get_sample_value("softphone_relay_connections")
 
 
-@pytest.mark.parametrize("origin", ["https://acme.lightning.force.com", None])
+@pytest.mark.parametrize("origin", ["https://softphone.example.test", None])
 async def test_allowed_or_absent_origin_may_connect(
     relay: Relay, open_agent: AgentFactory, origin: str | None
 ) -> None:
