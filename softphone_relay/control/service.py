@@ -87,8 +87,9 @@ class Control:
         )
 
     async def agent(self, agent_id: str, partner_id: str | None) -> AgentInfo:
-        """The agent, if ``partner_id`` (None: an operator, any partner) may act on it."""
-        info = await self._agents.lookup(agent_id)
+        """The agent (by agent id, or by the Salesforce User id its token named), if
+        ``partner_id`` (None: an operator, any partner) may act on it."""
+        info = await self._agents.resolve(agent_id)
         if info is None:
             raise NotFound(f"no agent {agent_id!r} has opened a softphone session")
         if partner_id is not None and info.partnerId != partner_id:

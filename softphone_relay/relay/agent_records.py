@@ -18,6 +18,8 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     online: bool
     sessionId: str | None = None
     since: datetime | None = None
+    salesforceUserId: str | None = None
+    """The Salesforce User the agent's token named, if it named one."""
 
 
 class PresenceRecord(msgspec.Struct, frozen=True, kw_only=True):

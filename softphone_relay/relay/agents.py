@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.agent_records import AgentInfo, PresenceRecord
+from softphone_relay.relay.auth import SALESFORCE_USER_PATTERN
 
 AGENT_RECORD_TTL: Final = 30 * 24 * 3600
 REFRESH_CHUNK: Final = 1000
@@ -51,9 +52,12 @@ class AgentDirectory:
         session_id: str,
         instance: str,
         online_ttl: float,
+        salesforce_user_id: str | None = None,
     ) -> None:
-        """Queue on ``pipe`` the agent's new session record and its online mark (every key in
-        the agent's slot): the relay sends them with the session's admission."""
+        """Queue on ``pipe`` the agent's new session record and its online mark (in the
+        agent's slot), and which agent the token's Salesforce User is (in the user's): the
+        relay sends them with the session's admission."""
+        pipe.delete(keys.agent_record(agent_id))
         pipe.hset(
             keys.agent_record(agent_id),
             mapping={
@@ -63,6 +67,9 @@ class AgentDirectory:
                 "since": datetime.now(UTC).isoformat(),
             },
         )
+        if salesforce_user_id is not None:
+            pipe.hset(keys.agent_record(agent_id), "salesforceUserId", salesforce_user_id)
+            pipe.set(keys.salesforce_user(salesforce_user_id), agent_id, ex=AGENT_RECORD_TTL)
         pipe.expire(keys.agent_record(agent_id), AGENT_RECORD_TTL)
         pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
 
@@ -99,7 +106,17 @@ class AgentDirectory:
             online=online is not None,
             sessionId=online.decode() if online is not None else None,
             since=datetime.fromisoformat(fields["since"]) if "since" in fields else None,
+            salesforceUserId=fields.get("salesforceUserId"),
         )
+
+    async def resolve(self, agent_or_user_id: str) -> AgentInfo | None:
+        """The agent with this id, else the agent whose token named this Salesforce User (so
+        Apex or a Flow can address the running user's softphone by ``UserInfo.getUserId()``)."""
+        info = await self.lookup(agent_or_user_id)
+        if info is not None or not SALESFORCE_USER_PATTERN.match(agent_or_user_id):
+            return info
+        agent = await self._redis.get(keys.salesforce_user(agent_or_user_id))
+        return await self.lookup(agent.decode()) if isinstance(agent, bytes) else None
 
     async def presence(self, agent_id: str) -> PresenceRecord | None:
         """The agent's latest reported presence, if any."""

@@ -82,6 +82,11 @@ def agent_record(agent_id: str) -> str:
     return f"sp:agent:{{{agent_id}}}"
 
 
+def salesforce_user(user_id: str) -> str:
+    """The agent whose last session's token named this Salesforce User (``sfUserId``)."""
+    return f"sp:sfuser:{{{user_id}}}"
+
+
 def agent_online(agent_id: str) -> str:
     """Present (the session id) while a relay holds a live socket of the agent; expires."""
     return f"sp:online:{{{agent_id}}}"

@@ -237,6 +237,7 @@ class Relay:
                         live.session_id,
                         self.instance_id,
                         self._online_ttl,
+                        admit.identity.salesforce_user_id,
                     ),
                 )
                 self._hub.claimed(live, admission.generation)

@@ -18,11 +18,13 @@ from softphone_relay.projections.dispatch.projection import DispatchProjection
 from softphone_relay.projections.presence.projection import PresenceProjection
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import event_log, keys
+from softphone_relay.relay.auth import mint_token
 from softphone_relay.relay.server import Relay
 from tests.helpers import (
     OTHER_PARTNER,
     PARTNER,
     PARTNERS,
+    SECRET,
     AgentFactory,
     RelayFactory,
     make_settings,
@@ -137,6 +139,30 @@ async def test_click_to_dial_reaches_the_agent_on_another_relay_once(
     acked = await wait_for_state(http, accepted["requestId"], "acked")
     assert acked["commandId"] == frame["id"]
     assert await no_frame(agent)
+
+
+async def test_apex_can_dial_for_the_running_user_by_salesforce_user_id(
+    relays: tuple[Relay, Relay],
+    open_agent: AgentFactory,
+    http: Call,
+    workers: WorkersFactory,
+) -> None:
+    """The softphone's token names agent ``ccaas-4711`` and its Salesforce User: a callout
+    that knows only ``UserInfo.getUserId()`` reaches that agent's socket."""
+    await workers()
+    user = "005Hs00000A1b2CIAR"
+    agent = await open_agent(relays[0], hello=False)
+    await agent.hello(mint_token(SECRET, "ccaas-4711", PARTNER, 600, salesforce_user_id=user))
+    status, accepted = await http(
+        "POST", f"/v1/agents/{user}/calls", json={"dialTo": "+18883973342"}
+    )
+    assert status == 202, accepted
+    frame = await agent.recv()
+    assert (frame["type"], frame["name"]) == ("command", "start_call")
+    status, unknown = await http(
+        "POST", "/v1/agents/005Hs00000Z9y8XIAR/calls", json={"dialTo": "+18883973342"}
+    )
+    assert status == 404 and unknown["error"] == "not_found"
 
 
 async def test_a_replayed_or_retried_request_does_not_dial_twice(

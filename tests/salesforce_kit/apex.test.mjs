@@ -31,8 +31,13 @@ function syntaxErrors(source) {
 
 const files = readdirSync(CLASSES).filter((name) => name.endsWith(".cls"));
 
-test("the kit has the token class and its test class", () => {
-  assert.deepEqual(files.sort(), ["SoftphoneRelayToken.cls", "SoftphoneRelayTokenTest.cls"]);
+test("the kit has the token and dial classes and their test classes", () => {
+  assert.deepEqual(files.sort(), [
+    "SoftphoneRelayDial.cls",
+    "SoftphoneRelayDialTest.cls",
+    "SoftphoneRelayToken.cls",
+    "SoftphoneRelayTokenTest.cls",
+  ]);
 });
 
 for (const name of files) {
@@ -57,4 +62,11 @@ test("the token method is what runApex can call: webService static in a global c
     assert.ok(source.includes(claim), `the token sets ${claim}`);
   }
   assert.match(source, /new Auth\.JWS\(jwt, settings\.Certificate_Name__c\)/);
+});
+
+test("the dial action is an invocable callout to the control API for the running user", () => {
+  const source = readFileSync(join(CLASSES, "SoftphoneRelayDial.cls"), "utf8");
+  assert.match(source, /@InvocableMethod\(\s*label='Dial on my softphone'[\s\S]*?callout=true\s*\)/);
+  assert.ok(source.includes("'callout:Softphone_Relay/v1/agents/' + UserInfo.getUserId() + '/calls'"));
+  assert.match(source, /getStatusCode\(\) != 202/);
 });
