@@ -252,7 +252,7 @@ def call(conversation: str, second: int = 0) -> list[Envelope]:
 
 async def append(redis: aioredis.Redis, envelopes: list[Envelope]) -> list[str]:
     """Through the relay's own appender; the stream ids."""
-    results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_batch(envelopes)
+    results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_all(envelopes)
     return [r.seq for r in results]
 
 

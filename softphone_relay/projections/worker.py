@@ -31,7 +31,7 @@ from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from softphone_relay.projections.metrics import WorkerMetrics
 from softphone_relay.projections.outcomes import LogEntry, Outcome, Projection, Reject, Retry
@@ -39,6 +39,7 @@ from softphone_relay.projections.settle import retry_delay_ms, settle
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
 from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.streams import parse_stream_id
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 entries = await self._next_batch(stream, block=not burst)
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 await self._back_off(backoff, "read_failed", stream, error)
                 continue
             except Exception as error:  # a bulkhead: the shard's loop outlives the client's bugs
@@ -137,7 +138,7 @@ class Worker:
                 continue
             try:
                 pause = await self._process(stream, entries)
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 await self._back_off(backoff, "ack_failed", stream, error)
                 continue
             except Exception as error:  # as above: left pending, retried after the back-off

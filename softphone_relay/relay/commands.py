@@ -17,12 +17,13 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_command
 from softphone_relay.relay.delivery_rules import COMMAND_PAGE, StoredCommand
 from softphone_relay.relay.errors import InvalidEvent, Unavailable
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.resume import StreamState, is_recovered, later_of
 from softphone_relay.relay.streams import is_missing_key, optional_text
 
@@ -127,7 +128,7 @@ class CommandLog:
                     keys=[keys.command_stream(agent_id), keys.dispatched(agent_id, request_id)],
                     args=[*args, COMMAND_RETENTION_MS // 1000],
                 )
-        except (RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             raise Unavailable(f"command stream unavailable: {error}") from None
         return str(command_id.decode())
 
@@ -161,8 +162,10 @@ class CommandLog:
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 # EVALSHA by hand: a pipeline holding a Script object first asks SCRIPT EXISTS,
-                # one more round trip per admission.
-                pipe.evalsha(
+                # one more round trip per admission (and a cluster pipeline refuses evalsha(),
+                # not the command: it routes it by its keys' slot).
+                pipe.execute_command(
+                    "EVALSHA",
                     self._claim.sha,
                     1,
                     keys.session_counter(agent_id),

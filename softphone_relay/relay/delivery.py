@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -46,6 +47,7 @@ from softphone_relay.relay.delivery_rules import (
     request_state_after,
 )
 from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.frames import CommandFrame, ServerFrame
 from softphone_relay.relay.metrics import RelayMetrics
 from softphone_relay.relay.request_rules import RequestState, RequestStatus
@@ -60,6 +62,10 @@ RECONNECT_CAP: Final = 0.25
 ATTACH_WAIT: Final = 1.0
 """How long a new session waits for the pub/sub connection to come back."""
 ATTACH_POLL: Final = 0.02
+SUBSCRIBER_OPTIONS: Final = frozenset(
+    {"username", "password", "socket_timeout", "socket_connect_timeout", "client_name"}
+)
+"""The connection options of a cluster seed node that the pub/sub connection takes over."""
 
 Send = Callable[[ServerFrame], Awaitable[None]]
 """Sends one frame down a session's socket."""
@@ -143,7 +149,7 @@ class CommandHub:
             return  # the hub unsubscribes it when it reconnects
         try:
             await self._pubsub.unsubscribe(keys.agent_channel(live.agent_id))
-        except (RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             # Harmless: the hub unsubscribes it when it reconnects; unknown agents are ignored.
             log.warning("event=unsubscribe_failed agent=%s error=%r", live.agent_id, str(error))
 
@@ -260,7 +266,7 @@ class CommandHub:
                     for live in chunk:
                         pipe.xrevrange(keys.command_stream(live.agent_id), count=1)
                     newest = await pipe.execute()
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 log.warning("event=sweep_failed sessions=%d error=%r", len(chunk), str(error))
                 for live in chunk:
                     live.wake.set()
@@ -278,15 +284,27 @@ class CommandHub:
 
 
 def subscriber_client(redis: aioredis.Redis) -> aioredis.Redis:
-    """A client for one pub/sub connection to ``redis``'s server, with no hidden retries: a
-    retry inside redis-py reconnects from whichever coroutine hit the error, and two
-    coroutines connecting one pub/sub connection at once break it."""
-    pool = redis.connection_pool
-    options = dict(pool.connection_kwargs)
+    """A client for one pub/sub connection to ``redis``'s server (to one node of a cluster:
+    classic pub/sub reaches every node), with no hidden retries: a retry inside redis-py
+    reconnects from whichever coroutine hit the error, and two coroutines connecting one
+    pub/sub connection at once break it."""
+    if isinstance(redis, RedisCluster):
+        # A seed node (known before the cluster client has connected), with the options that
+        # say where and how to connect; the cluster client's internal ones are not for us.
+        node = next(iter(redis.nodes_manager.startup_nodes.values()))
+        options = {
+            key: value
+            for key, value in node.connection_kwargs.items()
+            if key in SUBSCRIBER_OPTIONS or key.startswith("ssl_")
+        } | {"host": node.host, "port": node.port}
+        connection_class = node.connection_class
+    else:
+        options = dict(redis.connection_pool.connection_kwargs)
+        connection_class = redis.connection_pool.connection_class
     options["retry"] = Retry(NoBackoff(), 0, supported_errors=())
     return aioredis.Redis(
         connection_pool=aioredis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=1, **options
+            connection_class=connection_class, max_connections=1, **options
         )
     )
 
@@ -324,7 +342,7 @@ class CommandDelivery:
                     if is_last_page(entries):
                         break
                 backoff.success()
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 delay = backoff.failure()
                 log.warning(
                     "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
@@ -361,7 +379,7 @@ class CommandDelivery:
             request_id = live.sent.pop(command_id, None)
             if request_id is not None:
                 await self._request_state(request_id, "acked", command_id)
-        except (RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             # Not fatal: the command is redelivered on reconnect and the client drops repeats.
             log.warning(
                 "event=command_ack_not_recorded agent=%s command=%s error=%r",
@@ -383,7 +401,7 @@ class CommandDelivery:
                     updatedAt=envelope.receivedAt,
                 )
             )
-        except (RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             # The request is in the log: the dispatcher records its progress all the same.
             log.warning("event=request_status_not_recorded id=%s error=%r", envelope.id, error)
 

@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,12 @@ class DispositionCodes:
         """Reread every partner's codes (a partner with none stored keeps its file list)."""
         if not self._partners:
             return
-        stored = await self._redis.mget([keys.disposition_codes(p) for p in self._partners])
+        # One GET per partner in a pipeline, not one MGET: on a cluster the partners' keys
+        # live in different slots, and MGET across slots is refused (CROSSSLOT).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partner_id in self._partners:
+                pipe.get(keys.disposition_codes(partner_id))
+            stored = await pipe.execute()
         for partner_id, raw in zip(self._partners, stored, strict=True):
             if raw:
                 self._known[partner_id] = _codes.decode(raw)
@@ -52,7 +57,7 @@ class DispositionCodes:
         while self._partners:
             try:
                 await self.refresh()
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 log.warning("event=disposition_refresh_failed error=%r", str(error))
             await asyncio.sleep(interval)
 

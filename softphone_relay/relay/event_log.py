@@ -3,8 +3,9 @@
 One Lua script per shard appends a batch of envelopes to ``sp:events:{S}`` and records each
 event id in ``sp:seen:{S}:...`` in the same step, so an event is never appended twice and an
 ack never precedes the append. :class:`BatchingAppender` gathers the envelopes of every
-connection while the previous batch is in flight and sends them as one pipeline: the relay's
-Redis round trips grow with batches, not with events.
+connection while the previous batch is in flight and sends one script call per shard, the
+shards concurrently: the relay's Redis round trips grow with batches, not with events, and on
+a cluster each call goes to its shard's node.
 
 When Redis is down or slow the appender fails fast with :class:`Unavailable` (nothing stored,
 the client retries) and backs off before trying again; the connection stays open.
@@ -16,12 +17,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from softphone_relay.relay import keys
@@ -52,12 +54,41 @@ MAX_BATCH: Final = 512
 _encoder: Final = msgspec.json.Encoder()
 
 
+LOG_ERRORS: Final = (RedisError, OSError, RedisClusterException)
+"""What a call to the log may raise when it did not take effect for sure: Redis's errors, the
+network's, and a cluster client's own (which is no ``RedisError``)."""
+
+CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""``redis+cluster://`` (``rediss+cluster://`` with TLS) names a seed node of a Redis Cluster."""
+
+
+def cluster_seed(url: str) -> str | None:
+    """The plain ``redis://`` seed URL when ``url`` names a cluster, else None."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme)
+    return f"{plain}{sep}{rest}" if plain and sep else None
+
+
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 64) -> aioredis.Redis:
     """A client for the log: short timeouts, one quick reconnect, no slow hidden retries.
 
     The pool is bounded and blocking: a burst of new sessions waits for a connection (up to
-    ``timeout``) instead of opening hundreds or failing.
+    ``timeout``) instead of opening hundreds or failing. For ``redis+cluster://`` it is a
+    cluster client (``RedisCluster``), which follows redirects and routes each command to the
+    node of its key's slot; it offers the same commands, and every multi-key operation of ours
+    stays within one slot (hash tags), so the rest of the code runs unchanged on it.
     """
+    seed = cluster_seed(url)
+    if seed is not None:
+        cluster = RedisCluster.from_url(
+            seed,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=0,
+        )
+        return cast(aioredis.Redis, cluster)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -99,37 +130,54 @@ class EventLog:
         """Whether Redis answers a PING now."""
         try:
             return bool(await self._redis.ping())
-        except (RedisError, OSError):
+        except LOG_ERRORS:
             return False
 
-    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult]:
-        """Append all envelopes (one script call per shard, one round trip); results in order.
+    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | Unavailable]:
+        """Append all envelopes: one script call per shard, the shards concurrently (on a
+        cluster they live on different nodes); each envelope's result, in order.
 
-        Raises :class:`Unavailable` if Redis cannot be reached or does not answer in time;
-        then none of the envelopes may be assumed stored.
+        An envelope whose shard did not answer gets :class:`Unavailable`: it may not be
+        assumed stored (the client resends it; the dedupe keys make that safe), while the
+        envelopes of the shards that answered are stored and get their results.
         """
         by_shard: dict[int, list[int]] = defaultdict(list)
         for index, envelope in enumerate(envelopes):
             by_shard[self.shard_of(envelope)].append(index)
-        results: list[AppendResult | None] = [None] * len(envelopes)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard, indexes in by_shard.items():
-                    batch = [envelopes[i] for i in indexes]
-                    await self._script(
-                        keys=[keys.event_stream(shard)]
-                        + [keys.seen(shard, e.agentId, e.id) for e in batch],
-                        args=[self._dedupe_ttl, *(encode_envelope(e) for e in batch)],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
-        except (RedisError, OSError) as error:
-            raise Unavailable(f"event log unavailable: {type(error).__name__}: {error}") from None
-        for indexes, reply in zip(by_shard.values(), replies, strict=True):
+        outcomes = await asyncio.gather(
+            *(
+                self._append_shard(shard, [envelopes[i] for i in ix])
+                for shard, ix in by_shard.items()
+            )
+        )
+        results: list[AppendResult | Unavailable | None] = [None] * len(envelopes)
+        for indexes, outcome in zip(by_shard.values(), outcomes, strict=True):
             for position, index in enumerate(indexes):
-                seq, duplicate = reply[2 * position], reply[2 * position + 1]
-                results[index] = AppendResult(seq.decode(), bool(duplicate))
+                results[index] = outcome if isinstance(outcome, Unavailable) else outcome[position]
         return [r for r in results if r is not None]
+
+    async def append_all(self, envelopes: list[Envelope]) -> list[AppendResult]:
+        """:meth:`append_batch`, raising :class:`Unavailable` unless every envelope is stored."""
+        results = await self.append_batch(envelopes)
+        for result in results:
+            if isinstance(result, Unavailable):
+                raise result
+        return [r for r in results if isinstance(r, AppendResult)]
+
+    async def _append_shard(
+        self, shard: int, batch: list[Envelope]
+    ) -> list[AppendResult] | Unavailable:
+        try:
+            reply = await self._script(
+                keys=[keys.event_stream(shard)]
+                + [keys.seen(shard, e.agentId, e.id) for e in batch],
+                args=[self._dedupe_ttl, *(encode_envelope(e) for e in batch)],
+            )
+        except LOG_ERRORS as error:
+            return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+        return [
+            AppendResult(reply[2 * n].decode(), bool(reply[2 * n + 1])) for n in range(len(batch))
+        ]
 
 
 PROBE_INTERVAL: Final = 0.25
@@ -200,15 +248,27 @@ class BatchingAppender:
         self._metrics.append_batch_size.observe(len(batch))
         try:
             results = await self._log.append_batch([envelope for envelope, _ in batch])
-        except Unavailable as error:
-            if self._up.is_set():
-                log.warning("event=append_failed batch=%d error=%r", len(batch), str(error))
-            self._fail(batch, str(error))
-            return
         except Exception as error:  # a bulkhead: the client library failed in a way it should not
             log.exception("event=append_crashed batch=%d", len(batch))
             self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
             return
+        failed = [r for r in results if isinstance(r, Unavailable)]
+        if failed and len(failed) == len(results):
+            if self._up.is_set():
+                log.warning("event=append_failed batch=%d error=%r", len(batch), str(failed[0]))
+            self._fail(batch, str(failed[0]))
+            return
+        if failed:
+            log.warning(
+                "event=append_partly_failed batch=%d failed=%d error=%r",
+                len(batch),
+                len(failed),
+                str(failed[0]),
+            )
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, Unavailable):
+                future.set_exception(result)
+            else:
                 future.set_result(result)

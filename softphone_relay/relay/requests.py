@@ -126,7 +126,7 @@ class RequestIntake:
             sessionId=source,
             data=payload,
         )
-        [result] = await self._log.append_batch([envelope])
+        [result] = await self._log.append_all([envelope])
         if not result.duplicate:
             await self._store.advance(
                 RequestStatus(

@@ -30,7 +30,7 @@ from softphone_relay.relay.delivery import CommandDelivery, CommandHub, LiveSess
 from softphone_relay.relay.dispositions import DispositionCodes
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import ConfigError, FrameRefused, reason
-from softphone_relay.relay.event_log import BatchingAppender, EventLog
+from softphone_relay.relay.event_log import LOG_ERRORS, BatchingAppender, EventLog
 from softphone_relay.relay.frames import (
     SUBPROTOCOL,
     ErrorFrame,
@@ -177,7 +177,7 @@ class Relay:
         """True when Redis answers."""
         try:
             return bool(await self._redis.ping())
-        except (RedisError, OSError):
+        except LOG_ERRORS:
             return False
 
     # -- one connection ------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class Relay:
         live = LiveSession(agent_id, session.session_id, replace)
         try:
             await self._hub.attach(live)
-        except (RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
             return
         try:
@@ -242,7 +242,7 @@ class Relay:
                 )
                 self._hub.claimed(live, admission.generation)
                 position, recovered = admission.position, admission.recovered
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 await self._close(ws, session.unavailable(f"event log unavailable: {error}"))
                 return
             await self._send(ws, session.open(recovered=recovered))
@@ -287,7 +287,7 @@ class Relay:
             marks = [(live.agent_id, live.session_id) for live in self._hub.live_sessions()]
             try:
                 await self.agents.refresh_online(marks, self._online_ttl)
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 log.warning("event=online_not_refreshed sessions=%d error=%r", len(marks), error)
 
     async def _expire_sessions(self) -> None:

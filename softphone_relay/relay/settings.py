@@ -276,9 +276,11 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]
         sources[field] = PREFIX + key
 
     if (url := get("REDIS_URL")) is not None:
-        if not re.match(r"^(redis|rediss|unix)://", url):
+        if not re.match(r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://", url):
             raise ConfigError(
-                PREFIX + "REDIS_URL", f"expected redis://, rediss:// or unix://, got {url!r}"
+                PREFIX + "REDIS_URL",
+                "expected redis://, rediss://, unix://, or redis+cluster:// (rediss+cluster://) "
+                f"for a Redis Cluster, got {url!r}",
             )
         put("redis_url", "REDIS_URL", url)
     secret, key_file = get("SECRET"), get("PUBLIC_KEY_FILE")

@@ -16,10 +16,10 @@ from typing import Any, Final
 import msgspec
 import redis.asyncio as aioredis
 import requests
-from redis.exceptions import RedisError
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.settings import Partner
 from softphone_relay.salesforce.connect import SalesforceConnection
 from softphone_relay.salesforce.errors import SalesforceLoginFailed
@@ -109,7 +109,7 @@ class DispositionRefresher:
         while self._fields and not stop.is_set():
             try:
                 await self.refresh()
-            except (RedisError, OSError) as error:
+            except LOG_ERRORS as error:
                 log.warning("event=disposition_store_failed error=%r", str(error))
             try:
                 await asyncio.wait_for(stop.wait(), interval)
