@@ -1,7 +1,7 @@
 """Ingest benchmark: acked events/s and ack latency through a real relay, against the raw
 throughput of the same Redis, in one run.
 
-    .venv/bin/python bench/ingest.py [--clients 100] [--window 10] [--seconds 10]
+    .venv/bin/python bench/ingest.py [--clients 100] [--window 10] [--seconds 10] [--cluster]
 
 Starts its own Redis-compatible server (the embedded binary) and ``softphone-relay serve`` as
 a separate process, then:
@@ -11,6 +11,8 @@ a separate process, then:
 3. raw baseline: one Python client pipelining ``XADD`` of the same envelopes to the same Redis.
 
 Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and relay/raw.
+With ``--cluster``, also saturated ingest with the log in 6 shards, on one node and on a
+three-primary Redis Cluster (``redis+cluster://``) started the same way, in the same run.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from measure import cpu_seconds, percentile, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
 from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.embedded import EmbeddedServer, free_port
+from softphone_relay.relay.embedded import EmbeddedCluster, EmbeddedServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
@@ -181,6 +183,45 @@ def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> f
     return rate
 
 
+def saturate(redis_url: str, shards: int, args: argparse.Namespace) -> float:
+    """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SOFTPHONE_RELAY_REDIS_URL": redis_url,
+        "SOFTPHONE_RELAY_SHARDS": str(shards),
+        "SOFTPHONE_RELAY_SECRET": SECRET,
+        "SOFTPHONE_RELAY_PORT": str(port),
+        "SOFTPHONE_RELAY_RATE_LIMIT": "100000/100000",
+    }
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "softphone_relay", "--log-level", "warning", "serve"], env=env
+    )
+    try:
+        wait_for_port(port, relay)
+        url = f"ws://127.0.0.1:{port}/v1/socket"
+        rate, _ = asyncio.run(phase(url, args.clients, args.window, args.seconds, None))
+    finally:
+        relay.terminate()
+        relay.wait(20)
+    return rate
+
+
+def cluster_comparison(args: argparse.Namespace) -> None:
+    """Saturated ingest, 6 shards: one node, then a three-primary cluster."""
+    shards = 6
+    with tempfile.TemporaryDirectory() as tmp:
+        with EmbeddedServer(Path(tmp) / "one") as server:
+            one = saturate(server.url, shards, args)
+        with EmbeddedCluster(Path(tmp) / "cluster") as cluster:
+            seed = "redis+cluster://" + cluster.url.split("://", 1)[1]
+            three = saturate(seed, shards, args)
+    print(
+        f"cluster:   {shards} shards, saturated: one node {one:,.0f} acked events/s, "
+        f"three-primary cluster {three:,.0f} acked events/s ({three / one:.0%} of one node)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,6 +230,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--paced-rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--cluster", action="store_true", help="also compare one node with a 3-node cluster"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
@@ -249,6 +293,8 @@ def main() -> None:
     )
     print(f"raw baseline: pipelined XADD {raw:,.0f} appends/s (one Python client, same Redis)")
     print(f"relay/raw: {rate / raw:.0%}")
+    if args.cluster:
+        cluster_comparison(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from simple_salesforce.api import Salesforce
 from websockets.asyncio.client import connect
 
 from softphone_relay.relay import event_log
-from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.embedded import EmbeddedCluster, EmbeddedServer
 from softphone_relay.relay.server import Relay
 from softphone_relay.salesforce.connect import (
     SalesforceAuth,
@@ -178,3 +179,11 @@ def connection(standin: StandIn) -> Iterator[ConnectionFactory]:
     yield make
     for one in made:
         one.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A Redis Cluster of three primaries (the embedded valkey-server), slots split evenly,
+    AOF on each; a fresh one per test."""
+    with EmbeddedCluster(tmp_path / "cluster") as running:
+        yield running

@@ -27,6 +27,7 @@ from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
 from softphone_relay.relay import keys
 from softphone_relay.relay.auth import mint_token
+from softphone_relay.relay.embedded import EmbeddedCluster
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import EventLog
 from softphone_relay.relay.server import Relay
@@ -149,6 +150,11 @@ ConnectionFactory = Callable[..., SalesforceConnection]
 
 LOGIN_HOSTS = ("login", "test", "acme.my")
 """The login domains tests use; each is pointed at the stand-in."""
+
+
+def cluster_url(cluster: EmbeddedCluster) -> str:
+    """The ``redis+cluster://`` URL of an embedded cluster's seed node."""
+    return "redis+cluster://" + cluster.url.split("://", 1)[1]
 
 
 def conversation_ids(count: int, *, longest: bool = False) -> list[str]:

@@ -17,7 +17,10 @@ RUNS = {
         ["0 calls with more than one", "per 1,000 calls", "lag callEnded"],
     ),
     "dial.py": (["--requests", "3", "--background-rate", "20"], ["click-to-dials"]),
-    "ingest.py": (["--clients", "2", "--seconds", "1", "--paced-rate", "20"], ["relay/raw"]),
+    "ingest.py": (
+        ["--clients", "2", "--seconds", "1", "--paced-rate", "20", "--cluster"],
+        ["relay/raw", "three-primary cluster"],
+    ),
     "replay.py": (["--calls", "100"], ["the stand-in holds 100 Tasks"]),
     "sockets.py": (
         ["--sessions", "10", "--concurrency", "5", "--idle-seconds", "0.5"],

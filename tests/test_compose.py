@@ -101,3 +101,19 @@ def test_every_relay_must_be_given_the_softphones_origin() -> None:
         origins = relay["environment"]["SOFTPHONE_RELAY_ALLOWED_ORIGINS"]
         assert origins.startswith("${SOFTPHONE_RELAY_ALLOWED_ORIGINS:?"), origins
         assert "lightning.force.com" not in origins
+
+
+def test_a_cluster_profile_runs_three_primaries_with_append_only_files() -> None:
+    """``--profile cluster``: three cluster-enabled nodes on volumes, joined by a one-shot job,
+    and the services take their Redis URL from the environment (``redis+cluster://``)."""
+    services = compose()["services"]
+    nodes = [s for n, s in services.items() if n.startswith("valkey-node-")]
+    assert len(nodes) == 3
+    for node in nodes:
+        assert node["profiles"] == ["cluster"]
+        assert "--cluster-enabled" in node["command"] and "--appendonly" in node["command"]
+        assert any(v.endswith(":/data") for v in node["volumes"])
+    init = services["cluster-init"]
+    assert "--cluster create" in init["command"][0] and init["profiles"] == ["cluster"]
+    url = services["relay-1"]["environment"]["SOFTPHONE_RELAY_REDIS_URL"]
+    assert url.startswith("${SOFTPHONE_RELAY_REDIS_URL:-")

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
-import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from softphone_relay.relay import event_log, keys
@@ -23,22 +20,12 @@ from tests.helpers import (
     AgentFactory,
     RelayFactory,
     call_data,
+    cluster_url,
     contract_examples,
     conversation_ids,
 )
 
 SHARDS = 6
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
-    """Three primaries, the slots split evenly, AOF on each."""
-    with EmbeddedCluster(tmp_path / "cluster") as running:
-        yield running
-
-
-def cluster_url(cluster: EmbeddedCluster) -> str:
-    return "redis+cluster://" + cluster.url.split("://", 1)[1]
 
 
 async def stored_ids(url: str) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from softphone_relay.relay.errors import ConfigError
+from softphone_relay.relay.event_log import cluster_seed
 from softphone_relay.relay.settings import RateLimit, parse_duration, settings_from_env
 
 SECRET = "s" * 32
@@ -173,3 +174,12 @@ def test_a_flag_overrides_the_environment() -> None:
     """--port wins over SOFTPHONE_RELAY_PORT."""
     settings = settings_from_env({"SOFTPHONE_RELAY_PORT": "9000"}, {"port": 9001})
     assert settings.port == 9001
+
+
+def test_a_cluster_is_named_by_its_url() -> None:
+    """``redis+cluster://`` is accepted and kept; the client connects to its plain seed."""
+    settings = settings_from_env({"SOFTPHONE_RELAY_REDIS_URL": "redis+cluster://node-1:6379"})
+    assert settings.redis_url == "redis+cluster://node-1:6379"
+    assert cluster_seed("redis+cluster://node-1:6379") == "redis://node-1:6379"
+    assert cluster_seed("rediss+cluster://node-1:6380") == "rediss://node-1:6380"
+    assert cluster_seed("redis://node-1:6379/0") is None

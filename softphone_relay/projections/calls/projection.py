@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from softphone_relay.projections.calls.fold import (
     CALL_EVENTS,
@@ -84,12 +85,25 @@ class ConversationLocks:
         """Release locks this holder took (a lock that expired and was retaken is left)."""
         if not conversations:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard, conversation in conversations:
-                await self._release(
-                    keys=[keys.call_lock(shard, conversation)], args=[self._owner], client=pipe
-                )
-            await pipe.execute()
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, conversation in conversations:
+                    # EVALSHA as a command: a cluster pipeline refuses evalsha() itself.
+                    pipe.execute_command(
+                        "EVALSHA",
+                        self._release.sha,
+                        1,
+                        keys.call_lock(shard, conversation),
+                        self._owner,
+                    )
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                await self._redis.script_load(RELEASE_SCRIPT)  # Redis restarted: load, redo
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return
 
 
 class CallRecordsProjection:
