@@ -258,8 +258,12 @@ def failure(error: Exception) -> str | None:
 
     if isinstance(error, ProjectionError):
         return str(error)
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+    if isinstance(error, RedisClusterException):
+        return f"the event log (Redis Cluster): {error}"
+    if isinstance(error, ResponseError) and str(error).startswith("CROSSSLOT"):
+        return f"the event log (Redis Cluster) refused a command across hash slots (a bug): {error}"
     if isinstance(error, ResponseError):
         return f"the event log (Redis) refused a command: {error}"
     if isinstance(error, RedisError):

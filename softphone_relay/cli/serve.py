@@ -10,13 +10,12 @@ import logging
 import os
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.control.api import ControlApi
 from softphone_relay.relay import event_log
 from softphone_relay.relay.backoff import Backoff
 from softphone_relay.relay.errors import ConfigError, reason
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.server import Relay
 from softphone_relay.relay.settings import Settings, settings_from_env
 
@@ -39,7 +38,7 @@ async def start_relay(
         try:
             await relay.start()
             return relay
-        except RedisError as error:
+        except LOG_ERRORS as error:
             await relay.close()
             delay = backoff.failure()
             log.warning(

@@ -361,3 +361,13 @@ def test_call_for_an_unknown_agent_fails_in_one_line(
     assert result.stderr.strip() == (
         "softphone-relay: error: no agent 'nobody' has opened a softphone session"
     )
+
+
+def test_an_unreachable_cluster_is_named_in_one_line(tmp_path: Path) -> None:
+    """A ``redis+cluster://`` URL no node answers: one line saying it is the Redis Cluster,
+    not a traceback."""
+    result = run_cli("redis+cluster://127.0.0.1:1", tmp_path, "status")
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("softphone-relay: error: the event log (Redis Cluster):"), line
+    assert "\n" not in line
