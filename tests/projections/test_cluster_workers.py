@@ -6,12 +6,13 @@ presence."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from softphone_relay.projections.calls.projection import CallRecordsProjection
 from softphone_relay.projections.dispatch.projection import DispatchProjection
 from softphone_relay.projections.presence.projection import PresenceProjection
 from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import event_log
+from softphone_relay.relay import event_log, keys
 from softphone_relay.relay.agents import AgentDirectory
 from softphone_relay.relay.embedded import EmbeddedCluster
 from softphone_relay.relay.envelope import Envelope
@@ -26,8 +27,10 @@ from tests.helpers import (
     ConnectionFactory,
     RelayFactory,
     call,
+    clean_env,
     cluster_url,
     conversation_ids,
+    run_cli,
     tasks,
 )
 
@@ -83,3 +86,26 @@ async def test_click_to_dial_and_presence_go_through_the_workers(
         await asyncio.sleep(0.05)
     await client.aclose()
     assert presence is not None and presence.softphoneId == "busy"
+
+
+async def test_a_refused_record_is_dead_lettered_and_requeued_on_a_cluster(
+    cluster: EmbeddedCluster, standin: StandIn, connection: ConnectionFactory, tmp_path: Path
+) -> None:
+    """A mapping the org refuses dead-letters the call's events; ``dlq requeue`` puts them
+    back on their shards (another node than the dead letters' stream) and, once fixed, the
+    call is one Task."""
+    url = cluster_url(cluster)
+    client = event_log.connect(url)
+    (conversation,) = conversation_ids(1)
+    await EventLog(client, shards=SHARDS, dedupe_ttl=3600).append_all(call(conversation))
+    wrong = SalesforceSink(connection(), TaskMapping(fields={"callerNumber": "Caller__c"}))
+    await Worker(client, CallRecordsProjection(client, wrong), SETTINGS).run(burst=True)
+    assert await client.xlen(keys.dead_letters("calls")) == 4
+    env = clean_env(SOFTPHONE_RELAY_SHARDS=str(SHARDS))
+    requeue = run_cli(url, tmp_path, "dlq", "requeue", "--error", "INVALID_FIELD", env=env)
+    assert requeue.returncode == 0, requeue.stderr
+    assert await client.xlen(keys.dead_letters("calls")) == 0
+    sink = SalesforceSink(connection(), TaskMapping())
+    await Worker(client, CallRecordsProjection(client, sink), SETTINGS).run(burst=True)
+    await client.aclose()
+    assert list(tasks(standin)) == [conversation]
