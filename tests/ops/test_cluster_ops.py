@@ -26,8 +26,8 @@ async def test_every_operator_tool_sees_the_whole_log_on_a_cluster(
     cluster: EmbeddedCluster, tmp_path: Path
 ) -> None:
     """Twenty calls (80 events) over six shards on three nodes: status counts them all, tail
-    and export read them all in order per shard, replay folds every conversation, dlq and a
-    trim dry run answer for every shard."""
+    and export read them all in order per shard, replay folds every conversation, dlq answers,
+    and trim (retention) runs per shard."""
     url = cluster_url(cluster)
     conversations = conversation_ids(20)
     await fill(url, conversations)
@@ -59,3 +59,6 @@ async def test_every_operator_tool_sees_the_whole_log_on_a_cluster(
     trim = run_cli(url, tmp_path, "trim", "--older-than", "1d", "--dry-run", env=env)
     assert trim.returncode == 0, trim.stderr
     assert trim.stdout.count("would remove 0 entries") == SHARDS
+    trim = run_cli(url, tmp_path, "trim", "--older-than", "1d", env=env)
+    assert trim.returncode == 0, trim.stderr
+    assert trim.stdout.count("removed 0 entries") == SHARDS
