@@ -163,7 +163,7 @@ class SalesforceSink:
     ) -> dict[str, Outcome]:
         try:
             if self._mapping.external_id:
-                outcomes = self._isolating(records, self._upsert)
+                outcomes = self._isolating(records, self._upsert, _itself)
             else:
                 outcomes = self._write_tasks(records, known)
         except (
@@ -192,7 +192,7 @@ class SalesforceSink:
             existing = dict(known)
         outcomes = self._create_missing([r for r in records if r.conversationId not in existing])
         pairs = [(existing[r.conversationId], r) for r in records if r.conversationId in existing]
-        return outcomes | self._isolating(pairs, self._update, key=lambda pair: pair[1])
+        return outcomes | self._isolating(pairs, self._update, lambda pair: pair[1])
 
     def _create_missing(self, records: list[CallRecord]) -> dict[str, Outcome]:
         """Create the records; after a create whose answer was lost, ask the org what it
@@ -203,7 +203,9 @@ class SalesforceSink:
         pending = records
         for attempt in range(1, self._attempts + 1):
             try:
-                return outcomes | self._isolating(pending, lambda part: self._create(part, who))
+                return outcomes | self._isolating(
+                    pending, lambda part: self._create(part, who), _itself
+                )
             except (SalesforceError, requests.RequestException) as error:
                 if not outcome_unknown(error) or attempt == self._attempts:
                     raise
@@ -224,14 +226,12 @@ class SalesforceSink:
         self,
         items: list[T],
         write: Callable[[list[T]], dict[str, Outcome]],
-        key: Callable[[T], CallRecord] | None = None,
+        record: Callable[[T], CallRecord],
     ) -> dict[str, Outcome]:
         """``write(items)``; when the org refuses the whole request as malformed (a JSON
-        type error fails the whole collection), split it to find the records at fault."""
+        type error fails the whole collection), split it to find the records at fault
+        (``record`` gives an item's call record)."""
         budget = ISOLATION_REQUESTS
-
-        def record(item: T) -> CallRecord:
-            return key(item) if key else item  # type: ignore[return-value]
 
         def attempt(part: list[T]) -> dict[str, Outcome]:
             nonlocal budget
@@ -416,6 +416,10 @@ class SalesforceSink:
         return {
             r.conversationId: record_outcome(res) for r, res in zip(records, results, strict=True)
         }
+
+
+def _itself(record: CallRecord) -> CallRecord:
+    return record
 
 
 def _number_of(record: CallRecord) -> str | None:
