@@ -457,9 +457,15 @@
 
     // The relay closes a session when its token expires (4401): before then, fetch a fresh
     // token and hand it over on the open socket (a refresh frame), with no gap in delivery.
+    function refreshable() {
+      // A fixed token string cannot be replaced by a fresher one: nothing to refresh with.
+      return Boolean((options.salesforce && options.salesforce.apexClass) || options.tokenUrl ||
+        typeof options.token === "function");
+    }
+
     function scheduleRefresh(expiresAt) {
       clearTimer("refresh");
-      if (typeof expiresAt !== "number") return;
+      if (typeof expiresAt !== "number" || !refreshable()) return;
       var remaining = expiresAt * 1000 - env.now();
       timers.refresh = env.setTimeout(refresh, Math.max(1000, remaining * 0.8));
     }

@@ -502,3 +502,12 @@ test("a replaced tab's events are sent by the live tab of the same agent", async
   assert.equal(live.wrapper.outboxSize(), 0);
   assert.equal(replaced.wrapper.outboxSize(), 0, "acked for both tabs: nothing to resend on reload");
 });
+
+test("a fixed token string is not refreshed with itself", async () => {
+  const w = world();
+  const socket = await connected(w);
+  socket.deliver({ type: "refreshed", expiresAt: Math.floor(w.env.now() / 1000) + 10 });
+  await w.advance(20_000);
+  await w.tick();
+  assert.equal(socket.sent.filter((f) => f.type === "refresh").length, 0);
+});
