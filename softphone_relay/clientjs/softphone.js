@@ -108,6 +108,9 @@
     };
   }
 
+  /** The event id at the end of an outbox key (PREFIX:ORDER:ID). */
+  function idOfKey(key) { return key.slice(key.lastIndexOf(":") + 1); }
+
   /** Every key of a storage (localStorage and our memory store both have key(i) and length). */
   function storageKeys(store) {
     var keys = [];
@@ -170,43 +173,51 @@
       }
     }
   };
-  Outbox.prototype.entries = function () {
+  /** The keys of the pending events, in hook order (no event is parsed to find them). */
+  Outbox.prototype.keys = function () {
     var self = this;
     var found = {};
     storageKeys(this.store).forEach(function (key) {
-      if (key && key.indexOf(self.prefix) === 0) {
-        var frame = readJson(self.store, key, null);
-        if (frame) found[key] = frame;
-      }
+      if (key && key.indexOf(self.prefix) === 0) found[key] = true;
     });
-    Object.keys(this.memory).forEach(function (key) { found[key] = self.memory[key]; });
-    return Object.keys(found).sort().map(function (key) { return { key: key, frame: found[key] }; });
+    Object.keys(this.memory).forEach(function (key) { found[key] = true; });
+    return Object.keys(found).sort();
+  };
+  Outbox.prototype.frame = function (key) {
+    return this.memory[key] || readJson(this.store, key, null);
   };
   Outbox.prototype.remove = function (id) {
-    var removed = false;
     var self = this;
-    this.entries().forEach(function (entry) {
-      if (entry.frame.id !== id) return;
-      removed = true;
-      delete self.memory[entry.key];
-      try { self.store.removeItem(entry.key); } catch (error) { /* memory only */ }
+    var keys = this.keys().filter(function (key) { return idOfKey(key) === id; });
+    keys.forEach(function (key) {
+      delete self.memory[key];
+      try { self.store.removeItem(key); } catch (error) { /* memory only */ }
     });
-    return removed;
+    return keys.length > 0;
   };
   Outbox.prototype.get = function (id) {
-    var entries = this.entries();
-    for (var i = 0; i < entries.length; i++) if (entries[i].frame.id === id) return entries[i].frame;
+    var keys = this.keys();
+    for (var i = 0; i < keys.length; i++) if (idOfKey(keys[i]) === id) return this.frame(keys[i]);
     return null;
   };
   Outbox.prototype.list = function () {
+    var self = this;
     var seen = {};
-    return this.entries().map(function (e) { return e.frame; }).filter(function (frame) {
-      if (seen[frame.id]) return false;
-      seen[frame.id] = true;
-      return true;
+    var frames = [];
+    this.keys().forEach(function (key) {
+      var frame = seen[idOfKey(key)] ? null : self.frame(key);
+      if (frame) {
+        seen[frame.id] = true;
+        frames.push(frame);
+      }
     });
+    return frames;
   };
-  Outbox.prototype.size = function () { return this.list().length; };
+  Outbox.prototype.size = function () {
+    var ids = {};
+    this.keys().forEach(function (key) { ids[idOfKey(key)] = true; });
+    return Object.keys(ids).length;
+  };
   /** True when a storage key is one of this outbox's events (a change seen from another tab). */
   Outbox.prototype.owns = function (key) { return Boolean(key) && key.indexOf(this.prefix) === 0; };
 

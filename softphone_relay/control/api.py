@@ -26,7 +26,6 @@ from typing import Any, Final
 import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from softphone_relay.control.service import (
     Accepted,
@@ -47,6 +46,7 @@ from softphone_relay.relay.errors import (
     Unauthorized,
     Unavailable,
 )
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.request_rules import RequestStatus
 from softphone_relay.relay.settings import Settings
 
@@ -136,7 +136,7 @@ class ControlApi:
             return self._error(
                 MethodNotAllowed(f"{request.path} takes {allowed}, not {request.method}")
             )
-        except (RedisError, OSError, Unavailable) as error:
+        except (*LOG_ERRORS, Unavailable) as error:
             return self._error(ServiceUnavailable(f"the log store is unavailable: {error}"))
 
     def _error(self, error: ApiError) -> web.Response:

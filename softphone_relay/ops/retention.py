@@ -19,6 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.streams import is_missing_key, parse_stream_id, text
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ async def keep_trimmed(
     while not stop.is_set():
         try:
             await trim(redis, shards, int((time.time() - retention) * 1000))
-        except (aioredis.RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             log.warning("event=log_trim_failed error=%r", str(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TRIM_EVERY)

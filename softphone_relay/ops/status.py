@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from softphone_relay.projections.metrics import LogGauges
 from softphone_relay.projections.registry import NAMES
 from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.streams import is_missing_key, optional_text, text
 
 WATCH_EVERY = 5.0
@@ -200,7 +201,7 @@ async def watch(
     while not stop.is_set():
         try:
             observe(gauges, await _shards(redis, shards), await _dead_letters(redis))
-        except (aioredis.RedisError, OSError) as error:
+        except LOG_ERRORS as error:
             log.warning("event=log_gauges_failed error=%r", str(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)

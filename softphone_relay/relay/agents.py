@@ -57,7 +57,6 @@ class AgentDirectory:
         """Queue on ``pipe`` the agent's new session record and its online mark (in the
         agent's slot), and which agent the token's Salesforce User is (in the user's): the
         relay sends them with the session's admission."""
-        pipe.delete(keys.agent_record(agent_id))
         pipe.hset(
             keys.agent_record(agent_id),
             mapping={
@@ -65,10 +64,11 @@ class AgentDirectory:
                 "sessionId": session_id,
                 "instance": instance,
                 "since": datetime.now(UTC).isoformat(),
+                # Always written (empty: none), so an older session's user never lingers.
+                "salesforceUserId": salesforce_user_id or "",
             },
         )
         if salesforce_user_id is not None:
-            pipe.hset(keys.agent_record(agent_id), "salesforceUserId", salesforce_user_id)
             pipe.set(keys.salesforce_user(salesforce_user_id), agent_id, ex=AGENT_RECORD_TTL)
         pipe.expire(keys.agent_record(agent_id), AGENT_RECORD_TTL)
         pipe.set(keys.agent_online(agent_id), session_id, px=int(online_ttl * 1000))
@@ -106,7 +106,7 @@ class AgentDirectory:
             online=online is not None,
             sessionId=online.decode() if online is not None else None,
             since=datetime.fromisoformat(fields["since"]) if "since" in fields else None,
-            salesforceUserId=fields.get("salesforceUserId"),
+            salesforceUserId=fields.get("salesforceUserId") or None,
         )
 
     async def resolve(self, agent_or_user_id: str) -> AgentInfo | None:

@@ -17,13 +17,13 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.contract import validate_command
 from softphone_relay.relay.delivery_rules import COMMAND_PAGE, StoredCommand
 from softphone_relay.relay.errors import InvalidEvent, Unavailable
-from softphone_relay.relay.event_log import LOG_ERRORS
+from softphone_relay.relay.event_log import LOG_ERRORS, execute_loading_scripts, queue_script
 from softphone_relay.relay.resume import StreamState, is_recovered, later_of
 from softphone_relay.relay.streams import is_missing_key, optional_text
 
@@ -159,27 +159,21 @@ class CommandLog:
         """Open a session in one round trip: make it the agent's newest (notifying the
         relays), find where its delivery resumes and whether nothing was lost, and send what
         ``stage`` queues with it (every key in the agent's slot)."""
-        for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                # EVALSHA by hand: a pipeline holding a Script object first asks SCRIPT EXISTS,
-                # one more round trip per admission (and a cluster pipeline refuses evalsha(),
-                # not the command: it routes it by its keys' slot).
-                pipe.execute_command(
-                    "EVALSHA",
-                    self._claim.sha,
-                    1,
-                    keys.session_counter(agent_id),
-                    keys.agent_channel(agent_id),
-                    session_id,
-                )
-                pipe.get(keys.command_ack(agent_id))
-                pipe.xinfo_stream(keys.command_stream(agent_id))
-                stage(pipe)
-                generation, recorded, info, *staged = await pipe.execute(raise_on_error=False)
-            if isinstance(generation, NoScriptError) and attempt == 1:
-                await self._redis.script_load(CLAIM_SCRIPT)  # Redis restarted: load, redo
-                continue
-            break
+
+        def fill(pipe: Pipeline) -> None:
+            queue_script(
+                pipe,
+                self._claim,
+                [keys.session_counter(agent_id)],
+                [keys.agent_channel(agent_id), session_id],
+            )
+            pipe.get(keys.command_ack(agent_id))
+            pipe.xinfo_stream(keys.command_stream(agent_id))
+            stage(pipe)
+
+        generation, recorded, info, *staged = await execute_loading_scripts(
+            self._redis, fill, [self._claim]
+        )
         for reply in (generation, recorded, *staged):
             if isinstance(reply, Exception):
                 raise reply

@@ -31,7 +31,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.retry import Retry
 from websockets.exceptions import ConnectionClosed
 
@@ -182,7 +181,7 @@ class CommandHub:
             except Exception as error:
                 self._up = False
                 delay = backoff.failure()
-                if isinstance(error, (RedisError, OSError)):
+                if isinstance(error, LOG_ERRORS):
                     log.warning("event=pubsub_failed retry_in=%.2fs error=%r", delay, str(error))
                 else:  # a bulkhead: delivery outlives the client library's bugs
                     log.exception("event=pubsub_crashed retry_in=%.2fs", delay)

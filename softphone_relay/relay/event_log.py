@@ -17,13 +17,16 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Final, cast
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from softphone_relay.relay import keys
@@ -99,6 +102,31 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 64) -> aio
         health_check_interval=0,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def queue_script(pipe: Pipeline, script: AsyncScript, keys_: list[str], args: list[Any]) -> None:
+    """Queue a script call on a pipeline as a plain EVALSHA: a pipeline holding a Script object
+    first asks SCRIPT EXISTS (one more round trip), and a cluster pipeline refuses evalsha()
+    but routes the command by its keys' slot."""
+    pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
+
+
+async def execute_loading_scripts(
+    redis: aioredis.Redis, fill: Callable[[Pipeline], None], scripts: list[AsyncScript]
+) -> list[Any]:
+    """Send what ``fill`` queues as one pipeline; the replies, errors among them. If a script
+    was missing (Redis restarted and lost its script cache), load ``scripts`` and send it again
+    once."""
+    for attempt in (1, 2):
+        async with redis.pipeline(transaction=False) as pipe:
+            fill(pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(reply, NoScriptError) for reply in replies):
+            for script in scripts:
+                await redis.script_load(script.script)
+            continue
+        break
+    return replies
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

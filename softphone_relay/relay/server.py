@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Self
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -264,7 +263,7 @@ class Relay:
                     delivery.cancel()
         finally:
             await self._hub.detach(live)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*LOG_ERRORS):
                 await self.agents.session_closed(agent_id, live.session_id)
             log.info(
                 "event=session_closed agent=%s session=%s code=%s",

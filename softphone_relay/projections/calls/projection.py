@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.asyncio.client import Pipeline
 
 from softphone_relay.projections.calls.fold import (
     CALL_EVENTS,
@@ -32,6 +32,7 @@ from softphone_relay.projections.calls.fold import (
 )
 from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Retry
 from softphone_relay.relay import keys
+from softphone_relay.relay.event_log import execute_loading_scripts, queue_script
 
 if TYPE_CHECKING:
     from softphone_relay.projections.registry import BuildContext
@@ -85,25 +86,16 @@ class ConversationLocks:
         """Release locks this holder took (a lock that expired and was retaken is left)."""
         if not conversations:
             return
-        for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard, conversation in conversations:
-                    # EVALSHA as a command: a cluster pipeline refuses evalsha() itself.
-                    pipe.execute_command(
-                        "EVALSHA",
-                        self._release.sha,
-                        1,
-                        keys.call_lock(shard, conversation),
-                        self._owner,
-                    )
-                replies = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                await self._redis.script_load(RELEASE_SCRIPT)  # Redis restarted: load, redo
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return
+
+        def fill(pipe: Pipeline) -> None:
+            for shard, conversation in conversations:
+                queue_script(
+                    pipe, self._release, [keys.call_lock(shard, conversation)], [self._owner]
+                )
+
+        for reply in await execute_loading_scripts(self._redis, fill, [self._release]):
+            if isinstance(reply, Exception):
+                raise reply
 
 
 class CallRecordsProjection:
