@@ -31,11 +31,13 @@ from measure import percentile
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.calls.projection import CallRecordsProjection
 from softphone_relay.projections.outcomes import Done, Outcome
+from softphone_relay.projections.registry import CALLS_BATCH_SIZE
 from softphone_relay.projections.worker import Worker, WorkerSettings
 from softphone_relay.relay import keys
 from softphone_relay.relay.embedded import EmbeddedServer
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import connect
+from softphone_relay.relay.settings import Settings
 from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from softphone_relay.salesforce.sink import SalesforceSink
 from softphone_relay.salesforce.standin.server import StandIn
@@ -197,9 +199,17 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
         f"({tasks} Tasks in the stand-in, {duplicates} calls with more than one; "
         f"{standin.state.creates} creates, every {args.drop_every}th answer dropped)"
     )
+    by_operation: dict[str, float] = {}
+    for s in sinks:
+        for metric in s.sink.metrics.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    operation = sample.labels["operation"]
+                    by_operation[operation] = by_operation.get(operation, 0) + sample.value
+    breakdown = ", ".join(f"{op} {n:.0f}" for op, n in sorted(by_operation.items()))
     print(
         f"Salesforce requests: {requests_made} = {requests_made * 1000 / args.calls:.1f} "
-        "per 1,000 calls"
+        f"per 1,000 calls ({breakdown})"
     )
     print(
         f"lag callEnded -> record written: p50 {percentile(lags, 0.5) * 1000:.0f} ms  "
@@ -228,12 +238,17 @@ def main() -> None:
     parser.add_argument(
         "--callers", type=int, default=10_000, help="distinct caller numbers (each searched once)"
     )
-    parser.add_argument("--batch", type=int, default=1000, help="entries read per batch")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=CALLS_BATCH_SIZE,
+        help="entries read per batch (the calls group's own batch size)",
+    )
     parser.add_argument("--block-ms", type=int, default=200)
     parser.add_argument(
         "--batch-wait-ms",
         type=int,
-        default=500,
+        default=int(Settings().batch_wait * 1000),
         help="how long a batch may wait to fill (SOFTPHONE_RELAY_BATCH_WAIT)",
     )
     parser.add_argument(

@@ -35,6 +35,7 @@ def worker_settings(settings: Settings, group: registry.ProjectionGroup) -> Work
     """How ``group``'s worker reads; only groups that wait for batches wait."""
     return WorkerSettings(
         shards=settings.shards,
+        batch_size=group.batch_size,
         batch_wait_ms=int(settings.batch_wait * 1000) if group.waits_for_batches else 0,
         claim_idle_ms=int((group.claim_idle or settings.claim_idle) * 1000),
     )

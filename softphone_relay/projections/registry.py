@@ -32,12 +32,20 @@ class ProjectionGroup(msgspec.Struct, frozen=True):
     waits_for_batches: bool = False
     """Whether batches wait ``SOFTPHONE_RELAY_BATCH_WAIT`` to fill (fewer, larger writes);
     latency-critical groups never wait."""
+    batch_size: int = 200
+    """Entries read per batch at most."""
     claim_idle: float | None = None
     """Seconds an entry may stay unacked at a consumer before another worker takes it over;
     None: ``SOFTPHONE_RELAY_CLAIM_IDLE``. Latency-critical groups take a dead worker's entries
     over at once: their effects are idempotent and take milliseconds, so taking over a slow
     but live worker's entry costs nothing, while waiting would let a click-to-dial expire."""
 
+
+CALLS_BATCH_SIZE: Final = 2_000
+"""Entries per calls batch at most: a call is about five events, so a full batch is about 400
+calls, two full sObject Collections requests, and its lookup and caller search are shared by
+all of them (``bench/calls.py``: 17.6 Salesforce requests per 1,000 calls; a batch of 200
+entries, 40 calls, costs about 75)."""
 
 LATENCY_CRITICAL_CLAIM_IDLE: Final = 1.0
 """Claim idle time of the groups a person waits on (a click-to-dial, a presence change)."""
@@ -48,6 +56,7 @@ GROUPS: Final = (
         "softphone_relay.projections.calls.projection",
         "call records written to Salesforce",
         waits_for_batches=True,
+        batch_size=CALLS_BATCH_SIZE,
     ),
     ProjectionGroup(
         "dispatch",

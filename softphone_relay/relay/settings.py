@@ -69,8 +69,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     command_ttl: Seconds = 30.0
     dedupe_ttl: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
     max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1 << 20
-    batch_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.5
-    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``); 0: no wait."""
+    batch_wait: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``); 0: no wait.
+    Only the calls group waits: a second of lag on a finished call's record buys batches of
+    hundreds of calls, each Salesforce request carrying 200 of them."""
     claim_idle: Seconds = 30.0
     """After this long unacked, a dead worker's entries are taken over
     (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""

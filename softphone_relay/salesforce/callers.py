@@ -12,16 +12,20 @@ costs no search.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import phonenumbers
 
 CONTACT_PHONES: Final = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
 LEAD_PHONES: Final = ("Phone", "MobilePhone")
-MAX_NUMBERS_PER_SEARCH: Final = 100
-"""Two terms a number: the search string stays under 4,000 characters (SOSL drops its
-OR operators beyond that, and returns nothing beyond 10,000)."""
+SEARCH_QUERY_MAX_CHARS: Final = 4_000
+"""The longest ``FIND {...}`` search query that keeps its OR operators (SOSL drops them
+beyond 4,000 characters, and returns nothing beyond 10,000)."""
+SEARCH_MAX_ROWS: Final = 2_000
+"""The most rows a SOSL search returns (its default and largest ``LIMIT``): an answer this
+long may have been cut short."""
+_OR: Final = " OR "
 
 
 def _parse(text: str, region: str | None = None) -> phonenumbers.PhoneNumber | None:
@@ -41,13 +45,34 @@ def search_terms(number: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((e164.lstrip("+"), str(parsed.national_number))))
 
 
+def search_batches(numbers: Sequence[str]) -> list[list[str]]:
+    """``numbers`` in as few searches as fit: each search query as long as SOSL keeps it
+    whole (:data:`SEARCH_QUERY_MAX_CHARS`), so numbers are packed by length, not count."""
+    batches: list[list[str]] = [[]]
+    terms: set[str] = set()
+    chars = 0  # of the terms joined by " OR ", plus one " OR " too many
+
+    for number in numbers:
+        own = set(search_terms(number))
+        more = own - terms
+        grown = chars + sum(len(t) + len(_OR) for t in more)
+        if batches[-1] and grown - len(_OR) > SEARCH_QUERY_MAX_CHARS:
+            batches.append([])
+            terms, more = set(), own
+            grown = sum(len(t) + len(_OR) for t in own)
+        batches[-1].append(number)
+        terms |= more
+        chars = grown
+    return [batch for batch in batches if batch]
+
+
 def phone_search(numbers: Iterable[str]) -> str | None:
     """The SOSL that finds Contacts and Leads with any of ``numbers``; None if none searchable."""
     terms = [t for n in numbers for t in search_terms(n)]
     if not terms:
         return None
     return (
-        f"FIND {{{' OR '.join(dict.fromkeys(terms))}}} IN PHONE FIELDS RETURNING "
+        f"FIND {{{_OR.join(dict.fromkeys(terms))}}} IN PHONE FIELDS RETURNING "
         f"Contact(Id, {', '.join(CONTACT_PHONES)}), Lead(Id, {', '.join(LEAD_PHONES)})"
     )
 

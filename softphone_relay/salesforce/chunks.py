@@ -40,9 +40,10 @@ def url_chunks(
 ) -> list[list[T]]:
     """``items`` in order, cut so that each chunk's ``query`` URL (``prefix_bytes`` of
     instance, path and ``?q=``, then the form-encoded SOQL with each item's quoted
-    ``literal`` in the IN list) stays within ``budget``; at most
-    :data:`COLLECTION_MAX` per chunk. An item too long for a chunk of its own still gets one
-    (the org then answers 414, which the caller treats as a sizing error)."""
+    ``literal`` in the IN list) stays within ``budget``: short ids make few lookups for a
+    large batch (a lookup has no count limit of its own; its rows are paged). An item too
+    long for a chunk of its own still gets one (the org then answers 414, which the caller
+    treats as a sizing error)."""
     base = prefix_bytes + len(quote_plus(query([])))
     separator = len(quote_plus(_SEPARATOR))
     chunks: list[list[T]] = []
@@ -51,7 +52,7 @@ def url_chunks(
     for item in items:
         cost = len(quote_plus(literal(item)))
         added = cost + (separator if current else 0)
-        if current and (size + added > budget or len(current) >= COLLECTION_MAX):
+        if current and size + added > budget:
             chunks.append(current)
             current, size, added = [], base, cost
         current.append(item)

@@ -1,15 +1,17 @@
 """Writing call records to Salesforce through simple-salesforce: batched, exactly one each.
 
-Per chunk of at most 200 records (one sObject Collections request each way):
+Per batch:
 
-- Task (no External ID possible): a lookup finds the Tasks already written for the chunk's
+- Task (no External ID possible): a lookup finds the Tasks already written for the batch's
   conversations (``SELECT Id, CallObject, IsDeleted FROM Task WHERE CallObject IN (...)``
-  through ``queryAll``, which also sees Tasks archived after a year; split by URL bytes,
-  ``chunks.py``); one phone search links new Tasks to their caller (``WhoId``, see
-  ``callers.py``; cached, so repeat callers cost nothing); the new ones are created with
-  ``POST composite/sobjects``, the others updated with ``PATCH`` by Id. Writing a record twice
-  updates the same Task. (One writer per conversation at a time is the caller's job.)
-- An object with an External ID field: ``PATCH composite/sobjects/{Obj}/{Field}`` upserts.
+  through ``queryAll``, which also sees Tasks archived after a year; split only by URL bytes,
+  ``chunks.py``); a phone search links new Tasks to their caller (``WhoId``, see
+  ``callers.py``; packed by search length and cached, so repeat callers cost nothing); the new
+  ones are created with ``POST composite/sobjects``, the others updated with ``PATCH`` by Id,
+  200 a request. Writing a record twice updates the same Task. (One writer per conversation
+  at a time is the caller's job.)
+- An object with an External ID field: ``PATCH composite/sobjects/{Obj}/{Field}`` upserts,
+  200 a request.
 
 A create is never sent twice blindly: when its answer is lost (a timeout, a dropped
 connection, a 5xx), the org may have committed it, so the sink asks the org again what it
@@ -53,10 +55,11 @@ from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.outcomes import Done, Outcome, Pause, Reject, Retry
 from softphone_relay.relay.backoff import Backoff
 from softphone_relay.salesforce.callers import (
-    MAX_NUMBERS_PER_SEARCH,
+    SEARCH_MAX_ROWS,
     CallerCache,
     match_caller,
     phone_search,
+    search_batches,
 )
 from softphone_relay.salesforce.chunks import (
     COLLECTION_MAX,
@@ -89,6 +92,9 @@ from softphone_relay.salesforce.org_client import (
 from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields
 
 log = logging.getLogger(__name__)
+
+FAILURES: Final = (SalesforceError, requests.RequestException, SalesforceLoginFailed, OrgPaused)
+"""What a request can fail with for good (after ``OrgClient``'s own retries)."""
 
 ISOLATION_REQUESTS: Final = 20
 """Extra requests one chunk may spend splitting a request the org refused as malformed
@@ -144,10 +150,7 @@ class SalesforceSink:
         ``known`` (conversation id → record Id, as :meth:`current` found them) spares the
         lookup for what is already there: every record not in it is created.
         """
-        outcomes: dict[str, Outcome] = {}
-        for start in range(0, len(records), COLLECTION_MAX):
-            chunk = list(records[start : start + COLLECTION_MAX])
-            outcomes |= await asyncio.to_thread(self._write_chunk, chunk, known)
+        outcomes = await asyncio.to_thread(self._write_all, list(records), known)
         for outcome in outcomes.values():
             self.metrics.records.labels(type(outcome).__name__.lower()).inc()
         return outcomes
@@ -158,47 +161,66 @@ class SalesforceSink:
         """What the org holds for these records: ``Id`` and ``fields``, by conversation id."""
         return await asyncio.to_thread(self._lookup, list(records), fields)
 
-    def _write_chunk(
-        self, records: list[CallRecord], known: Mapping[str, str] | None = None
-    ) -> dict[str, Outcome]:
-        try:
-            if self._mapping.external_id:
-                outcomes = self._isolating(records, self._upsert, _itself)
-            else:
-                outcomes = self._write_tasks(records, known)
-        except (
-            SalesforceError,
-            requests.RequestException,
-            SalesforceLoginFailed,
-            OrgPaused,
-        ) as error:
-            outcome = self._request_failure(error)
-            log.warning(
-                "event=salesforce_request_failed records=%d outcome=%s error=%r",
-                len(records),
-                type(outcome).__name__,
-                str(error)[:300],
-            )
-            return {r.conversationId: outcome for r in records}
-        self._outage.success()
-        return outcomes
-
-    def _write_tasks(
+    def _write_all(
         self, records: list[CallRecord], known: Mapping[str, str] | None
     ) -> dict[str, Outcome]:
-        if known is None:
-            existing = {c: str(row["Id"]) for c, row in self._lookup(records, ()).items()}
-        else:
-            existing = dict(known)
-        outcomes = self._create_missing([r for r in records if r.conversationId not in existing])
+        """The whole batch: for Tasks, one lookup and one caller search for all of it (each
+        split only by what a request can carry), then creates and updates by the 200."""
+        if self._mapping.external_id:
+            return self._by_collection(
+                records, lambda chunk: self._isolating(chunk, self._upsert, _itself), _itself
+            )
+        try:
+            if known is None:
+                existing = {c: str(row["Id"]) for c, row in self._lookup(records, ()).items()}
+            else:
+                existing = dict(known)
+            new = [r for r in records if r.conversationId not in existing]
+            who = self._callers_of(new)
+        except FAILURES as error:
+            return self._failed(records, error)
         pairs = [(existing[r.conversationId], r) for r in records if r.conversationId in existing]
-        return outcomes | self._isolating(pairs, self._update, lambda pair: pair[1])
+        return self._by_collection(
+            new, lambda chunk: self._create_missing(chunk, who), _itself
+        ) | self._by_collection(
+            pairs, lambda chunk: self._isolating(chunk, self._update, _record_of), _record_of
+        )
 
-    def _create_missing(self, records: list[CallRecord]) -> dict[str, Outcome]:
+    def _by_collection(
+        self,
+        items: list[T],
+        write: Callable[[list[T]], dict[str, Outcome]],
+        record: Callable[[T], CallRecord],
+    ) -> dict[str, Outcome]:
+        """``write`` for each collection's worth (200) of ``items``; a request that fails
+        for good gives its records the outcome the failure means."""
+        outcomes: dict[str, Outcome] = {}
+        for start in range(0, len(items), COLLECTION_MAX):
+            chunk = items[start : start + COLLECTION_MAX]
+            try:
+                outcomes |= write(chunk)
+            except FAILURES as error:
+                outcomes |= self._failed([record(item) for item in chunk], error)
+            else:
+                self._outage.success()
+        return outcomes
+
+    def _failed(self, records: list[CallRecord], error: Exception) -> dict[str, Outcome]:
+        outcome = self._request_failure(error)
+        log.warning(
+            "event=salesforce_request_failed records=%d outcome=%s error=%r",
+            len(records),
+            type(outcome).__name__,
+            str(error)[:300],
+        )
+        return {r.conversationId: outcome for r in records}
+
+    def _create_missing(
+        self, records: list[CallRecord], who: Mapping[str, str]
+    ) -> dict[str, Outcome]:
         """Create the records; after a create whose answer was lost, ask the org what it
         committed and create only the rest."""
         outcomes: dict[str, Outcome] = {}
-        who = self._callers_of(records)
         backoff = Backoff(base=self._retry_base, cap=8.0)
         pending = records
         for attempt in range(1, self._attempts + 1):
@@ -317,8 +339,8 @@ class SalesforceSink:
         numbers = {r.conversationId: n for r in records if (n := _number_of(r))}
         now = time.monotonic()
         unknown = sorted({n for n in numbers.values() if not self._callers.get(n, now)[0]})
-        for start in range(0, len(unknown), MAX_NUMBERS_PER_SEARCH):
-            self._search(unknown[start : start + MAX_NUMBERS_PER_SEARCH], now)
+        for batch in search_batches(unknown):
+            self._search(batch, now)
         who = {c: self._callers.get(n, now)[1] for c, n in numbers.items()}
         return {c: w for c, w in who.items() if w is not None}
 
@@ -338,6 +360,12 @@ class SalesforceSink:
                 log.warning("event=caller_search_refused error=%r", str(error)[:300])
                 return
             found = (answer or {}).get("searchRecords", [])
+            if len(found) >= SEARCH_MAX_ROWS and len(numbers) > 1:
+                # Maybe cut short: a number's match (or its namesake) may be missing.
+                first, second = halves(numbers)
+                self._search(first, now)
+                self._search(second, now)
+                return
         for number in numbers:
             self._callers.put(number, match_caller(number, found), now)
 
@@ -420,6 +448,10 @@ class SalesforceSink:
 
 def _itself(record: CallRecord) -> CallRecord:
     return record
+
+
+def _record_of(pair: tuple[str, CallRecord]) -> CallRecord:
+    return pair[1]
 
 
 def _number_of(record: CallRecord) -> str | None:

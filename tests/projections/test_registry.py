@@ -28,3 +28,11 @@ def test_calls_follow_the_claim_idle_setting_and_wait_for_batches() -> None:
     """Salesforce writes are slow: a live calls worker keeps its entries that long."""
     chosen = worker_settings(Settings(claim_idle=45.0, batch_wait=0.5), registry.group("calls"))
     assert (chosen.claim_idle_ms, chosen.batch_wait_ms) == (45_000, 500)
+
+
+def test_a_calls_batch_holds_two_collections_worth_of_calls() -> None:
+    """About five events a call: 2,000 entries fill two 200-record Salesforce requests; the
+    latency-critical groups keep small batches."""
+    settings = Settings()
+    assert worker_settings(settings, registry.group("calls")).batch_size == 2_000
+    assert worker_settings(settings, registry.group("dispatch")).batch_size == 200

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from softphone_relay.salesforce.callers import CallerCache, match_caller, phone_search, search_terms
+from softphone_relay.salesforce.callers import (
+    SEARCH_QUERY_MAX_CHARS,
+    CallerCache,
+    match_caller,
+    phone_search,
+    search_batches,
+    search_terms,
+)
 
 
 def contact(record_id: str, **phones: str) -> dict[str, Any]:
@@ -36,6 +44,44 @@ def test_one_search_covers_every_number() -> None:
         "RETURNING Contact(Id, Phone, MobilePhone, HomePhone, OtherPhone), "
         "Lead(Id, Phone, MobilePhone)"
     )
+
+
+def search_query(numbers: list[str]) -> str:
+    sosl = phone_search(numbers)
+    assert sosl is not None
+    found = re.search(r"\{(.*)\}", sosl)
+    assert found is not None
+    return found[1]
+
+
+def test_searches_are_packed_by_length_up_to_what_sosl_keeps_whole() -> None:
+    """10,000 US numbers take 73 searches of at most 4,000 characters, each number once."""
+    numbers = [f"+1800{i:07d}" for i in range(10_000)]
+    batches = search_batches(numbers)
+    assert [n for batch in batches for n in batch] == numbers
+    assert len(batches) == 73
+    lengths = [len(search_query(batch)) for batch in batches]
+    assert max(lengths) <= SEARCH_QUERY_MAX_CHARS
+    assert min(lengths[:-1]) > SEARCH_QUERY_MAX_CHARS - 2 * len(" OR 18000000000")
+
+
+def test_longer_numbers_make_smaller_searches() -> None:
+    """International numbers have more digits: fewer of them fit in one search."""
+    us = search_batches([f"+1800{i:07d}" for i in range(300)])
+    german = search_batches([f"+4930{i:09d}" for i in range(300)])
+    assert len(german[0]) < len(us[0])
+    assert all(len(search_query(b)) <= SEARCH_QUERY_MAX_CHARS for b in german)
+
+
+def test_a_repeated_number_costs_no_room() -> None:
+    """The same number twice adds no term: all of them fit one search."""
+    assert search_batches(["+18883973342"] * 500) == [["+18883973342"] * 500]
+
+
+def test_numbers_without_terms_still_get_a_batch() -> None:
+    """A withheld number is answered (linked to nobody) without a search term."""
+    assert search_batches(["", "anonymous"]) == [["", "anonymous"]]
+    assert search_batches([]) == []
 
 
 def test_a_contact_matches_whatever_its_formatting() -> None:

@@ -35,11 +35,11 @@ def test_every_chunk_url_is_within_the_budget_and_exactly_as_computed() -> None:
     assert url_bytes(chunks[0] + [chunks[1][0]]) > MAX_QUERY_URL_BYTES
 
 
-def test_short_ids_are_cut_at_the_collection_size() -> None:
-    """Short ids fill a chunk by count first: 200 at most."""
-    ids = [f"c{i}" for i in range(450)]
+def test_chunks_are_cut_by_bytes_not_by_count() -> None:
+    """450 UUIDs take two lookups (not three of 200): only the URL's length counts."""
+    ids = conversation_ids(450)
     chunks = url_chunks(ids, quote_soql_value, soql, prefix_bytes=PREFIX)
-    assert [len(c) for c in chunks] == [COLLECTION_MAX, COLLECTION_MAX, 50]
+    assert len(chunks) == 2 and len(chunks[0]) > COLLECTION_MAX
 
 
 def test_characters_soql_escapes_are_counted_as_sent() -> None:

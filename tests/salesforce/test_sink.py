@@ -89,11 +89,13 @@ async def test_mixed_batch_creates_and_updates(
 async def test_large_batches_are_chunked_by_200(
     standin: StandIn, connection: ConnectionFactory
 ) -> None:
-    """450 calls: three chunks, a query and a create each, and one search for their caller."""
+    """450 calls: two lookups (cut by URL length), one search for their caller and three
+    creates of at most 200."""
     sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write([record(c) for c in IDS[:450]])
     assert len(outcomes) == 450 and all(o == Done() for o in outcomes.values())
-    assert sink.requests == 7 and len(tasks(standin)) == 450
+    assert sink.requests == 6 and len(tasks(standin)) == 450
+    assert standin.state.creates == 3
 
 
 async def test_refused_record_is_rejected_and_the_rest_land(

@@ -93,3 +93,26 @@ async def test_matching_can_be_turned_off(standin: StandIn, connection: Connecti
     standin.state.org.create("Contact", {"LastName": "Smith", "Phone": "8883973342"})
     await SalesforceSink(connection(), TaskMapping(match_callers=False)).write([call_record(C1)])
     assert searches(standin) == 0 and task(standin, C1).get("WhoId") is None
+
+
+async def test_an_answer_cut_at_the_row_limit_is_searched_again_in_halves(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A switchboard number shared by 2,000 Contacts fills the search's 2,000 rows, so the
+    other caller's Contact may be missing from it: the numbers are searched again apart, the
+    other caller is linked and the switchboard (ambiguous) is not."""
+    org = standin.state.org
+    for index in range(2_000):
+        org.create("Contact", {"LastName": f"Desk {index}", "Phone": "+1 800 555 0100"})
+    alice = org.create("Contact", {"LastName": "Smith", "Phone": "(888) 397-3342"})
+    sink = SalesforceSink(connection(), TaskMapping())
+    outcomes = await sink.write(
+        [
+            call_record(SHARED, callerNumber="+18005550100"),
+            call_record(C1, callerNumber="+18883973342"),
+        ]
+    )
+    assert outcomes == {SHARED: Done(), C1: Done()}
+    assert task(standin, C1)["WhoId"] == alice
+    assert task(standin, SHARED).get("WhoId") is None
+    assert searches(standin) == 3

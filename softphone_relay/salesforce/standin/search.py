@@ -5,7 +5,9 @@ returned when one of its phone fields matches a term. Like Salesforce, matching 
 formatting of the stored number (``(888) 397-3342`` matches ``8883973342``); the stand-in's
 approximation of Salesforce's phone normalisation is "the digits of one end with the digits of
 the other, at least 7 of them", so a national number also matches its E.164 form. A record
-is found only once the org's search index has it (``Org.search_lag``).
+is found only once the org's search index has it (``Org.search_lag``). Like Salesforce, a
+search returns at most 2,000 rows (SOSL's default and largest ``LIMIT``); which rows a real
+org keeps when more match is not documented; the stand-in keeps the oldest records.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ _SOSL: Final = re.compile(
 )
 _OBJECT: Final = re.compile(r"(\w+)\s*(?:\(([^)]*)\))?")
 MIN_DIGITS: Final = 7
+MAX_ROWS: Final = 2_000
 
 
 def _digits(text: str) -> str:
@@ -79,4 +82,4 @@ def run_phone_search(org: Org, sosl: str) -> list[dict[str, Any]]:
                         **{f: record.get(f) for f in fields},
                     }
                 )
-    return found
+    return found[:MAX_ROWS]
