@@ -169,6 +169,11 @@ class EventLog:
         assumed stored (the client resends it; the dedupe keys make that safe), while the
         envelopes of the shards that answered are stored and get their results.
         """
+        if isinstance(self._redis, RedisCluster):
+            # Learn the cluster's layout before the shards' calls go out at once: a fresh
+            # cluster client whose first commands run concurrently can close connections
+            # that another of them is using (redis-py 8.1; seen here on a new cluster).
+            await self._redis.initialize()
         by_shard: dict[int, list[int]] = defaultdict(list)
         for index, envelope in enumerate(envelopes):
             by_shard[self.shard_of(envelope)].append(index)
