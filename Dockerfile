@@ -8,7 +8,8 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM python:3.11-slim
 COPY --from=wheel /dist /dist
-RUN pip install --no-cache-dir /dist/*.whl && rm -r /dist && useradd --system --uid 10001 relay
+RUN pip install --no-cache-dir /dist/*.whl && rm -r /dist && useradd --system --uid 10001 relay \
+    && mkdir -p /var/lib/softphone-relay/archive && chown relay /var/lib/softphone-relay/archive
 USER relay
 WORKDIR /home/relay
 ENV SOFTPHONE_RELAY_HOST=0.0.0.0 SOFTPHONE_RELAY_PORT=8765

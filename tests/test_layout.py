@@ -18,8 +18,9 @@ ALLOWED: dict[str, set[str]] = {
     "control": {"relay"},
     "projections": {"relay"},
     "salesforce": {"relay", "projections"},
-    "ops": {"relay", "projections", "salesforce"},
-    "cli": {"relay", "control", "projections", "salesforce", "ops"},
+    "archive": {"relay", "projections"},
+    "ops": {"relay", "projections", "salesforce", "archive"},
+    "cli": {"relay", "control", "projections", "salesforce", "archive", "ops"},
 }
 """Which of our packages each package may import (nothing imports ``cli``)."""
 
@@ -52,6 +53,7 @@ PURE = (
     "salesforce.standin.schema",
     "salesforce.standin.search",
     "salesforce.standin.soql",
+    "archive.segments",
     "ops.log_range",
     "ops.replay_plan",
 )
@@ -59,6 +61,7 @@ PURE = (
 
 IO_LIBRARIES = frozenset(
     {"redis", "websockets", "aiohttp", "requests", "simple_salesforce", "socket", "subprocess"}
+    | {"obstore"}
 )
 
 

@@ -57,6 +57,10 @@ class DevState:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def archive_url(self) -> str:
+        """Where ``up`` archives the log: ``archive`` in its data directory."""
+        return (self.data_dir / "archive").absolute().as_uri()
+
     def redis_url(self) -> str | None:
         """The URL of the embedded server of a running ``up``."""
         path = self.data_dir / "redis-url"

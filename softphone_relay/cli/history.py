@@ -22,6 +22,7 @@ from typing import IO, Final
 
 import msgspec
 
+from softphone_relay.archive.catalog import open_catalog
 from softphone_relay.cli.dev import DevState, running_standin
 from softphone_relay.cli.log_commands import event_line
 from softphone_relay.cli.progress import ProgressPrinter
@@ -266,6 +267,7 @@ async def replay(args: ReplayOptions) -> int:
                 on_progress=progress,
                 on_change=show,
                 stop=stop,
+                archive=open_catalog(settings.archive_url),
             )
             report = await runner.run(start, end, _filter(args))
     finally:
@@ -309,7 +311,10 @@ async def export(args: ExportOptions) -> int:
     try:
         with _stop_on_interrupt(stop):
             shards = max(settings.shards, await shard_count(redis))
-            async for event in read_range(redis, start, end, _filter(args), shards=shards):
+            archive = open_catalog(settings.archive_url)
+            async for event in read_range(
+                redis, start, end, _filter(args), shards=shards, archive=archive
+            ):
                 out.write(event_line(event, as_json=True) + "\n")
                 count, last = count + 1, event.id
                 if stop.is_set():

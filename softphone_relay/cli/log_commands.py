@@ -8,13 +8,14 @@ from typing import Any, Final, cast
 
 import msgspec
 
+from softphone_relay.archive.catalog import open_catalog
 from softphone_relay.cli.runtime import settings_and_url
 from softphone_relay.ops.dead_letters import DeadLetter, DeadLetters
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent, position
 from softphone_relay.ops.log_reader import read_range, shard_count
 from softphone_relay.ops.status import gather as gather_status
 from softphone_relay.ops.status import render as render_status
-from softphone_relay.projections.registry import NAMES as GROUPS
+from softphone_relay.projections.registry import DEAD_LETTER_GROUPS as GROUPS
 from softphone_relay.relay import event_log, keys
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import ConfigError
@@ -111,7 +112,7 @@ async def status(*, json: bool = False, data_dir: str | None = None) -> int:
     redis = event_log.connect(url)
     try:
         shards = max(settings.shards, await shard_count(redis))
-        found = await gather_status(redis, shards)
+        found = await gather_status(redis, shards, open_catalog(settings.archive_url))
     finally:
         await redis.aclose()
     print(msgspec.json.encode(found).decode() if json else render_status(found))
@@ -155,7 +156,10 @@ async def tail(args: TailOptions) -> int:
         if args.from_ is not None:
             start = position("--from", args.from_)
             # Up to where the log is now; what comes after is followed below, once.
-            async for event in read_range(redis, start, "+", event_filter, shards=shards):
+            archive = open_catalog(settings.archive_url)
+            async for event in read_range(
+                redis, start, "+", event_filter, shards=shards, archive=archive
+            ):
                 if parse_stream_id(event.id) <= parse_stream_id(last[event.stream]):
                     print(event_line(event, args.json), flush=True)
         while args.follow:

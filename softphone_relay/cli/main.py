@@ -46,11 +46,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, help="control API port (default 8766)")
     sub.add_parser("serve", help="run a relay from SOFTPHONE_RELAY_* configuration")
     project = sub.add_parser("project", help="run projection workers (consumer groups)")
-    names = ",".join(g.name for g in GROUPS)
     project.add_argument(
         "--group",
-        default=names,
-        help="comma-separated consumer groups (default all: "
+        help="comma-separated consumer groups (default all whose settings are there: "
         + "; ".join(f"{g.name}: {g.summary}" for g in GROUPS)
         + ")",
     )

@@ -67,4 +67,7 @@ def settings_and_url(given_data_dir: str | None) -> tuple[Settings, str]:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
     if settings.partners is None:
         settings = msgspec.structs.replace(settings, partners=DEV_PARTNERS)
+    if settings.archive_url is None:
+        state = DevState(data_dir(given_data_dir))
+        settings = msgspec.structs.replace(settings, archive_url=state.archive_url())
     return settings, url

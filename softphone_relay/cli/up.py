@@ -68,6 +68,8 @@ def up_settings(
         defaults["allowed_origins"] = DEV_ORIGINS
     if not settings.api_keys:
         defaults["api_keys"] = {state.api_key(): DEV_PARTNER_ID}
+    if settings.archive_url is None:
+        defaults["archive_url"] = state.archive_url()
     return msgspec.structs.replace(settings, **defaults)
 
 
@@ -154,7 +156,7 @@ async def _run(
                 state, StandInAddress(standin.instance_url, session, str(standin.ca_file))
             )
         workers = Workers(client, settings, relay.metrics.registry, salesforce)
-        running = await workers.build(registry.NAMES)
+        running = await workers.build(registry.default_groups(settings))
         print_welcome(settings, relay, api, url, embedded)
         print_salesforce(standin if standin.port else None, salesforce)
         print("\nCtrl-C stops everything this started.", flush=True)

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
@@ -26,6 +26,7 @@ from softphone_relay.relay.settings import Settings, settings_from_env
 
 if TYPE_CHECKING:
     from softphone_relay.projections.calls.projection import RecordSink
+    from softphone_relay.projections.outcomes import Projection
     from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings
 
 log = logging.getLogger(__name__)
@@ -91,16 +92,20 @@ class Workers:
         metrics = SalesforceMetrics(self._metrics_registry)
         return SalesforceSink(self.connection, self._salesforce.mapping, metrics=metrics)
 
-    async def build(self, groups: Sequence[str]) -> list[Worker]:
+    async def build(self, groups: Sequence[str]) -> list[registry.Runner]:
         """One worker per group named, in the order given."""
         metrics = WorkerMetrics(self._metrics_registry)
-        workers = []
+        workers: list[registry.Runner] = []
         for name in groups:
             group = registry.group(name)
             reads = worker_settings(self.settings, group)
             context = GroupContext(self.redis, self.settings, reads, self.call_sink)
-            projection = await registry.builder(group)(context)
-            workers.append(Worker(self.redis, projection, reads, metrics=metrics))
+            built = await registry.builder(group)(context)
+            if group.reads_itself:
+                workers.append(cast(registry.Runner, built))
+            else:
+                projection = cast("Projection", built)
+                workers.append(Worker(self.redis, projection, reads, metrics=metrics))
         return workers
 
     def chores(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
@@ -132,7 +137,7 @@ class Workers:
 
 
 async def run_workers(
-    workers: list[Worker],
+    workers: Sequence[registry.Runner],
     stop: asyncio.Event,
     chores: Sequence[Coroutine[Any, Any, None]] = (),
 ) -> None:
@@ -162,13 +167,13 @@ def parse_groups(text: str) -> list[str]:
     return groups
 
 
-async def project(*, group: str, data_dir: str | None = None) -> int:
+async def project(*, group: str | None, data_dir: str | None = None) -> int:
     """Run the workers of the ``--group`` groups until SIGINT or SIGTERM."""
     del data_dir  # project is configured by the environment only
     settings = settings_from_env(os.environ)
     if settings.redis_url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by project")
-    groups = parse_groups(group)
+    groups = parse_groups(group) if group is not None else registry.default_groups(settings)
     salesforce = None
     if "calls" in groups:
         from softphone_relay.salesforce.connect import salesforce_settings_from_env

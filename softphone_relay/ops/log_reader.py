@@ -3,17 +3,23 @@
 Positions are stream ids (``1732450000000-0``) or times (``2026-11-24T10:00:00Z``, which mean
 the first id at or after that millisecond); ``-`` and ``+`` are the ends. Shards are merged by
 id, which is time order, so one position says how far a reader got on every shard.
+
+With an archive, a shard is one log in two tiers: what the archive holds (up to its last
+archived id) is read from its segments, skipping those whose index lacks the conversation or
+agent asked for, and the rest from Redis after that id. Retention never trims past the
+archive's position, so the two meet without a gap, and no entry is read twice.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from collections.abc import AsyncIterator
 from typing import Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
 
+from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent
 from softphone_relay.relay import keys
 from softphone_relay.relay.envelope import Envelope
@@ -31,6 +37,20 @@ async def shard_count(redis: aioredis.Redis) -> int:
     return max(count, 1)
 
 
+def _after(entry_id: str, start: str) -> bool:
+    """Whether ``entry_id`` is at or after ``start`` (``-``, an id, or ``(id`` exclusive)."""
+    if start == "-":
+        return True
+    if start.startswith("("):
+        return parse_stream_id(entry_id) > parse_stream_id(start[1:])
+    return parse_stream_id(entry_id) >= parse_stream_id(start)
+
+
+def _before(entry_id: str, end: str) -> bool:
+    """Whether ``entry_id`` is at or before ``end`` (``+`` or an id)."""
+    return end == "+" or parse_stream_id(entry_id) <= parse_stream_id(end)
+
+
 async def read_range(
     redis: aioredis.Redis,
     start: str,
@@ -38,43 +58,67 @@ async def read_range(
     event_filter: EventFilter,
     *,
     shards: int,
+    archive: ArchiveCatalog | None = None,
 ) -> AsyncIterator[LoggedEvent]:
-    """Every matching event from ``start`` to ``end`` (inclusive) on all shards, in id order."""
-    cursors = {keys.event_stream(s): start for s in range(shards)}
-    buffers: dict[str, deque[LoggedEvent]] = {stream: deque() for stream in cursors}
-    exhausted: set[str] = set()
-    while True:
-        for stream in cursors:
-            if not buffers[stream] and stream not in exhausted:
-                await _fill(redis, stream, cursors, end, buffers, exhausted)
-        ready = [s for s in cursors if buffers[s]]
-        if not ready:
-            return
-        stream = min(ready, key=lambda s: parse_stream_id(buffers[s][0].id))
-        event = buffers[stream].popleft()
-        if event_filter.matches(event.envelope):
-            yield event
+    """Every matching event from ``start`` to ``end`` (inclusive) on all shards, in id order,
+    the archive's part first where there is one."""
+    sources = [
+        _shard_events(redis, archive, shard, start, end, event_filter) for shard in range(shards)
+    ]
+    heads: list[tuple[tuple[int, int], int, LoggedEvent]] = []
+    for number, source in enumerate(sources):
+        if (event := await anext(source, None)) is not None:
+            heapq.heappush(heads, (parse_stream_id(event.id), number, event))
+    while heads:
+        _, number, event = heapq.heappop(heads)
+        yield event
+        if (following := await anext(sources[number], None)) is not None:
+            heapq.heappush(heads, (parse_stream_id(following.id), number, following))
 
 
-async def _fill(
+async def _shard_events(
     redis: aioredis.Redis,
-    stream: str,
-    cursors: dict[str, str],
+    archive: ArchiveCatalog | None,
+    shard: int,
+    start: str,
     end: str,
-    buffers: dict[str, deque[LoggedEvent]],
-    exhausted: set[str],
-) -> None:
-    entries = cast(
-        list[tuple[bytes, dict[bytes, bytes]]],
-        await redis.xrange(stream, min=cursors[stream], max=end, count=PAGE),
-    )
-    if len(entries) < PAGE:
-        exhausted.add(stream)
-    if entries:
-        cursors[stream] = "(" + entries[-1][0].decode()
-    for entry_id, fields in entries:
-        try:
-            envelope = _envelope.decode(fields.get(b"e", b""))
-        except msgspec.DecodeError:
-            continue  # not an event: the workers dead-letter those; readers skip them
-        buffers[stream].append(LoggedEvent(stream, entry_id.decode(), envelope))
+    event_filter: EventFilter,
+) -> AsyncIterator[LoggedEvent]:
+    stream = keys.event_stream(shard)
+    cursor = start
+    if archive is not None and (indexes := await archive.indexes(shard)):
+        for index in indexes:
+            if not index.overlaps(start.lstrip("("), end):
+                continue
+            if not index.holds(event_filter.conversation, event_filter.agent):
+                continue
+            for entry in await archive.entries(index):
+                if _after(entry.id, start) and _before(entry.id, end):
+                    event = _event(stream, entry.id, bytes(entry.e), event_filter)
+                    if event is not None:
+                        yield event
+        mark = indexes[-1].last
+        if not _before(mark, end):
+            return
+        if _after(mark, start):
+            cursor = f"({mark}"
+    while True:
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await redis.xrange(stream, min=cursor, max=end, count=PAGE),
+        )
+        for entry_id, fields in entries:
+            event = _event(stream, entry_id.decode(), fields.get(b"e", b""), event_filter)
+            if event is not None:
+                yield event
+        if len(entries) < PAGE:
+            return
+        cursor = "(" + entries[-1][0].decode()
+
+
+def _event(stream: str, entry_id: str, raw: bytes, event_filter: EventFilter) -> LoggedEvent | None:
+    try:
+        envelope = _envelope.decode(raw)
+    except msgspec.DecodeError:
+        return None  # not an event: the workers dead-letter those; readers skip them
+    return LoggedEvent(stream, entry_id, envelope) if event_filter.matches(envelope) else None

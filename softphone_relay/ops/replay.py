@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol, cast
 
 import redis.asyncio as aioredis
 
+from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.log_reader import read_range
 from softphone_relay.ops.replay_plan import (
@@ -79,8 +80,10 @@ class Replay:
         on_progress: Callable[[Progress], None] = lambda _: None,
         on_change: Callable[[Change], None] = lambda _: None,
         stop: asyncio.Event | None = None,
+        archive: ArchiveCatalog | None = None,
     ) -> None:
         self._redis = redis
+        self._archive = archive
         self._target = target
         self._shards = shards
         self._dry_run = dry_run
@@ -97,7 +100,9 @@ class Replay:
         fold = ConversationFold(end, include_partial=self._include_partial)
         low, high = await self._span(start, end)
         last_report = 0.0
-        async for event in read_range(self._redis, start, "+", event_filter, shards=self._shards):
+        async for event in read_range(
+            self._redis, start, "+", event_filter, shards=self._shards, archive=self._archive
+        ):
             fold.add(event)
             now = time.monotonic()
             if now - last_report >= 0.2:
@@ -135,6 +140,11 @@ class Replay:
                 firsts.append(parse_stream_id(head[0][0].decode())[0])
             if tail:
                 lasts.append(parse_stream_id(tail[0][0].decode())[0])
+            if self._archive is not None:
+                for index in await self._archive.indexes(shard):
+                    if index.overlaps(start, end):
+                        firsts.append(index.first_ms)
+                        lasts.append(index.last_ms)
         if not firsts:
             return 0, 0
         return min(firsts), max(lasts)

@@ -1,9 +1,10 @@
 """``softphone-relay status``: the log, its consumer groups, dead letters, agents, Salesforce.
 
-Everything is read from Redis: the shards' lengths and ends (``XINFO STREAM``), each group's
-lag, pending entries and consumers with their idle time (``XINFO GROUPS``/``CONSUMERS``), the
-dead-letter counts, the agents with a live socket per relay instance (``sp:online:*`` and
-their ``sp:agent:*`` record), and the Salesforce API usage the ``calls`` workers last saw.
+Everything is read from Redis (the archive's extent from its indexes): the shards' lengths
+and ends (``XINFO STREAM``), each group's lag, pending entries and consumers with their idle
+time (``XINFO GROUPS``/``CONSUMERS``), the dead-letter counts, the agents with a live socket
+per relay instance (``sp:online:*`` and their ``sp:agent:*`` record), and the Salesforce API
+usage the ``calls`` workers last saw.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.projections.metrics import LogGauges
-from softphone_relay.projections.registry import NAMES
+from softphone_relay.projections.registry import DEAD_LETTER_GROUPS
 from softphone_relay.relay import keys
 from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.streams import is_missing_key, optional_text, text
@@ -58,10 +60,23 @@ class ShardStatus(msgspec.Struct, frozen=True, kw_only=True):
     groups: list[GroupStatus]
 
 
+class ArchiveStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What the archive holds of one shard."""
+
+    stream: str
+    segments: int
+    entries: int
+    bytes: int
+    firstId: str | None
+    lastId: str | None
+
+
 class Status(msgspec.Struct, frozen=True, kw_only=True):
     """The whole picture."""
 
     shards: list[ShardStatus]
+    archive: list[ArchiveStatus] | None = None
+    """Per shard, when an archive is configured (its group's lag is among the groups)."""
     deadLetters: dict[str, int]
     onlineAgents: dict[str, int]
     """Agents with a live socket, by relay instance."""
@@ -118,11 +133,30 @@ async def _shards(redis: aioredis.Redis, shards: int) -> list[ShardStatus]:
 
 
 async def _dead_letters(redis: aioredis.Redis) -> dict[str, int]:
-    return {group: int(await redis.xlen(keys.dead_letters(group))) for group in NAMES}
+    return {group: int(await redis.xlen(keys.dead_letters(group))) for group in DEAD_LETTER_GROUPS}
 
 
-async def gather(redis: aioredis.Redis, shards: int) -> Status:
-    """Read the status of everything."""
+async def _archive(catalog: ArchiveCatalog, shards: int) -> list[ArchiveStatus]:
+    found = []
+    for shard in range(shards):
+        indexes = await catalog.indexes(shard)
+        found.append(
+            ArchiveStatus(
+                stream=keys.event_stream(shard),
+                segments=len(indexes),
+                entries=sum(i.count for i in indexes),
+                bytes=sum(i.bytes for i in indexes),
+                firstId=indexes[0].first if indexes else None,
+                lastId=indexes[-1].last if indexes else None,
+            )
+        )
+    return found
+
+
+async def gather(
+    redis: aioredis.Redis, shards: int, archive: ArchiveCatalog | None = None
+) -> Status:
+    """Read the status of everything (and of the archive, if one is given)."""
     shard_list = await _shards(redis, shards)
     dead = await _dead_letters(redis)
     by_relay: Counter[str] = Counter()
@@ -133,6 +167,7 @@ async def gather(redis: aioredis.Redis, shards: int) -> Status:
     usage = cast(dict[bytes, bytes], await redis.hgetall(keys.SALESFORCE_USAGE))
     return Status(
         shards=shard_list,
+        archive=await _archive(archive, shards) if archive is not None else None,
         deadLetters=dead,
         onlineAgents=dict(by_relay),
         salesforce={k.decode(): v.decode() for k, v in usage.items()} or None,
@@ -147,6 +182,16 @@ def render(status: Status) -> str:
             f"{shard.stream:<16} {shard.length:>8}  {shard.firstId or '-':<20} "
             f"{shard.lastId or '-':<20}"
         )
+    if status.archive is not None:
+        lines += [
+            "",
+            f"{'ARCHIVE':<16} {'SEGMENTS':>8} {'ENTRIES':>9} {'BYTES':>11}  FIRST .. LAST",
+        ]
+        for part in status.archive:
+            lines.append(
+                f"{part.stream:<16} {part.segments:>8} {part.entries:>9} {part.bytes:>11}  "
+                f"{part.firstId or '-'} .. {part.lastId or '-'}"
+            )
     lines += [
         "",
         f"{'GROUP':<10} {'SHARD':<16} {'LAG':>6} {'PENDING':>8}  CONSUMERS (pending, idle)",

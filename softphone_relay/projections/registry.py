@@ -34,6 +34,13 @@ class ProjectionGroup(msgspec.Struct, frozen=True):
     latency-critical groups never wait."""
     batch_size: int = 200
     """Entries read per batch at most."""
+    reads_itself: bool = False
+    """The group's ``build`` returns a :class:`Runner` that reads the log itself (the
+    archiver writes spans of a shard, not batches); otherwise a ``Projection`` that the
+    generic worker runs."""
+    needs: str | None = None
+    """The setting (a ``Settings`` field) without which the group is left out when no group
+    is named; naming it anyway stops with that setting's name."""
     claim_idle: float | None = None
     """Seconds an entry may stay unacked at a consumer before another worker takes it over;
     None: ``SOFTPHONE_RELAY_CLAIM_IDLE``. Latency-critical groups take a dead worker's entries
@@ -59,6 +66,13 @@ GROUPS: Final = (
         batch_size=CALLS_BATCH_SIZE,
     ),
     ProjectionGroup(
+        "archive",
+        "softphone_relay.archive.archiver",
+        "every entry into compressed segments in the archive (SOFTPHONE_RELAY_ARCHIVE_URL)",
+        reads_itself=True,
+        needs="archive_url",
+    ),
+    ProjectionGroup(
         "dispatch",
         "softphone_relay.projections.dispatch.projection",
         "click-to-dial and presence requests into commands",
@@ -72,6 +86,23 @@ GROUPS: Final = (
     ),
 )
 NAMES: Final = tuple(group.name for group in GROUPS)
+DEAD_LETTER_GROUPS: Final = tuple(group.name for group in GROUPS if not group.reads_itself)
+"""The groups run by the generic worker, the ones with dead letters (the archiver keeps
+every entry as it is and never gives one up)."""
+
+
+class Runner(Protocol):
+    """What runs a group: the generic worker, or a group's own loop."""
+
+    @property
+    def group(self) -> str:
+        """The consumer group."""
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`."""
+
+    def stop(self) -> None:
+        """Finish what is in hand, then return from :meth:`run`."""
 
 
 class BuildContext(Protocol):
@@ -94,7 +125,12 @@ class BuildContext(Protocol):
         """Opens where call records are written (the org, logged in; or the stand-in)."""
 
 
-Builder = Callable[[BuildContext], Awaitable["Projection"]]
+Builder = Callable[[BuildContext], Awaitable["Projection | Runner"]]
+
+
+def default_groups(settings: Settings) -> list[str]:
+    """The groups ``project`` and ``up`` run when none is named: each whose setting is set."""
+    return [g.name for g in GROUPS if g.needs is None or getattr(settings, g.needs) is not None]
 
 
 def group(name: str) -> ProjectionGroup:

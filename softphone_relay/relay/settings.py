@@ -88,6 +88,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """How long the event log keeps entries (``SOFTPHONE_RELAY_RETENTION``, e.g. ``90d``, at
     least 1h); None (unset or ``forever``) keeps everything. Entries a consumer group has not
     processed are kept whatever their age."""
+    archive_url: str | None = None
+    """Where the ``archive`` group writes the log's segments (``SOFTPHONE_RELAY_ARCHIVE_URL``:
+    ``file:///dir``, ``file:relative/dir`` or ``s3://bucket/prefix``); None: no archive.
+    Readers (``replay``, ``tail``, ``export``, ``status``) read it as the older part of the log."""
+    archive_segment: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
+    """The span of entries one archive segment holds (``SOFTPHONE_RELAY_ARCHIVE_SEGMENT``)."""
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -209,7 +215,7 @@ def build_settings(fields: Mapping[str, object], sources: Mapping[str, str] = {}
 
 _IN_SECONDS: Final = frozenset(
     {"hello_timeout", "heartbeat", "command_ttl", "dedupe_ttl", "batch_wait", "claim_idle"}
-    | {"disposition_refresh", "retention"}
+    | {"disposition_refresh", "retention", "archive_segment"}
 )
 
 
@@ -260,6 +266,7 @@ _DURATIONS: Final = {
     "CLAIM_IDLE": "claim_idle",
     "DISPOSITION_REFRESH": "disposition_refresh",
     "BATCH_WAIT": "batch_wait",
+    "ARCHIVE_SEGMENT": "archive_segment",
 }
 
 
@@ -303,6 +310,13 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]
                     f"{pattern!r} is no origin glob such as https://*.example.com",
                 )
         put("allowed_origins", "ALLOWED_ORIGINS", patterns)
+    if (archive := get("ARCHIVE_URL")) is not None:
+        if not re.match(r"^(file:|s3://[^/]+)", archive):
+            raise ConfigError(
+                PREFIX + "ARCHIVE_URL",
+                f"expected file:///dir, file:relative/dir or s3://bucket/prefix, got {archive!r}",
+            )
+        put("archive_url", "ARCHIVE_URL", archive)
     if (host := get("HOST")) is not None:
         put("host", "HOST", host)
     for key, field in (

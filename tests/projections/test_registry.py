@@ -36,3 +36,16 @@ def test_a_calls_batch_holds_two_collections_worth_of_calls() -> None:
     settings = Settings()
     assert worker_settings(settings, registry.group("calls")).batch_size == 2_000
     assert worker_settings(settings, registry.group("dispatch")).batch_size == 200
+
+
+def test_the_archive_runs_by_default_only_where_an_archive_is_configured() -> None:
+    """``project`` with no --group runs every group it can: the archive needs its URL."""
+    assert "archive" not in registry.default_groups(Settings())
+    configured = Settings(archive_url="file:///var/lib/softphone-relay/archive")
+    assert registry.default_groups(configured) == list(registry.NAMES)
+
+
+def test_the_archive_has_no_dead_letters() -> None:
+    """It keeps every entry as it is: dlq and status list only the worker-run groups."""
+    assert "archive" not in registry.DEAD_LETTER_GROUPS
+    assert set(registry.DEAD_LETTER_GROUPS) == {"calls", "dispatch", "presence"}
