@@ -12,6 +12,10 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 RUNS = {
+    "archive.py": (
+        ["--calls", "100", "--shards", "2", "--store", "s3"],
+        ["RAM per hot event", "bytes per event", "from the archive (0 entries left in Redis)"],
+    ),
     "calls.py": (
         ["--calls", "200", "--rate", "1000", "--drop-every", "1"],
         ["0 calls with more than one", "per 1,000 calls", "lag callEnded"],

@@ -70,11 +70,6 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-def archive_lease(shard: int) -> str:
-    """Held by the one archiver writing a shard's segments."""
-    return f"sp:lock:{{{shard}}}:archive"
-
-
 class Archiver:
     """Archives every shard of the log into a store."""
 
@@ -148,7 +143,9 @@ class Archiver:
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _hold(self, shard: int) -> bool:
-        return bool(await self._renew(keys=[archive_lease(shard)], args=[self._owner, LEASE_MS]))
+        return bool(
+            await self._renew(keys=[keys.archive_lease(shard)], args=[self._owner, LEASE_MS])
+        )
 
     async def _start(self, shard: int) -> str | None:
         """The shard's archived mark; the group created (from the log's start) or moved up to

@@ -72,6 +72,11 @@ def call_lock(shard: int, conversation_id: str) -> str:
     return f"sp:lock:{{{shard}}}:calls:{conversation_id}"
 
 
+def archive_lease(shard: int) -> str:
+    """Held by the one archiver writing a shard's segments."""
+    return f"sp:lock:{{{shard}}}:archive"
+
+
 def shard_of_stream(stream: str) -> int:
     """The shard number of an ``sp:events:{S}`` stream name."""
     return int(stream.rsplit("{", 1)[1].rstrip("}"))

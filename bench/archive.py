@@ -1,0 +1,194 @@
+"""Archive benchmark: RAM per event in Redis, archive bytes per event, archive write rate, and
+replay from the archive against replay from Redis.
+
+    .venv/bin/python bench/archive.py [--calls 20000] [--store file|s3]
+
+Starts its own Redis-compatible server, appends ``--calls`` calls through the relay's own
+append script (5 events each, the contract's ``callAccepted`` data, UUID ids), and prints:
+
+- RAM per hot event: ``used_memory`` grown per event appended (stream entry and dedupe
+  record), and the stored envelope's size;
+- the archive: every shard's entries written into segments (``Archiver``), entries/s, and
+  compressed bytes per event;
+- replay of the calls projection into JSONL, all of the log from Redis, then (the log trimmed
+  from Redis) all of it from the archive: events/s each.
+
+``--store s3`` archives into a bucket on a moto S3 server started here (a stand-in: its speed
+says nothing of a real bucket's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from softphone_relay.archive.archiver import Archiver
+from softphone_relay.archive.catalog import ArchiveCatalog
+from softphone_relay.archive.stores import ArchiveStore, open_store
+from softphone_relay.ops.log_range import EventFilter
+from softphone_relay.ops.replay import Replay
+from softphone_relay.ops.replay_targets import JsonlTarget
+from softphone_relay.ops.retention import trim
+from softphone_relay.relay import keys
+from softphone_relay.relay.embedded import EmbeddedServer
+from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.event_log import EventLog, connect, encode_envelope
+
+PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
+LATER = 2**45
+CALL_DATA: dict[str, Any] = {
+    # The contract's callAccepted example (tests/data/contract-examples.json).
+    "callerANI": "+18883973342",
+    "language": "en_US",
+    "ivrExitPath": "change_booking",
+    "channelName": "voice",
+    "reservationStartDate": "2026-12-01",
+    "specialEvent": "",
+    "escalationType": "none",
+    "recordingStatus": "ON",
+}
+
+
+def call_events(agent: str, session: str) -> list[Envelope]:
+    """One answered call: five events with the contract's data."""
+    conversation = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    base = {"partnerId": PARTNER, "conversationId": conversation}
+    steps = [
+        ("incomingCall", {**base, **CALL_DATA}),
+        ("callAccepted", {**base, **CALL_DATA}),
+        ("callEnded", {**base, "duration": 184, "disposition": "code1", "callType": "inbound"}),
+        ("callNotesSubmitted", {**base, "disposition": "code2", "notes": "Refund issued"}),
+        ("statusChanged", {"softphoneId": "available"}),
+    ]
+    return [
+        Envelope(
+            id=str(uuid.uuid4()),
+            name=name,
+            agentId=agent,
+            partnerId=PARTNER,
+            conversationId=data.get("conversationId"),
+            at=now,
+            receivedAt=now,
+            sessionId=session,
+            data=data,
+        )
+        for name, data in steps
+    ]
+
+
+async def used_memory(redis: Any) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def replay_rate(redis: Any, shards: int, archive: ArchiveCatalog | None, out: Path) -> float:
+    target = JsonlTarget(out)
+    began = time.perf_counter()
+    report = await Replay(redis, target, shards=shards, archive=archive).run(
+        "-", "+", EventFilter()
+    )
+    await target.close()
+    return report.events / (time.perf_counter() - began)
+
+
+async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp: Path) -> None:
+    redis = connect(redis_url, timeout=30.0)
+    log = EventLog(redis, shards=args.shards, dedupe_ttl=7 * 24 * 3600)
+    sessions = [uuid.uuid4().hex for _ in range(200)]
+    sample = call_events("agent-0042@example.com", sessions[0])[1]
+    before = await used_memory(redis)
+    events = 0
+    for start in range(0, args.calls, 200):
+        batch = [
+            e
+            for n in range(start, min(args.calls, start + 200))
+            for e in call_events(f"agent-{n % 200:04d}@example.com", sessions[n % 200])
+        ]
+        await log.append_all(batch)
+        events += len(batch)
+    ram = (await used_memory(redis) - before) / events
+    print(
+        f"log: {events:,} events ({args.calls:,} calls) on {args.shards} shard(s); "
+        f"callAccepted stored as {len(encode_envelope(sample))} bytes"
+    )
+    print(f"RAM per hot event: {ram:,.0f} bytes (stream entry and dedupe record)")
+
+    archiver = Archiver(redis, store, shards=args.shards, span_seconds=3600)
+    began = time.perf_counter()
+    for shard in range(args.shards):
+        await archiver.archive_sealed(shard, now_ms=LATER)
+    seconds = time.perf_counter() - began
+    catalog = ArchiveCatalog(store)
+    indexes = [i for s in range(args.shards) for i in await catalog.indexes(s)]
+    archived = sum(i.count for i in indexes)
+    size = sum(i.bytes for i in indexes)
+    print(
+        f"archive ({store.description.split('://')[0]}): {archived:,} events in "
+        f"{len(indexes)} segments, {archived / seconds:,.0f} events/s written, "
+        f"{size / archived:,.1f} bytes per event ({size / 1e6:,.1f} MB)"
+    )
+
+    from_redis = await replay_rate(redis, args.shards, None, tmp / "from-redis.jsonl")
+    await trim(redis, args.shards, LATER)
+    left = sum([int(await redis.xlen(keys.event_stream(s))) for s in range(args.shards)])
+    from_archive = await replay_rate(redis, args.shards, catalog, tmp / "from-archive.jsonl")
+    print(
+        f"replay into JSONL: from Redis {from_redis:,.0f} events/s; from the archive "
+        f"({left} entries left in Redis) {from_archive:,.0f} events/s"
+    )
+    await redis.aclose()
+
+
+def s3_store(tmp: Path) -> tuple[ArchiveStore, Any]:
+    """A bucket on a moto server started here, and the server (to stop)."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ |= {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket="bench")
+    return open_store("s3://bench/archive"), server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--store", choices=("file", "s3"), default="file")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        EmbeddedServer(Path(directory) / "redis") as server,
+    ):
+        tmp = Path(directory)
+        moto = None
+        if args.store == "s3":
+            store, moto = s3_store(tmp)
+        else:
+            store = open_store(f"file://{tmp / 'archive'}")
+        try:
+            asyncio.run(run(args, server.url, store, tmp))
+        finally:
+            if moto is not None:
+                moto.stop()
+
+
+if __name__ == "__main__":
+    main()
