@@ -7,7 +7,8 @@ Starts its own Redis-compatible server, appends ``--calls`` calls through the re
 append script (5 events each, the contract's ``callAccepted`` data, UUID ids), and prints:
 
 - RAM per hot event: ``used_memory`` grown per event appended (stream entry and dedupe
-  record), and the stored envelope's size;
+  record), and the stored envelope's size, now and in the layout before (version 1
+  envelope, one dedupe key per event);
 - the archive: every shard's entries written into segments (``Archiver``), entries/s, and
   compressed bytes per event;
 - replay of the calls projection into JSONL, all of the log from Redis, then (the log trimmed
@@ -27,6 +28,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from softphone_relay.archive.archiver import Archiver
 from softphone_relay.archive.catalog import ArchiveCatalog
@@ -87,6 +90,25 @@ async def used_memory(redis: Any) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
+async def ram_before(redis: Any, calls: int) -> float:
+    """RAM per event in the layout before (the whole envelope as JSON, one dedupe key with a
+    TTL per event), for the same calls; removed again after."""
+    encoder = msgspec.json.Encoder()
+    before = await used_memory(redis)
+    events = 0
+    for start in range(0, calls, 200):
+        async with redis.pipeline(transaction=False) as pipe:
+            for n in range(start, min(calls, start + 200)):
+                for e in call_events(f"agent-{n % 200:04d}@example.com", uuid.uuid4().hex):
+                    pipe.xadd("bench:v1:{0}", {"e": encoder.encode(e)})
+                    pipe.set(f"bench:v1:{{0}}:{e.agentId}:{e.id}", "1764121684565-0", ex=7 * 86400)
+                    events += 1
+            await pipe.execute()
+    per_event = (await used_memory(redis) - before) / events
+    await redis.execute_command("FLUSHALL", "SYNC")
+    return per_event
+
+
 async def replay_rate(redis: Any, shards: int, archive: ArchiveCatalog | None, out: Path) -> float:
     target = JsonlTarget(out)
     began = time.perf_counter()
@@ -102,6 +124,7 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
     log = EventLog(redis, shards=args.shards, dedupe_ttl=7 * 24 * 3600)
     sessions = [uuid.uuid4().hex for _ in range(200)]
     sample = call_events("agent-0042@example.com", sessions[0])[1]
+    old_layout = await ram_before(redis, args.calls)
     before = await used_memory(redis)
     events = 0
     for start in range(0, args.calls, 200):
@@ -115,9 +138,13 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
     ram = (await used_memory(redis) - before) / events
     print(
         f"log: {events:,} events ({args.calls:,} calls) on {args.shards} shard(s); "
-        f"callAccepted stored as {len(encode_envelope(sample))} bytes"
+        f"callAccepted stored as {len(encode_envelope(sample))} bytes "
+        f"({len(msgspec.json.encode(sample))} as version 1)"
     )
-    print(f"RAM per hot event: {ram:,.0f} bytes (stream entry and dedupe record)")
+    print(
+        f"RAM per hot event: {ram:,.0f} bytes (stream entry and dedupe record); "
+        f"before: {old_layout:,.0f} (version 1 envelope, a dedupe key per event)"
+    )
 
     archiver = Archiver(redis, store, shards=args.shards, span_seconds=3600)
     began = time.perf_counter()

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -28,7 +28,7 @@ from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Reject
 from softphone_relay.relay import keys
 from softphone_relay.relay.auth import mint_token
 from softphone_relay.relay.embedded import EmbeddedCluster
-from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.envelope import Envelope, decode_stored
 from softphone_relay.relay.event_log import EventLog
 from softphone_relay.relay.server import Relay
 from softphone_relay.relay.settings import Partner, Settings
@@ -260,6 +260,12 @@ async def append(redis: aioredis.Redis, envelopes: list[Envelope]) -> list[str]:
     """Through the relay's own appender; the stream ids."""
     results = await EventLog(redis, shards=1, dedupe_ttl=3600).append_all(envelopes)
     return [r.seq for r in results]
+
+
+def logged(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A log entry's envelope as plain data, as the readers see it (the stored format put
+    back together)."""
+    return cast(dict[str, Any], msgspec.to_builtins(decode_stored(fields[b"e"], entry_id.decode())))
 
 
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from softphone_relay.ops.status import gather as gather_status
 from softphone_relay.ops.status import render as render_status
 from softphone_relay.projections.registry import DEAD_LETTER_GROUPS as GROUPS
 from softphone_relay.relay import event_log, keys
-from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.envelope import decode_stored
 from softphone_relay.relay.errors import ConfigError
 from softphone_relay.relay.streams import parse_stream_id
 
@@ -172,7 +172,7 @@ async def tail(args: TailOptions) -> int:
                 for entry_id, fields in entries:
                     last[stream] = entry_id.decode()
                     try:
-                        envelope = msgspec.json.decode(fields.get(b"e", b""), type=Envelope)
+                        envelope = decode_stored(fields.get(b"e", b""), entry_id.decode())
                     except msgspec.DecodeError:
                         continue
                     if event_filter.matches(envelope):

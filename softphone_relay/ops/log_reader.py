@@ -22,11 +22,10 @@ import redis.asyncio as aioredis
 from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent
 from softphone_relay.relay import keys
-from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.envelope import decode_stored
 from softphone_relay.relay.streams import parse_stream_id
 
 PAGE: Final = 1000
-_envelope: Final = msgspec.json.Decoder(Envelope)
 
 
 async def shard_count(redis: aioredis.Redis) -> int:
@@ -118,7 +117,7 @@ async def _shard_events(
 
 def _event(stream: str, entry_id: str, raw: bytes, event_filter: EventFilter) -> LoggedEvent | None:
     try:
-        envelope = _envelope.decode(raw)
+        envelope = decode_stored(raw, entry_id)
     except msgspec.DecodeError:
         return None  # not an event: the workers dead-letter those; readers skip them
     return LoggedEvent(stream, entry_id, envelope) if event_filter.matches(envelope) else None

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -38,13 +38,12 @@ from softphone_relay.projections.outcomes import LogEntry, Outcome, Projection, 
 from softphone_relay.projections.settle import retry_delay_ms, settle
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
-from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.envelope import Envelope, decode_stored
 from softphone_relay.relay.event_log import LOG_ERRORS
 from softphone_relay.relay.streams import parse_stream_id
 
 log = logging.getLogger(__name__)
 
-_envelope: Final = msgspec.json.Decoder(Envelope)
 
 RawEntry = tuple[bytes, dict[bytes, bytes]]
 """An entry as redis-py returns it (its own annotations are looser than what it returns)."""
@@ -257,7 +256,7 @@ class Worker:
     ) -> LogEntry:
         raw = fields.get(b"e", b"")
         try:
-            envelope: Envelope | None = _envelope.decode(raw)
+            envelope: Envelope | None = decode_stored(raw, entry_id.decode())
         except msgspec.DecodeError:
             envelope = None
         return LogEntry(stream, entry_id.decode(), raw, envelope, deliveries)

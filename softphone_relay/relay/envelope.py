@@ -1,12 +1,18 @@
 """The log's record: an event as the relay stores it in field ``e`` of ``sp:events:{S}``
 (DESIGN.md section 4). Pure; read by the relay, the projections and the operator tools alike.
-Stored envelopes only ever gain optional fields, so every old entry stays readable.
+
+Stored as JSON, readable with ``redis-cli``, without what the entry already says elsewhere
+(``"v": 2``): ``receivedAt`` is the stream id's time (the relay appends within milliseconds
+of receiving), and ``data``'s copies of the envelope's ``partnerId`` and ``conversationId``
+are left out where they are equal (``"k"``: 1 for ``partnerId``, 2 for ``conversationId``,
+3 for both) and put back on reading. That is 120 to 150 bytes less per call event, about a
+fifth of its Redis memory. Entries written before (no ``v``) are read as they are.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import msgspec
 
@@ -26,3 +32,80 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     data: dict[str, Any]
     salesforceUserId: str | None = None
     """The agent's Salesforce User id, when the agent's token names one."""
+
+
+STORED_VERSION: Final = 2
+_IN_DATA: Final = (("partnerId", 1), ("conversationId", 2))
+
+
+class StoredEnvelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An :class:`Envelope` as field ``e`` holds it (either format)."""
+
+    v: int = 1
+    id: str
+    name: str
+    agentId: str
+    partnerId: str
+    conversationId: str | None
+    at: datetime
+    receivedAt: datetime | None = None
+    """Stored by version 1 only; version 2 reads it from the stream id."""
+    sessionId: str
+    data: dict[str, Any]
+    salesforceUserId: str | None = None
+    k: int = 0
+    """Which of ``data``'s keys were left out as equal to the envelope's (version 2)."""
+
+
+_stored_encoder: Final = msgspec.json.Encoder()
+_stored_decoder: Final = msgspec.json.Decoder(StoredEnvelope)
+
+
+def encode_stored(envelope: Envelope) -> bytes:
+    """The JSON stored in an entry's field ``e`` (version 2)."""
+    data = dict(envelope.data)
+    left_out = 0
+    for key, bit in _IN_DATA:
+        if key in data and data[key] == getattr(envelope, key):
+            del data[key]
+            left_out |= bit
+    return _stored_encoder.encode(
+        StoredEnvelope(
+            v=STORED_VERSION,
+            id=envelope.id,
+            name=envelope.name,
+            agentId=envelope.agentId,
+            partnerId=envelope.partnerId,
+            conversationId=envelope.conversationId,
+            at=envelope.at,
+            sessionId=envelope.sessionId,
+            data=data,
+            salesforceUserId=envelope.salesforceUserId,
+            k=left_out,
+        )
+    )
+
+
+def decode_stored(raw: bytes, entry_id: str) -> Envelope:
+    """The envelope in field ``e`` of entry ``entry_id``; ``msgspec.DecodeError`` (or its
+    ``ValidationError``) when it is not one."""
+    stored = _stored_decoder.decode(raw)
+    received = stored.receivedAt
+    if received is None:
+        received = datetime.fromtimestamp(int(entry_id.partition("-")[0]) / 1000, UTC)
+    data = stored.data
+    if stored.k:
+        restored = {key: getattr(stored, key) for key, bit in _IN_DATA if stored.k & bit}
+        data = {**restored, **data}
+    return Envelope(
+        id=stored.id,
+        name=stored.name,
+        agentId=stored.agentId,
+        partnerId=stored.partnerId,
+        conversationId=stored.conversationId,
+        at=stored.at,
+        receivedAt=received,
+        sessionId=stored.sessionId,
+        data=data,
+        salesforceUserId=stored.salesforceUserId,
+    )

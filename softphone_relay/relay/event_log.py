@@ -14,7 +14,9 @@ the client retries) and backs off before trying again; the connection stays open
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,31 +32,46 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from softphone_relay.relay import keys
-from softphone_relay.relay.envelope import Envelope
+from softphone_relay.relay.envelope import Envelope, encode_stored
 from softphone_relay.relay.errors import Unavailable
 from softphone_relay.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
 
 APPEND_SCRIPT: Final = """
+local buckets = tonumber(ARGV[2])
 local out = {}
-for i = 2, #KEYS do
-  local seen = redis.call('GET', KEYS[i])
+for i = 3, #ARGV, 2 do
+  local digest = ARGV[i]
+  local seen = false
+  for b = 2, buckets do
+    seen = redis.call('HGET', KEYS[b], digest)
+    if seen then break end
+  end
+  if not seen then
+    seen = redis.call('GET', KEYS[buckets + (i - 1) / 2])
+  end
   if seen then
     out[#out + 1] = seen
     out[#out + 1] = 1
   else
-    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
-    redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    redis.call('HSET', KEYS[2], digest, id)
     out[#out + 1] = id
     out[#out + 1] = 0
   end
 end
+redis.call('EXPIREAT', KEYS[2], ARGV[1])
 return out
 """
+"""Append a shard's batch with dedupe. KEYS: the stream, today's dedupe bucket (written),
+the other buckets a resend may be remembered in, then each event's dedupe key of the format
+before buckets (read only; they expire within ``DEDUPE_TTL`` of the upgrade). ARGV: when
+today's bucket expires, how many buckets (the stream included), then each event's digest and
+stored envelope."""
 
 MAX_BATCH: Final = 512
-_encoder: Final = msgspec.json.Encoder()
+DAY: Final = 86_400
 
 
 LOG_ERRORS: Final = (RedisError, OSError, RedisClusterException)
@@ -130,8 +147,23 @@ async def execute_loading_scripts(
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
-    """The JSON stored in an entry's field ``e``."""
-    return _encoder.encode(envelope)
+    """The JSON stored in an entry's field ``e`` (``envelope.encode_stored``)."""
+    return encode_stored(envelope)
+
+
+def event_digest(envelope: Envelope) -> bytes:
+    """What a dedupe bucket remembers of an event: 96 bits of its agent and id (a collision
+    among a week's events is about one in 10^14)."""
+    return hashlib.blake2b(f"{envelope.agentId}\n{envelope.id}".encode(), digest_size=12).digest()
+
+
+def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], int]:
+    """The dedupe buckets to check, today's (written) first, then tomorrow's (a relay whose
+    clock is ahead) and each earlier day a resend may still be remembered in; and when
+    today's expires (a second after its last event is ``dedupe_ttl`` old)."""
+    today = int(now // DAY)
+    days = [today, today + 1, *range(today - 1, today - 1 - math.ceil(dedupe_ttl / DAY), -1)]
+    return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -200,11 +232,14 @@ class EventLog:
     async def _append_shard(
         self, shard: int, batch: list[Envelope]
     ) -> list[AppendResult] | Unavailable:
+        buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
+        legacy = [keys.seen(shard, e.agentId, e.id) for e in batch]
+        args: list[Any] = [expire_at, len(buckets) + 1]
+        for envelope in batch:
+            args += [event_digest(envelope), encode_envelope(envelope)]
         try:
             reply = await self._script(
-                keys=[keys.event_stream(shard)]
-                + [keys.seen(shard, e.agentId, e.id) for e in batch],
-                args=[self._dedupe_ttl, *(encode_envelope(e) for e in batch)],
+                keys=[keys.event_stream(shard), *buckets, *legacy], args=args
             )
         except LOG_ERRORS as error:
             return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")

@@ -17,8 +17,15 @@ def event_stream(shard: int) -> str:
     return f"sp:events:{{{shard}}}"
 
 
+def seen_bucket(shard: int, day: int) -> str:
+    """The dedupe records of one shard's events received on one day (days since 1970, UTC):
+    a hash of event digest (agent and event id, so no one can pre-empt another's id) to the
+    event's stream id, expiring as a whole."""
+    return f"sp:seen:{{{shard}}}:day:{day}"
+
+
 def seen(shard: int, agent_id: str, event_id: str) -> str:
-    """The dedupe record of one event id (scoped by agent so no one can pre-empt another's id)."""
+    """The dedupe record of one event id in the format before day buckets (read only)."""
     return f"sp:seen:{{{shard}}}:{agent_id}:{event_id}"
 
 

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
@@ -22,7 +21,7 @@ from softphone_relay.relay.commands import CommandLog
 from softphone_relay.relay.embedded import free_port
 from softphone_relay.relay.server import Relay
 from tests.clientjs.conftest import Browser
-from tests.helpers import PARTNER, SECRET, RelayFactory, contract_examples, token
+from tests.helpers import PARTNER, SECRET, RelayFactory, contract_examples, logged, token
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts"
@@ -40,7 +39,7 @@ async def open_softphone(
 
 async def events(client: aioredis.Redis) -> list[dict[str, Any]]:
     entries = await client.xrange(keys.event_stream(0))
-    return [msgspec.json.decode(fields[b"e"]) for _, fields in entries]
+    return [logged(entry_id, fields) for entry_id, fields in entries]
 
 
 async def test_every_hook_with_the_contract_samples_lands_in_the_log(

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import jwt
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 import trustme
@@ -40,6 +39,7 @@ from tests.helpers import (
     ConnectionFactory,
     RelayFactory,
     conversation_ids,
+    logged,
     tasks,
 )
 
@@ -188,7 +188,7 @@ async def softphone_origin() -> AsyncIterator[tuple[str, dict[str, str]]]:
 
 async def log_events(client: aioredis.Redis) -> list[dict[str, object]]:
     entries = await client.xrange(keys.event_stream(0))
-    return [msgspec.json.decode(fields[b"e"]) for _, fields in entries]
+    return [logged(entry_id, fields) for entry_id, fields in entries]
 
 
 async def test_a_call_center_softphone_signs_in_dials_pops_and_owns_its_task(

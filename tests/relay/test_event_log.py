@@ -1,8 +1,10 @@
-"""The event log's appender as a long-running task: whatever fails, it answers and goes on."""
+"""The event log: its dedupe by day buckets, and its appender as a long-running task (whatever
+fails, it answers and goes on)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +12,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from softphone_relay.relay import keys
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import Unavailable
-from softphone_relay.relay.event_log import BatchingAppender, EventLog
+from softphone_relay.relay.event_log import (
+    DAY,
+    AppendResult,
+    BatchingAppender,
+    EventLog,
+    dedupe_buckets,
+    event_digest,
+)
 from softphone_relay.relay.metrics import RelayMetrics
 from tests.helpers import PARTNER
 
@@ -58,3 +68,50 @@ async def test_an_unexpected_failure_nacks_the_batch_and_the_appender_goes_on(
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+
+
+async def test_a_resend_remembered_in_an_earlier_day_is_a_duplicate(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Dedupe records live in one hash per shard and day: an event appended days ago (within
+    DEDUPE_TTL) is answered as a duplicate with its first stream id, and not stored again."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=7 * DAY)
+    event = envelope({})
+    days_ago = int(time.time() // DAY) - 5
+    await redis_client.hset(keys.seen_bucket(0, days_ago), event_digest(event), "1700000000000-0")
+    [result] = await log.append_all([event])
+    assert result == AppendResult("1700000000000-0", duplicate=True)
+    assert await redis_client.xlen(keys.event_stream(0)) == 0
+
+
+async def test_a_dedupe_record_of_the_format_before_days_still_counts(
+    redis_client: aioredis.Redis,
+) -> None:
+    """An event stored by a relay of the previous release, resent after the upgrade."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=7 * DAY)
+    event = envelope({})
+    await redis_client.set(keys.seen(0, event.agentId, event.id), "1700000000000-1", ex=60)
+    [result] = await log.append_all([event])
+    assert result == AppendResult("1700000000000-1", duplicate=True)
+
+
+async def test_a_day_bucket_expires_once_its_last_event_is_past_the_ttl(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Today's bucket holds each event at least DEDUPE_TTL, and at most a day longer."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=7 * DAY)
+    await log.append_all([envelope({}), envelope({})])
+    today = keys.seen_bucket(0, int(time.time() // DAY))
+    assert await redis_client.hlen(today) == 2
+    ttl = await redis_client.ttl(today)
+    assert 7 * DAY <= ttl <= 8 * DAY + 1
+
+
+def test_the_buckets_cover_the_ttl_and_a_clock_a_day_ahead() -> None:
+    """Today first (written), tomorrow, then every day back to the TTL."""
+    now = 20_418 * DAY + 3600.0
+    buckets, expire_at = dedupe_buckets(2, now, 7 * DAY)
+    days = [int(b.rsplit(":", 1)[1]) for b in buckets]
+    assert days == [20_418, 20_419, *range(20_417, 20_410, -1)]
+    assert all(b.startswith("sp:seen:{2}:day:") for b in buckets)
+    assert expire_at == 20_419 * DAY + 7 * DAY + 1
