@@ -6,11 +6,12 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from softphone_relay.archive.archiver import Archiver
 from softphone_relay.archive.catalog import ArchiveCatalog
-from softphone_relay.archive.stores import FileStore
+from softphone_relay.archive.stores import ArchiveStore, FileStore, open_store
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.log_reader import read_range
 from softphone_relay.ops.retention import trim
@@ -33,7 +34,7 @@ class CountingStore(FileStore):
 
 
 async def archived_then_trimmed(
-    redis: aioredis.Redis, store: FileStore, calls: int, more: int
+    redis: aioredis.Redis, store: ArchiveStore, calls: int, more: int
 ) -> tuple[list[str], list[str]]:
     """``calls`` calls archived (segments of 40 entries) and trimmed from Redis, then
     ``more`` calls that are only in Redis; both lists of conversation ids."""
@@ -109,15 +110,27 @@ async def test_one_conversation_reads_only_the_segments_that_hold_it(
     assert 1 <= len(segments) <= 2  # a call may straddle two segments; never all six
 
 
+@pytest.fixture(params=["file", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ArchiveStore, dict[str, str]]:
+    """An archive, and the variables a process needs to reach it."""
+    if request.param == "file":
+        return FileStore(tmp_path / "archive"), {}
+    url = request.getfixturevalue("bucket_url")
+    return open_store(url), request.getfixturevalue("s3_env")
+
+
 async def test_replay_export_and_status_see_one_log(
-    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+    target: tuple[ArchiveStore, dict[str, str]],
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     """The operator commands with SOFTPHONE_RELAY_ARCHIVE_URL: replay writes every call once,
     export and tail give every event, status shows the archive's extent and the group's lag."""
-    store = FileStore(tmp_path / "archive")
+    store, extra = target
     old, new = await archived_then_trimmed(redis_client, store, 30, 10)
     env = clean_env(
-        SOFTPHONE_RELAY_SHARDS=str(SHARDS), SOFTPHONE_RELAY_ARCHIVE_URL=store.description
+        SOFTPHONE_RELAY_SHARDS=str(SHARDS), SOFTPHONE_RELAY_ARCHIVE_URL=store.description, **extra
     )
     records = tmp_path / "records.jsonl"
     replay = run_cli(redis_url, tmp_path, "replay", "--target", f"jsonl:{records}", env=env)
