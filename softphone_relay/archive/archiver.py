@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError
 from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.archive.segments import (
     SEGMENT_SUFFIX,
+    ArchiveError,
     encode_index,
     encode_segment,
     index_name,
@@ -130,7 +131,7 @@ class Archiver:
                     self._marks.pop(shard, None)  # another archiver holds it: re-read later
                 backoff.success()
                 delay = self._poll
-            except (*LOG_ERRORS, OSError) as error:
+            except (*LOG_ERRORS, ArchiveError) as error:
                 self._marks.pop(shard, None)
                 delay = backoff.failure()
                 log.warning(

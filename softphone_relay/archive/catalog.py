@@ -11,6 +11,7 @@ import msgspec
 
 from softphone_relay.archive.segments import (
     ArchivedEntry,
+    ArchiveError,
     SegmentIndex,
     decode_index,
     decode_segment,
@@ -21,7 +22,7 @@ from softphone_relay.archive.stores import ArchiveStore, open_store
 from softphone_relay.relay.streams import parse_stream_id
 
 
-class ArchiveUnreadable(Exception):
+class ArchiveUnreadable(ArchiveError):
     """A named segment or index is missing or not what its name says."""
 
 

@@ -27,6 +27,7 @@ from typing import Final
 import msgspec
 import zstandard
 
+from softphone_relay.relay.errors import RelayError
 from softphone_relay.relay.streams import parse_stream_id
 
 FORMAT: Final = "v1"
@@ -80,7 +81,11 @@ class SegmentIndex(msgspec.Struct, frozen=True, kw_only=True):
         return after_start and before_end
 
 
-class SegmentCorrupt(Exception):
+class ArchiveError(RelayError):
+    """The archive cannot be written or read as it should."""
+
+
+class SegmentCorrupt(ArchiveError):
     """A segment does not match its index (size, checksum, or entries)."""
 
 

@@ -18,18 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import os
 import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 import obstore
+import obstore.exceptions
 from obstore.store import S3Store
 
+from softphone_relay.archive.segments import ArchiveError
 from softphone_relay.relay.errors import ConfigError
 
 TEMPORARY: Final = ".tmp-"
+_STORE_ERRORS: Final = (OSError, obstore.exceptions.BaseError)
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive's directory or bucket refused or did not answer."""
+
+
 """Files a put has not finished (``file://``): never listed, never read."""
 
 
@@ -60,22 +72,26 @@ class FileStore:
 
     async def put(self, name: str, data: bytes) -> None:
         """Write a temporary file, fsync it, rename it into place, fsync the directory."""
-        await asyncio.to_thread(self._put, self._path(name), data)
+        async with _answering(self.description):
+            await asyncio.to_thread(self._put, self._path(name), data)
 
     async def get(self, name: str) -> bytes | None:
         """The file's bytes; None if there is none."""
-        try:
-            return await asyncio.to_thread(self._path(name).read_bytes)
-        except FileNotFoundError:
-            return None
+        async with _answering(self.description):
+            try:
+                return await asyncio.to_thread(self._path(name).read_bytes)
+            except FileNotFoundError:
+                return None
 
     async def list(self, prefix: str) -> list[str]:
         """Every finished file whose name starts with ``prefix``."""
-        return await asyncio.to_thread(self._list, prefix)
+        async with _answering(self.description):
+            return await asyncio.to_thread(self._list, prefix)
 
     async def delete(self, name: str) -> None:
         """Remove the file if it is there."""
-        await asyncio.to_thread(self._path(name).unlink, missing_ok=True)
+        async with _answering(self.description):
+            await asyncio.to_thread(self._path(name).unlink, missing_ok=True)
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
@@ -121,32 +137,51 @@ class BucketStore:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
         self._store = S3Store.from_url(
             url,
-            client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+            client_options={
+                "allow_http": bool(endpoint and endpoint.startswith("http://")),
+                "connect_timeout": timedelta(seconds=5),
+                "timeout": timedelta(seconds=60),
+            },
+            # A few quick retries, then the archiver's own backoff (and a reader's error).
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)},
         )
         self.description = url
 
     async def put(self, name: str, data: bytes) -> None:
         """One PUT: the object is there whole once S3 answers."""
-        await obstore.put_async(self._store, name, data)
+        async with _answering(self.description):
+            await obstore.put_async(self._store, name, data)
 
     async def get(self, name: str) -> bytes | None:
         """The object's bytes; None if there is none."""
-        try:
-            result = await obstore.get_async(self._store, name)
-        except FileNotFoundError:
-            return None
-        return bytes(await result.bytes_async())
+        async with _answering(self.description):
+            try:
+                result = await obstore.get_async(self._store, name)
+            except FileNotFoundError:
+                return None
+            return bytes(await result.bytes_async())
 
     async def list(self, prefix: str) -> list[str]:
         """Every object name under ``prefix`` (listed page by page)."""
         names: list[str] = []
-        async for page in obstore.list(self._store, prefix=prefix.rstrip("/") or None):
-            names.extend(str(meta["path"]) for meta in page)
+        async with _answering(self.description):
+            async for page in obstore.list(self._store, prefix=prefix.rstrip("/") or None):
+                names.extend(str(meta["path"]) for meta in page)
         return sorted(name for name in names if name.startswith(prefix))
 
     async def delete(self, name: str) -> None:
         """Remove the object (S3 answers a delete of a missing object with success)."""
-        await obstore.delete_async(self._store, name)
+        async with _answering(self.description):
+            await obstore.delete_async(self._store, name)
+
+
+@contextlib.asynccontextmanager
+async def _answering(description: str) -> AsyncIterator[None]:
+    """The store's own failures as :class:`ArchiveUnavailable`, naming the archive."""
+    try:
+        yield
+    except _STORE_ERRORS as error:
+        raise ArchiveUnavailable(f"the archive {description}: {str(error)[:300]}") from error
 
 
 def open_store(url: str, *, setting: str = "SOFTPHONE_RELAY_ARCHIVE_URL") -> ArchiveStore:

@@ -3,6 +3,7 @@ trimmed only behind it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +17,7 @@ from softphone_relay.archive.stores import ArchiveStore, FileStore, open_store
 from softphone_relay.ops.retention import trim
 from softphone_relay.relay import keys
 from softphone_relay.relay.event_log import EventLog
-from tests.helpers import call, conversation_ids
+from tests.helpers import call, conversation_ids, eventually
 
 SHARDS = 3
 LATER = 2**45
@@ -154,3 +155,34 @@ async def test_trim_removes_only_what_is_archived(
     assert done.held_by == GROUP and done.removed == 80
     assert after == before[80:]
     assert await archived(store, 0) == before[:80]
+
+
+async def test_an_archive_that_refuses_writes_is_retried_until_it_takes_them(
+    redis_client: aioredis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The archive's directory cannot be written (a file is in its place): the archiver logs
+    it, keeps the entries in Redis, and archives them once the directory is there."""
+    where = tmp_path / "archive"
+    where.write_text("in the way")
+    store = FileStore(where)
+    await append_calls(redis_client, 5, shards=1)
+    archiver = Archiver(
+        redis_client, store, shards=1, span_seconds=1, grace_seconds=0, poll_seconds=0.05
+    )
+    running = asyncio.create_task(archiver.run())
+    try:
+        await eventually(lambda: _logged(caplog, "event=archive_failed"), within=10, step=0.05)
+        assert (await group_of(redis_client, 0))["last-delivered-id"] == b"0-0"
+        where.unlink()
+        await eventually(lambda: _archived_all(redis_client, store), within=15, step=0.1)
+    finally:
+        archiver.stop()
+        await running
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
+async def _archived_all(redis: aioredis.Redis, store: ArchiveStore) -> bool:
+    return await archived(store, 0) == await log_entries(redis, 0)

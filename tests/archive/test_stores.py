@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from softphone_relay.archive.stores import ArchiveStore, FileStore, open_store
+from softphone_relay.archive.stores import (
+    ArchiveStore,
+    ArchiveUnavailable,
+    FileStore,
+    open_store,
+)
 from softphone_relay.relay.errors import ConfigError
 
 NAME = "v1/shard-0000/2026/11/26/01/1-0_2-0.jsonl.zst"
@@ -68,3 +74,27 @@ def test_a_relative_file_url_is_taken_from_the_working_directory(
 def test_an_unknown_archive_url_is_refused_naming_the_setting(url: str) -> None:
     with pytest.raises(ConfigError, match="SOFTPHONE_RELAY_ARCHIVE_URL"):
         open_store(url)
+
+
+async def test_a_bucket_that_does_not_answer_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No S3 server at the endpoint: ArchiveUnavailable names the archive."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    store = open_store("s3://nowhere/archive")
+    with pytest.raises(ArchiveUnavailable, match="s3://nowhere/archive"):
+        await store.list("v1/")
+
+
+async def test_a_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """The archive path is a file: ArchiveUnavailable names the archive."""
+    (tmp_path / "archive").write_text("not a directory")
+    store = FileStore(tmp_path / "archive")
+    with pytest.raises(ArchiveUnavailable, match="archive"):
+        await store.put(NAME, b"x")
