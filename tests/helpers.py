@@ -23,6 +23,8 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 from websockets.asyncio.client import ClientConnection
 
+from softphone_relay.archive.catalog import ArchiveCatalog
+from softphone_relay.archive.stores import ArchiveStore
 from softphone_relay.projections.calls.fold import CallRecord
 from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
 from softphone_relay.relay import keys
@@ -266,6 +268,22 @@ def logged(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
     """A log entry's envelope as plain data, as the readers see it (the stored format put
     back together)."""
     return cast(dict[str, Any], msgspec.to_builtins(decode_stored(fields[b"e"], entry_id.decode())))
+
+
+async def shard_log(redis: aioredis.Redis, shard: int) -> list[tuple[str, bytes]]:
+    """A shard's entries as (stream id, field ``e``)."""
+    raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.event_stream(shard)))
+    return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in raw]
+
+
+async def shard_archive(store: ArchiveStore, shard: int) -> list[tuple[str, bytes]]:
+    """What the archive holds of a shard, in the same shape as :func:`shard_log`."""
+    catalog = ArchiveCatalog(store)
+    return [
+        (entry.id, bytes(entry.e))
+        for index in await catalog.indexes(shard)
+        for entry in await catalog.entries(index)
+    ]
 
 
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:

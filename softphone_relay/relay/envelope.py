@@ -63,49 +63,27 @@ _stored_decoder: Final = msgspec.json.Decoder(StoredEnvelope)
 
 def encode_stored(envelope: Envelope) -> bytes:
     """The JSON stored in an entry's field ``e`` (version 2)."""
-    data = dict(envelope.data)
+    fields = msgspec.structs.asdict(envelope)
+    del fields["receivedAt"]
+    data = fields["data"] = dict(envelope.data)
     left_out = 0
     for key, bit in _IN_DATA:
-        if key in data and data[key] == getattr(envelope, key):
+        if key in data and data[key] == fields[key]:
             del data[key]
             left_out |= bit
-    return _stored_encoder.encode(
-        StoredEnvelope(
-            v=STORED_VERSION,
-            id=envelope.id,
-            name=envelope.name,
-            agentId=envelope.agentId,
-            partnerId=envelope.partnerId,
-            conversationId=envelope.conversationId,
-            at=envelope.at,
-            sessionId=envelope.sessionId,
-            data=data,
-            salesforceUserId=envelope.salesforceUserId,
-            k=left_out,
-        )
-    )
+    return _stored_encoder.encode(StoredEnvelope(v=STORED_VERSION, k=left_out, **fields))
 
 
 def decode_stored(raw: bytes, entry_id: str) -> Envelope:
     """The envelope in field ``e`` of entry ``entry_id``; ``msgspec.DecodeError`` (or its
     ``ValidationError``) when it is not one."""
-    stored = _stored_decoder.decode(raw)
-    received = stored.receivedAt
-    if received is None:
-        received = datetime.fromtimestamp(int(entry_id.partition("-")[0]) / 1000, UTC)
-    data = stored.data
-    if stored.k:
-        restored = {key: getattr(stored, key) for key, bit in _IN_DATA if stored.k & bit}
-        data = {**restored, **data}
-    return Envelope(
-        id=stored.id,
-        name=stored.name,
-        agentId=stored.agentId,
-        partnerId=stored.partnerId,
-        conversationId=stored.conversationId,
-        at=stored.at,
-        receivedAt=received,
-        sessionId=stored.sessionId,
-        data=data,
-        salesforceUserId=stored.salesforceUserId,
-    )
+    fields = msgspec.structs.asdict(_stored_decoder.decode(raw))
+    del fields["v"]
+    left_out = fields.pop("k")
+    if fields["receivedAt"] is None:
+        ms = int(entry_id.partition("-")[0])
+        fields["receivedAt"] = datetime.fromtimestamp(ms / 1000, UTC)
+    if left_out:
+        restored = {key: fields[key] for key, bit in _IN_DATA if left_out & bit}
+        fields["data"] = {**restored, **fields["data"]}
+    return Envelope(**fields)

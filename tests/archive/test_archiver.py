@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from softphone_relay.archive.archiver import GROUP, Archiver
-from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.archive.stores import ArchiveStore, FileStore, open_store
 from softphone_relay.ops.retention import trim
 from softphone_relay.relay import keys
 from softphone_relay.relay.event_log import EventLog
-from tests.helpers import call, conversation_ids, eventually
+from tests.helpers import call, conversation_ids, eventually, shard_archive, shard_log
 
 SHARDS = 3
 LATER = 2**45
@@ -39,20 +38,6 @@ async def append_calls(redis: aioredis.Redis, count: int, shards: int = SHARDS) 
     return conversations
 
 
-async def log_entries(redis: aioredis.Redis, shard: int) -> list[tuple[str, bytes]]:
-    raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.event_stream(shard)))
-    return [(i.decode(), f[b"e"]) for i, f in raw]
-
-
-async def archived(store: ArchiveStore, shard: int) -> list[tuple[str, bytes]]:
-    catalog = ArchiveCatalog(store)
-    return [
-        (e.id, bytes(e.e))
-        for index in await catalog.indexes(shard)
-        for e in await catalog.entries(index)
-    ]
-
-
 async def group_of(redis: aioredis.Redis, shard: int) -> dict[str, Any]:
     infos: list[dict[str, Any]] = await redis.xinfo_groups(keys.event_stream(shard))
     [found] = [i for i in infos if i["name"] in (GROUP, GROUP.encode())]
@@ -67,7 +52,7 @@ async def test_every_entry_is_archived_once_in_order_per_shard(
     archiver = Archiver(redis_client, store, shards=SHARDS, span_seconds=1, max_entries=50)
     for shard in range(SHARDS):
         await archiver.archive_sealed(shard, now_ms=LATER)
-        assert await archived(store, shard) == await log_entries(redis_client, shard)
+        assert await shard_archive(store, shard) == await shard_log(redis_client, shard)
 
 
 async def test_the_group_is_moved_past_what_is_archived_and_its_lag_is_known(
@@ -77,7 +62,7 @@ async def test_the_group_is_moved_past_what_is_archived_and_its_lag_is_known(
     archiver = Archiver(redis_client, store, shards=SHARDS, span_seconds=1)
     await archiver.archive_sealed(0, now_ms=LATER)
     group = await group_of(redis_client, 0)
-    entries = await log_entries(redis_client, 0)
+    entries = await shard_log(redis_client, 0)
     assert group["last-delivered-id"].decode() == entries[-1][0]
     assert group["lag"] == 0 and group["pending"] == 0
 
@@ -101,7 +86,7 @@ async def test_entries_after_a_sealed_span_go_into_the_next_segment(
     await archiver.archive_sealed(0, now_ms=LATER)
     await append_calls(redis_client, 10, shards=1)
     await archiver.archive_sealed(0, now_ms=LATER)
-    assert await archived(store, 0) == await log_entries(redis_client, 0)
+    assert await shard_archive(store, 0) == await shard_log(redis_client, 0)
 
 
 async def test_a_segment_whose_index_was_never_written_is_written_again(
@@ -120,7 +105,7 @@ async def test_a_segment_whose_index_was_never_written_is_written_again(
 
     restarted = Archiver(redis_client, store, shards=1, span_seconds=1, max_entries=25)
     await restarted.archive_sealed(0, now_ms=LATER)
-    assert await archived(store, 0) == await log_entries(redis_client, 0)
+    assert await shard_archive(store, 0) == await shard_log(redis_client, 0)
     assert orphan not in await store.list("v1/")
 
 
@@ -137,7 +122,7 @@ async def test_a_group_left_behind_by_a_crash_is_moved_up_to_the_archive(
     await Archiver(redis_client, store, shards=1, span_seconds=1).archive_sealed(0, now_ms=LATER)
     assert await store.list("v1/") == segments
     group = await group_of(redis_client, 0)
-    assert group["last-delivered-id"].decode() == (await log_entries(redis_client, 0))[-1][0]
+    assert group["last-delivered-id"].decode() == (await shard_log(redis_client, 0))[-1][0]
 
 
 async def test_trim_removes_only_what_is_archived(
@@ -149,12 +134,12 @@ async def test_trim_removes_only_what_is_archived(
     archiver = Archiver(redis_client, store, shards=1, span_seconds=1, max_entries=30)
     await archiver.archive_sealed(0, now_ms=LATER)  # all 80 entries, in three segments
     await append_calls(redis_client, 5, shards=1)  # not archived yet
-    before = await log_entries(redis_client, 0)
+    before = await shard_log(redis_client, 0)
     [done] = await trim(redis_client, 1, int(time.time() * 1000) + 60_000)
-    after = await log_entries(redis_client, 0)
+    after = await shard_log(redis_client, 0)
     assert done.held_by == GROUP and done.removed == 80
     assert after == before[80:]
-    assert await archived(store, 0) == before[:80]
+    assert await shard_archive(store, 0) == before[:80]
 
 
 async def test_an_archive_that_refuses_writes_is_retried_until_it_takes_them(
@@ -185,4 +170,4 @@ async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 
 async def _archived_all(redis: aioredis.Redis, store: ArchiveStore) -> bool:
-    return await archived(store, 0) == await log_entries(redis, 0)
+    return await shard_archive(store, 0) == await shard_log(redis, 0)

@@ -9,16 +9,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
 
-from softphone_relay.archive.catalog import ArchiveCatalog
-from softphone_relay.archive.stores import ArchiveStore, open_store
-from softphone_relay.relay import keys
+from softphone_relay.archive.stores import open_store
 from softphone_relay.relay.event_log import EventLog
-from tests.helpers import CLI, call, clean_env, conversation_ids
+from tests.helpers import CLI, call, clean_env, conversation_ids, shard_archive, shard_log
 
 SHARDS = 2
 
@@ -33,20 +30,6 @@ def start_archiver(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-
-
-async def log_of(redis: aioredis.Redis, shard: int) -> list[tuple[str, bytes]]:
-    raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.event_stream(shard)))
-    return [(i.decode(), f[b"e"]) for i, f in raw]
-
-
-async def archive_of(store: ArchiveStore, shard: int) -> list[tuple[str, bytes]]:
-    catalog = ArchiveCatalog(store)
-    return [
-        (e.id, bytes(e.e))
-        for index in await catalog.indexes(shard)
-        for e in await catalog.entries(index)
-    ]
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -94,8 +77,8 @@ async def test_an_archiver_killed_while_the_log_grows_loses_and_repeats_nothing(
             await asyncio.sleep(0.02)
         deadline = time.monotonic() + 30
         while True:
-            logs = [await log_of(redis_client, s) for s in range(SHARDS)]
-            archives = [await archive_of(store, s) for s in range(SHARDS)]
+            logs = [await shard_log(redis_client, s) for s in range(SHARDS)]
+            archives = [await shard_archive(store, s) for s in range(SHARDS)]
             if archives == logs or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
