@@ -221,6 +221,7 @@ def print_welcome(
   agent token {token}
               (agent {DEV_AGENT_ID}, partner {DEV_PARTNER_ID}, valid 12 h)
   redis       {url}   ({where})
+  archive     {settings.archive_url}   (each hour of the log, once it is over)
   http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
   control API {api_base}/v1/openapi.json   (API key {key})
   demo        http://{base}/demo   (a fake softphone, agent {DEMO_AGENT_ID}: open it in a browser)
