@@ -113,24 +113,34 @@ class Archiver:
 
     async def archive_sealed(self, shard: int, now_ms: int | None = None) -> int:
         """Write every sealed span of ``shard`` not archived yet; how many segments."""
-        if shard not in self._marks:
-            self._marks[shard] = await self._start(shard)
         written = 0
-        while (last := await self._next_segment(shard, self._marks[shard], now_ms)) is not None:
-            self._marks[shard] = last
+        while await self._archive_next(shard, now_ms):
             written += 1
         return written
 
+    async def _archive_next(self, shard: int, now_ms: int | None = None) -> bool:
+        """Write the next sealed segment of ``shard``, if one is due."""
+        if shard not in self._marks:
+            self._marks[shard] = await self._start(shard)
+        last = await self._next_segment(shard, self._marks[shard], now_ms)
+        if last is None:
+            return False
+        self._marks[shard] = last
+        return True
+
     async def _run_shard(self, shard: int) -> None:
+        """One segment at a time, the lease renewed before each, so a backlog of days
+        neither outlives the lease nor delays a stop by more than a segment."""
         backoff = Backoff(base=0.5, cap=30.0)
         while not self._stopping.is_set():
             try:
+                written = False
                 if await self._hold(shard):
-                    await self.archive_sealed(shard)
+                    written = await self._archive_next(shard)
                 else:
                     self._marks.pop(shard, None)  # another archiver holds it: re-read later
                 backoff.success()
-                delay = self._poll
+                delay = 0.0 if written else self._poll
             except (*LOG_ERRORS, ArchiveError) as error:
                 self._marks.pop(shard, None)
                 delay = backoff.failure()

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from softphone_relay.archive.archiver import GROUP, Archiver
+from softphone_relay.archive.catalog import ArchiveCatalog
 from softphone_relay.archive.stores import ArchiveStore, FileStore, open_store
 from softphone_relay.ops.retention import trim
 from softphone_relay.relay import keys
@@ -171,3 +172,29 @@ async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 async def _archived_all(redis: aioredis.Redis, store: ArchiveStore) -> bool:
     return await shard_archive(store, 0) == await shard_log(redis, 0)
+
+
+async def test_a_running_archiver_works_through_a_backlog_segment_by_segment(
+    redis_client: aioredis.Redis, store: ArchiveStore
+) -> None:
+    """Days of log not archived yet (here 100 entries, segments of 30): written one segment
+    after another, the lease renewed before each, and the archiver stops when asked."""
+    await append_calls(redis_client, 25, shards=1)
+    archiver = Archiver(
+        redis_client,
+        store,
+        shards=1,
+        span_seconds=1,
+        grace_seconds=0,
+        max_entries=30,
+        poll_seconds=0.05,
+    )
+    running = asyncio.create_task(archiver.run())
+    try:
+        await eventually(lambda: _archived_all(redis_client, store), within=15, step=0.1)
+        indexes = await ArchiveCatalog(store).indexes(0)
+        assert len(indexes) >= 4 and max(i.count for i in indexes) <= 30
+        assert await redis_client.get(keys.archive_lease(0)) is not None
+    finally:
+        archiver.stop()
+        await asyncio.wait_for(running, 5)
