@@ -40,12 +40,16 @@ log = logging.getLogger(__name__)
 
 APPEND_SCRIPT: Final = """
 local buckets = tonumber(ARGV[2])
+local live = {KEYS[2]}
+for b = 3, buckets do
+  if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
+end
 local out = {}
 for i = 3, #ARGV, 2 do
   local digest = ARGV[i]
   local seen = false
-  for b = 2, buckets do
-    seen = redis.call('HGET', KEYS[b], digest)
+  for _, bucket in ipairs(live) do
+    seen = redis.call('HGET', bucket, digest)
     if seen then break end
   end
   if not seen then
@@ -64,8 +68,9 @@ end
 redis.call('EXPIREAT', KEYS[2], ARGV[1])
 return out
 """
-"""Append a shard's batch with dedupe. KEYS: the stream, today's dedupe bucket (written),
-the other buckets a resend may be remembered in, then each event's dedupe key of the format
+"""Append a shard's batch with dedupe. KEYS: the stream, today's dedupe bucket (written,
+always searched), the other buckets a resend may be remembered in (searched if they exist,
+checked once per batch: tomorrow's rarely does), then each event's dedupe key of the format
 before buckets (read only; they expire within ``DEDUPE_TTL`` of the upgrade). ARGV: when
 today's bucket expires, how many buckets (the stream included), then each event's digest and
 stored envelope."""

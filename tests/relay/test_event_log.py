@@ -115,3 +115,15 @@ def test_the_buckets_cover_the_ttl_and_a_clock_a_day_ahead() -> None:
     assert days == [20_418, 20_419, *range(20_417, 20_410, -1)]
     assert all(b.startswith("sp:seen:{2}:day:") for b in buckets)
     assert expire_at == 20_419 * DAY + 7 * DAY + 1
+
+
+async def test_the_same_event_twice_in_one_batch_is_stored_once(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The first event of a day (its bucket not there yet) sent twice at once: one entry,
+    the second answered as its duplicate."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=7 * DAY)
+    event = envelope({})
+    first, second = await log.append_all([event, event])
+    assert not first.duplicate and second == AppendResult(first.seq, duplicate=True)
+    assert await redis_client.xlen(keys.event_stream(0)) == 1
