@@ -2,6 +2,7 @@
 throughput of the same Redis, in one run.
 
     .venv/bin/python bench/ingest.py [--clients 100] [--window 10] [--seconds 10] [--cluster]
+        [--dedupe-days 7]
 
 Starts its own Redis-compatible server (the embedded binary) and ``softphone-relay serve`` as
 a separate process, then:
@@ -35,8 +36,10 @@ import redis
 from measure import cpu_seconds, percentile, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
+from softphone_relay.relay import keys
 from softphone_relay.relay.auth import mint_token
 from softphone_relay.relay.embedded import EmbeddedCluster, EmbeddedServer, free_port
+from softphone_relay.relay.event_log import DAY
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
@@ -222,6 +225,17 @@ def cluster_comparison(args: argparse.Namespace) -> None:
     )
 
 
+def past_dedupe_days(redis_url: str, days: int) -> None:
+    """Dedupe buckets of the ``days`` days before today (and tomorrow's), 10,000 events each,
+    as a relay running for a week leaves them."""
+    client = redis.Redis.from_url(redis_url)
+    today = int(time.time() // DAY)
+    for day in [today + 1, *range(today - days, today)]:
+        fields = {uuid.uuid4().bytes[:12]: "1700000000000-0" for _ in range(10_000)}
+        client.hset(keys.seen_bucket(0, day), mapping=fields)  # type: ignore[arg-type]
+    client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,9 +247,18 @@ def main() -> None:
     parser.add_argument(
         "--cluster", action="store_true", help="also compare one node with a 3-node cluster"
     )
+    parser.add_argument(
+        "--dedupe-days",
+        type=int,
+        default=0,
+        help="dedupe day buckets present before the run, as after a week (7): each new event "
+        "is then looked for in every one",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
+        if args.dedupe_days:
+            past_dedupe_days(server.url, args.dedupe_days)
         port = free_port()
         env = {
             **os.environ,

@@ -22,7 +22,17 @@ RUNS = {
     ),
     "dial.py": (["--requests", "3", "--background-rate", "20"], ["click-to-dials"]),
     "ingest.py": (
-        ["--clients", "2", "--seconds", "1", "--paced-rate", "20", "--cluster"],
+        [
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--paced-rate",
+            "20",
+            "--cluster",
+            "--dedupe-days",
+            "1",
+        ],
         ["relay/raw", "three-primary cluster"],
     ),
     "replay.py": (["--calls", "100"], ["the stand-in holds 100 Tasks"]),
