@@ -25,11 +25,11 @@ import asyncio
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from calls import envelopes
 
 from softphone_relay.archive.archiver import Archiver
 from softphone_relay.archive.catalog import ArchiveCatalog
@@ -43,7 +43,6 @@ from softphone_relay.relay.embedded import EmbeddedServer
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.event_log import EventLog, connect, encode_envelope
 
-PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
 LATER = 2**45
 CALL_DATA: dict[str, Any] = {
     # The contract's callAccepted example (tests/data/contract-examples.json).
@@ -59,31 +58,8 @@ CALL_DATA: dict[str, Any] = {
 
 
 def call_events(agent: str, session: str) -> list[Envelope]:
-    """One answered call: five events with the contract's data."""
-    conversation = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    base = {"partnerId": PARTNER, "conversationId": conversation}
-    steps = [
-        ("incomingCall", {**base, **CALL_DATA}),
-        ("callAccepted", {**base, **CALL_DATA}),
-        ("callEnded", {**base, "duration": 184, "disposition": "code1", "callType": "inbound"}),
-        ("callNotesSubmitted", {**base, "disposition": "code2", "notes": "Refund issued"}),
-        ("statusChanged", {"softphoneId": "available"}),
-    ]
-    return [
-        Envelope(
-            id=str(uuid.uuid4()),
-            name=name,
-            agentId=agent,
-            partnerId=PARTNER,
-            conversationId=data.get("conversationId"),
-            at=now,
-            receivedAt=now,
-            sessionId=session,
-            data=data,
-        )
-        for name, data in steps
-    ]
+    """One answered call: five events, with the contract's data."""
+    return envelopes(str(uuid.uuid4()), agent, "+18883973342", session=session, call_data=CALL_DATA)
 
 
 async def used_memory(redis: Any) -> int:
@@ -172,7 +148,7 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
     await redis.aclose()
 
 
-def s3_store(tmp: Path) -> tuple[ArchiveStore, Any]:
+def s3_store() -> tuple[ArchiveStore, Any]:
     """A bucket on a moto server started here, and the server (to stop)."""
     import os
 
@@ -207,7 +183,7 @@ def main() -> None:
         tmp = Path(directory)
         moto = None
         if args.store == "s3":
-            store, moto = s3_store(tmp)
+            store, moto = s3_store()
         else:
             store = open_store(f"file://{tmp / 'archive'}")
         try:

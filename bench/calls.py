@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -84,12 +85,21 @@ class MeasuringSink:
         return outcomes
 
 
-def envelopes(conversation: str, agent: str, caller: str) -> list[Envelope]:
+def envelopes(
+    conversation: str,
+    agent: str,
+    caller: str,
+    *,
+    session: str = "bench",
+    call_data: dict[str, Any] | None = None,
+) -> list[Envelope]:
+    """One answered call, five events; ``call_data`` is what its incomingCall and
+    callAccepted say besides their ids (default: the caller, and the recording status)."""
     now = datetime.now(UTC)
     base = {"partnerId": PARTNER, "conversationId": conversation}
     steps = [
-        ("incomingCall", {**base, "callerANI": caller}),
-        ("callAccepted", {**base, "recordingStatus": "ON"}),
+        ("incomingCall", {**base, "callerANI": caller, **(call_data or {})}),
+        ("callAccepted", {**base, **(call_data or {"recordingStatus": "ON"})}),
         (
             "callEnded",
             {
@@ -112,7 +122,7 @@ def envelopes(conversation: str, agent: str, caller: str) -> list[Envelope]:
             conversationId=data.get("conversationId"),
             at=now,
             receivedAt=now,
-            sessionId="bench",
+            sessionId=session,
             data=data,
         )
         for name, data in steps

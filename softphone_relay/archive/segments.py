@@ -92,7 +92,16 @@ class SegmentCorrupt(ArchiveError):
 _line_encoder: Final = msgspec.json.Encoder()
 _line_decoder: Final = msgspec.json.Decoder(ArchivedEntry)
 _index_decoder: Final = msgspec.json.Decoder(SegmentIndex)
-_envelope_keys: Final = msgspec.json.Decoder(dict[str, object])
+
+
+class _Parties(msgspec.Struct):
+    """What a segment's index takes from a stored envelope."""
+
+    conversationId: str | None = None
+    agentId: str | None = None
+
+
+_parties: Final = msgspec.json.Decoder(_Parties)
 
 
 def _contains(sorted_items: list[str], item: str) -> bool:
@@ -133,13 +142,13 @@ def encode_segment(shard: int, entries: Iterable[tuple[str, bytes]]) -> tuple[by
         lines += _line_encoder.encode(ArchivedEntry(entry_id, msgspec.Raw(raw)))
         lines += b"\n"
         try:
-            fields = _envelope_keys.decode(raw)
+            parties = _parties.decode(raw)
         except msgspec.DecodeError:
             continue  # archived as it is: the log keeps what it was given
-        if isinstance(conversation := fields.get("conversationId"), str):
-            conversations.add(conversation)
-        if isinstance(agent := fields.get("agentId"), str):
-            agents.add(agent)
+        if parties.conversationId is not None:
+            conversations.add(parties.conversationId)
+        if parties.agentId is not None:
+            agents.add(parties.agentId)
     if not ids:
         raise ValueError("a segment holds at least one entry")
     data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(bytes(lines))
