@@ -7,7 +7,8 @@ throughput of the same Redis, in one run.
 Starts its own Redis-compatible server (the embedded binary) and ``softphone-relay serve`` as
 a separate process, then:
 
-1. saturation: N websocket clients, each keeping ``--window`` unacked events in flight;
+1. saturation: N websocket clients, each keeping ``--window`` unacked events in flight (a lean
+   load generator, ``loadgen.py``: an ordinary asyncio client would saturate first);
 2. paced: the same clients sending ``--paced-rate`` events/s in total, for the latency target;
 3. raw baseline: one Python client pipelining ``XADD`` of the same envelopes to the same Redis.
 
@@ -33,8 +34,8 @@ from pathlib import Path
 
 import msgspec
 import redis
+from loadgen import open_socket
 from measure import cpu_seconds, percentile, wait_for_port
-from websockets.asyncio.client import ClientConnection, connect
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.auth import mint_token
@@ -45,17 +46,12 @@ SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
 
 
-class Ack(msgspec.Struct):
-    type: str
-    id: str | None = None
-
-
-ack_decoder = msgspec.json.Decoder(Ack)
 CONVERSATIONS = [str(uuid.uuid4()) for _ in range(5000)]
 """Conversation ids shaped like the contract's, each carrying several events."""
 
 
-def event_frame(event_id: str, n: int) -> str:
+def event_frame(event_id: str, n: int) -> bytes:
+    """A callEnded event frame of realistic size, its conversation one of a few thousand."""
     data = {
         "partnerId": PARTNER,
         "conversationId": CONVERSATIONS[n % len(CONVERSATIONS)],
@@ -64,7 +60,7 @@ def event_frame(event_id: str, n: int) -> str:
         "notes": "Changed travel dates",
         "callType": "inbound",
     }
-    return json.dumps(
+    return msgspec.json.encode(
         {
             "type": "event",
             "id": event_id,
@@ -75,87 +71,42 @@ def event_frame(event_id: str, n: int) -> str:
     )
 
 
-async def open_client(url: str, agent: str) -> ClientConnection:
-    ws = await connect(
-        url,
-        subprotocols=["softphone.v1"],
-        compression=None,  # type: ignore[list-item]
-        max_queue=None,
-    )
-    await ws.send(json.dumps({"type": "hello", "token": mint_token(SECRET, agent, PARTNER, 3600)}))
-    welcome = json.loads(await ws.recv())
-    assert welcome["type"] == "welcome", welcome
-    return ws
-
-
-async def run_client(
-    ws: ClientConnection,
-    prefix: str,
-    window: int,
-    deadline: float,
-    interval: float | None,
-    latencies: list[float],
-) -> int:
-    """Send events keeping ``window`` in flight (or one every ``interval`` s); count acks."""
-    sent_at: dict[str, float] = {}
-    acked = 0
-    credit = asyncio.Semaphore(window)
-    done = asyncio.Event()
-
-    async def receive() -> None:
-        nonlocal acked
-        async for message in ws:
-            frame = ack_decoder.decode(message)
-            if frame.type == "ack" and frame.id in sent_at:
-                latencies.append(time.perf_counter() - sent_at.pop(frame.id))
-                acked += 1
-                credit.release()
-            elif frame.type == "nack":
-                raise RuntimeError(f"nack: {message!r}")
-            if done.is_set() and not sent_at:
-                return
-
-    receiver = asyncio.create_task(receive())
-    n = 0
-    # Independent agents are not in lockstep: start each at a random phase of its interval.
-    next_send = time.perf_counter() + (random.random() * interval if interval else 0.0)
-    while time.perf_counter() < deadline:
-        if interval is not None:
-            next_send += interval
-            delay = next_send - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await credit.acquire()
-        event_id = f"{prefix}-{n}"
-        sent_at[event_id] = time.perf_counter()
-        await ws.send(event_frame(event_id, n))
-        n += 1
-    done.set()
-    if sent_at:
-        await asyncio.wait_for(receiver, 10)
-    else:
-        receiver.cancel()
-    return acked
-
-
 async def phase(
     url: str, clients: int, window: int, seconds: float, rate: float | None
 ) -> tuple[float, list[float]]:
-    sockets = await asyncio.gather(*(open_client(url, f"bench-{i}") for i in range(clients)))
-    latencies: list[float] = []
-    interval = clients / rate if rate else None
+    """``clients`` agents at once: saturating (``window`` in flight each) or paced at
+    ``rate`` events/s in total; acked events/s and every ack's latency."""
+    host, port = "127.0.0.1", int(url.split(":")[2].split("/")[0])
     run = uuid.uuid4().hex[:6]
-    start = time.perf_counter()
-    deadline = start + seconds
-    counts = await asyncio.gather(
+    sockets = await asyncio.gather(
         *(
-            run_client(ws, f"{run}-{i}", window, deadline, interval, latencies)
-            for i, ws in enumerate(sockets)
+            open_socket(
+                host,
+                port,
+                url,
+                json.dumps(
+                    {"type": "hello", "token": mint_token(SECRET, f"bench-{i}", PARTNER, 3600)}
+                ).encode(),
+                event_frame,
+                f"{run}-{i}",
+            )
+            for i in range(clients)
         )
     )
+    start = time.perf_counter()
+    deadline = start + seconds
+    for socket in sockets:
+        if rate:
+            interval = clients / rate
+            # Independent agents are not in lockstep: each starts at a random phase.
+            socket.pace(interval, start + random.random() * interval, deadline)
+        else:
+            socket.saturate(window, deadline)
+    await asyncio.wait_for(asyncio.gather(*(s.finished for s in sockets)), seconds + 30)
     elapsed = time.perf_counter() - start
-    await asyncio.gather(*(ws.close() for ws in sockets))
-    return sum(counts) / elapsed, latencies
+    for socket in sockets:
+        socket.close()
+    return sum(s.acked for s in sockets) / elapsed, [x for s in sockets for x in s.latencies]
 
 
 def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> float:
@@ -316,6 +267,12 @@ def main() -> None:
     )
     print(f"raw baseline: pipelined XADD {raw:,.0f} appends/s (one Python client, same Redis)")
     print(f"relay/raw: {rate / raw:.0%}")
+    per_event = relay_cpu / rate
+    print(
+        f"relay CPU per acked event: {per_event * 1e6:.1f} us, so one core of relay takes "
+        f"{1 / per_event:,.0f} events/s = {1 / per_event / raw:.0%} of raw (on a machine where "
+        "the load generator and Redis leave the relay a whole core)"
+    )
     if args.cluster:
         cluster_comparison(args)
 

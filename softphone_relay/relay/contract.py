@@ -202,15 +202,18 @@ able to store (encode) whatever it accepts."""
 
 
 def too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects or arrays more than ``limit`` levels (no recursion)."""
+    """Whether ``value`` nests objects or arrays more than ``limit`` levels (no recursion;
+    only containers are visited, so flat data costs one pass over its values)."""
+    if not isinstance(value, dict | list):
+        return False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return False
 
 

@@ -4,11 +4,13 @@
 (the decisions are ``delivery_rules.py``'s); :class:`CommandHub` wakes it.
 
 Each relay keeps one pub/sub connection, subscribed to ``sp:notify:{agentId}`` for every agent
-it holds a socket of. A ``c`` message wakes the agent's delivery loop, which reads the command
-stream after the last position it sent; an ``s GEN SESSION`` message closes every older
+it holds a socket of. A ``c`` message wakes the agent's sessions: each reads its command
+stream after the last position it sent, in a task that lives only while there is something
+to read (an idle session has no task); an ``s GEN SESSION`` message closes every older
 session of the agent (4409). Notifications carry nothing but a nudge: the command streams are
 the truth, so a notification lost during a Redis outage costs latency, never a command: after
-the pub/sub connection recovers, and every ``sweep_interval``, every loop reads again.
+the pub/sub connection recovers, and every ``sweep_interval`` (one pipelined read for a
+thousand sessions), the sessions behind their stream are woken.
 
 Only the hub's own task connects the pub/sub connection (redis-py's pub/sub is not safe for
 two coroutines connecting at once): the connection has no hidden retries, and a session that
@@ -22,17 +24,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
-from websockets.exceptions import ConnectionClosed
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.backoff import Backoff
@@ -66,40 +67,48 @@ SUBSCRIBER_OPTIONS: Final = frozenset(
 )
 """The connection options of a cluster seed node that the pub/sub connection takes over."""
 
-Send = Callable[[ServerFrame], Awaitable[None]]
-"""Sends one frame down a session's socket."""
+Send = Callable[[ServerFrame], None]
+"""Sends one frame down a session's socket (dropped once it is closing)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LiveSession:
-    """A session this relay holds open: what the hub needs to reach it."""
+    """A session this relay holds open: what the hub and the delivery need to reach it."""
 
     agent_id: str
     session_id: str
-    replace: Callable[[], Coroutine[Any, Any, None]]
+    send: Send
+    replace: Callable[[], None]
     """Closes the session with 4409; called at most once."""
     generation: int | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
     replaced: bool = False
-    sent: dict[str, str] = field(default_factory=dict)
+    sent: dict[str, str] | None = None
     """Commands sent on this session that answer a request: command id → request id."""
     position: str | None = None
     """The last command id the session's delivery has read (sent or dropped as expired)."""
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the connection is over: the session's loops return (a cancellation that
-    arrives during a Redis call can be swallowed by the client library; this cannot)."""
-
-    def end(self) -> None:
-        """Tell the session's loops to return."""
-        self.ended.set()
-        self.wake.set()
+    admitted: bool = False
+    """Set once its position is known: only then may it be delivered to."""
+    woken: bool = False
+    """Its command stream may hold something new."""
+    delivering: bool = False
+    """A delivery task is reading its command stream."""
+    ended: bool = False
+    """The connection is over: its delivery stops."""
 
 
 class CommandHub:
     """Routes pub/sub notifications to the sessions of this relay."""
 
-    def __init__(self, redis: aioredis.Redis, instance_id: str, sweep_interval: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        instance_id: str,
+        sweep_interval: float,
+        wake: Callable[[LiveSession], None],
+    ) -> None:
+        """``wake`` is called for a session whose command stream may hold something new."""
         self._redis = redis
+        self._wake = wake
         self._subscriber = subscriber_client(redis)
         self._pubsub = self._subscriber.pubsub()
         self._up = False
@@ -108,7 +117,6 @@ class CommandHub:
         self._sweep_interval = sweep_interval
         self._sessions: dict[str, set[LiveSession]] = {}
         self._newest: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def agents(self) -> int:
@@ -132,7 +140,6 @@ class CommandHub:
                 del self._sessions[live.agent_id]
                 raise
         sessions.add(live)
-        live.wake.set()
 
     async def detach(self, live: LiveSession) -> None:
         """Stop following the agent once no session of it is left here."""
@@ -226,7 +233,7 @@ class CommandHub:
         sessions = self._sessions.get(agent_id, set())
         if data == "c":
             for live in sessions:
-                live.wake.set()
+                self._wake(live)
             return
         kind, _, rest = data.partition(" ")
         if kind != "s":
@@ -242,9 +249,7 @@ class CommandHub:
         if live.replaced:
             return
         live.replaced = True
-        task = asyncio.get_running_loop().create_task(live.replace())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        live.replace()
 
     def live_sessions(self) -> list[LiveSession]:
         """Every session this relay holds that was not replaced."""
@@ -268,16 +273,14 @@ class CommandHub:
             except LOG_ERRORS as error:
                 log.warning("event=sweep_failed sessions=%d error=%r", len(chunk), str(error))
                 for live in chunk:
-                    live.wake.set()
+                    self._wake(live)
                 continue
             for live, entries in zip(chunk, newest, strict=True):
                 if entries and behind(live.position, entries[0][0]):
-                    live.wake.set()
+                    self._wake(live)
 
     async def close(self) -> None:
-        """Close the pub/sub connection and wait for pending replacements."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Close the pub/sub connection."""
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._subscriber.aclose(close_connection_pool=True)
 
@@ -317,42 +320,56 @@ class CommandDelivery:
         self._commands = commands
         self._requests = requests
         self._metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, live: LiveSession, position: str | None, send: Send) -> None:
-        """Deliver the commands after ``position`` each time the session is woken, until it
-        ends (or its socket closes)."""
-        with contextlib.suppress(ConnectionClosed):
-            await self._deliver(live, position, send)
+    def wake(self, live: LiveSession) -> None:
+        """The session's command stream may hold something new: read it, in a task of its
+        own unless one is reading already (which then reads again)."""
+        if live.ended or not live.admitted:
+            return
+        live.woken = True
+        if live.delivering:
+            return
+        live.delivering = True
+        task = asyncio.get_running_loop().create_task(self._deliver(live))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, live: LiveSession, position: str | None, send: Send) -> None:
-        live.position = position
+    async def _deliver(self, live: LiveSession) -> None:
         backoff = Backoff(cap=2.0)
-        while True:
-            await live.wake.wait()
-            live.wake.clear()
-            if live.ended.is_set():
-                return
-            try:
-                while True:
-                    entries = await self._commands.read_after(live.agent_id, position)
-                    for step in plan_page(entries, datetime.now(UTC)):
-                        position = live.position = step.command_id
-                        await self._carry_out(step, live, send)
-                    if is_last_page(entries):
-                        break
-                backoff.success()
-            except LOG_ERRORS as error:
-                delay = backoff.failure()
-                log.warning(
-                    "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
-                    live.agent_id,
-                    delay,
-                    str(error),
-                )
-                live.wake.set()
-                await asyncio.sleep(delay)
+        try:
+            while live.woken and not live.ended:
+                live.woken = False
+                try:
+                    while not live.ended:
+                        entries = await self._commands.read_after(live.agent_id, live.position)
+                        for step in plan_page(entries, datetime.now(UTC)):
+                            if live.ended:
+                                return
+                            live.position = step.command_id
+                            await self._carry_out(step, live)
+                        if is_last_page(entries):
+                            break
+                    backoff.success()
+                except LOG_ERRORS as error:
+                    delay = backoff.failure()
+                    log.warning(
+                        "event=delivery_failed agent=%s retry_in=%.2fs error=%r",
+                        live.agent_id,
+                        delay,
+                        str(error),
+                    )
+                    live.woken = True
+                    await asyncio.sleep(delay)
+        finally:
+            live.delivering = False
 
-    async def _carry_out(self, step: Step, live: LiveSession, send: Send) -> None:
+    async def close(self) -> None:
+        """Wait for the deliveries under way (their sessions have ended)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _carry_out(self, step: Step, live: LiveSession) -> None:
         command = step.command
         if isinstance(step, Deliver):
             frame = CommandFrame(
@@ -361,9 +378,11 @@ class CommandDelivery:
                 data=command.data,
                 expiresAt=command.expiresAt,
             )
-            await send(frame)
+            live.send(frame)
             self._metrics.commands_delivered.labels(command.name).inc()
             if command.requestId is not None:
+                if live.sent is None:
+                    live.sent = {}
                 live.sent[step.command_id] = command.requestId
         else:
             self._metrics.commands_expired.inc()
@@ -375,7 +394,7 @@ class CommandDelivery:
         """The softphone got ``command_id``: remember it for resume; its request is acked."""
         try:
             await self._commands.record_ack(live.agent_id, command_id)
-            request_id = live.sent.pop(command_id, None)
+            request_id = live.sent.pop(command_id, None) if live.sent else None
             if request_id is not None:
                 await self._request_state(request_id, "acked", command_id)
         except LOG_ERRORS as error:

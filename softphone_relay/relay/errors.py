@@ -226,5 +226,13 @@ class TryAgainLater(SessionClosed):
     code = "unavailable"
 
 
+class GoingAway(SessionClosed):
+    """The relay is stopping; the client reconnects (to another relay). Nothing is wrong with
+    the session, so no ``error`` frame precedes the close."""
+
+    close_code = 1001
+    code = "going_away"
+
+
 FRAME_TOO_LARGE_CLOSE_CODE = 1009
 """Close code the websocket layer uses for a frame over the size limit (RFC 6455)."""

@@ -2,13 +2,10 @@
 
 One Lua script per shard appends a batch of envelopes to ``sp:events:{S}`` and records each
 event id in ``sp:seen:{S}:...`` in the same step, so an event is never appended twice and an
-ack never precedes the append. :class:`BatchingAppender` gathers the envelopes of every
-connection while the previous batch is in flight and sends one script call per shard, the
-shards concurrently: the relay's Redis round trips grow with batches, not with events, and on
-a cluster each call goes to its shard's node.
-
-When Redis is down or slow the appender fails fast with :class:`Unavailable` (nothing stored,
-the client retries) and backs off before trying again; the connection stays open.
+ack never precedes the append. :meth:`EventLog.append_batch` sends one script call per shard,
+the shards concurrently; the relay's appender (``relay/appender.py``) gathers the envelopes of
+every connection into those batches, so the relay's Redis round trips grow with batches, not
+with events, and on a cluster each call goes to its shard's node.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ from redis.retry import Retry
 from softphone_relay.relay import keys
 from softphone_relay.relay.envelope import Envelope, encode_stored
 from softphone_relay.relay.errors import Unavailable
-from softphone_relay.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -251,97 +247,3 @@ class EventLog:
         return [
             AppendResult(reply[2 * n].decode(), bool(reply[2 * n + 1])) for n in range(len(batch))
         ]
-
-
-PROBE_INTERVAL: Final = 0.25
-"""While the log is down, how often the appender asks whether it is back."""
-
-
-class BatchingAppender:
-    """Gathers appends from all connections into batches; one batch in flight at a time.
-
-    When a batch fails, the log is *down*: appends are refused at once (``unavailable``, the
-    client resends) instead of each waiting out a timeout, and a probe pings Redis every
-    :data:`PROBE_INTERVAL` until it answers; from then on appends are taken again, so
-    acceptance follows ``/readyz`` within a fraction of a second.
-    """
-
-    def __init__(
-        self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
-    ) -> None:
-        self._log = log_
-        self._metrics = metrics
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[AppendResult]]] = asyncio.Queue()
-        self._up = asyncio.Event()
-        self._up.set()
-        self._went_down = asyncio.Event()
-
-    async def append(self, envelope: Envelope) -> AppendResult:
-        """Append one envelope durably; raise :class:`Unavailable` when the log is down."""
-        if not self._up.is_set():
-            raise Unavailable("event log unavailable; retry later")
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((envelope, future))
-        return await future
-
-    async def run(self) -> None:
-        """Take batches off the queue, and probe the log while it is down, until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._probe())
-            while True:
-                first = await self._queue.get()
-                batch = [first]
-                while len(batch) < self._max_batch and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                await self._write(batch)
-
-    async def _probe(self) -> None:
-        """Whenever the log goes down, ping it until it answers, then take appends again."""
-        while True:
-            await self._went_down.wait()
-            self._went_down.clear()
-            started = time.monotonic()
-            # Polling is the only way to learn that another process (Redis) is back.
-            while not await self._log.answers():  # noqa: ASYNC110
-                await asyncio.sleep(PROBE_INTERVAL)
-            self._up.set()
-            log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
-
-    def _fail(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]], why: str) -> None:
-        """Nack the batch ``unavailable`` (the clients resend) and probe until the log answers:
-        none of it may be assumed stored, and the appender goes on."""
-        self._up.clear()
-        self._went_down.set()
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(Unavailable(why))
-
-    async def _write(self, batch: list[tuple[Envelope, asyncio.Future[AppendResult]]]) -> None:
-        self._metrics.append_batch_size.observe(len(batch))
-        try:
-            results = await self._log.append_batch([envelope for envelope, _ in batch])
-        except Exception as error:  # a bulkhead: the client library failed in a way it should not
-            log.exception("event=append_crashed batch=%d", len(batch))
-            self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
-            return
-        failed = [r for r in results if isinstance(r, Unavailable)]
-        if failed and len(failed) == len(results):
-            if self._up.is_set():
-                log.warning("event=append_failed batch=%d error=%r", len(batch), str(failed[0]))
-            self._fail(batch, str(failed[0]))
-            return
-        if failed:
-            log.warning(
-                "event=append_partly_failed batch=%d failed=%d error=%r",
-                len(batch),
-                len(failed),
-                str(failed[0]),
-            )
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Unavailable):
-                future.set_exception(result)
-            else:
-                future.set_result(result)

@@ -1,8 +1,8 @@
 """Plain HTTP GET on the relay's port, and the Origin check of the websocket handshake.
 
-The ``websockets`` server hands every request to :meth:`HttpRoutes.process_request` before
-the handshake: ``/v1/socket`` continues to the handshake when its Origin is allowed (else 403);
-``/healthz``, ``/readyz`` and ``/metrics`` are answered here, and the wrapper library's files
+Every request on the relay's port comes here first (``relay/connection.py``): ``/v1/socket``
+continues to the websocket handshake when its Origin is allowed (else 403); ``/healthz``,
+``/readyz`` and ``/metrics`` are answered here, and the wrapper library's files
 (``/softphone.js``, ``/softphone.mjs``, ``/softphone.d.ts``, ``/contract.schema.json``) with
 caching and CORS headers, for the softphone to load from another origin; ``up`` adds the demo
 page (``/demo`` and ``/demo/token``); anything else is 404.
@@ -21,8 +21,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import msgspec
-from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from softphone_relay.relay.metrics import RelayMetrics
 
@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 SOCKET_PATH: Final = "/v1/socket"
 _ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def path_of(request: Request) -> str:
+    """The request's path, without its query string."""
+    return urlsplit(request.path).path
 
 
 class OriginPolicy:
@@ -103,48 +108,47 @@ class HttpRoutes:
         self._files = files or {}
         self._demo_token = demo_token
 
-    async def process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
-        """None to continue the websocket handshake, else the response to send."""
-        path = urlsplit(request.path).path
-        if path == SOCKET_PATH:
-            origin, host = request.headers.get("Origin"), request.headers.get("Host")
-            if self._origins.allows(origin, host):
-                return None
-            log.warning("event=origin_refused origin=%r", origin)
-            return connection.respond(
-                403,
-                f"origin {origin} is not allowed: add it (or a glob such as "
-                f"https://*.example.com) to SOFTPHONE_RELAY_ALLOWED_ORIGINS\n",
-            )
+    def refuse_socket(self, protocol: ServerProtocol, request: Request) -> Response | None:
+        """A socket handshake from an Origin that is not allowed: the 403 to send; else None
+        (the handshake goes on)."""
+        origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        if self._origins.allows(origin, host):
+            return None
+        log.warning("event=origin_refused origin=%r", origin)
+        return protocol.reject(
+            403,
+            f"origin {origin} is not allowed: add it (or a glob such as "
+            f"https://*.example.com) to SOFTPHONE_RELAY_ALLOWED_ORIGINS\n",
+        )
+
+    async def respond(self, protocol: ServerProtocol, request: Request) -> Response:
+        """The response to a plain HTTP request (any path but the socket's)."""
+        path = path_of(request)
         if path == "/healthz":
-            return connection.respond(200, "ok\n")
+            return protocol.reject(200, "ok\n")
         if path == "/readyz":
             if await self._ready():
-                return connection.respond(200, "ready\n")
-            return connection.respond(503, "event log unreachable\n")
+                return protocol.reject(200, "ready\n")
+            return protocol.reject(503, "event log unreachable\n")
         if path == "/metrics":
-            response = connection.respond(200, self._metrics.render().decode())
+            response = protocol.reject(200, self._metrics.render().decode())
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
             return response
         if path == "/demo/token" and self._demo_token is not None:
-            response = connection.respond(200, self._demo_token())
+            response = protocol.reject(200, self._demo_token())
             response.headers["Cache-Control"] = "no-store"
             return response
         served = self._files.get("/demo.html" if path == "/demo" else path)
         if served is not None and (path != "/demo.html" or self._demo_token is not None):
-            return self._static(connection, request, served)
-        return connection.respond(404, f"no such endpoint: {path}\n")
+            return self._static(protocol, request, served)
+        return protocol.reject(404, f"no such endpoint: {path}\n")
 
-    def _static(
-        self, connection: ServerConnection, request: Request, served: StaticFile
-    ) -> Response:
+    def _static(self, protocol: ServerProtocol, request: Request, served: StaticFile) -> Response:
         if request.headers.get("If-None-Match") == served.etag:
-            response = connection.respond(304, "")
+            response = protocol.reject(304, "")
         else:
-            response = connection.respond(200, "")
+            response = protocol.reject(200, "")
             response.body = served.body
             del response.headers["Content-Length"]
             del response.headers["Content-Type"]

@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
+from softphone_relay.relay.appender import BatchingAppender
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import Unavailable
 from softphone_relay.relay.event_log import (
     DAY,
     AppendResult,
-    BatchingAppender,
     EventLog,
     dedupe_buckets,
     event_digest,
