@@ -40,8 +40,8 @@ from softphone_relay.ops.replay_targets import JsonlTarget
 from softphone_relay.ops.retention import trim
 from softphone_relay.relay import keys
 from softphone_relay.relay.embedded import EmbeddedServer
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.event_log import EventLog, connect, encode_envelope
+from softphone_relay.relay.envelope import Envelope, encode_stored
+from softphone_relay.relay.event_log import EventLog, connect
 
 LATER = 2**45
 CALL_DATA: dict[str, Any] = {
@@ -114,7 +114,7 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
     ram = (await used_memory(redis) - before) / events
     print(
         f"log: {events:,} events ({args.calls:,} calls) on {args.shards} shard(s); "
-        f"callAccepted stored as {len(encode_envelope(sample))} bytes "
+        f"callAccepted stored as {len(encode_stored(sample))} bytes "
         f"({len(msgspec.json.encode(sample))} as version 1)"
     )
     print(

@@ -233,11 +233,13 @@ def main() -> None:
             except ImportError:
                 pass
             relay_cpu, redis_cpu = cpu_seconds(relay.pid), cpu_seconds(server.pid)
+            own_cpu = cpu_seconds(os.getpid())
             started = time.perf_counter()
             rate, latencies = run(phase(url, args.clients, args.window, args.seconds, None))
             wall = time.perf_counter() - started
             relay_cpu = (cpu_seconds(relay.pid) - relay_cpu) / wall
             redis_cpu = (cpu_seconds(server.pid) - redis_cpu) / wall
+            own_cpu = (cpu_seconds(os.getpid()) - own_cpu) / wall
             paced_rate, paced = run(
                 phase(url, args.clients, args.window, args.seconds, args.paced_rate)
             )
@@ -256,8 +258,8 @@ def main() -> None:
         f"  p99 {p99:.1f} ms  (n={len(latencies)})"
     )
     print(
-        f"           CPU while saturated: relay {relay_cpu:.0%} of a core, redis {redis_cpu:.0%}"
-        " (the load generator uses the rest)"
+        f"           CPU while saturated: relay {relay_cpu:.0%} of a core, redis {redis_cpu:.0%},"
+        f" load generator {own_cpu:.0%}"
     )
     print(
         f"paced:     acked {paced_rate:,.0f} events/s (target {args.paced_rate:,.0f})"

@@ -21,7 +21,7 @@ from typing import Final, Protocol
 
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import FrameRefused, Unavailable
-from softphone_relay.relay.event_log import MAX_BATCH, AppendResult, EventLog
+from softphone_relay.relay.event_log import MAX_BATCH, AppendResult, EventLog, Prepared
 from softphone_relay.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ class AppendReceiver(Protocol):
         """The envelope could not be stored; nothing was."""
 
 
-Pending = tuple[Envelope, AppendReceiver, float]
-"""An envelope, who submitted it, and when its frame arrived (``time.perf_counter``)."""
+Pending = tuple[Envelope, AppendReceiver, float, Prepared]
+"""An envelope, who submitted it, when its frame arrived (``time.perf_counter``), and what
+appending it needs (computed as it arrives)."""
 
 
 class _Awaited:
@@ -81,8 +82,18 @@ class BatchingAppender:
         if not self._up:
             receiver.append_refused(envelope, Unavailable("event log unavailable; retry later"))
             return
-        self._pending.append((envelope, receiver, received))
-        self._work.set()
+        try:
+            prepared = self._log.prepare(envelope)
+        except Exception as error:  # a bulkhead: an envelope the encoder cannot take
+            log.exception("event=append_unencodable id=%s", envelope.id)
+            receiver.append_refused(
+                envelope, Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+            )
+            return
+        pending = self._pending
+        pending.append((envelope, receiver, received, prepared))
+        if len(pending) == 1:  # else the run loop is awake already, or busy and will see it
+            self._work.set()
 
     async def append(self, envelope: Envelope) -> AppendResult:
         """Append one envelope and wait for it (raises :class:`FrameRefused`)."""
@@ -121,7 +132,7 @@ class BatchingAppender:
         self._up = False
         self._went_down.set()
         error = Unavailable(why)
-        for envelope, receiver, _ in batch:
+        for envelope, receiver, _, _ in batch:
             receiver.append_refused(envelope, error)
 
     async def _write(self, batch: list[Pending]) -> None:
@@ -129,7 +140,7 @@ class BatchingAppender:
         metrics.append_batch_size.observe(len(batch))
         metrics.events_received.inc(len(batch))
         try:
-            results = await self._log.append_batch([envelope for envelope, _, _ in batch])
+            results = await self._log.append_prepared([pending[3] for pending in batch])
         except Exception as error:  # a bulkhead: the client library failed in a way it should not
             log.exception("event=append_crashed batch=%d", len(batch))
             self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
@@ -147,8 +158,14 @@ class BatchingAppender:
                 len(failed),
                 str(failed[0]),
             )
+        # The outcomes are told in the next loop step: by then the next batch has gone to
+        # Redis, so the acks are encoded and written while Redis works on it.
+        asyncio.get_running_loop().call_soon(self._settle, batch, results)
+
+    def _settle(self, batch: list[Pending], results: list[AppendResult | Unavailable]) -> None:
+        metrics = self._metrics
         duplicates = stored = 0
-        for (envelope, receiver, _), result in zip(batch, results, strict=True):
+        for (envelope, receiver, _, _), result in zip(batch, results, strict=True):
             if isinstance(result, Unavailable):
                 receiver.append_refused(envelope, result)
             else:

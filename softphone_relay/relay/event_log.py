@@ -147,11 +147,6 @@ async def execute_loading_scripts(
     return replies
 
 
-def encode_envelope(envelope: Envelope) -> bytes:
-    """The JSON stored in an entry's field ``e`` (``envelope.encode_stored``)."""
-    return encode_stored(envelope)
-
-
 def event_digest(envelope: Envelope) -> bytes:
     """What a dedupe bucket remembers of an event: 96 bits of its agent and id (a collision
     among a week's events is about one in 10^14)."""
@@ -165,6 +160,10 @@ def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], 
     today = int(now // DAY)
     days = [today, today + 1, *range(today - 1, today - 1 - math.ceil(dedupe_ttl / DAY), -1)]
     return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
+
+
+Prepared = tuple[int, bytes, bytes, str]
+"""An envelope ready to append: its shard, dedupe digest, stored JSON and legacy dedupe key."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -194,9 +193,24 @@ class EventLog:
         except LOG_ERRORS:
             return False
 
+    def prepare(self, envelope: Envelope) -> Prepared:
+        """What appending ``envelope`` needs, computed ahead (the relay does it as the event
+        arrives, while Redis works on the previous batch)."""
+        shard = self.shard_of(envelope)
+        return (
+            shard,
+            event_digest(envelope),
+            encode_stored(envelope),
+            keys.seen(shard, envelope.agentId, envelope.id),
+        )
+
     async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | Unavailable]:
-        """Append all envelopes: one script call per shard, the shards concurrently (on a
-        cluster they live on different nodes); each envelope's result, in order.
+        """Append all envelopes (:meth:`append_prepared`)."""
+        return await self.append_prepared([self.prepare(envelope) for envelope in envelopes])
+
+    async def append_prepared(self, batch: list[Prepared]) -> list[AppendResult | Unavailable]:
+        """Append a batch: one script call per shard, the shards concurrently (on a cluster
+        they live on different nodes); each envelope's result, in order.
 
         An envelope whose shard did not answer gets :class:`Unavailable`: it may not be
         assumed stored (the client resends it; the dedupe keys make that safe), while the
@@ -207,16 +221,16 @@ class EventLog:
             # cluster client whose first commands run concurrently can close connections
             # that another of them is using (redis-py 8.1; seen here on a new cluster).
             await self._redis.initialize()
+        if all(prepared[0] == batch[0][0] for prepared in batch):  # one shard: no regrouping
+            outcome = await self._append_shard(batch[0][0], batch)
+            return [outcome] * len(batch) if isinstance(outcome, Unavailable) else [*outcome]
         by_shard: dict[int, list[int]] = defaultdict(list)
-        for index, envelope in enumerate(envelopes):
-            by_shard[self.shard_of(envelope)].append(index)
+        for index, prepared in enumerate(batch):
+            by_shard[prepared[0]].append(index)
         outcomes = await asyncio.gather(
-            *(
-                self._append_shard(shard, [envelopes[i] for i in ix])
-                for shard, ix in by_shard.items()
-            )
+            *(self._append_shard(shard, [batch[i] for i in ix]) for shard, ix in by_shard.items())
         )
-        results: list[AppendResult | Unavailable | None] = [None] * len(envelopes)
+        results: list[AppendResult | Unavailable | None] = [None] * len(batch)
         for indexes, outcome in zip(by_shard.values(), outcomes, strict=True):
             for position, index in enumerate(indexes):
                 results[index] = outcome if isinstance(outcome, Unavailable) else outcome[position]
@@ -231,19 +245,18 @@ class EventLog:
         return [r for r in results if isinstance(r, AppendResult)]
 
     async def _append_shard(
-        self, shard: int, batch: list[Envelope]
+        self, shard: int, batch: list[Prepared]
     ) -> list[AppendResult] | Unavailable:
         buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
-        legacy = [keys.seen(shard, e.agentId, e.id) for e in batch]
         args: list[Any] = [expire_at, len(buckets) + 1]
-        for envelope in batch:
-            args += [event_digest(envelope), encode_envelope(envelope)]
+        for _, digest, stored, _ in batch:
+            args += (digest, stored)
         try:
             reply = await self._script(
-                keys=[keys.event_stream(shard), *buckets, *legacy], args=args
+                keys=[keys.event_stream(shard), *buckets, *(p[3] for p in batch)], args=args
             )
         except LOG_ERRORS as error:
             return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
         return [
-            AppendResult(reply[2 * n].decode(), bool(reply[2 * n + 1])) for n in range(len(batch))
+            AppendResult(reply[n].decode(), bool(reply[n + 1])) for n in range(0, len(reply), 2)
         ]

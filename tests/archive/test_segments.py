@@ -14,7 +14,7 @@ from softphone_relay.archive.segments import (
     index_name,
     segment_name,
 )
-from softphone_relay.relay.event_log import encode_envelope
+from softphone_relay.relay.envelope import encode_stored
 from tests.helpers import call, conversation_ids
 
 HOUR_MS = 1_764_118_800_000  # 2025-11-26T01:00:00Z
@@ -23,7 +23,7 @@ HOUR_MS = 1_764_118_800_000  # 2025-11-26T01:00:00Z
 def stored(conversations: list[str]) -> list[tuple[str, bytes]]:
     """Entries as the log holds them: ids a millisecond apart, the stored envelope JSON."""
     envelopes = [e for n, c in enumerate(conversations) for e in call(c, n)]
-    return [(f"{HOUR_MS + n}-0", encode_envelope(e)) for n, e in enumerate(envelopes)]
+    return [(f"{HOUR_MS + n}-0", encode_stored(e)) for n, e in enumerate(envelopes)]
 
 
 def test_a_segment_gives_back_every_entry_in_order_byte_for_byte() -> None:
