@@ -1,9 +1,13 @@
 """The relay's one appender: every connection's events, gathered into batches for the log.
 
-Connections hand envelopes over with :meth:`BatchingAppender.submit` and are called back, in
-the same loop tick as the batch's reply, with each envelope's outcome: no task, future or
-queue wakeup per event. One batch is in flight at a time; what arrives meanwhile forms the
-next one, so batches grow with load and a quiet relay still appends each event at once.
+Connections hand envelopes over with :meth:`BatchingAppender.submit` and are called back
+with each envelope's outcome when its batch's reply is in: no task, future or queue wakeup
+per event. On a single Redis, batches are pipelined on one connection
+(:class:`~softphone_relay.relay.event_log.AppendPipe`): the next goes out while the previous
+runs, so Redis works while the relay parses frames and writes acks, and replies come back in
+the order the batches were sent (the log keeps the order in which events arrived). On a
+cluster, one batch is in flight at a time. Either way what arrives meanwhile forms the next
+batch, so batches grow with load and a quiet relay still appends each event at once.
 
 When a batch fails, the log is *down*: submissions are refused at once (``unavailable``, the
 client resends) instead of each waiting out a timeout, and a probe pings Redis every
@@ -17,17 +21,28 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from softphone_relay.relay.envelope import Envelope
 from softphone_relay.relay.errors import FrameRefused, Unavailable
-from softphone_relay.relay.event_log import MAX_BATCH, AppendResult, EventLog, Prepared
+from softphone_relay.relay.event_log import (
+    LOG_ERRORS,
+    MAX_BATCH,
+    AppendPipe,
+    AppendResult,
+    EventLog,
+    Prepared,
+)
 from softphone_relay.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL: Final = 0.25
 """While the log is down, how often the appender asks whether it is back."""
+MAX_CALLS_IN_FLIGHT: Final = 4
+"""Append calls per shard sent on the pipe and not yet answered (``bench/ingest.py``: 2 left
+the relay waiting on Redis under load, 4 did not)."""
 
 
 class AppendReceiver(Protocol):
@@ -63,7 +78,7 @@ class _Awaited:
 
 
 class BatchingAppender:
-    """Gathers appends from all connections into batches; one batch in flight at a time."""
+    """Gathers appends from all connections into batches and writes them in order."""
 
     def __init__(
         self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
@@ -75,6 +90,13 @@ class BatchingAppender:
         self._work = asyncio.Event()
         self._up = True
         self._went_down = asyncio.Event()
+        self._in_flight: deque[list[Pending]] = deque()
+        """Calls sent on the pipe and not yet answered, oldest first (one per shard of a batch)."""
+        self._max_in_flight = MAX_CALLS_IN_FLIGHT * log_.shards
+        self._sent = asyncio.Event()
+        self._room = asyncio.Event()
+        self._generation = 0
+        """Counts the pipe's failures: a reply or error of an earlier connection is stale."""
 
     def submit(self, envelope: Envelope, receiver: AppendReceiver, received: float) -> None:
         """Append ``envelope`` durably; ``receiver`` hears the outcome. Refused at once with
@@ -106,13 +128,95 @@ class BatchingAppender:
         cancelled."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._probe())
-            while True:
-                await self._work.wait()
-                self._work.clear()
-                while self._pending:
-                    take = min(len(self._pending), self._max_batch)
-                    batch = [self._pending.popleft() for _ in range(take)]
-                    await self._write(batch)
+            pipe = self._log.pipe()
+            if pipe is None:
+                await self._write_one_at_a_time()
+            else:
+                tasks.create_task(self._read_replies(pipe))
+                try:
+                    await self._send_pipelined(pipe)
+                finally:  # cancelled: the relay stops
+                    await pipe.reset()
+
+    def _take(self) -> list[Pending]:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
+        self._metrics.append_batch_size.observe(len(batch))
+        self._metrics.events_received.inc(len(batch))
+        return batch
+
+    async def _write_one_at_a_time(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._pending:
+                await self._write(self._take())
+
+    async def _send_pipelined(self, pipe: AppendPipe) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._pending and self._up:
+                if len(self._in_flight) >= self._max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                parts = by_shard(self._take())
+                generation = self._generation
+                for index, (shard, part) in enumerate(parts):
+                    try:
+                        await pipe.send(shard, [pending[3] for pending in part])
+                    except Exception as error:
+                        unsent = [pending for _, rest in parts[index:] for pending in rest]
+                        await self._broken(pipe, error, generation, unsent)
+                        break
+                    self._in_flight.append(part)
+                    self._sent.set()
+
+    async def _read_replies(self, pipe: AppendPipe) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._in_flight:
+                self._sent.clear()
+                await self._sent.wait()
+                continue
+            generation = self._generation
+            try:
+                results = await pipe.receive()
+            except Exception as error:
+                await self._broken(pipe, error, generation, [])
+                continue
+            if generation != self._generation:
+                continue  # its calls were refused when the pipe broke
+            part = self._in_flight.popleft()
+            self._room.set()
+            if len(results) != len(part):
+                mismatch = RuntimeError(f"{len(results)} results for {len(part)} events")
+                await self._broken(pipe, mismatch, generation, part)
+                continue
+            loop.call_soon(self._settle, part, results)
+
+    async def _broken(
+        self, pipe: AppendPipe, error: Exception, generation: int, unsent: list[Pending]
+    ) -> None:
+        """The pipe failed: refuse everything in flight or waiting (none of it may be assumed
+        stored; the clients resend, and the dedupe makes that safe), drop the connection and
+        probe until the log answers."""
+        if generation != self._generation:
+            return
+        self._generation += 1
+        why = f"event log unavailable: {type(error).__name__}: {error}"
+        if not isinstance(error, LOG_ERRORS):  # a bulkhead: the client library misbehaved
+            log.error("event=append_crashed error=%r", why, exc_info=error)
+        elif self._up:
+            log.warning("event=append_failed error=%r", why)
+        refused = [pending for part in self._in_flight for pending in part]
+        refused += unsent + list(self._pending)
+        self._in_flight.clear()
+        self._pending.clear()
+        self._room.set()
+        self._fail(refused, why)
+        await pipe.reset()
 
     async def _probe(self) -> None:
         """Whenever the log goes down, ping it until it answers, then take appends again."""
@@ -124,6 +228,7 @@ class BatchingAppender:
             while not await self._log.answers():  # noqa: ASYNC110
                 await asyncio.sleep(PROBE_INTERVAL)
             self._up = True
+            self._work.set()
             log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
 
     def _fail(self, batch: list[Pending], why: str) -> None:
@@ -136,9 +241,6 @@ class BatchingAppender:
             receiver.append_refused(envelope, error)
 
     async def _write(self, batch: list[Pending]) -> None:
-        metrics = self._metrics
-        metrics.append_batch_size.observe(len(batch))
-        metrics.events_received.inc(len(batch))
         try:
             results = await self._log.append_prepared([pending[3] for pending in batch])
         except Exception as error:  # a bulkhead: the client library failed in a way it should not
@@ -162,7 +264,7 @@ class BatchingAppender:
         # Redis, so the acks are encoded and written while Redis works on it.
         asyncio.get_running_loop().call_soon(self._settle, batch, results)
 
-    def _settle(self, batch: list[Pending], results: list[AppendResult | Unavailable]) -> None:
+    def _settle(self, batch: list[Pending], results: Sequence[AppendResult | Unavailable]) -> None:
         metrics = self._metrics
         duplicates = stored = 0
         for (envelope, receiver, _, _), result in zip(batch, results, strict=True):
@@ -179,3 +281,14 @@ class BatchingAppender:
         if duplicates:
             metrics.events_acked.labels("true").inc(duplicates)
         metrics.ack_latency.observe(time.perf_counter() - batch[0][2])
+
+
+def by_shard(batch: list[Pending]) -> list[tuple[int, list[Pending]]]:
+    """A batch as one part per shard, each in arrival order."""
+    first = batch[0][3][0]
+    if all(pending[3][0] == first for pending in batch):
+        return [(first, batch)]
+    parts: dict[int, list[Pending]] = {}
+    for pending in batch:
+        parts.setdefault(pending[3][0], []).append(pending)
+    return list(parts.items())

@@ -292,7 +292,11 @@ class Connection(asyncio.Protocol):
             self._app = self._endpoint.start(self)
 
     async def _respond(self, request: Request) -> None:
-        response = await self._endpoint.routes.respond(self._protocol, request)
+        try:
+            response = await self._endpoint.routes.respond(self._protocol, request)
+        except Exception:  # a bulkhead: one failed GET must not go unanswered for ever
+            log.exception("event=http_request_failed path=%s", path_of(request))
+            response = self._protocol.reject(500, "internal error\n")
         try:
             self._send_response(response)
         except InvalidState:  # the client went away meanwhile

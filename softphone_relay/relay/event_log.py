@@ -21,10 +21,13 @@ from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from hiredis import pack_command
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
@@ -182,6 +185,16 @@ class EventLog:
         self._dedupe_ttl = dedupe_ttl
         self._script = redis.register_script(APPEND_SCRIPT)
 
+    @property
+    def shards(self) -> int:
+        """How many shards the log has."""
+        return self._shards
+
+    @property
+    def script_sha(self) -> str:
+        """The SHA-1 of the append script."""
+        return str(self._script.sha)
+
     def shard_of(self, envelope: Envelope) -> int:
         """The shard of an envelope: by conversation, else by agent."""
         return keys.shard_of(envelope.conversationId or envelope.agentId, self._shards)
@@ -247,16 +260,70 @@ class EventLog:
     async def _append_shard(
         self, shard: int, batch: list[Prepared]
     ) -> list[AppendResult] | Unavailable:
+        keys_, args = self.shard_call(shard, batch)
+        try:
+            reply = await self._script(keys=keys_, args=args)
+        except LOG_ERRORS as error:
+            return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+        return results_of(reply)
+
+    def shard_call(self, shard: int, batch: list[Prepared]) -> tuple[list[str], list[Any]]:
+        """The append script's keys and arguments for one shard's batch."""
         buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
         args: list[Any] = [expire_at, len(buckets) + 1]
         for _, digest, stored, _ in batch:
             args += (digest, stored)
-        try:
-            reply = await self._script(
-                keys=[keys.event_stream(shard), *buckets, *(p[3] for p in batch)], args=args
-            )
-        except LOG_ERRORS as error:
-            return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
-        return [
-            AppendResult(reply[n].decode(), bool(reply[n + 1])) for n in range(0, len(reply), 2)
-        ]
+        return [keys.event_stream(shard), *buckets, *(p[3] for p in batch)], args
+
+    def pipe(self) -> AppendPipe | None:
+        """A pipelined channel for appends, on a single Redis (None on a cluster, where each
+        batch goes to its shards' nodes through the cluster client, one at a time)."""
+        return None if isinstance(self._redis, RedisCluster) else AppendPipe(self)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client the log writes through."""
+        return self._redis
+
+
+def results_of(reply: list[Any]) -> list[AppendResult]:
+    """The append script's reply: each event's stream id and whether it was there already."""
+    return [AppendResult(reply[n].decode(), bool(reply[n + 1])) for n in range(0, len(reply), 2)]
+
+
+class AppendPipe:
+    """One connection to a single Redis on which calls of the append script are pipelined:
+    each goes out as soon as it is ready, while earlier ones still run, and the replies come
+    back in the order sent, which is the order Redis ran them. So Redis is kept busy while the
+    relay works, and the log keeps the order in which events arrived (calls spread over a
+    pool's connections could run in any order)."""
+
+    def __init__(self, log_: EventLog) -> None:
+        self._log = log_
+        self._connection: AbstractConnection | None = None
+
+    async def send(self, shard: int, batch: list[Prepared]) -> None:
+        """Send one shard's batch (connecting, and loading the script, first if need be)."""
+        connection = self._connection
+        if connection is None:
+            connection = self._log.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            await connection.connect()
+            await connection.send_command("SCRIPT", "LOAD", APPEND_SCRIPT)
+            await connection.read_response()
+            self._connection = connection
+        keys_, args = self._log.shard_call(shard, batch)
+        command = ("EVALSHA", self._log.script_sha, len(keys_), *keys_, *args)
+        await connection.send_packed_command(pack_command(command), check_health=False)
+
+    async def receive(self) -> list[AppendResult]:
+        """The reply to the oldest call not yet answered."""
+        connection = self._connection
+        if connection is None:
+            raise RedisConnectionError("the append connection was reset")
+        return results_of(await connection.read_response())
+
+    async def reset(self) -> None:
+        """Drop the connection (the next send opens another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)

@@ -276,9 +276,11 @@ class AgentConnection:
         self._answered()
 
     async def _accept_request(self, envelope: Envelope, result: AppendResult) -> None:
-        await self._services.delivery.accept_request(envelope)
-        self.send(self.session.appended(envelope, result.seq, duplicate=False))
-        self._answered()
+        try:
+            await self._services.delivery.accept_request(envelope)
+        finally:  # stored whatever happened to its status: acked
+            self.send(self.session.appended(envelope, result.seq, duplicate=False))
+            self._answered()
 
     def _answered(self) -> None:
         self._in_flight -= 1
