@@ -217,6 +217,19 @@ def too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+def _filled(model: type[msgspec.Struct]) -> dict[str, Any]:
+    """The fields of ``model`` whose default is a value (not None): filled in when absent."""
+    return {
+        field.name: field.default
+        for field in msgspec.structs.fields(model)
+        if field.default is not None and field.default is not msgspec.NODEFAULT
+    }
+
+
+FILLED: Final = {name: _filled(model) for name, model in EVENTS.items()}
+"""Per event, the defaults its data gets when the softphone left them out."""
+
+
 def validate_event_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
     """Check ``data`` against event ``name``; return it with defaults filled, extras kept.
 
@@ -228,11 +241,12 @@ def validate_event_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
     if too_deep(data, MAX_NESTING):
         raise InvalidEvent(f"{name}: $.data is nested more than {MAX_NESTING} levels deep")
     try:
-        typed = msgspec.convert(data, model)
+        msgspec.convert(data, model)
     except msgspec.ValidationError as error:
         raise InvalidEvent(f"{name}: {_describe(error, '$.data')}") from None
-    defaults = msgspec.to_builtins(typed)
-    return data | {k: v for k, v in defaults.items() if k not in data and v is not None}
+    # Checked; the log keeps what the softphone said, plus the defaults it left out.
+    missing = {k: v for k, v in FILLED[name].items() if k not in data}
+    return data | missing if missing else data
 
 
 def validate_command(name: str, data: Any) -> Any:
