@@ -12,6 +12,11 @@ a separate process, then:
 2. paced: the same clients sending ``--paced-rate`` events/s in total, for the latency target;
 3. raw baseline: one Python client pipelining ``XADD`` of the same envelopes to the same Redis.
 
+Each measured client gets a core of its own (where there are two): the relay in phases 1 and
+2, the baseline's Python client in phase 3; Redis and the load generator share the other.
+Unpinned (``--no-pin``) on two cores, the relay competes with Redis and its load while the
+baseline's client does not.
+
 Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and relay/raw.
 With ``--cluster``, also saturated ingest with the log in 6 shards, on one node and on a
 three-primary Redis Cluster (``redis+cluster://``) started the same way, in the same run.
@@ -211,6 +216,13 @@ def main() -> None:
         help="dedupe day buckets present before the run, as after a week (7): each new event "
         "is then looked for in every one",
     )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not give the measured client (the relay, then the raw baseline's client) a "
+        "core of its own, with Redis and the load generator on another",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
@@ -228,6 +240,12 @@ def main() -> None:
             [sys.executable, "-m", "softphone_relay", "--log-level", "warning", "serve"],
             env=env,
         )
+        pinned = args.pin and len(os.sched_getaffinity(0)) >= 2
+        if pinned:
+            measured, rest = sorted(os.sched_getaffinity(0))[:2]
+            os.sched_setaffinity(relay.pid, {measured})
+            os.sched_setaffinity(server.pid, {rest})
+            os.sched_setaffinity(0, {rest})
         try:
             wait_for_port(port, relay)
             url = f"ws://127.0.0.1:{port}/v1/socket"
@@ -252,11 +270,18 @@ def main() -> None:
         finally:
             relay.terminate()
             relay.wait(20)
+        if pinned:
+            os.sched_setaffinity(0, {measured})
         raw = raw_baseline(server.url)
 
     ms = 1000.0
     print(
         f"clients={args.clients} window={args.window} seconds={args.seconds} cores={os.cpu_count()}"
+        + (
+            f" pinned: relay and baseline client on CPU {measured}, Redis and load on CPU {rest}"
+            if pinned
+            else " unpinned"
+        )
     )
     p50, p99 = percentile(latencies, 0.5) * ms, percentile(latencies, 0.99) * ms
     print(
