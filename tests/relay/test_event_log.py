@@ -43,10 +43,11 @@ def envelope(data: dict[str, Any]) -> Envelope:
     )
 
 
-async def test_an_unexpected_failure_nacks_the_batch_and_the_appender_goes_on(
+async def test_an_envelope_the_encoder_cannot_take_is_nacked_and_the_appender_goes_on(
     redis_client: aioredis.Redis,
 ) -> None:
-    """A batch the encoder cannot take (nested past its limit) is nacked; the next is stored."""
+    """An envelope the encoder cannot take (nested past its limit) is nacked; the next is
+    stored."""
     appender = BatchingAppender(EventLog(redis_client, shards=1, dedupe_ttl=60), RelayMetrics())
     running = asyncio.create_task(appender.run())
     try:
