@@ -136,6 +136,19 @@ class Agent:
 AgentFactory = Callable[..., Awaitable[Agent]]
 
 
+def event_frame(event_id: str, conversation: str | None = None) -> str:
+    """A callEnded event frame as JSON text (a fresh conversation unless one is named)."""
+    return json.dumps(
+        {
+            "type": "event",
+            "id": event_id,
+            "name": "callEnded",
+            "at": now_iso(),
+            "data": call_data(conversation or str(uuid.uuid4())),
+        }
+    )
+
+
 def call_data(conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
     """Identity fields of a call hook plus ``fields``."""
     return {"partnerId": PARTNER, "conversationId": conversation, **fields}

@@ -50,6 +50,9 @@ class Application(Protocol):
     def closed(self) -> None:
         """The TCP connection is gone; nothing more can be sent."""
 
+    def going_away(self) -> None:
+        """The relay stops: close (1001) once what is under way is answered."""
+
 
 @dataclass(eq=False)
 class Endpoint:
@@ -61,7 +64,7 @@ class Endpoint:
     max_size: int
     close_timeout: float
     connections: set[Connection] = field(default_factory=set)
-    """The open websockets (for heartbeats and shutdown)."""
+    """The open websockets, each with its application (for heartbeats and shutdown)."""
     responding: set[asyncio.Task[None]] = field(default_factory=set)
     emptied: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the last open websocket is gone."""
@@ -226,7 +229,7 @@ class Connection(asyncio.Protocol):
             self._app.message(bytes(data), received)
             return
         try:
-            text = bytes(data).decode() if not isinstance(data, bytes) else data.decode()
+            text = bytes(data).decode()  # received frames hold bytes: no copy
         except UnicodeDecodeError as error:
             # RFC 6455 8.1: a text message that is not UTF-8 fails the connection (1007).
             self._protocol.fail(1007, f"{error.reason} at position {error.start}")

@@ -150,10 +150,8 @@ class Relay:
             self._server.close()
         connections = self._endpoint.connections
         for connection in list(connections):
-            if isinstance(connection.application, AgentConnection):
+            if connection.application is not None:
                 connection.application.going_away()
-            else:
-                connection.close(1001, "")
         if connections:
             self._endpoint.emptied.clear()
             with contextlib.suppress(TimeoutError):

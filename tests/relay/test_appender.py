@@ -12,22 +12,9 @@ import redis.asyncio as aioredis
 
 from softphone_relay.relay import keys
 from softphone_relay.relay.settings import RateLimit
-from tests.helpers import AgentFactory, RelayFactory, call_data, now_iso
+from tests.helpers import AgentFactory, RelayFactory, call_data, event_frame
 
 EVENTS_PER_AGENT = 1500
-
-
-def frame(event_id: str, conversation: str) -> str:
-    """A callEnded event frame."""
-    return json.dumps(
-        {
-            "type": "event",
-            "id": event_id,
-            "name": "callEnded",
-            "at": now_iso(),
-            "data": call_data(conversation),
-        }
-    )
 
 
 async def test_each_agents_events_are_logged_in_the_order_sent(
@@ -42,7 +29,7 @@ async def test_each_agents_events_are_logged_in_the_order_sent(
     async def send_all(n: int) -> set[str]:
         ids = sent[f"agent-{n}"]
         for event_id in ids:
-            await agents[n].ws.send(frame(event_id, f"conv-{n}"))
+            await agents[n].ws.send(event_frame(event_id, f"conv-{n}"))
         acked: set[str] = set()
         while len(acked) < len(ids):
             answer = await agents[n].recv(within=10)
@@ -69,7 +56,7 @@ async def test_a_resend_while_the_first_is_in_flight_is_a_duplicate(
     filler = [str(uuid.uuid4()) for _ in range(40)]
     twice = str(uuid.uuid4())
     for event_id in [*filler[:20], twice, *filler[20:], twice]:
-        await agent.ws.send(frame(event_id, "conv-1"))
+        await agent.ws.send(event_frame(event_id, "conv-1"))
     acks = [await agent.recv() for _ in range(42)]
     seqs = [(a["seq"], a["duplicate"]) for a in acks if a["id"] == twice]
     assert len(seqs) == 2 and seqs[0][0] == seqs[1][0]

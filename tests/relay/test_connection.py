@@ -17,20 +17,13 @@ from websockets.frames import Frame, Opcode
 
 from softphone_relay.relay import event_log
 from softphone_relay.relay.server import Relay
-from tests.helpers import AgentFactory, RelayFactory, call_data, make_settings, now_iso, token
-
-
-def event(event_id: str) -> str:
-    """A callEnded event frame."""
-    return json.dumps(
-        {
-            "type": "event",
-            "id": event_id,
-            "name": "callEnded",
-            "at": now_iso(),
-            "data": call_data(str(uuid.uuid4())),
-        }
-    )
+from tests.helpers import (
+    AgentFactory,
+    RelayFactory,
+    event_frame,
+    make_settings,
+    token,
+)
 
 
 async def test_a_message_sent_in_fragments_is_one_event(
@@ -39,7 +32,7 @@ async def test_a_message_sent_in_fragments_is_one_event(
     """Continuation frames are put back together before the message is decided."""
     agent = await open_agent(relay)
     event_id = str(uuid.uuid4())
-    text = event(event_id)
+    text = event_frame(event_id)
     third = len(text) // 3
     await agent.ws.send([text[:third], text[third : 2 * third], text[2 * third :]])
     ack = await agent.recv()
@@ -64,7 +57,7 @@ async def test_frames_sent_before_the_welcome_are_answered_after_it(
     agent = await open_agent(relay, hello=False)
     event_id = str(uuid.uuid4())
     await agent.ws.send(json.dumps({"type": "hello", "token": token()}))
-    await agent.ws.send(event(event_id))
+    await agent.ws.send(event_frame(event_id))
     first, second = await agent.recv(), await agent.recv()
     assert first["type"] == "welcome"
     assert (second["type"], second["id"]) == ("ack", event_id)
@@ -78,7 +71,7 @@ async def test_a_stopping_relay_acks_what_it_stored_then_closes_with_1001(
     agent = await open_agent(relay)
     ids = [str(uuid.uuid4()) for _ in range(50)]
     for event_id in ids:
-        await agent.ws.send(event(event_id))
+        await agent.ws.send(event_frame(event_id))
     await relay.close()
     frames = []
     with pytest.raises(ConnectionClosed):
@@ -121,7 +114,7 @@ def test_the_relay_serves_sessions_on_uvloop(redis_url: str) -> None:
             ) as ws:
                 await ws.send(json.dumps({"type": "hello", "token": token()}))
                 welcome = json.loads(await ws.recv())
-                await ws.send(event("e-uvloop"))
+                await ws.send(event_frame("e-uvloop"))
                 ack = json.loads(await ws.recv())
                 await relay.close()
                 with pytest.raises(ConnectionClosed):
