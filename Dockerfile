@@ -2,13 +2,17 @@
 # The image runs the same wheel users install: built in a first stage, installed in the second.
 FROM python:3.11-slim AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
+COPY relay ./relay
+COPY projections ./projections
+COPY clientjs ./clientjs
 COPY softphone_relay ./softphone_relay
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM python:3.11-slim
 COPY --from=wheel /dist /dist
-RUN pip install --no-cache-dir /dist/*.whl && rm -r /dist && useradd --system --uid 10001 relay \
+COPY --from=wheel /src/constraints.txt /dist/
+RUN pip install --no-cache-dir -c /dist/constraints.txt /dist/*.whl && rm -r /dist && useradd --system --uid 10001 relay \
     && mkdir -p /var/lib/softphone-relay/archive && chown relay /var/lib/softphone-relay/archive
 USER relay
 WORKDIR /home/relay

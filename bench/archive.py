@@ -31,17 +31,18 @@ from typing import Any
 import msgspec
 from calls import envelopes
 
-from softphone_relay.archive.archiver import Archiver
-from softphone_relay.archive.catalog import ArchiveCatalog
-from softphone_relay.archive.stores import ArchiveStore, open_store
+from projections.archive.archiver import Archiver
+from projections.archive.catalog import ArchiveCatalog
+from projections.archive.stores import ArchiveStore, open_store
+from relay.log import keys
+from relay.log.clients import connect
+from relay.log.envelope import Envelope, encode_stored
+from relay.log.event_log import EventLog
+from softphone_relay.embedded import EmbeddedServer
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.replay import Replay
 from softphone_relay.ops.replay_targets import JsonlTarget
 from softphone_relay.ops.retention import trim
-from softphone_relay.relay import keys
-from softphone_relay.relay.embedded import EmbeddedServer
-from softphone_relay.relay.envelope import Envelope, encode_stored
-from softphone_relay.relay.event_log import EventLog, connect
 
 LATER = 2**45
 CALL_DATA: dict[str, Any] = {

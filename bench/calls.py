@@ -29,20 +29,20 @@ import msgspec
 import redis.asyncio as aioredis
 from measure import percentile
 
-from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.calls.projection import CallRecordsProjection
-from softphone_relay.projections.outcomes import Done, Outcome
-from softphone_relay.projections.registry import CALLS_BATCH_SIZE
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import keys
-from softphone_relay.relay.embedded import EmbeddedServer
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.event_log import connect
-from softphone_relay.relay.settings import Settings
-from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.standin.server import StandIn
-from softphone_relay.salesforce.task_mapping import TaskMapping
+from projections.calls.fold import CallRecord
+from projections.calls.projection import CallRecordsProjection
+from projections.outcomes import Done, Outcome
+from projections.registry import CALLS_BATCH_SIZE
+from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.standin.server import StandIn
+from projections.salesforce.task_mapping import TaskMapping
+from projections.settings import ProjectionSettings
+from projections.worker import Worker, WorkerSettings
+from relay.log import keys
+from relay.log.clients import connect
+from relay.log.envelope import Envelope
+from softphone_relay.embedded import EmbeddedServer
 
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
 
@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-wait-ms",
         type=int,
-        default=int(Settings().batch_wait * 1000),
+        default=int(ProjectionSettings().batch_wait * 1000),
         help="how long a batch may wait to fill (SOFTPHONE_RELAY_BATCH_WAIT)",
     )
     parser.add_argument(

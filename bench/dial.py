@@ -28,8 +28,8 @@ import aiohttp
 from measure import percentile, wait_for_port
 from websockets.asyncio.client import ClientConnection, connect
 
-from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.embedded import EmbeddedServer, free_port
+from relay.wire.auth import mint_token
+from softphone_relay.embedded import EmbeddedServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"

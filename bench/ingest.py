@@ -42,10 +42,10 @@ import redis
 from loadgen import open_socket
 from measure import cpu_seconds, percentile, wait_for_port
 
-from softphone_relay.relay import keys
-from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.embedded import EmbeddedCluster, EmbeddedServer, free_port
-from softphone_relay.relay.event_log import DAY
+from relay.log import keys
+from relay.log.event_log import DAY
+from relay.wire.auth import mint_token
+from softphone_relay.embedded import EmbeddedCluster, EmbeddedServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"

@@ -22,17 +22,17 @@ from pathlib import Path
 import msgspec
 from calls import envelopes, serve_standin
 
+from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.standin.server import StandIn
+from projections.salesforce.task_mapping import TaskMapping
+from relay.log import keys
+from relay.log.clients import connect
+from softphone_relay.embedded import EmbeddedServer
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.replay import Replay, ReplayTarget
 from softphone_relay.ops.replay_plan import ReplayReport
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
-from softphone_relay.relay import keys
-from softphone_relay.relay.embedded import EmbeddedServer
-from softphone_relay.relay.event_log import connect
-from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.standin.server import StandIn
-from softphone_relay.salesforce.task_mapping import TaskMapping
 
 
 async def fill(redis_url: str, calls: int) -> int:

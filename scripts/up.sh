@@ -14,10 +14,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Install (again) only when the project's dependencies changed since the last install.
 stamp=.venv/.softphone-relay-setup
-wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/softphone-relay ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "== setting up .venv for softphone-relay (once)" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
   echo "$wanted" > "$stamp"
 fi
 exec .venv/bin/softphone-relay up "$@"

@@ -1,17 +1,14 @@
 """softphone-relay: a durable relay between a contact-center softphone and a CRM (Salesforce).
 
-The packages, in dependency order (each imports only those above it)::
+This package is the composition root: the command line (``cli``), the operator tools over the
+log (``ops``), the process settings read from the environment (``settings``) and the embedded
+Redis-compatible server (``embedded``). Nothing imports it. The installed distribution holds
+four import packages, in dependency order::
 
-    relay/        the relay core: the softphone contract, wire frames and session (pure); the
-                  websocket shell, the event log, command streams and delivery, settings, tokens,
-                  Redis key names, the embedded Redis-compatible server
-    control/      the control API: click-to-dial and presence requests from server-side callers
-    projections/  the worker framework (consumer groups, settle policy, group registry) and each
-                  projection as a pure ``fold`` plus its ``projection`` shell
-    salesforce/   the Salesforce integration (sink, logins, API-limit pacing, Task mapping, caller
-                  matching, picklists) and its local stand-in
-    ops/          the operator tools over the log: status, log reading, replay, retention, dead
-                  letters
-    cli/          the command line, the composition root: one module per command group
-    clientjs/     the wrapper library the relay serves to the softphone (package data)
+    relay/            the relay service: wire protocol, the log's Redis model, the asyncio
+                      server, the control API
+    projections/      the worker framework, every consumer group, the sinks (Salesforce with its
+                      stand-in) and the archive
+    softphone_relay/  this package
+    clientjs/         the wrapper library the relay serves to the softphone (package data)
 """

@@ -17,16 +17,16 @@ import requests
 from simple_salesforce.api import Salesforce
 from websockets.asyncio.client import connect
 
-from softphone_relay.relay import event_log
-from softphone_relay.relay.embedded import EmbeddedCluster, EmbeddedServer
-from softphone_relay.relay.server import Relay
-from softphone_relay.salesforce.connect import (
+from projections.salesforce.connect import (
     SalesforceAuth,
     SalesforceConnection,
     SalesforceSettings,
     SessionAuth,
 )
-from softphone_relay.salesforce.standin.server import StandIn, StandInState
+from projections.salesforce.standin.server import StandIn, StandInState
+from relay.log import clients
+from relay.server.server import Relay
+from softphone_relay.embedded import EmbeddedCluster, EmbeddedServer
 from tests.helpers import (
     Agent,
     AgentFactory,
@@ -58,7 +58,7 @@ def redis_url(redis_server: EmbeddedServer) -> str:
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """An async client to the test's server."""
-    client = event_log.connect(redis_url)
+    client = clients.connect(redis_url)
     yield client
     await client.aclose()
 
@@ -71,7 +71,7 @@ async def start_relay(redis_url: str) -> AsyncIterator[RelayFactory]:
         async def start(
             url: str | None = None, demo_token: Callable[[], str] | None = None, **overrides: Any
         ) -> Relay:
-            client = event_log.connect(url or redis_url)
+            client = clients.connect(url or redis_url)
             stack.push_async_callback(client.aclose)
             relay = Relay(make_settings(**overrides), client, demo_token=demo_token)
             await relay.start()

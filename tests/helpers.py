@@ -23,19 +23,19 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 from websockets.asyncio.client import ClientConnection
 
-from softphone_relay.archive.catalog import ArchiveCatalog
-from softphone_relay.archive.stores import ArchiveStore
-from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
-from softphone_relay.relay import keys
-from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.embedded import EmbeddedCluster
-from softphone_relay.relay.envelope import Envelope, decode_stored
-from softphone_relay.relay.event_log import EventLog
-from softphone_relay.relay.server import Relay
-from softphone_relay.relay.settings import Partner, Settings
-from softphone_relay.salesforce.connect import SalesforceConnection
-from softphone_relay.salesforce.standin.server import StandIn
+from projections.archive.catalog import ArchiveCatalog
+from projections.archive.stores import ArchiveStore
+from projections.calls.fold import CallRecord
+from projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
+from projections.salesforce.connect import SalesforceConnection
+from projections.salesforce.standin.server import StandIn
+from relay.log import keys
+from relay.log.envelope import Envelope, decode_stored
+from relay.log.event_log import EventLog
+from relay.server.server import Relay
+from relay.settings import Partner, RelaySettings
+from relay.wire.auth import mint_token
+from softphone_relay.embedded import EmbeddedCluster
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 
@@ -64,7 +64,7 @@ def contract_examples() -> dict[str, Any]:
     return json.loads((DATA / "contract-examples.json").read_text())  # type: ignore[no-any-return]
 
 
-def make_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> RelaySettings:
     """Settings for a test relay: free port, known secret, the sample partner."""
     fields: dict[str, Any] = {
         "secret": SECRET,
@@ -73,7 +73,7 @@ def make_settings(**overrides: Any) -> Settings:
         "allowed_origins": ("https://softphone.example.test",),
     }
     fields.update(overrides)
-    return Settings(**fields)
+    return RelaySettings(**fields)
 
 
 RelayFactory = Callable[..., Awaitable[Relay]]

@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from projections.registry import NAMES as GROUPS
 from softphone_relay.cli.main import parser
-from softphone_relay.projections.registry import NAMES as GROUPS
-from softphone_relay.relay.settings import load_partners
+from softphone_relay.settings import load_partners
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,11 +8,13 @@ Slow (each installs the dependencies into a new environment, from pip's cache wh
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -72,10 +74,14 @@ def relay_base(welcome: str) -> str:
     return healthz.removesuffix("/healthz")
 
 
-def test_the_wheel_installed_in_a_fresh_venv_runs_up_from_an_empty_directory(
-    tmp_path: Path,
-) -> None:
-    """Built wheel → new venv → ``up`` in an empty directory serves health, library and demo."""
+OUR_PACKAGES = ["clientjs", "projections", "relay", "softphone_relay"]
+"""The design card's top level, installed as four import packages by one distribution."""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The built wheel, installed (at the pinned versions) in a new venv: (wheel, venv)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
@@ -92,12 +98,77 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_up_from_an_empty_directory(
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "constraints.txt"),
             str(wheel),
         ],
         check=True,
         env=clean_env(),
         timeout=600,
     )
+    return wheel, venv
+
+
+def test_the_wheel_holds_exactly_the_four_packages_of_the_design_card(
+    installed: tuple[Path, Path],
+) -> None:
+    """No tests/, bench/ or scripts/ in site-packages, where they would shadow others'."""
+    wheel, _ = installed
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert sorted(t for t in tops if not t.endswith(".dist-info")) == OUR_PACKAGES
+
+
+def test_the_wheel_ships_the_wrapper_library_and_nothing_of_its_tooling(
+    installed: tuple[Path, Path],
+) -> None:
+    """clientjs/ in the wheel: the library's files, not its tests, npm packages or tsconfig."""
+    wheel, _ = installed
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = sorted(
+            n.removeprefix("clientjs/") for n in archive.namelist() if n.startswith("clientjs/")
+        )
+    assert shipped == [
+        "__init__.py",
+        "contract.schema.json",
+        "demo.html",
+        "softphone.d.ts",
+        "softphone.js",
+        "softphone.mjs",
+    ]
+
+
+def test_no_other_installed_distribution_provides_our_packages(
+    installed: tuple[Path, Path],
+) -> None:
+    """``relay`` and ``projections`` are names other projects on PyPI use too: in the venv each
+    of ours is provided by our distribution alone, and imports from there."""
+    _, venv = installed
+    script = (
+        "import importlib, importlib.metadata as m, json, sys\n"
+        "owners = m.packages_distributions()\n"
+        f"names = {OUR_PACKAGES!r}\n"
+        "print(json.dumps({n: [sorted(owners.get(n, [])),"
+        " importlib.import_module(n).__file__.startswith(sys.prefix)] for n in names}))"
+    )
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script],
+        cwd=venv,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    owners = json.loads(found.stdout)
+    assert owners == {name: [["softphone-relay"], True] for name in OUR_PACKAGES}
+
+
+def test_the_wheel_installed_in_a_fresh_venv_runs_up_from_an_empty_directory(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Built wheel → new venv → ``up`` in an empty directory serves health, library and demo."""
+    _, venv = installed
     empty = tmp_path / "empty"
     empty.mkdir()
     command = [str(venv / "bin" / "softphone-relay"), "up", "--port", "0", "--api-port", "0"]
@@ -105,7 +176,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_up_from_an_empty_directory(
     try:
         base = relay_base(welcome)
         assert get(base + "/healthz") == (200, b"ok\n")
-        shipped = resources.files("softphone_relay.clientjs")
+        shipped = resources.files("clientjs")
         assert get(base + "/softphone.js") == (200, shipped.joinpath("softphone.js").read_bytes())
         status, page = get(base + "/demo")
         assert status == 200 and page == shipped.joinpath("demo.html").read_bytes()

@@ -4,76 +4,95 @@ pure module never imports an I/O module, even for a type or a helper (DESIGN.md 
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-import softphone_relay
+import relay
 
-SOURCE = Path(softphone_relay.__file__).parent
+ROOT = Path(relay.__file__).parent.parent
+"""The folder that holds our top-level packages (the checkout, or site-packages)."""
+
+PACKAGES = ("relay", "projections", "softphone_relay")
+"""Our Python packages, bottom to top (``clientjs`` holds no Python)."""
 
 ALLOWED: dict[str, set[str]] = {
     "relay": set(),
-    "control": {"relay"},
     "projections": {"relay"},
-    "salesforce": {"relay", "projections"},
-    "archive": {"relay", "projections"},
-    "ops": {"relay", "projections", "salesforce", "archive"},
-    "cli": {"relay", "control", "projections", "salesforce", "archive", "ops"},
+    "softphone_relay": {"relay", "projections"},
 }
-"""Which of our packages each package may import (nothing imports ``cli``)."""
+"""Which of our packages each package may import (nothing imports ``softphone_relay``)."""
+
+ROOMS_ABOVE: dict[str, set[str]] = {
+    "relay.wire": {"relay.server", "relay.control"},
+    "relay.log": {"relay.server", "relay.control"},
+    "relay.server": {"relay.control"},
+    "relay.control": {"relay.server"},
+}
+"""Inside ``relay``: the rooms a room never imports (the server shell and the control API sit
+on the wire protocol and the log's model, and neither on the other)."""
 
 PURE = (
-    "relay.contract",
-    "relay.frames",
-    "relay.protocol",
-    "relay.envelope",
-    "relay.resume",
-    "relay.backoff",
     "relay.errors",
-    "relay.keys",
-    "relay.streams",
-    "relay.phone",
-    "relay.delivery_rules",
-    "relay.request_rules",
-    "relay.agent_records",
+    "relay.backoff",
+    "relay.settings",
+    "relay.wire.contract",
+    "relay.wire.frames",
+    "relay.wire.protocol",
+    "relay.wire.phone",
+    "relay.log.envelope",
+    "relay.log.keys",
+    "relay.log.streams",
+    "relay.log.resume",
+    "relay.log.delivery_rules",
+    "relay.log.request_rules",
+    "relay.log.agent_records",
     "projections.outcomes",
     "projections.settle",
     "projections.registry",
     "projections.calls.fold",
     "projections.dispatch.fold",
     "projections.presence.fold",
-    "salesforce.limits",
-    "salesforce.task_mapping",
-    "salesforce.callers",
-    "salesforce.failures",
-    "salesforce.chunks",
-    "salesforce.standin.org",
-    "salesforce.standin.schema",
-    "salesforce.standin.search",
-    "salesforce.standin.soql",
-    "archive.segments",
-    "ops.log_range",
-    "ops.replay_plan",
+    "projections.salesforce.limits",
+    "projections.salesforce.task_mapping",
+    "projections.salesforce.callers",
+    "projections.salesforce.failures",
+    "projections.salesforce.chunks",
+    "projections.salesforce.standin.org",
+    "projections.salesforce.standin.schema",
+    "projections.salesforce.standin.search",
+    "projections.salesforce.standin.soql",
+    "projections.archive.segments",
+    "softphone_relay.ops.log_range",
+    "softphone_relay.ops.replay_plan",
 )
-"""Modules of pure logic: messages and time in, decisions out."""
+"""Modules of pure logic: messages and time in, decisions out (no file, environment or
+network)."""
 
 IO_LIBRARIES = frozenset(
     {"redis", "websockets", "aiohttp", "requests", "simple_salesforce", "socket", "subprocess"}
-    | {"obstore"}
+    | {"obstore", "pathlib", "shutil", "tempfile", "io"}
 )
+"""Libraries that talk to the network, processes or files (``os`` is allowed for
+``os.strerror``; reading through it is caught by :data:`READS`)."""
+
+READS = re.compile(
+    r"os\.environ|os\.getenv|(?<![\w.])(?<!def )open\(|\.read_text\(|\.read_bytes\(|os\.read"
+)
+"""How a module would read the environment or a file without a library above."""
 
 
 def module_path(name: str) -> Path:
-    """The file of ``softphone_relay.NAME``."""
-    base = SOURCE.joinpath(*name.split("."))
+    """The file of module or package ``NAME`` (dotted, from the top level)."""
+    base = ROOT.joinpath(*name.split("."))
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
 @cache
 def imports(name: str) -> frozenset[str]:
-    """What ``softphone_relay.NAME`` imports at run time (``TYPE_CHECKING`` blocks aside)."""
+    """What ``NAME`` imports at run time (``TYPE_CHECKING`` blocks aside)."""
     tree = ast.parse(module_path(name).read_text())
     found: set[str] = set()
 
@@ -94,11 +113,11 @@ def imports(name: str) -> frozenset[str]:
 
 
 def ours(imported: frozenset[str]) -> set[str]:
-    """Our modules among ``imported`` (without the ``softphone_relay.`` prefix)."""
+    """Our modules among ``imported``: the longest prefix of each that is a file of ours."""
     names = set()
     for full in imported:
-        if full.startswith("softphone_relay."):
-            name = full.removeprefix("softphone_relay.")
+        if full.split(".")[0] in PACKAGES:
+            name = full
             while name and not module_path(name).exists():
                 name = name.rpartition(".")[0]
             if name:
@@ -107,29 +126,46 @@ def ours(imported: frozenset[str]) -> set[str]:
 
 
 def all_modules() -> list[str]:
-    """Every module of the package, by dotted name below ``softphone_relay``."""
+    """Every module of our Python packages, by dotted name."""
     found = []
-    for path in SOURCE.rglob("*.py"):
-        parts = path.relative_to(SOURCE).with_suffix("").parts
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        if parts and parts[0] in ALLOWED:
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
             found.append(".".join(parts))
     return sorted(found)
 
 
+def room(name: str) -> str:
+    """``relay.wire`` for ``relay.wire.contract``: a module's package and first folder."""
+    return ".".join(name.split(".")[:2])
+
+
 @pytest.mark.parametrize("name", all_modules())
 def test_packages_import_only_the_packages_below_them(name: str) -> None:
-    """relay ← control, projections ← salesforce ← ops ← cli; nothing imports cli."""
+    """relay ← projections ← softphone_relay; nothing imports the command line's package."""
     package = name.split(".")[0]
     for imported in ours(imports(name)):
         other = imported.split(".")[0]
         assert other == package or other in ALLOWED[package], f"{name} imports {imported}"
 
 
+@pytest.mark.parametrize("name", [n for n in all_modules() if room(n) in ROOMS_ABOVE])
+def test_relay_rooms_never_import_the_shells_above_them(name: str) -> None:
+    """The wire protocol and the log's model know nothing of the server or the control API."""
+    for imported in ours(imports(name)):
+        assert room(imported) not in ROOMS_ABOVE[room(name)], f"{name} imports {imported}"
+
+
+def test_every_pure_module_exists() -> None:
+    """The list above names real modules (a move must update it, not silently skip it)."""
+    assert [name for name in PURE if not module_path(name).exists()] == []
+
+
 @pytest.mark.parametrize("name", PURE)
 def test_a_pure_module_imports_no_io_even_indirectly(name: str) -> None:
-    """No socket, Redis, HTTP or process library, and no module of ours that uses one."""
+    """No socket, Redis, HTTP, process or file library, and no module of ours that uses one."""
     seen: set[str] = set()
     todo = [name]
     while todo:
@@ -140,6 +176,23 @@ def test_a_pure_module_imports_no_io_even_indirectly(name: str) -> None:
         libraries = {i.split(".")[0] for i in imports(current)} & IO_LIBRARIES
         assert not libraries, f"{name} reaches {', '.join(sorted(libraries))} via {current}"
         todo.extend(ours(imports(current)))
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_a_pure_module_reads_no_environment_and_no_file(name: str) -> None:
+    """Settings and files are read by the command line, which hands pure modules values."""
+    source = module_path(name).read_text()
+    assert READS.findall(source) == []
+
+
+def test_projection_groups_are_loaded_from_modules_the_layout_can_see() -> None:
+    """The registry names each group's module by a string; each is a real module of ours in
+    ``projections`` (so the layering above covers it too)."""
+    from projections.registry import GROUPS
+
+    for group in GROUPS:
+        assert group.module.startswith("projections."), group
+        assert module_path(group.module).exists(), group
 
 
 def test_no_module_is_over_about_450_lines() -> None:

@@ -1,7 +1,7 @@
 """Operator commands that act on agents: ``token``, ``send``, ``call`` and ``presence``.
 
 ``call`` and ``presence`` go through the same path as the control API
-(``control.service``): the request becomes an event in the log, the ``dispatch`` projection
+(``relay.control.service``): the request becomes an event in the log, the ``dispatch`` projection
 turns it into a command, and the command reaches the agent on whichever relay holds its socket.
 They then follow the request until the softphone acks it (or it fails or expires) and print
 where it stands.
@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from relay.errors import ConfigError
+from relay.log import clients
+from relay.wire.auth import SALESFORCE_USER_PATTERN, mint_token
 from softphone_relay.cli.dev import DevState
 from softphone_relay.cli.runtime import data_dir as resolve_data_dir
 from softphone_relay.cli.runtime import settings_and_url
-from softphone_relay.relay import event_log
-from softphone_relay.relay.auth import SALESFORCE_USER_PATTERN, mint_token
-from softphone_relay.relay.errors import ConfigError
-from softphone_relay.relay.settings import settings_from_env
+from softphone_relay.settings import settings_from_env
 
 if TYPE_CHECKING:
-    from softphone_relay.control.service import Control
+    from relay.control.service import Control
 
 FINAL_STATES: Final = frozenset({"acked", "failed", "expired"})
 
@@ -42,7 +42,7 @@ def token(
 ) -> int:
     """Mint an HS256 agent token (naming the agent's Salesforce User, if given)."""
     settings = settings_from_env(os.environ)
-    secret = settings.secret or DevState(resolve_data_dir(data_dir)).existing_secret()
+    secret = settings.relay.secret or DevState(resolve_data_dir(data_dir)).existing_secret()
     if secret is None:
         raise ConfigError("SOFTPHONE_RELAY_SECRET", "needed to mint a token (or run `up` first)")
     if salesforce_user is not None and not SALESFORCE_USER_PATTERN.match(salesforce_user):
@@ -60,12 +60,12 @@ async def send(
         data = json.loads(json_text)
     except json.JSONDecodeError as error:
         raise ConfigError("JSON", f"not valid JSON: {error}") from None
-    from softphone_relay.relay.commands import CommandLog
+    from relay.log.commands import CommandLog
 
-    redis = event_log.connect(url)
+    redis = clients.connect(url)
     try:
         command_id = await CommandLog(redis).enqueue(
-            agent, name, data, ttl_seconds=ttl or settings.command_ttl
+            agent, name, data, ttl_seconds=ttl or settings.relay.command_ttl
         )
     finally:
         await redis.aclose()
@@ -84,7 +84,7 @@ async def call(
     data_dir: str | None = None,
 ) -> int:
     """Click-to-dial ``number`` on the agent's softphone; 1 if it failed or expired."""
-    from softphone_relay.control.service import CallBody, Control
+    from relay.control.service import CallBody, Control
 
     settings, url = settings_and_url(data_dir)
     body = CallBody(
@@ -93,9 +93,9 @@ async def call(
         participantType=participant_type,  # type: ignore[arg-type]  # argparse checked choices
         recordId=record_id,
     )
-    redis = event_log.connect(url)
+    redis = clients.connect(url)
     try:
-        control = Control(settings, redis)
+        control = Control(settings.relay, redis)
         info = await control.agent(agent, None)
         accepted = await control.start_call(info, body, source="cli")
         return await _follow(control, accepted.requestId, wait)
@@ -107,12 +107,12 @@ async def presence(
     *, agent: str, softphone_id: str | None = None, wait: float = 5.0, data_dir: str | None = None
 ) -> int:
     """Show the agent's presence, or with a status, ask its softphone to switch to it."""
-    from softphone_relay.control.service import Control
+    from relay.control.service import Control
 
     settings, url = settings_and_url(data_dir)
-    redis = event_log.connect(url)
+    redis = clients.connect(url)
     try:
-        control = Control(settings, redis)
+        control = Control(settings.relay, redis)
         info = await control.agent(agent, None)
         if softphone_id is None:
             print(msgspec.json.encode(await control.presence(info)).decode())

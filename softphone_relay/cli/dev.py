@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from softphone_relay.relay.settings import Partner
+from relay.settings import Partner
 
 DEV_PARTNER_ID = "215fd887-39be-4935-981f-2670d6afeaa7"
 DEV_AGENT_ID = "dev-agent"

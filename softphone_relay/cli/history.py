@@ -22,7 +22,22 @@ from typing import IO, Final
 
 import msgspec
 
-from softphone_relay.archive.catalog import open_catalog
+from projections.archive.catalog import open_catalog
+from projections.salesforce.connect import (
+    PREFIX as SF_PREFIX,
+)
+from projections.salesforce.connect import (
+    SalesforceConnection,
+    SalesforceSettings,
+    SessionAuth,
+    salesforce_settings_from_env,
+)
+from projections.salesforce.metrics import SalesforceMetrics
+from projections.salesforce.sink import SalesforceSink
+from relay.errors import ConfigError
+from relay.log import clients
+from relay.log.streams import parse_stream_id
+from relay.settings import parse_duration
 from softphone_relay.cli.dev import DevState, running_standin
 from softphone_relay.cli.log_commands import event_line
 from softphone_relay.cli.progress import ProgressPrinter
@@ -33,21 +48,6 @@ from softphone_relay.ops.replay import Replay, ReplayTarget
 from softphone_relay.ops.replay_plan import Change, ReplayReport
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
 from softphone_relay.ops.retention import trim as trim_log
-from softphone_relay.relay import event_log
-from softphone_relay.relay.errors import ConfigError
-from softphone_relay.relay.settings import parse_duration
-from softphone_relay.relay.streams import parse_stream_id
-from softphone_relay.salesforce.connect import (
-    PREFIX as SF_PREFIX,
-)
-from softphone_relay.salesforce.connect import (
-    SalesforceConnection,
-    SalesforceSettings,
-    SessionAuth,
-    salesforce_settings_from_env,
-)
-from softphone_relay.salesforce.metrics import SalesforceMetrics
-from softphone_relay.salesforce.sink import SalesforceSink
 
 
 class RangeOptions(msgspec.Struct, kw_only=True):
@@ -244,7 +244,7 @@ async def replay(args: ReplayOptions) -> int:
     start, end = _range(args)
     settings, url = settings_and_url(args.data_dir)
     target, connection = _target(args)
-    redis = event_log.connect(url, timeout=10.0)
+    redis = clients.connect(url, timeout=10.0)
     stop = asyncio.Event()
     progress = ProgressPrinter(sys.stderr)
 
@@ -257,7 +257,7 @@ async def replay(args: ReplayOptions) -> int:
 
     try:
         with _stop_on_interrupt(stop):
-            shards = max(settings.shards, await shard_count(redis))
+            shards = max(settings.relay.shards, await shard_count(redis))
             runner = Replay(
                 redis,
                 target,
@@ -267,7 +267,7 @@ async def replay(args: ReplayOptions) -> int:
                 on_progress=progress,
                 on_change=show,
                 stop=stop,
-                archive=open_catalog(settings.archive_url),
+                archive=open_catalog(settings.projections.archive_url),
             )
             report = await runner.run(start, end, _filter(args))
     finally:
@@ -303,15 +303,15 @@ async def export(args: ExportOptions) -> int:
     """``export``: a range of the log as JSONL (one event per line, with its stream and id)."""
     start, end = _range(args)
     settings, url = settings_and_url(args.data_dir)
-    redis = event_log.connect(url, timeout=10.0)
+    redis = clients.connect(url, timeout=10.0)
     out = _output(args.out)
     stop = asyncio.Event()
     count, last = 0, None
     began = time.monotonic()
     try:
         with _stop_on_interrupt(stop):
-            shards = max(settings.shards, await shard_count(redis))
-            archive = open_catalog(settings.archive_url)
+            shards = max(settings.relay.shards, await shard_count(redis))
+            archive = open_catalog(settings.projections.archive_url)
             async for event in read_range(
                 redis, start, end, _filter(args), shards=shards, archive=archive
             ):
@@ -339,7 +339,7 @@ async def export(args: ExportOptions) -> int:
 async def trim(args: TrimOptions) -> int:
     """``trim``: apply the retention (``SOFTPHONE_RELAY_RETENTION`` or ``--older-than``)."""
     settings, url = settings_and_url(args.data_dir)
-    retention = settings.retention
+    retention = settings.projections.retention
     if args.older_than:
         retention = parse_duration("--older-than", args.older_than)
     if retention is None:
@@ -347,9 +347,9 @@ async def trim(args: TrimOptions) -> int:
             "SOFTPHONE_RELAY_RETENTION", "not set (the log is kept forever); or pass --older-than"
         )
     cutoff_ms = int((time.time() - retention) * 1000)
-    redis = event_log.connect(url, timeout=10.0)
+    redis = clients.connect(url, timeout=10.0)
     try:
-        shards = max(settings.shards, await shard_count(redis))
+        shards = max(settings.relay.shards, await shard_count(redis))
         done = await trim_log(redis, shards, cutoff_ms, dry_run=args.dry_run)
     finally:
         await redis.aclose()

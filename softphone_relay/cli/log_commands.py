@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgspec
 
-from softphone_relay.archive.catalog import open_catalog
+from projections.archive.catalog import open_catalog
+from projections.registry import DEAD_LETTER_GROUPS as GROUPS
+from relay.errors import ConfigError
+from relay.log import clients, keys
+from relay.log.streams import parse_stream_id
 from softphone_relay.cli.runtime import settings_and_url
 from softphone_relay.ops.dead_letters import DeadLetter, DeadLetters
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent, position
-from softphone_relay.ops.log_reader import read_range, shard_count
+from softphone_relay.ops.log_reader import follow, read_range, shard_count
 from softphone_relay.ops.status import gather as gather_status
 from softphone_relay.ops.status import render as render_status
-from softphone_relay.projections.registry import DEAD_LETTER_GROUPS as GROUPS
-from softphone_relay.relay import event_log, keys
-from softphone_relay.relay.envelope import decode_stored
-from softphone_relay.relay.errors import ConfigError
-from softphone_relay.relay.streams import parse_stream_id
 
 PAGE_SIZE: Final = 500
 
@@ -55,7 +54,7 @@ async def dlq(args: DlqOptions) -> int:
     if args.group not in GROUPS:
         raise ConfigError("--group", f"unknown group {args.group}; one of {', '.join(GROUPS)}")
     _, url = settings_and_url(args.data_dir)
-    redis = event_log.connect(url)
+    redis = clients.connect(url)
     try:
         letters = DeadLetters(redis, args.group)
         if args.action == "list":
@@ -109,10 +108,10 @@ def _print_table(letters: list[DeadLetter]) -> None:
 async def status(*, json: bool = False, data_dir: str | None = None) -> int:
     """``status``: shards, groups (lag, pending, consumers), dead letters, agents, Salesforce."""
     settings, url = settings_and_url(data_dir)
-    redis = event_log.connect(url)
+    redis = clients.connect(url)
     try:
-        shards = max(settings.shards, await shard_count(redis))
-        found = await gather_status(redis, shards, open_catalog(settings.archive_url))
+        shards = max(settings.relay.shards, await shard_count(redis))
+        found = await gather_status(redis, shards, open_catalog(settings.projections.archive_url))
     finally:
         await redis.aclose()
     print(msgspec.json.encode(found).decode() if json else render_status(found))
@@ -146,9 +145,10 @@ async def tail(args: TailOptions) -> int:
     """``tail``: the log from a point (or from now), filtered; follows until Ctrl-C."""
     settings, url = settings_and_url(args.data_dir)
     event_filter = _event_filter(args)
-    redis = event_log.connect(url, timeout=5.0)
+    # Following blocks one connection per XREAD group (a cluster: one per shard's slot).
+    redis = clients.connect(url, timeout=5.0, max_connections=max(64, settings.relay.shards + 8))
     try:
-        shards = max(settings.shards, await shard_count(redis))
+        shards = max(settings.relay.shards, await shard_count(redis))
         streams = [keys.event_stream(s) for s in range(shards)]
         # Where each shard is now, as a concrete id: following from ``$`` would skip what a
         # shard that was quiet in one read received before the next.
@@ -156,28 +156,17 @@ async def tail(args: TailOptions) -> int:
         if args.from_ is not None:
             start = position("--from", args.from_)
             # Up to where the log is now; what comes after is followed below, once.
-            archive = open_catalog(settings.archive_url)
+            archive = open_catalog(settings.projections.archive_url)
             async for event in read_range(
                 redis, start, "+", event_filter, shards=shards, archive=archive
             ):
                 if parse_stream_id(event.id) <= parse_stream_id(last[event.stream]):
                     print(event_line(event, args.json), flush=True)
-        while args.follow:
-            reply = cast(
-                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-                await redis.xread(last, block=1000, count=PAGE_SIZE),  # type: ignore[arg-type]
-            )
-            for stream_name, entries in reply or []:
-                stream = stream_name.decode()
-                for entry_id, fields in entries:
-                    last[stream] = entry_id.decode()
-                    try:
-                        envelope = decode_stored(fields.get(b"e", b""), entry_id.decode())
-                    except msgspec.DecodeError:
-                        continue
-                    if event_filter.matches(envelope):
-                        logged = LoggedEvent(stream, entry_id.decode(), envelope)
-                        print(event_line(logged, args.json), flush=True)
+        if args.follow:
+            cluster = clients.cluster_seed(url) is not None
+            async for event in follow(redis, last, cluster, PAGE_SIZE):
+                if event_filter.matches(event.envelope):
+                    print(event_line(event, args.json), flush=True)
     finally:
         await redis.aclose()
     return 0

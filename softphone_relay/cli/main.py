@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from projections.registry import GROUPS
+from relay.errors import RelayError
 from softphone_relay.cli.runtime import configure_logging, run
-from softphone_relay.projections.registry import GROUPS
-from softphone_relay.relay.errors import RelayError
 
 Options = TypeVar("Options", bound=msgspec.Struct)
 
@@ -248,11 +248,11 @@ def failure(error: Exception) -> str | None:
     A library's errors are recognised only if that library was loaded: a command that never
     imported Salesforce cannot have failed in it.
     """
-    from softphone_relay.relay.embedded import EmbeddedServerError
+    from softphone_relay.embedded import EmbeddedServerError
 
     if isinstance(error, RelayError | EmbeddedServerError | ValueError):
         return str(error)
-    from softphone_relay.projections.errors import ProjectionError
+    from projections.errors import ProjectionError
 
     if isinstance(error, ProjectionError):
         return str(error)

@@ -14,11 +14,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
+from relay.errors import ConfigError
 from softphone_relay.cli.dev import DEV_PARTNERS, DevState
-from softphone_relay.relay.errors import ConfigError
-from softphone_relay.relay.settings import Settings, settings_from_env
+from softphone_relay.settings import Settings, settings_from_env, with_fields
 
 
 def configure_logging(level: str) -> None:
@@ -73,14 +71,14 @@ def data_dir(given: str | None) -> Path:
 def settings_and_url(given_data_dir: str | None) -> tuple[Settings, str]:
     """The configuration, and the log's URL (from the environment or a running ``up``)."""
     settings = settings_from_env(os.environ)
-    if settings.redis_url is not None:
-        return settings, settings.redis_url
+    if settings.relay.redis_url is not None:
+        return settings, settings.relay.redis_url
     url = DevState(data_dir(given_data_dir)).redis_url()
     if url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "not set, and no `softphone-relay up` runs")
-    if settings.partners is None:
-        settings = msgspec.structs.replace(settings, partners=DEV_PARTNERS)
-    if settings.archive_url is None:
+    if settings.relay.partners is None:
+        settings = with_fields(settings, {"partners": DEV_PARTNERS})
+    if settings.projections.archive_url is None:
         state = DevState(data_dir(given_data_dir))
-        settings = msgspec.structs.replace(settings, archive_url=state.archive_url())
+        settings = with_fields(settings, {"archive_url": state.archive_url()})
     return settings, url

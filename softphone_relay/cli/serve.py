@@ -10,14 +10,14 @@ import logging
 import os
 from collections.abc import Callable
 
+from relay.backoff import Backoff
+from relay.control.api import ControlApi
+from relay.errors import ConfigError, reason
+from relay.log import clients
+from relay.log.clients import LOG_ERRORS
+from relay.server.server import Relay
 from softphone_relay.cli.runtime import stop_on_signals
-from softphone_relay.control.api import ControlApi
-from softphone_relay.relay import event_log
-from softphone_relay.relay.backoff import Backoff
-from softphone_relay.relay.errors import ConfigError, reason
-from softphone_relay.relay.event_log import LOG_ERRORS
-from softphone_relay.relay.server import Relay
-from softphone_relay.relay.settings import Settings, settings_from_env
+from softphone_relay.settings import Settings, settings_from_env
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def start_relay(
     """
     backoff = Backoff(base=0.2, cap=5.0)
     while not stop.is_set():
-        relay = Relay(settings, event_log.connect(url), demo_token=demo_token)
+        relay = Relay(settings.relay, clients.connect(url), demo_token=demo_token)
         try:
             await relay.start()
             return relay
@@ -55,11 +55,11 @@ async def start_relay(
 async def start_api(api: ControlApi, settings: Settings) -> None:
     """Start the control API on ``SOFTPHONE_RELAY_API_PORT``; a taken port stops the process."""
     try:
-        await api.start(settings.host, settings.api_port)
+        await api.start(settings.relay.host, settings.relay.api_port)
     except OSError as error:
         raise ConfigError(
             "SOFTPHONE_RELAY_API_PORT (--api-port)",
-            f"cannot listen on {settings.host}:{settings.api_port}: {reason(error)}",
+            f"cannot listen on {settings.relay.host}:{settings.relay.api_port}: {reason(error)}",
         ) from None
 
 
@@ -67,14 +67,14 @@ async def serve(*, data_dir: str | None = None) -> int:
     """Run a relay and its control API until SIGINT or SIGTERM."""
     del data_dir  # serve is configured by the environment only
     settings = settings_from_env(os.environ)
-    if settings.redis_url is None:
+    if settings.relay.redis_url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by serve (up starts its own)")
     stop = stop_on_signals()
-    relay = await start_relay(settings, settings.redis_url, stop)
+    relay = await start_relay(settings, settings.relay.redis_url, stop)
     if relay is None:
         return 0
-    api_redis = event_log.connect(settings.redis_url)
-    api = ControlApi(settings, api_redis)
+    api_redis = clients.connect(settings.relay.redis_url)
+    api = ControlApi(settings.relay, api_redis)
     try:
         await start_api(api, settings)
         await stop.wait()

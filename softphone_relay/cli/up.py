@@ -13,10 +13,20 @@ import json
 import logging
 import os
 
-import msgspec
 import redis
 from redis.exceptions import RedisError
 
+from projections import registry
+from projections.salesforce.connect import (
+    SalesforceSettings,
+    SessionAuth,
+    salesforce_settings_from_env,
+)
+from projections.salesforce.standin.server import StandIn
+from relay.control.api import ControlApi
+from relay.log import clients
+from relay.server.server import Relay
+from relay.wire.auth import mint_token
 from softphone_relay.cli.dev import (
     DEMO_AGENT_ID,
     DEV_AGENT_ID,
@@ -31,19 +41,8 @@ from softphone_relay.cli.runtime import data_dir as resolve_data_dir
 from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.cli.serve import start_api, start_relay
 from softphone_relay.cli.workers import Workers, run_workers
-from softphone_relay.control.api import ControlApi
-from softphone_relay.projections import registry
-from softphone_relay.relay import event_log
-from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.embedded import EmbeddedServer
-from softphone_relay.relay.server import Relay
-from softphone_relay.relay.settings import Settings, settings_from_env
-from softphone_relay.salesforce.connect import (
-    SalesforceSettings,
-    SessionAuth,
-    salesforce_settings_from_env,
-)
-from softphone_relay.salesforce.standin.server import StandIn
+from softphone_relay.embedded import EmbeddedServer
+from softphone_relay.settings import Settings, settings_from_env, with_fields
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +59,17 @@ def up_settings(
     }
     settings = settings_from_env(os.environ, flags)
     defaults: dict[str, object] = {}
-    if settings.secret is None and settings.public_key is None:
+    if settings.relay.secret is None and settings.relay.public_key is None:
         defaults["secret"] = state.secret()
-    if settings.partners is None:
+    if settings.relay.partners is None:
         defaults["partners"] = DEV_PARTNERS
-    if not settings.allowed_origins:
+    if not settings.relay.allowed_origins:
         defaults["allowed_origins"] = DEV_ORIGINS
-    if not settings.api_keys:
+    if not settings.relay.api_keys:
         defaults["api_keys"] = {state.api_key(): DEV_PARTNER_ID}
-    if settings.archive_url is None:
+    if settings.projections.archive_url is None:
         defaults["archive_url"] = state.archive_url()
-    return msgspec.structs.replace(settings, **defaults)
+    return with_fields(settings, defaults)
 
 
 def stop_leftover_server(state: DevState) -> None:
@@ -104,7 +103,7 @@ async def up(
     settings = up_settings(state, host, port, api_port)
     stop = stop_on_signals()
     embedded: EmbeddedServer | None = None
-    url = settings.redis_url
+    url = settings.relay.redis_url
     if url is None:
         await asyncio.to_thread(stop_leftover_server, state)
         embedded = EmbeddedServer(state.data_dir / "redis")
@@ -130,7 +129,7 @@ async def _run(
     stop: asyncio.Event,
 ) -> None:
     """The relay, the control API, the stand-in and the workers, until ``stop``."""
-    secret = settings.secret
+    secret = settings.relay.secret
 
     def demo_token() -> str:
         assert secret is not None
@@ -140,8 +139,8 @@ async def _run(
     if relay is None:
         return
     standin = StandIn(ca_dir=state.data_dir)
-    client = event_log.connect(url)
-    api = ControlApi(settings, client)
+    client = clients.connect(url)
+    api = ControlApi(settings.relay, client)
     workers: Workers | None = None
     try:
         await start_api(api, settings)
@@ -156,7 +155,7 @@ async def _run(
                 state, StandInAddress(standin.instance_url, session, str(standin.ca_file))
             )
         workers = Workers(client, settings, relay.metrics.registry, salesforce)
-        running = await workers.build(registry.default_groups(settings))
+        running = await workers.build(registry.default_groups(settings.projections))
         print_welcome(settings, relay, api, url, embedded)
         print_salesforce(standin if standin.port else None, salesforce)
         print("\nCtrl-C stops everything this started.", flush=True)
@@ -180,7 +179,9 @@ def print_salesforce(standin: StandIn | None, salesforce: SalesforceSettings) ->
     print(
         f"""
 Call records go to the local Salesforce stand-in at {standin.instance_url}
-(no org configured: set SOFTPHONE_RELAY_SF_INSTANCE_URL and SOFTPHONE_RELAY_SF_SESSION_ID).
+(no org configured). To write them to your org, log in with the JWT bearer flow, which renews
+itself: set SOFTPHONE_RELAY_SF_USERNAME, SOFTPHONE_RELAY_SF_CONSUMER_KEY and
+SOFTPHONE_RELAY_SF_PRIVATE_KEY_FILE (README: Connecting the workers to an org).
 List the Tasks it holds:
   curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {session}' \\
     '{standin.instance_url}/services/data/v59.0/query?q={query}'""",
@@ -192,12 +193,12 @@ def print_welcome(
     settings: Settings, relay: Relay, api: ControlApi, url: str, embedded: EmbeddedServer | None
 ) -> None:
     """How to use what ``up`` started: addresses, a token, the API key, commands to try."""
-    base = f"{settings.host}:{relay.port}"
-    api_base = f"http://{settings.host}:{api.port}"
-    key = next(iter(k for k, p in settings.api_keys.items() if p == DEV_PARTNER_ID), "KEY")
+    base = f"{settings.relay.host}:{relay.port}"
+    api_base = f"http://{settings.relay.host}:{api.port}"
+    key = next(iter(k for k, p in settings.relay.api_keys.items() if p == DEV_PARTNER_ID), "KEY")
     token = (
-        mint_token(settings.secret, DEV_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
-        if settings.secret
+        mint_token(settings.relay.secret, DEV_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
+        if settings.relay.secret
         else "(RS256/ES256 configured: mint tokens with your own issuer)"
     )
     where = (
@@ -221,7 +222,7 @@ def print_welcome(
   agent token {token}
               (agent {DEV_AGENT_ID}, partner {DEV_PARTNER_ID}, valid 12 h)
   redis       {url}   ({where})
-  archive     {settings.archive_url}   (each hour of the log, once it is over)
+  archive     {settings.projections.archive_url}   (each hour of the log, once it is over)
   http        http://{base}/healthz   http://{base}/readyz   http://{base}/metrics
   control API {api_base}/v1/openapi.json   (API key {key})
   demo        http://{base}/demo   (a fake softphone, agent {DEMO_AGENT_ID}: open it in a browser)

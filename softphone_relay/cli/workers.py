@@ -14,20 +14,22 @@ from typing import TYPE_CHECKING, Any, cast
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from projections import registry
+from projections.metrics import LogGauges, WorkerMetrics
+from projections.settings import ProjectionSettings
+from projections.worker import Worker, WorkerSettings
+from relay.errors import ConfigError, reason
+from relay.log import clients
+from relay.settings import RelaySettings
 from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.ops.retention import keep_trimmed
 from softphone_relay.ops.status import watch as watch_log
-from softphone_relay.projections import registry
-from softphone_relay.projections.metrics import LogGauges, WorkerMetrics
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import event_log
-from softphone_relay.relay.errors import ConfigError, reason
-from softphone_relay.relay.settings import Settings, settings_from_env
+from softphone_relay.settings import Settings, settings_from_env
 
 if TYPE_CHECKING:
-    from softphone_relay.projections.calls.projection import RecordSink
-    from softphone_relay.projections.outcomes import Projection
-    from softphone_relay.salesforce.connect import SalesforceConnection, SalesforceSettings
+    from projections.calls.projection import RecordSink
+    from projections.outcomes import Projection
+    from projections.salesforce.connect import SalesforceConnection, SalesforceSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,10 @@ log = logging.getLogger(__name__)
 def worker_settings(settings: Settings, group: registry.ProjectionGroup) -> WorkerSettings:
     """How ``group``'s worker reads; only groups that wait for batches wait."""
     return WorkerSettings(
-        shards=settings.shards,
+        shards=settings.relay.shards,
         batch_size=group.batch_size,
-        batch_wait_ms=int(settings.batch_wait * 1000) if group.waits_for_batches else 0,
-        claim_idle_ms=int((group.claim_idle or settings.claim_idle) * 1000),
+        batch_wait_ms=int(settings.projections.batch_wait * 1000) if group.waits_for_batches else 0,
+        claim_idle_ms=int((group.claim_idle or settings.projections.claim_idle) * 1000),
     )
 
 
@@ -47,7 +49,8 @@ class GroupContext:
     """What one group's ``build`` gets (the registry's ``BuildContext``)."""
 
     redis: aioredis.Redis
-    settings: Settings
+    relay_settings: RelaySettings
+    projection_settings: ProjectionSettings
     worker_settings: WorkerSettings
     call_sink: Callable[[], Awaitable[RecordSink]]
 
@@ -70,9 +73,9 @@ class Workers:
 
     async def call_sink(self) -> RecordSink:
         """The Salesforce sink, logged in (a refused login stops here, clearly)."""
-        from softphone_relay.salesforce.connect import SalesforceConnection
-        from softphone_relay.salesforce.metrics import SalesforceMetrics
-        from softphone_relay.salesforce.sink import SalesforceSink
+        from projections.salesforce.connect import SalesforceConnection
+        from projections.salesforce.metrics import SalesforceMetrics
+        from projections.salesforce.sink import SalesforceSink
 
         if self._salesforce is None:
             raise ConfigError(
@@ -99,7 +102,13 @@ class Workers:
         for name in groups:
             group = registry.group(name)
             reads = worker_settings(self.settings, group)
-            context = GroupContext(self.redis, self.settings, reads, self.call_sink)
+            context = GroupContext(
+                self.redis,
+                self.settings.relay,
+                self.settings.projections,
+                reads,
+                self.call_sink,
+            )
             built = await registry.builder(group)(context)
             if group.reads_itself:
                 workers.append(cast(registry.Runner, built))
@@ -112,21 +121,28 @@ class Workers:
         """What runs beside the workers: the log gauges, picklist refreshes (with ``calls``),
         and the retention if one is set."""
         chores = [
-            watch_log(self.redis, self.settings.shards, LogGauges(self._metrics_registry), stop)
+            watch_log(
+                self.redis, self.settings.relay.shards, LogGauges(self._metrics_registry), stop
+            )
         ]
         if self.connection is not None:
-            from softphone_relay.salesforce.picklists import DispositionRefresher
+            from projections.salesforce.picklists import DispositionRefresher
 
             refresher = DispositionRefresher(
                 self.connection,
                 self.redis,
-                self.settings.partners,
-                interval=self.settings.disposition_refresh,
+                self.settings.relay.partners,
+                interval=self.settings.projections.disposition_refresh,
             )
             chores.append(refresher.run(refresher.interval, stop))
-        if self.settings.retention is not None:
+        if self.settings.projections.retention is not None:
             chores.append(
-                keep_trimmed(self.redis, self.settings.shards, self.settings.retention, stop)
+                keep_trimmed(
+                    self.redis,
+                    self.settings.relay.shards,
+                    self.settings.projections.retention,
+                    stop,
+                )
             )
         return chores
 
@@ -171,25 +187,27 @@ async def project(*, group: str | None, data_dir: str | None = None) -> int:
     """Run the workers of the ``--group`` groups until SIGINT or SIGTERM."""
     del data_dir  # project is configured by the environment only
     settings = settings_from_env(os.environ)
-    if settings.redis_url is None:
+    if settings.relay.redis_url is None:
         raise ConfigError("SOFTPHONE_RELAY_REDIS_URL", "required by project")
-    groups = parse_groups(group) if group is not None else registry.default_groups(settings)
+    groups = (
+        parse_groups(group) if group is not None else registry.default_groups(settings.projections)
+    )
     salesforce = None
     if "calls" in groups:
-        from softphone_relay.salesforce.connect import salesforce_settings_from_env
+        from projections.salesforce.connect import salesforce_settings_from_env
 
         salesforce = salesforce_settings_from_env(os.environ)
     stop = stop_on_signals()
     metrics_registry = CollectorRegistry()
-    if port := settings.worker_metrics_port:
+    if port := settings.projections.worker_metrics_port:
         try:
-            start_http_server(port, settings.host, registry=metrics_registry)
+            start_http_server(port, settings.relay.host, registry=metrics_registry)
         except OSError as error:
             raise ConfigError(
                 "SOFTPHONE_RELAY_WORKER_METRICS_PORT",
-                f"cannot listen on {settings.host}:{port}: {reason(error)}",
+                f"cannot listen on {settings.relay.host}:{port}: {reason(error)}",
             ) from None
-    redis = event_log.connect(settings.redis_url)
+    redis = clients.connect(settings.relay.redis_url)
     workers = Workers(redis, settings, metrics_registry, salesforce)
     try:
         running = await workers.build(groups)

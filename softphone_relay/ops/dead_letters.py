@@ -16,7 +16,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.relay import keys
+from relay.log import keys
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,8 +13,8 @@ from typing import Final
 
 import msgspec
 
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.errors import ConfigError
+from relay.errors import ConfigError
+from relay.log.envelope import Envelope
 
 _ID: Final = re.compile(r"^[0-9]+(-[0-9]+)?$")
 

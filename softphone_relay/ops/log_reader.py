@@ -12,18 +12,20 @@ archive's position, so the two meet without a gap, and no entry is read twice.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import AsyncIterator
 from typing import Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
-from softphone_relay.archive.catalog import ArchiveCatalog
+from projections.archive.catalog import ArchiveCatalog
+from relay.log import keys
+from relay.log.envelope import decode_stored
+from relay.log.streams import parse_stream_id
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent
-from softphone_relay.relay import keys
-from softphone_relay.relay.envelope import decode_stored
-from softphone_relay.relay.streams import parse_stream_id
 
 PAGE: Final = 1000
 
@@ -121,3 +123,61 @@ def _event(stream: str, entry_id: str, raw: bytes, event_filter: EventFilter) ->
     except msgspec.DecodeError:
         return None  # not an event: the workers dead-letter those; readers skip them
     return LoggedEvent(stream, entry_id, envelope) if event_filter.matches(envelope) else None
+
+
+def read_groups(streams: list[str], cluster: bool) -> list[list[str]]:
+    """The streams one ``XREAD`` can follow together: all of them on one server; on a Redis
+    Cluster, those whose keys share a hash slot (a multi-key command across slots is refused
+    with CROSSSLOT, even when one node holds both)."""
+    if not cluster:
+        return [streams] if streams else []
+    by_slot: dict[int, list[str]] = {}
+    for stream in streams:
+        by_slot.setdefault(key_slot(stream.encode()), []).append(stream)
+    return list(by_slot.values())
+
+
+async def follow(
+    redis: aioredis.Redis, last: dict[str, str], cluster: bool, page: int = PAGE
+) -> AsyncIterator[LoggedEvent]:
+    """Every entry appended after ``last`` (each stream's id to follow from, moved as entries
+    are read), for as long as the caller iterates: one blocking ``XREAD`` per
+    :func:`read_groups` group, each in a task of its own, so a quiet group never holds up
+    a busy one and each stream resumes from the exact id it last returned."""
+    found: asyncio.Queue[LoggedEvent | BaseException] = asyncio.Queue(maxsize=page)
+
+    async def read(group: list[str]) -> None:
+        try:
+            while True:
+                reply = cast(
+                    list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                    await redis.xread(
+                        {s: last[s] for s in group},
+                        block=1000,
+                        count=page,
+                    ),
+                )
+                for stream_name, entries in reply or []:
+                    stream = stream_name.decode()
+                    for raw_id, fields in entries:
+                        entry_id = raw_id.decode()
+                        last[stream] = entry_id
+                        try:
+                            envelope = decode_stored(fields.get(b"e", b""), entry_id)
+                        except msgspec.DecodeError:
+                            continue
+                        await found.put(LoggedEvent(stream, entry_id, envelope))
+        except Exception as error:  # handed to the reader, which raises it
+            await found.put(error)
+
+    readers = [asyncio.create_task(read(group)) for group in read_groups(list(last), cluster)]
+    try:
+        while True:
+            item = await found.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)

@@ -15,7 +15,14 @@ from typing import Any, Final, Protocol, cast
 
 import redis.asyncio as aioredis
 
-from softphone_relay.archive.catalog import ArchiveCatalog
+from projections.archive.catalog import ArchiveCatalog
+from projections.calls.fold import (
+    CallRecord,
+)
+from projections.calls.projection import ConversationLocks
+from projections.outcomes import Done, Outcome, Pause
+from relay.log import keys
+from relay.log.streams import parse_stream_id
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.log_reader import read_range
 from softphone_relay.ops.replay_plan import (
@@ -28,13 +35,6 @@ from softphone_relay.ops.replay_plan import (
     chunks,
     compare,
 )
-from softphone_relay.projections.calls.fold import (
-    CallRecord,
-)
-from softphone_relay.projections.calls.projection import ConversationLocks
-from softphone_relay.projections.outcomes import Done, Outcome, Pause
-from softphone_relay.relay import keys
-from softphone_relay.relay.streams import parse_stream_id
 
 LOCK_ATTEMPTS: Final = 20
 LOCK_WAIT: Final = 0.25

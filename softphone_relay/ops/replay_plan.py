@@ -16,8 +16,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from softphone_relay.ops.log_range import LoggedEvent
-from softphone_relay.projections.calls.fold import (
+from projections.calls.fold import (
     CALL_EVENTS,
     FINAL_STATUSES,
     CallFacts,
@@ -26,8 +25,9 @@ from softphone_relay.projections.calls.fold import (
     merge,
     record_of,
 )
-from softphone_relay.relay import keys
-from softphone_relay.relay.streams import parse_stream_id
+from relay.log import keys
+from relay.log.streams import parse_stream_id
+from softphone_relay.ops.log_range import LoggedEvent
 
 START_EVENTS: Final = frozenset({"incomingCall", "outboundCallInitiated"})
 """The hooks a call begins with."""

@@ -11,11 +11,11 @@ from typing import IO, Any, Final
 
 import msgspec
 
-from softphone_relay.projections.calls.fold import CallRecord
-from softphone_relay.projections.errors import ProjectionError
-from softphone_relay.projections.outcomes import Done, Outcome
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.task_mapping import TaskMapping, task_fields
+from projections.calls.fold import CallRecord
+from projections.errors import ProjectionError
+from projections.outcomes import Done, Outcome
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.task_mapping import TaskMapping, task_fields
 
 _encoder: Final = msgspec.json.Encoder()
 

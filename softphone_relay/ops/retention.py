@@ -18,9 +18,9 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.relay import keys
-from softphone_relay.relay.event_log import LOG_ERRORS
-from softphone_relay.relay.streams import is_missing_key, parse_stream_id, text
+from relay.log import keys
+from relay.log.clients import LOG_ERRORS
+from relay.log.streams import is_missing_key, parse_stream_id, text
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from softphone_relay.archive.catalog import ArchiveCatalog
-from softphone_relay.projections.metrics import LogGauges
-from softphone_relay.projections.registry import DEAD_LETTER_GROUPS
-from softphone_relay.relay import keys
-from softphone_relay.relay.event_log import LOG_ERRORS
-from softphone_relay.relay.streams import is_missing_key, optional_text, text
+from projections.archive.catalog import ArchiveCatalog
+from projections.metrics import LogGauges
+from projections.registry import DEAD_LETTER_GROUPS
+from relay.log import keys
+from relay.log.clients import LOG_ERRORS
+from relay.log.streams import is_missing_key, optional_text, text
 
 WATCH_EVERY = 5.0
 """How often the log gauges are refreshed."""

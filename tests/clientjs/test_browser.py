@@ -16,10 +16,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from softphone_relay.relay import keys
-from softphone_relay.relay.commands import CommandLog
-from softphone_relay.relay.embedded import free_port
-from softphone_relay.relay.server import Relay
+from relay.log import keys
+from relay.log.commands import CommandLog
+from relay.server.server import Relay
+from softphone_relay.embedded import free_port
 from tests.clientjs.conftest import Browser
 from tests.helpers import PARTNER, SECRET, RelayFactory, contract_examples, logged, token
 

@@ -23,15 +23,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from softphone_relay.projections.calls.projection import CallRecordsProjection
-from softphone_relay.projections.dispatch.projection import DispatchProjection
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import keys
-from softphone_relay.relay.auth import AUDIENCE
-from softphone_relay.relay.server import Relay
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.standin.server import StandIn
-from softphone_relay.salesforce.task_mapping import TaskMapping
+from projections.calls.projection import CallRecordsProjection
+from projections.dispatch.projection import DispatchProjection
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.standin.server import StandIn
+from projections.salesforce.task_mapping import TaskMapping
+from projections.worker import Worker, WorkerSettings
+from relay.log import keys
+from relay.server.server import Relay
+from relay.wire.auth import AUDIENCE
 from tests.clientjs.conftest import Browser
 from tests.helpers import (
     PARTNER,

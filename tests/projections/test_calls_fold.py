@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softphone_relay.projections.calls.fold import (
+from projections.calls.fold import (
     CALL_EVENTS,
     CallRecord,
     facts_of,
@@ -20,7 +20,7 @@ from softphone_relay.projections.calls.fold import (
     merge,
     record_of,
 )
-from softphone_relay.relay.envelope import Envelope
+from relay.log.envelope import Envelope
 from tests.helpers import PARTNER
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

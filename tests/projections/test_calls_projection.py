@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from softphone_relay.projections.calls.projection import CallRecordsProjection
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import keys
-from softphone_relay.relay.auth import mint_token
-from softphone_relay.relay.server import Relay
-from softphone_relay.salesforce.connect import PasswordAuth
-from softphone_relay.salesforce.limits import LimitPolicy
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.standin.login import User
-from softphone_relay.salesforce.standin.server import StandIn
-from softphone_relay.salesforce.task_mapping import TaskMapping
+from projections.calls.projection import CallRecordsProjection
+from projections.salesforce.connect import PasswordAuth
+from projections.salesforce.limits import LimitPolicy
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.standin.login import User
+from projections.salesforce.standin.server import StandIn
+from projections.salesforce.task_mapping import TaskMapping
+from projections.worker import Worker, WorkerSettings
+from relay.log import keys
+from relay.server.server import Relay
+from relay.wire.auth import mint_token
 from tests.helpers import (
     PARTNER,
     SECRET,

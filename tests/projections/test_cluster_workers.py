@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from softphone_relay.projections.calls.projection import CallRecordsProjection
-from softphone_relay.projections.dispatch.projection import DispatchProjection
-from softphone_relay.projections.presence.projection import PresenceProjection
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import event_log, keys
-from softphone_relay.relay.agents import AgentDirectory
-from softphone_relay.relay.embedded import EmbeddedCluster
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.event_log import EventLog
-from softphone_relay.salesforce.sink import SalesforceSink
-from softphone_relay.salesforce.standin.server import StandIn
-from softphone_relay.salesforce.task_mapping import TaskMapping
+from projections.calls.projection import CallRecordsProjection
+from projections.dispatch.projection import DispatchProjection
+from projections.presence.projection import PresenceProjection
+from projections.salesforce.sink import SalesforceSink
+from projections.salesforce.standin.server import StandIn
+from projections.salesforce.task_mapping import TaskMapping
+from projections.worker import Worker, WorkerSettings
+from relay.log import clients, keys
+from relay.log.agents import AgentDirectory
+from relay.log.envelope import Envelope
+from relay.log.event_log import EventLog
+from softphone_relay.embedded import EmbeddedCluster
 from tests.helpers import (
     PARTNER,
     PARTNERS,
@@ -43,7 +43,7 @@ async def test_the_calls_workers_write_one_task_per_call(
 ) -> None:
     """Thirty calls over six shards on three nodes: thirty Tasks, each once, even when the
     same entries are worked twice (two workers, one after the other)."""
-    client = event_log.connect(cluster_url(cluster))
+    client = clients.connect(cluster_url(cluster))
     ids = conversation_ids(30)
     envelopes: list[Envelope] = [e for n, c in enumerate(ids) for e in call(c, n)]
     await EventLog(client, shards=SHARDS, dedupe_ttl=3600).append_all(envelopes)
@@ -67,7 +67,7 @@ async def test_click_to_dial_and_presence_go_through_the_workers(
     assert (await agent.recv())["type"] == "ack"
     await agent.event("statusChanged", {"softphoneId": "busy"})
     assert (await agent.recv())["type"] == "ack"
-    client = event_log.connect(url)
+    client = clients.connect(url)
     for projection in (
         DispatchProjection(client, partners=PARTNERS, ttl=30.0),
         PresenceProjection(client),
@@ -95,7 +95,7 @@ async def test_a_refused_record_is_dead_lettered_and_requeued_on_a_cluster(
     back on their shards (another node than the dead letters' stream) and, once fixed, the
     call is one Task."""
     url = cluster_url(cluster)
-    client = event_log.connect(url)
+    client = clients.connect(url)
     (conversation,) = conversation_ids(1)
     await EventLog(client, shards=SHARDS, dedupe_ttl=3600).append_all(call(conversation))
     wrong = SalesforceSink(connection(), TaskMapping(fields={"callerNumber": "Caller__c"}))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from softphone_relay.projections.dispatch.fold import Enqueue, Refuse, decide
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.relay.settings import Partner
+from projections.dispatch.fold import Enqueue, Refuse, decide
+from relay.log.envelope import Envelope
+from relay.settings import Partner
 from tests.helpers import PARTNER
 
 RECEIVED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from softphone_relay.control.service import CallBody, Control
-from softphone_relay.relay import keys
-from softphone_relay.relay.server import Relay
+from relay.control.service import CallBody, Control
+from relay.log import keys
+from relay.server.server import Relay
 from tests.helpers import CLI, PARTNERS, SECRET, AgentFactory, clean_env, eventually, make_settings
 
 REQUESTS = 40

@@ -8,8 +8,8 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from softphone_relay.projections.presence.fold import Report, observe, pending
-from softphone_relay.relay.agent_records import PresenceRecord
+from projections.presence.fold import Report, observe, pending
+from relay.log.agent_records import PresenceRecord
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 STATUSES = ["available", "busy", "break", "offline"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 
+from projections import registry
+from projections.settings import ProjectionSettings
 from softphone_relay.cli.workers import worker_settings
-from softphone_relay.projections import registry
-from softphone_relay.relay.settings import Settings
+from softphone_relay.settings import Settings
 
 
 def test_every_group_names_a_module_with_a_build_function() -> None:
@@ -18,7 +19,7 @@ def test_every_group_names_a_module_with_a_build_function() -> None:
 
 def test_requests_and_presence_are_taken_over_from_a_dead_worker_within_a_second() -> None:
     """A click-to-dial must not wait out SOFTPHONE_RELAY_CLAIM_IDLE (the command's TTL)."""
-    settings = Settings(claim_idle=30.0, batch_wait=0.5)
+    settings = Settings(projections=ProjectionSettings(claim_idle=30.0, batch_wait=0.5))
     for name in ("dispatch", "presence"):
         chosen = worker_settings(settings, registry.group(name))
         assert (chosen.claim_idle_ms, chosen.batch_wait_ms) == (1000, 0)
@@ -26,7 +27,8 @@ def test_requests_and_presence_are_taken_over_from_a_dead_worker_within_a_second
 
 def test_calls_follow_the_claim_idle_setting_and_wait_for_batches() -> None:
     """Salesforce writes are slow: a live calls worker keeps its entries that long."""
-    chosen = worker_settings(Settings(claim_idle=45.0, batch_wait=0.5), registry.group("calls"))
+    settings = Settings(projections=ProjectionSettings(claim_idle=45.0, batch_wait=0.5))
+    chosen = worker_settings(settings, registry.group("calls"))
     assert (chosen.claim_idle_ms, chosen.batch_wait_ms) == (45_000, 500)
 
 
@@ -40,8 +42,8 @@ def test_a_calls_batch_holds_two_collections_worth_of_calls() -> None:
 
 def test_the_archive_runs_by_default_only_where_an_archive_is_configured() -> None:
     """``project`` with no --group runs every group it can: the archive needs its URL."""
-    assert "archive" not in registry.default_groups(Settings())
-    configured = Settings(archive_url="file:///var/lib/softphone-relay/archive")
+    assert "archive" not in registry.default_groups(ProjectionSettings())
+    configured = ProjectionSettings(archive_url="file:///var/lib/softphone-relay/archive")
     assert registry.default_groups(configured) == list(registry.NAMES)
 
 

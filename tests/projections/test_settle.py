@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry
-from softphone_relay.projections.settle import retry_delay_ms, settle
+from projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry
+from projections.settle import retry_delay_ms, settle
 
 
 def entry(entry_id: str, deliveries: int = 1) -> LogEntry:

@@ -9,9 +9,9 @@ import json
 
 import redis.asyncio as aioredis
 
-from softphone_relay.projections.outcomes import Done, LogEntry, Outcome, Pause, Retry
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay import keys
+from projections.outcomes import Done, LogEntry, Outcome, Pause, Retry
+from projections.worker import Worker, WorkerSettings
+from relay.log import keys
 from tests.helpers import Recorder, append_ids
 
 FAST = WorkerSettings(block_ms=50, claim_idle_ms=300, retry_after_ms=50, max_deliveries=3)

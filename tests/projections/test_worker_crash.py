@@ -15,9 +15,9 @@ from pathlib import Path
 import msgspec
 import redis.asyncio as aioredis
 
-from softphone_relay.relay import keys
-from softphone_relay.relay.envelope import Envelope
-from softphone_relay.salesforce.standin.server import StandIn
+from projections.salesforce.standin.server import StandIn
+from relay.log import keys
+from relay.log.envelope import Envelope
 from tests.helpers import PARTNER, conversation_ids, eventually
 
 CALLS = 150

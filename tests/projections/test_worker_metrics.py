@@ -14,10 +14,10 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from projections.metrics import LogGauges, WorkerMetrics
+from projections.worker import Worker, WorkerSettings
+from softphone_relay.embedded import free_port
 from softphone_relay.ops.status import gather, observe
-from softphone_relay.projections.metrics import LogGauges, WorkerMetrics
-from softphone_relay.projections.worker import Worker, WorkerSettings
-from softphone_relay.relay.embedded import free_port
 from tests.helpers import Recorder, append_ids
 
 SETTINGS = WorkerSettings(block_ms=50)

@@ -1,0 +1,106 @@
+"""From a call record to the fields of a Salesforce Task. Pure.
+
+The default uses standard fields only, so it works on an org with no customisation
+(SALESFORCE.md): ``TaskSubtype`` Call (on create only: it can never be updated), ``CallType``,
+``CallDurationInSeconds``, ``CallDisposition``, ``CallObject`` = the conversation id,
+``Subject``, ``Description`` = notes, ``Status``, ``ActivityDate``. Extra record attributes go
+to custom fields named by the mapping file; texts are cut to the field's length rather than
+refused, because a call log with clipped notes beats no call log.
+
+Choices where the issue is silent: ``Status`` is Completed once the call is over (completed,
+rejected or missed) and In Progress before; ``ActivityDate`` is the UTC date the call started;
+the duration is rounded to whole seconds. ``OwnerId`` is the handling agent's Salesforce User
+(when the agent's token names one), set on create only: an admin who reassigns the Task later
+is not overruled by a late note.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from projections.calls.fold import CallRecord
+
+SUBJECT_LENGTH: Final = 255
+DESCRIPTION_LENGTH: Final = 32_000
+DISPOSITION_LENGTH: Final = 255
+
+_ATTRIBUTES: Final = frozenset(CallRecord.__struct_fields__)
+
+
+class TaskMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The mapping file (TOML): target object, how records match, custom fields."""
+
+    object: str = "Task"
+    match_field: str = "CallObject"
+    """The field holding the conversation id; matched by query on Task."""
+    external_id: bool = False
+    """True when ``match_field`` is an External ID field: write with upsert on it."""
+    fields: dict[str, str] = msgspec.field(default_factory=dict)
+    """Record attribute → custom field, e.g. ``language = "Language__c"``."""
+    match_callers: bool = True
+    """Link a new Task to the Contact or Lead with the caller's number (``WhoId``)."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.fields) - _ATTRIBUTES)
+        if unknown:
+            raise msgspec.ValidationError(
+                f"unknown record attributes {unknown}; expected some of {sorted(_ATTRIBUTES)}"
+            )
+
+
+def decode_mapping(data: bytes) -> TaskMapping:
+    """A mapping file's bytes as a mapping; raises ``msgspec.ValidationError`` naming what is
+    wrong."""
+    return msgspec.toml.decode(data, type=TaskMapping)
+
+
+def _clip(text: str | None, length: int) -> str | None:
+    return text[:length] if text is not None else None
+
+
+def subject(record: CallRecord) -> str:
+    """A human subject line, e.g. "Inbound call from +18883973342"."""
+    if record.direction == "outbound":
+        return (
+            _clip(f"Outbound call to {record.dialledNumber or 'unknown number'}", SUBJECT_LENGTH)
+            or ""
+        )
+    caller = record.callerNumber or "withheld number"
+    kind = {"missed": "Missed call", "rejected": "Rejected call"}.get(record.status, "Inbound call")
+    return _clip(f"{kind} from {caller}", SUBJECT_LENGTH) or ""
+
+
+def task_fields(record: CallRecord, mapping: TaskMapping, *, creating: bool) -> dict[str, Any]:
+    """The fields to write; ``creating`` adds what may only be set on insert.
+
+    The standard call fields are Task's; another object gets the match field and the mapped
+    fields only.
+    """
+    fields: dict[str, Any] = {mapping.match_field: record.conversationId}
+    builtins = msgspec.to_builtins(record)
+    for attribute, field in mapping.fields.items():
+        if attribute in builtins:
+            fields[field] = builtins[attribute]
+    if mapping.object != "Task":
+        return fields
+    over = record.status in ("completed", "rejected", "missed")
+    fields |= {
+        "Subject": subject(record),
+        "Status": "Completed" if over else "In Progress",
+        "ActivityDate": record.startedAt.date().isoformat(),
+    }
+    if record.direction is not None:
+        fields["CallType"] = record.direction.capitalize()
+    if record.durationSeconds is not None:
+        fields["CallDurationInSeconds"] = round(record.durationSeconds)
+    if record.disposition is not None:
+        fields["CallDisposition"] = _clip(record.disposition, DISPOSITION_LENGTH)
+    if record.notes is not None:
+        fields["Description"] = _clip(record.notes, DESCRIPTION_LENGTH)
+    if creating:
+        fields["TaskSubtype"] = "Call"
+        if record.ownerId is not None:
+            fields["OwnerId"] = record.ownerId
+    return fields

@@ -1,0 +1,47 @@
+"""The projection workers' settings (batching, claiming, retention, the archive) as one typed
+object.
+
+Pure: the command line (:mod:`softphone_relay.settings`) reads them from ``SOFTPHONE_RELAY_*``
+and composes them with the relay's; what every package shares (the log's URL, its shards, the
+partners) stays in :class:`relay.settings.RelaySettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from relay.settings import Port, Seconds
+
+
+class ProjectionSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """How the consumer groups read and what they keep; see the README for each variable."""
+
+    batch_wait: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """How long a projector batch may wait to fill (``SOFTPHONE_RELAY_BATCH_WAIT``); 0: no wait.
+    Only the calls group waits: a second of lag on a finished call's record buys batches of
+    hundreds of calls, each Salesforce request carrying 200 of them."""
+    claim_idle: Seconds = 30.0
+    """After this long unacked, a dead worker's entries are taken over
+    (``SOFTPHONE_RELAY_CLAIM_IDLE``); a conversation lock lasts 4 times as long."""
+    disposition_refresh: Seconds = 600.0
+    """How often the calls workers reread Salesforce disposition picklists."""
+    worker_metrics_port: Port = 9108
+    """Where ``project`` serves its Prometheus metrics; 0 turns that off."""
+    retention: Annotated[float, msgspec.Meta(ge=3600)] | None = None
+    """How long the event log keeps entries (``SOFTPHONE_RELAY_RETENTION``, e.g. ``90d``, at
+    least 1h); None (unset or ``forever``) keeps everything. Entries a consumer group has not
+    processed are kept whatever their age."""
+    archive_url: str | None = None
+    """Where the ``archive`` group writes the log's segments (``SOFTPHONE_RELAY_ARCHIVE_URL``:
+    ``file:///dir``, ``file:relative/dir`` or ``s3://bucket/prefix``); None: no archive.
+    Readers (``replay``, ``tail``, ``export``, ``status``) read it as the older part of the log."""
+    archive_segment: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
+    """The span of entries one archive segment holds (``SOFTPHONE_RELAY_ARCHIVE_SEGMENT``)."""
+
+
+PROJECTION_DURATIONS: Final = frozenset(
+    {"batch_wait", "claim_idle", "disposition_refresh", "retention", "archive_segment"}
+)
+"""The projections' settings given as durations."""

@@ -1,0 +1,168 @@
+"""Control requests as a service: what the control API and the operator CLI both go through.
+
+Click-to-dial and presence requests for one agent: check the agent (known, the caller's
+partner's, online), check the input (numbers to E.164), and put the request into the log as
+an event (``relay.log.requests``). Refusals are ``ApiError`` subclasses: the API answers them with
+their HTTP status, the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from relay.errors import (
+    AgentOffline,
+    InvalidEvent,
+    InvalidRequest,
+    NotFound,
+    NotYours,
+)
+from relay.log.agent_records import AgentInfo
+from relay.log.agents import AgentDirectory
+from relay.log.event_log import EventLog
+from relay.log.request_rules import RequestStatus
+from relay.log.requests import RequestIntake, RequestStore
+from relay.settings import RelaySettings
+from relay.wire.contract import Id, ParticipantType
+from relay.wire.phone import NotAPhoneNumber, to_e164
+
+IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("5b0c2f4e-8a51-4d59-9a53-2a9f4c1d7e21")
+
+
+class CallBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A click-to-dial: the number to dial and where the click came from."""
+
+    dialTo: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    dialFrom: str | None = None
+    participantType: ParticipantType | None = None
+    recordId: Id | None = None
+
+
+class PresenceBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The presence to switch the agent to."""
+
+    softphoneId: Id
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """A request is in the log; follow it at ``statusUrl``."""
+
+    requestId: str
+    state: str
+    statusUrl: str
+    duplicate: bool = False
+
+
+class Presence(msgspec.Struct, kw_only=True):
+    """An agent's presence as last reported by its softphone."""
+
+    agentId: str
+    online: bool
+    softphoneId: str | None = None
+    at: datetime | None = None
+
+
+def request_id_for(partner_id: str, idempotency_key: str) -> str:
+    """The request id of an ``Idempotency-Key`` (scoped by partner: keys never collide)."""
+    if not 1 <= len(idempotency_key) <= 128 or not idempotency_key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1 to 128 printable characters")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{partner_id}\n{idempotency_key}"))
+
+
+class Control:
+    """The requests a server-side caller or an operator can make of an agent's softphone."""
+
+    def __init__(self, settings: RelaySettings, redis: aioredis.Redis) -> None:
+        self._settings = settings
+        self._agents = AgentDirectory(redis)
+        self._requests = RequestStore(redis)
+        self._intake = RequestIntake(
+            EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl),
+            self._requests,
+        )
+
+    async def agent(self, agent_id: str, partner_id: str | None) -> AgentInfo:
+        """The agent (by agent id, or by the Salesforce User id its token named), if
+        ``partner_id`` (None: an operator, any partner) may act on it."""
+        info = await self._agents.resolve(agent_id)
+        if info is None:
+            raise NotFound(f"no agent {agent_id!r} has opened a softphone session")
+        if partner_id is not None and info.partnerId != partner_id:
+            raise NotYours(f"agent {agent_id!r} belongs to another partner than this API key")
+        return info
+
+    async def start_call(
+        self, info: AgentInfo, body: CallBody, *, source: str, request_id: str | None = None
+    ) -> Accepted:
+        """Click-to-dial ``body.dialTo`` on the agent's softphone."""
+        partner = (self._settings.partners or {}).get(info.partnerId)
+        region = partner.region if partner else None
+        data = {k: v for k, v in msgspec.to_builtins(body).items() if v is not None}
+        for field in ("dialTo", "dialFrom"):
+            if field in data:
+                try:
+                    data[field] = to_e164(data[field], region)
+                except NotAPhoneNumber as error:
+                    raise InvalidRequest(f"{field}: {error}") from None
+        return await self._submit(info, "startCallRequested", data, source, request_id)
+
+    async def update_presence(
+        self, info: AgentInfo, softphone_id: str, *, source: str, request_id: str | None = None
+    ) -> Accepted:
+        """Ask the agent's softphone to switch to presence ``softphone_id``."""
+        data = {"softphoneId": softphone_id}
+        return await self._submit(info, "presenceUpdateRequested", data, source, request_id)
+
+    async def query_presence(
+        self, info: AgentInfo, *, source: str, request_id: str | None = None
+    ) -> Accepted:
+        """Ask the agent's softphone to report its presence (``get_presence``)."""
+        return await self._submit(info, "presenceQueryRequested", {}, source, request_id)
+
+    async def presence(self, info: AgentInfo) -> Presence:
+        """The agent's latest reported presence."""
+        record = await self._agents.presence(info.agentId)
+        return Presence(
+            agentId=info.agentId,
+            online=info.online,
+            softphoneId=record.softphoneId if record else None,
+            at=record.at if record else None,
+        )
+
+    async def status(self, request_id: str, partner_id: str | None) -> RequestStatus:
+        """Where a request stands now."""
+        status = await self._requests.get(request_id)
+        if status is None:
+            raise NotFound(f"no request {request_id!r} (statuses are kept for 24 h)")
+        if partner_id is not None and status.partnerId != partner_id:
+            raise NotYours(f"request {request_id!r} belongs to another partner")
+        return status.as_of(datetime.now(UTC))
+
+    async def _submit(
+        self,
+        info: AgentInfo,
+        name: str,
+        data: dict[str, Any],
+        source: str,
+        request_id: str | None,
+    ) -> Accepted:
+        if not info.online:
+            raise AgentOffline(f"agent {info.agentId!r} has no live softphone session")
+        try:
+            request_id, duplicate = await self._intake.submit(
+                name, info.agentId, info.partnerId, data, source=source, request_id=request_id
+            )
+        except InvalidEvent as error:
+            raise InvalidRequest(str(error)) from None
+        status = await self._requests.get(request_id)
+        return Accepted(
+            requestId=request_id,
+            state=status.state if status else "accepted",
+            statusUrl=f"/v1/requests/{request_id}",
+            duplicate=duplicate,
+        )

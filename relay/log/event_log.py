@@ -1,0 +1,252 @@
+"""The durable event log on Redis Streams: atomic append-with-dedupe, batched across clients.
+
+One Lua script per shard appends a batch of envelopes to ``sp:events:{S}`` and records each event id
+in ``sp:seen:{S}:...`` in the same step, so an event is never appended twice and an ack never
+precedes the append. :meth:`EventLog.append_batch` sends one script call per shard, the shards
+concurrently; the relay's appender (``relay/server/appender.py``) gathers the envelopes of every
+connection into those batches, so the relay's Redis round trips grow with batches, not with events,
+and on a cluster each call goes to its shard's node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections import defaultdict
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from hiredis import pack_command
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from relay.errors import Unavailable
+from relay.log import keys
+from relay.log.clients import LOG_ERRORS
+from relay.log.envelope import Envelope, encode_stored
+
+log = logging.getLogger(__name__)
+
+APPEND_SCRIPT: Final = """
+local buckets = tonumber(ARGV[2])
+local live = {KEYS[2]}
+for b = 3, buckets do
+  if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
+end
+local out = {}
+for i = 3, #ARGV, 2 do
+  local digest = ARGV[i]
+  local seen = false
+  for _, bucket in ipairs(live) do
+    seen = redis.call('HGET', bucket, digest)
+    if seen then break end
+  end
+  if not seen then
+    seen = redis.call('GET', KEYS[buckets + (i - 1) / 2])
+  end
+  if seen then
+    out[#out + 1] = seen
+    out[#out + 1] = 1
+  else
+    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    redis.call('HSET', KEYS[2], digest, id)
+    out[#out + 1] = id
+    out[#out + 1] = 0
+  end
+end
+redis.call('EXPIREAT', KEYS[2], ARGV[1])
+return out
+"""
+"""Append a shard's batch with dedupe. KEYS: the stream, today's dedupe bucket (written,
+always searched), the other buckets a resend may be remembered in (searched if they exist,
+checked once per batch: tomorrow's rarely does), then each event's dedupe key of the format
+before buckets (read only; they expire within ``DEDUPE_TTL`` of the upgrade). ARGV: when
+today's bucket expires, how many buckets (the stream included), then each event's digest and
+stored envelope."""
+
+MAX_BATCH: Final = 512
+DAY: Final = 86_400
+
+
+def event_digest(envelope: Envelope) -> bytes:
+    """What a dedupe bucket remembers of an event: 96 bits of its agent and id (a collision
+    among a week's events is about one in 10^14)."""
+    return hashlib.blake2b(f"{envelope.agentId}\n{envelope.id}".encode(), digest_size=12).digest()
+
+
+def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], int]:
+    """The dedupe buckets to check, today's (written) first, then tomorrow's (a relay whose
+    clock is ahead) and each earlier day a resend may still be remembered in; and when
+    today's expires (a second after its last event is ``dedupe_ttl`` old)."""
+    today = int(now // DAY)
+    days = [today, today + 1, *range(today - 1, today - 1 - math.ceil(dedupe_ttl / DAY), -1)]
+    return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
+
+
+Prepared = tuple[int, bytes, bytes, str]
+"""An envelope ready to append: its shard, dedupe digest, stored JSON and legacy dedupe key."""
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an event is in the log; ``duplicate`` when it was there already."""
+
+    seq: str
+    duplicate: bool
+
+
+class EventLog:
+    """Appends envelopes to the sharded event streams."""
+
+    def __init__(self, redis: aioredis.Redis, *, shards: int, dedupe_ttl: int) -> None:
+        self._redis = redis
+        self._shards = shards
+        self._dedupe_ttl = dedupe_ttl
+        self._script = redis.register_script(APPEND_SCRIPT)
+
+    @property
+    def shards(self) -> int:
+        """How many shards the log has."""
+        return self._shards
+
+    @property
+    def script_sha(self) -> str:
+        """The SHA-1 of the append script."""
+        return str(self._script.sha)
+
+    def shard_of(self, envelope: Envelope) -> int:
+        """The shard of an envelope: by conversation, else by agent."""
+        return keys.shard_of(envelope.conversationId or envelope.agentId, self._shards)
+
+    async def answers(self) -> bool:
+        """Whether Redis answers a PING now."""
+        try:
+            return bool(await self._redis.ping())
+        except LOG_ERRORS:
+            return False
+
+    def prepare(self, envelope: Envelope) -> Prepared:
+        """What appending ``envelope`` needs, computed ahead (the relay does it as the event
+        arrives, while Redis works on the previous batch)."""
+        shard = self.shard_of(envelope)
+        return (
+            shard,
+            event_digest(envelope),
+            encode_stored(envelope),
+            keys.seen(shard, envelope.agentId, envelope.id),
+        )
+
+    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | Unavailable]:
+        """Append all envelopes (:meth:`append_prepared`)."""
+        return await self.append_prepared([self.prepare(envelope) for envelope in envelopes])
+
+    async def append_prepared(self, batch: list[Prepared]) -> list[AppendResult | Unavailable]:
+        """Append a batch: one script call per shard, the shards concurrently (on a cluster
+        they live on different nodes); each envelope's result, in order.
+
+        An envelope whose shard did not answer gets :class:`Unavailable`: it may not be
+        assumed stored (the client resends it; the dedupe keys make that safe), while the
+        envelopes of the shards that answered are stored and get their results.
+        """
+        if isinstance(self._redis, RedisCluster):
+            # Learn the cluster's layout before the shards' calls go out at once: a fresh
+            # cluster client whose first commands run concurrently can close connections
+            # that another of them is using (redis-py 8.1; seen here on a new cluster).
+            await self._redis.initialize()
+        if all(prepared[0] == batch[0][0] for prepared in batch):  # one shard: no regrouping
+            outcome = await self._append_shard(batch[0][0], batch)
+            return [outcome] * len(batch) if isinstance(outcome, Unavailable) else [*outcome]
+        by_shard: dict[int, list[int]] = defaultdict(list)
+        for index, prepared in enumerate(batch):
+            by_shard[prepared[0]].append(index)
+        outcomes = await asyncio.gather(
+            *(self._append_shard(shard, [batch[i] for i in ix]) for shard, ix in by_shard.items())
+        )
+        results: list[AppendResult | Unavailable | None] = [None] * len(batch)
+        for indexes, outcome in zip(by_shard.values(), outcomes, strict=True):
+            for position, index in enumerate(indexes):
+                results[index] = outcome if isinstance(outcome, Unavailable) else outcome[position]
+        return [r for r in results if r is not None]
+
+    async def append_all(self, envelopes: list[Envelope]) -> list[AppendResult]:
+        """:meth:`append_batch`, raising :class:`Unavailable` unless every envelope is stored."""
+        results = await self.append_batch(envelopes)
+        for result in results:
+            if isinstance(result, Unavailable):
+                raise result
+        return [r for r in results if isinstance(r, AppendResult)]
+
+    async def _append_shard(
+        self, shard: int, batch: list[Prepared]
+    ) -> list[AppendResult] | Unavailable:
+        keys_, args = self.shard_call(shard, batch)
+        try:
+            reply = await self._script(keys=keys_, args=args)
+        except LOG_ERRORS as error:
+            return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+        return results_of(reply)
+
+    def shard_call(self, shard: int, batch: list[Prepared]) -> tuple[list[str], list[Any]]:
+        """The append script's keys and arguments for one shard's batch."""
+        buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
+        args: list[Any] = [expire_at, len(buckets) + 1]
+        for _, digest, stored, _ in batch:
+            args += (digest, stored)
+        return [keys.event_stream(shard), *buckets, *(p[3] for p in batch)], args
+
+    def pipe(self) -> AppendPipe | None:
+        """A pipelined channel for appends, on a single Redis (None on a cluster, where each
+        batch goes to its shards' nodes through the cluster client, one at a time)."""
+        return None if isinstance(self._redis, RedisCluster) else AppendPipe(self)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client the log writes through."""
+        return self._redis
+
+
+def results_of(reply: list[Any]) -> list[AppendResult]:
+    """The append script's reply: each event's stream id and whether it was there already."""
+    return [AppendResult(reply[n].decode(), bool(reply[n + 1])) for n in range(0, len(reply), 2)]
+
+
+class AppendPipe:
+    """One connection to a single Redis on which calls of the append script are pipelined:
+    each goes out as soon as it is ready, while earlier ones still run, and the replies come
+    back in the order sent, which is the order Redis ran them. So Redis is kept busy while the
+    relay works, and the log keeps the order in which events arrived (calls spread over a
+    pool's connections could run in any order)."""
+
+    def __init__(self, log_: EventLog) -> None:
+        self._log = log_
+        self._connection: AbstractConnection | None = None
+
+    async def send(self, shard: int, batch: list[Prepared]) -> None:
+        """Send one shard's batch (connecting, and loading the script, first if need be)."""
+        connection = self._connection
+        if connection is None:
+            connection = self._log.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            await connection.connect()
+            await connection.send_command("SCRIPT", "LOAD", APPEND_SCRIPT)
+            await connection.read_response()
+            self._connection = connection
+        keys_, args = self._log.shard_call(shard, batch)
+        command = ("EVALSHA", self._log.script_sha, len(keys_), *keys_, *args)
+        await connection.send_packed_command(pack_command(command), check_health=False)
+
+    async def receive(self) -> list[AppendResult]:
+        """The reply to the oldest call not yet answered."""
+        connection = self._connection
+        if connection is None:
+            raise RedisConnectionError("the append connection was reset")
+        return results_of(await connection.read_response())
+
+    async def reset(self) -> None:
+        """Drop the connection (the next send opens another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)

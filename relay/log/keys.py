@@ -1,0 +1,141 @@
+"""Every Redis key and channel name, in one place (DESIGN.md section 4).
+
+Names carry ``{...}`` hash tags so that the keys one script touches share a Redis Cluster
+slot: an event shard's stream and its dedupe records share ``{S}``; an agent's command stream,
+its ack position, its session counter, its notification channel, its dispatch markers, its
+presence and its online flag share ``{agentId}``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+
+def event_stream(shard: int) -> str:
+    """The event log of one shard."""
+    return f"sp:events:{{{shard}}}"
+
+
+def seen_bucket(shard: int, day: int) -> str:
+    """The dedupe records of one shard's events received on one day (days since 1970, UTC):
+    a hash of event digest (agent and event id, so no one can pre-empt another's id) to the
+    event's stream id, expiring as a whole."""
+    return f"sp:seen:{{{shard}}}:day:{day}"
+
+
+def seen(shard: int, agent_id: str, event_id: str) -> str:
+    """The dedupe record of one event id in the format before day buckets (read only)."""
+    return f"sp:seen:{{{shard}}}:{agent_id}:{event_id}"
+
+
+def command_stream(agent_id: str) -> str:
+    """An agent's commands, oldest first."""
+    return f"sp:cmd:{{{agent_id}}}"
+
+
+def command_ack(agent_id: str) -> str:
+    """The newest command id the agent's softphone acked."""
+    return f"sp:cmdack:{{{agent_id}}}"
+
+
+def session_counter(agent_id: str) -> str:
+    """Incremented by each new session of the agent: the newest session wins."""
+    return f"sp:session:{{{agent_id}}}"
+
+
+def agent_channel(agent_id: str) -> str:
+    """Pub/sub channel telling relays about an agent's new commands and new sessions."""
+    return f"sp:notify:{{{agent_id}}}"
+
+
+def agent_of_channel(channel: str) -> str:
+    """The agent an :func:`agent_channel` is about."""
+    return channel.removeprefix("sp:notify:{").removesuffix("}")
+
+
+def dead_letters(group: str) -> str:
+    """Dead-letter stream of one projection group."""
+    return f"sp:dlq:{{{group}}}"
+
+
+def shard_of(key: str, shards: int) -> int:
+    """Stable shard of a conversation (or agent) id: CRC-32 modulo the shard count."""
+    return zlib.crc32(key.encode()) % shards
+
+
+def call_facts(shard: int, conversation_id: str) -> str:
+    """What the calls projection knows of one conversation (its folded facts)."""
+    return f"sp:call:{{{shard}}}:{conversation_id}"
+
+
+def call_lock(shard: int, conversation_id: str) -> str:
+    """Held by the one worker writing a conversation's record at a time."""
+    return f"sp:lock:{{{shard}}}:calls:{conversation_id}"
+
+
+def archive_lease(shard: int) -> str:
+    """Held by the one archiver writing a shard's segments."""
+    return f"sp:lock:{{{shard}}}:archive"
+
+
+def shard_of_stream(stream: str) -> int:
+    """The shard number of an ``sp:events:{S}`` stream name."""
+    return int(stream.rsplit("{", 1)[1].rstrip("}"))
+
+
+def agent_record(agent_id: str) -> str:
+    """The agent's last session: partner, session, relay instance, since when (a hash)."""
+    return f"sp:agent:{{{agent_id}}}"
+
+
+def salesforce_user(user_id: str) -> str:
+    """The agent whose last session's token named this Salesforce User (``sfUserId``)."""
+    return f"sp:sfuser:{{{user_id}}}"
+
+
+def agent_online(agent_id: str) -> str:
+    """Present (the session id) while a relay holds a live socket of the agent; expires."""
+    return f"sp:online:{{{agent_id}}}"
+
+
+ONLINE_PATTERN: Final = "sp:online:*"
+"""Every :func:`agent_online` key, for ``SCAN``."""
+
+
+def agent_of_online(key: str) -> str:
+    """The agent an :func:`agent_online` key is about."""
+    return key.removeprefix("sp:online:{").removesuffix("}")
+
+
+def dispatched(agent_id: str, request_id: str) -> str:
+    """The command a request became (set with the enqueue, so a request dials once)."""
+    return f"sp:dispatched:{{{agent_id}}}:{request_id}"
+
+
+def request_status(request_id: str) -> str:
+    """Where a click-to-dial or presence request stands (a hash)."""
+    return f"sp:request:{{{request_id}}}"
+
+
+def presence(agent_id: str) -> str:
+    """The agent's latest presence from ``statusChanged``."""
+    return f"sp:presence:{{{agent_id}}}"
+
+
+def presence_expected(agent_id: str) -> str:
+    """The presence we asked the softphone for (``update_presence``), until it answers."""
+    return f"sp:expect:{{{agent_id}}}"
+
+
+PRESENCE_CHANGES: Final = "sp:presence-changes"
+"""Real presence changes (echoes of our own ``update_presence`` left out), for the CRM side."""
+
+
+def disposition_codes(partner_id: str) -> str:
+    """A partner's disposition codes as read from its Salesforce picklist (a JSON list)."""
+    return f"sp:disposition:{{{partner_id}}}"
+
+
+SALESFORCE_USAGE: Final = "sp:salesforce:usage"
+"""Hash: ``used``, ``max`` and ``at`` of the org's daily API requests, as the workers last saw."""

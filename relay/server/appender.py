@@ -1,0 +1,288 @@
+"""The relay's one appender: every connection's events, gathered into batches for the log.
+
+Connections hand envelopes over with :meth:`BatchingAppender.submit` and are called back
+with each envelope's outcome when its batch's reply is in: no task, future or queue wakeup
+per event. On a single Redis, batches are pipelined on one connection
+(:class:`~relay.log.event_log.AppendPipe`): the next goes out while the previous
+runs, so Redis works while the relay parses frames and writes acks, and replies come back in
+the order the batches were sent (the log keeps the order in which events arrived). On a
+cluster, one batch is in flight at a time. Either way what arrives meanwhile forms the next
+batch, so batches grow with load and a quiet relay still appends each event at once.
+
+When a batch fails, the log is *down*: submissions are refused at once (``unavailable``, the
+client resends) instead of each waiting out a timeout, and a probe pings Redis every
+:data:`PROBE_INTERVAL` until it answers; from then on appends are taken again, so acceptance
+follows ``/readyz`` within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from relay.errors import FrameRefused, Unavailable
+from relay.log.clients import LOG_ERRORS
+from relay.log.envelope import Envelope
+from relay.log.event_log import MAX_BATCH, AppendPipe, AppendResult, EventLog, Prepared
+from relay.server.metrics import RelayMetrics
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL: Final = 0.25
+"""While the log is down, how often the appender asks whether it is back."""
+MAX_CALLS_IN_FLIGHT: Final = 4
+"""Append calls per shard sent on the pipe and not yet answered (``bench/ingest.py``: 2 left
+the relay waiting on Redis under load, 4 did not)."""
+
+
+class AppendReceiver(Protocol):
+    """Who submitted an envelope: told its outcome, synchronously."""
+
+    def appended(self, envelope: Envelope, result: AppendResult) -> None:
+        """The envelope is durably in the log (or was already)."""
+
+    def append_refused(self, envelope: Envelope, error: FrameRefused) -> None:
+        """The envelope could not be stored; nothing was."""
+
+
+Pending = tuple[Envelope, AppendReceiver, float, Prepared]
+"""An envelope, who submitted it, when its frame arrived (``time.perf_counter``), and what
+appending it needs (computed as it arrives)."""
+
+
+class _Awaited:
+    """Receives one outcome into a future, for :meth:`BatchingAppender.append`."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[AppendResult]) -> None:
+        self.future = future
+
+    def appended(self, envelope: Envelope, result: AppendResult) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def append_refused(self, envelope: Envelope, error: FrameRefused) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class BatchingAppender:
+    """Gathers appends from all connections into batches and writes them in order."""
+
+    def __init__(
+        self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._log = log_
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._pending: deque[Pending] = deque()
+        self._work = asyncio.Event()
+        self._up = True
+        self._went_down = asyncio.Event()
+        self._in_flight: deque[list[Pending]] = deque()
+        """Calls sent on the pipe and not yet answered, oldest first (one per shard of a batch)."""
+        self._max_in_flight = MAX_CALLS_IN_FLIGHT * log_.shards
+        self._sent = asyncio.Event()
+        self._room = asyncio.Event()
+        self._generation = 0
+        """Counts the pipe's failures: a reply or error of an earlier connection is stale."""
+
+    def submit(self, envelope: Envelope, receiver: AppendReceiver, received: float) -> None:
+        """Append ``envelope`` durably; ``receiver`` hears the outcome. Refused at once with
+        :class:`Unavailable` while the log is down."""
+        if not self._up:
+            receiver.append_refused(envelope, Unavailable("event log unavailable; retry later"))
+            return
+        try:
+            prepared = self._log.prepare(envelope)
+        except Exception as error:  # a bulkhead: an envelope the encoder cannot take
+            log.exception("event=append_unencodable id=%s", envelope.id)
+            receiver.append_refused(
+                envelope, Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+            )
+            return
+        pending = self._pending
+        pending.append((envelope, receiver, received, prepared))
+        if len(pending) == 1:  # else the run loop is awake already, or busy and will see it
+            self._work.set()
+
+    async def append(self, envelope: Envelope) -> AppendResult:
+        """Append one envelope and wait for it (raises :class:`FrameRefused`)."""
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self.submit(envelope, _Awaited(future), time.perf_counter())
+        return await future
+
+    async def run(self) -> None:
+        """Write batches as envelopes arrive, and probe the log while it is down, until
+        cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._probe())
+            pipe = self._log.pipe()
+            if pipe is None:
+                await self._write_one_at_a_time()
+            else:
+                tasks.create_task(self._read_replies(pipe))
+                try:
+                    await self._send_pipelined(pipe)
+                finally:  # cancelled: the relay stops
+                    await pipe.reset()
+
+    def _take(self) -> list[Pending]:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
+        self._metrics.append_batch_size.observe(len(batch))
+        self._metrics.events_received.inc(len(batch))
+        return batch
+
+    async def _write_one_at_a_time(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._pending:
+                await self._write(self._take())
+
+    async def _send_pipelined(self, pipe: AppendPipe) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._pending and self._up:
+                if len(self._in_flight) >= self._max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                parts = by_shard(self._take())
+                generation = self._generation
+                for index, (shard, part) in enumerate(parts):
+                    try:
+                        await pipe.send(shard, [pending[3] for pending in part])
+                    except Exception as error:
+                        unsent = [pending for _, rest in parts[index:] for pending in rest]
+                        await self._broken(pipe, error, generation, unsent)
+                        break
+                    self._in_flight.append(part)
+                    self._sent.set()
+
+    async def _read_replies(self, pipe: AppendPipe) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._in_flight:
+                self._sent.clear()
+                await self._sent.wait()
+                continue
+            generation = self._generation
+            try:
+                results = await pipe.receive()
+            except Exception as error:
+                await self._broken(pipe, error, generation, [])
+                continue
+            if generation != self._generation:
+                continue  # its calls were refused when the pipe broke
+            part = self._in_flight.popleft()
+            self._room.set()
+            if len(results) != len(part):
+                mismatch = RuntimeError(f"{len(results)} results for {len(part)} events")
+                await self._broken(pipe, mismatch, generation, part)
+                continue
+            loop.call_soon(self._settle, part, results)
+
+    async def _broken(
+        self, pipe: AppendPipe, error: Exception, generation: int, unsent: list[Pending]
+    ) -> None:
+        """The pipe failed: refuse everything in flight or waiting (none of it may be assumed
+        stored; the clients resend, and the dedupe makes that safe), drop the connection and
+        probe until the log answers."""
+        if generation != self._generation:
+            return
+        self._generation += 1
+        why = f"event log unavailable: {type(error).__name__}: {error}"
+        if not isinstance(error, LOG_ERRORS):  # a bulkhead: the client library misbehaved
+            log.error("event=append_crashed error=%r", why, exc_info=error)
+        elif self._up:
+            log.warning("event=append_failed error=%r", why)
+        refused = [pending for part in self._in_flight for pending in part]
+        refused += unsent + list(self._pending)
+        self._in_flight.clear()
+        self._pending.clear()
+        self._room.set()
+        self._fail(refused, why)
+        await pipe.reset()
+
+    async def _probe(self) -> None:
+        """Whenever the log goes down, ping it until it answers, then take appends again."""
+        while True:
+            await self._went_down.wait()
+            self._went_down.clear()
+            started = time.monotonic()
+            # Polling is the only way to learn that another process (Redis) is back.
+            while not await self._log.answers():  # noqa: ASYNC110
+                await asyncio.sleep(PROBE_INTERVAL)
+            self._up = True
+            self._work.set()
+            log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
+
+    def _fail(self, batch: list[Pending], why: str) -> None:
+        """Refuse the batch ``unavailable`` (the clients resend) and probe until the log
+        answers: none of it may be assumed stored, and the appender goes on."""
+        self._up = False
+        self._went_down.set()
+        error = Unavailable(why)
+        for envelope, receiver, _, _ in batch:
+            receiver.append_refused(envelope, error)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            results = await self._log.append_prepared([pending[3] for pending in batch])
+        except Exception as error:  # a bulkhead: the client library failed in a way it should not
+            log.exception("event=append_crashed batch=%d", len(batch))
+            self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
+            return
+        failed = [r for r in results if isinstance(r, Unavailable)]
+        if failed and len(failed) == len(results):
+            if self._up:
+                log.warning("event=append_failed batch=%d error=%r", len(batch), str(failed[0]))
+            self._fail(batch, str(failed[0]))
+            return
+        if failed:
+            log.warning(
+                "event=append_partly_failed batch=%d failed=%d error=%r",
+                len(batch),
+                len(failed),
+                str(failed[0]),
+            )
+        # The outcomes are told in the next loop step: by then the next batch has gone to
+        # Redis, so the acks are encoded and written while Redis works on it.
+        asyncio.get_running_loop().call_soon(self._settle, batch, results)
+
+    def _settle(self, batch: list[Pending], results: Sequence[AppendResult | Unavailable]) -> None:
+        metrics = self._metrics
+        duplicates = stored = 0
+        for (envelope, receiver, _, _), result in zip(batch, results, strict=True):
+            if isinstance(result, Unavailable):
+                receiver.append_refused(envelope, result)
+            else:
+                duplicates += result.duplicate
+                stored += not result.duplicate
+                receiver.appended(envelope, result)
+        # Metrics once per batch: counts, and the latency of its oldest event (the batch's
+        # worst), not a histogram update per event.
+        if stored:
+            metrics.events_acked.labels("false").inc(stored)
+        if duplicates:
+            metrics.events_acked.labels("true").inc(duplicates)
+        metrics.ack_latency.observe(time.perf_counter() - batch[0][2])
+
+
+def by_shard(batch: list[Pending]) -> list[tuple[int, list[Pending]]]:
+    """A batch as one part per shard, each in arrival order."""
+    first = batch[0][3][0]
+    if all(pending[3][0] == first for pending in batch):
+        return [(first, batch)]
+    parts: dict[int, list[Pending]] = {}
+    for pending in batch:
+        parts.setdefault(pending[3][0], []).append(pending)
+    return list(parts.items())

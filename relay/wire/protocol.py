@@ -1,0 +1,322 @@
+"""The ``softphone.v1`` session, sans I/O: client frames in, decisions out.
+
+Like ``websockets``' own protocol objects, :class:`Session` never touches a socket or Redis.
+The server shell feeds it each received message and carries out what it returns:
+
+- :class:`Reply`: send this frame.
+- :class:`Close`: send an ``error`` frame, then close with the error's close code.
+- :class:`Admit`: the hello is valid; claim the session and look up the command position,
+  then call :meth:`Session.open` for the welcome.
+- :class:`Append`: append this envelope to the log; then :meth:`Session.appended` or
+  :meth:`Session.append_failed` give the ack or nack.
+- :class:`CommandAcked`: record that the softphone got command ``id``.
+- :class:`Ignore`: the session is closing (its token expired): drop the frame.
+
+A session lives as long as its token: :meth:`Session.expiry` says when the shell must close
+it (4401), unless the client sent a ``refresh`` frame with a fresh token for the same agent
+and partner first.
+
+States: ``AWAITING_HELLO`` → ``ADMITTING`` → ``OPEN`` → ``CLOSED``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from relay.errors import (
+    AuthenticationFailed,
+    BadFrame,
+    BadHello,
+    Forbidden,
+    FrameRefused,
+    HelloTimeout,
+    PartnerForbidden,
+    RateLimited,
+    RateLimitExceeded,
+    RefreshRefused,
+    SessionClosed,
+    SessionReplaced,
+    TryAgainLater,
+)
+from relay.log.envelope import Envelope
+from relay.settings import RateLimit
+from relay.wire.auth import LEEWAY_SECONDS, Identity, TokenVerifier
+from relay.wire.contract import validate_event_data
+from relay.wire.frames import (
+    CommandAck,
+    EventAck,
+    EventFrame,
+    Hello,
+    Nack,
+    Ping,
+    Pong,
+    Refresh,
+    Refreshed,
+    ServerFrame,
+    Welcome,
+    decode_client_frame,
+    frame_event_id,
+)
+
+
+class State(enum.Enum):
+    """Where a session stands."""
+
+    AWAITING_HELLO = "awaiting_hello"
+    ADMITTING = "admitting"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``frame`` to the client."""
+
+    frame: ServerFrame
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Send an ``error`` frame for ``error``, then close with its close code."""
+
+    error: SessionClosed
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """A valid hello: claim the session, find where the command stream resumes."""
+
+    identity: Identity
+    last_command_id: str | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append the envelope durably, then ack it."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAcked:
+    """The softphone got command ``command_id``."""
+
+    command_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """The session is closing: the frame is dropped (the client resends what has no ack)."""
+
+
+Action = Reply | Close | Admit | Append | CommandAcked | Ignore
+
+
+class TokenBucket:
+    """Rate limit: ``per_second`` tokens a second, holding at most ``burst``."""
+
+    def __init__(self, limit: RateLimit, now: float) -> None:
+        self._rate = limit.per_second
+        self._burst = float(limit.burst)
+        self._tokens = float(limit.burst)
+        self._updated = now
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one."""
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+PartnerConfigs = Callable[[str], dict[str, Any] | None]
+"""Gives a partner's welcome ``config``, or None when the partner is not served."""
+
+
+class Session:
+    """One client's protocol state. Pure: time comes in as arguments."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        verifier: TokenVerifier,
+        partner_config: PartnerConfigs,
+        rate_limit: RateLimit,
+        heartbeat: float,
+        now: float,
+    ) -> None:
+        self.session_id = session_id
+        self.state = State.AWAITING_HELLO
+        self.identity: Identity | None = None
+        self._verifier = verifier
+        self._partner_config = partner_config
+        self._heartbeat = heartbeat
+        self._bucket = TokenBucket(rate_limit, now)
+        self._strikes_allowed = rate_limit.burst
+        self._strikes = 0
+        self._config: dict[str, Any] = {}
+
+    # -- the opening -----------------------------------------------------------------------
+
+    def hello_timeout(self) -> Close:
+        """The client did not say hello in time."""
+        self.state = State.CLOSED
+        return Close(HelloTimeout("no hello frame in time"))
+
+    def _receive_hello(self, message: str | bytes) -> Action:
+        try:
+            frame = decode_client_frame(message)
+        except BadFrame as error:
+            return self._close(BadHello(f"hello: {error}"))
+        if not isinstance(frame, Hello):
+            return self._close(AuthenticationFailed("the first frame must be a hello"))
+        try:
+            identity = self._verifier.verify(frame.token)
+        except AuthenticationFailed as error:
+            return self._close(error)
+        config = self._partner_config(identity.partner_id)
+        if config is None:
+            return self._close(PartnerForbidden(f"partner {identity.partner_id!r} is not served"))
+        self.identity = identity
+        self._config = config
+        self.state = State.ADMITTING
+        return Admit(identity, frame.lastCommandId, config)
+
+    def open(self, *, recovered: bool) -> Welcome:
+        """The session is claimed: the welcome frame to send."""
+        assert self.identity is not None and self.state is State.ADMITTING
+        self.state = State.OPEN
+        return Welcome(
+            sessionId=self.session_id,
+            agentId=self.identity.agent_id,
+            partnerId=self.identity.partner_id,
+            heartbeatSec=self._heartbeat,
+            config=self._config,
+            recovered=recovered,
+            expiresAt=int(self.identity.expires_at),
+        )
+
+    def expiry(self, wall: float) -> Close | None:
+        """At Unix time ``wall``: a :class:`Close` (4401) if the session's token has expired
+        (with the same leeway the hello had), else None."""
+        if self.identity is None or self.state is not State.OPEN:
+            return None
+        if wall < self.identity.expires_at + LEEWAY_SECONDS:
+            return None
+        return self._close(
+            AuthenticationFailed(
+                "token expired; send a refresh frame with a new token before it expires"
+            )
+        )
+
+    # -- the open session ------------------------------------------------------------------
+
+    def receive(self, message: str | bytes, *, now: float, wall: datetime) -> Action:
+        """Decide what one received message means. ``now`` is monotonic, ``wall`` is UTC."""
+        if self.state is State.AWAITING_HELLO:
+            return self._receive_hello(message)
+        if self.state is State.CLOSED:
+            return Ignore()
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"receive() in state {self.state.name}")
+        if not self._bucket.take(now):
+            self._strikes += 1
+            if self._strikes > self._strikes_allowed:
+                return self._close(RateLimitExceeded("went on sending while rate limited"))
+            return self._nack(
+                frame_event_id(message), RateLimited("over the rate limit; slow down")
+            )
+        self._strikes = 0
+        try:
+            frame = decode_client_frame(message)
+        except BadFrame as error:
+            return self._nack(frame_event_id(message), error)
+        match frame:
+            case EventFrame():
+                try:
+                    return Append(self._envelope(frame, wall))
+                except FrameRefused as error:
+                    return self._nack(frame.id, error)
+            case CommandAck(id=command_id):
+                return CommandAcked(command_id)
+            case Ping():
+                return Reply(Pong())
+            case Refresh(token=token):
+                return self._refresh(token)
+            case Hello():
+                return self._nack(None, BadFrame("hello was already said on this connection"))
+
+    def _refresh(self, token: str) -> Action:
+        assert self.identity is not None
+        try:
+            identity = self._verifier.verify(token)
+        except AuthenticationFailed as error:
+            return self._nack(None, RefreshRefused(f"refresh: {error}"))
+        current = self.identity
+        if (identity.agent_id, identity.partner_id, identity.salesforce_user_id) != (
+            current.agent_id,
+            current.partner_id,
+            current.salesforce_user_id,
+        ):
+            return self._close(
+                AuthenticationFailed(
+                    "a refresh token must name the session's agent, partner and Salesforce user"
+                )
+            )
+        if identity.expires_at > current.expires_at:
+            self.identity = identity
+        return Reply(Refreshed(expiresAt=int(self.identity.expires_at)))
+
+    def _envelope(self, frame: EventFrame, wall: datetime) -> Envelope:
+        assert self.identity is not None
+        data = validate_event_data(frame.name, frame.data)
+        claimed = data.get("partnerId")
+        if claimed is not None and claimed != self.identity.partner_id:
+            raise Forbidden(
+                f"$.data.partnerId {claimed!r} is not this session's partner "
+                f"{self.identity.partner_id!r}"
+            )
+        conversation = data.get("conversationId")
+        return Envelope(
+            id=frame.id,
+            name=frame.name,
+            agentId=self.identity.agent_id,
+            partnerId=self.identity.partner_id,
+            conversationId=conversation if isinstance(conversation, str) else None,
+            at=frame.at,
+            receivedAt=wall,
+            sessionId=self.session_id,
+            data=data,
+            salesforceUserId=self.identity.salesforce_user_id,
+        )
+
+    def appended(self, envelope: Envelope, seq: str, *, duplicate: bool) -> EventAck:
+        """The envelope is durably in the log at ``seq``."""
+        return EventAck(id=envelope.id, seq=seq, duplicate=duplicate)
+
+    def append_failed(self, envelope: Envelope, error: FrameRefused) -> Nack:
+        """The envelope could not be stored."""
+        return Nack(id=envelope.id, code=error.code, message=str(error))
+
+    def replaced(self) -> Close:
+        """A newer session of the same agent took over."""
+        return self._close(SessionReplaced("a newer session of this agent took over"))
+
+    def unavailable(self, reason: str) -> Close:
+        """The log store cannot be reached while admitting: the client should come back later."""
+        return self._close(TryAgainLater(reason))
+
+    def _nack(self, event_id: str | None, error: FrameRefused) -> Reply:
+        return Reply(Nack(id=event_id, code=error.code, message=str(error)))
+
+    def _close(self, error: SessionClosed) -> Close:
+        self.state = State.CLOSED
+        return Close(error)

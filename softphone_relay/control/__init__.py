@@ -1,4 +1,0 @@
-"""The control API: click-to-dial and presence requests from server-side callers (Apex, Flow,
-the operator CLI), each first an event in the log. ``service`` is the logic, ``api`` its HTTP
-shell. Imports only ``relay``.
-"""

@@ -1,7 +1,0 @@
-"""Projections: consumer-group workers that fold the event log into derived state and effects.
-
-``worker`` is the shell every projection runs in, ``settle`` its pure policy, ``registry`` the one
-list of groups. Each projection is a package with a pure ``fold`` (events in, decisions out) and a
-``projection`` shell that carries the decisions out: ``calls`` (one CRM record per call),
-``dispatch`` (requests into commands), ``presence`` (agent presence, echoes suppressed).
-"""
