@@ -10,7 +10,9 @@ append script (5 events each, the contract's ``callAccepted`` data, UUID ids), a
   record), and the stored envelope's size, now and in the layout before (version 1
   envelope, one dedupe key per event);
 - the archive: every shard's entries written into segments (``Archiver``), entries/s, and
-  compressed bytes per event;
+  compressed bytes per event, for these repeated calls and again for as many varied ones
+  (each its own caller, country, language, IVR path, duration, dispositions and notes of
+  10 to 400 characters), which compress less and are what sizing should use;
 - replay of the calls projection into JSONL, all of the log from Redis, then (the log trimmed
   from Redis) all of it from the archive: events/s each.
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
+import string
 import tempfile
 import time
 import uuid
@@ -63,6 +67,54 @@ def call_events(agent: str, session: str) -> list[Envelope]:
     return envelopes(str(uuid.uuid4()), agent, "+18883973342", session=session, call_data=CALL_DATA)
 
 
+CALLERS = ("+1{:010d}", "+44{:010d}", "+49{:011d}", "+33{:09d}", "+61{:09d}", "+34{:09d}")
+"""Caller numbers of a few countries, each with its own length."""
+WORDS = (
+    "booking changed refund issued caller asked about baggage seat upgrade hotel voucher "
+    "cancelled flight delayed connection missed rebooked tomorrow morning confirmed email "
+    "sent invoice corrected name spelling passport loyalty points transferred escalated"
+)
+"""Words the notes are made of, space-separated."""
+
+
+def varied_call_events(rng: random.Random, agent: str, session: str) -> list[Envelope]:
+    """One answered call whose data differs from every other's, as real calls do."""
+    caller = rng.choice(CALLERS).format(rng.randrange(10**9))
+    data = {
+        **CALL_DATA,
+        "callerANI": caller,
+        "language": rng.choice(("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT")),
+        "ivrExitPath": rng.choice(("change_booking", "refund", "baggage", "agent", "other")),
+        "reservationStartDate": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        "specialEvent": rng.choice(("", "", "", "storm", "strike")),
+        "recordingStatus": rng.choice(("ON", "OFF")),
+    }
+    events = envelopes(str(uuid.uuid4()), agent, caller, session=session, call_data=data)
+    varied = []
+    for event in events:
+        changes = dict(event.data)
+        if "notes" in changes:
+            words = rng.choices(WORDS.split(), k=rng.randint(2, 60))
+            changes["notes"] = " ".join(words)[: rng.randint(10, 400)]
+            changes["disposition"] = "".join(rng.choices(string.ascii_lowercase, k=6))
+        if "duration" in changes:
+            changes["duration"] = rng.randint(5, 3600)
+        varied.append(msgspec.structs.replace(event, data=changes))
+    return varied
+
+
+async def archive_all(redis: Any, store: ArchiveStore, shards: int) -> tuple[int, int, float, int]:
+    """Archive every shard of the log into ``store``: entries, segments, seconds, bytes."""
+    archiver = Archiver(redis, store, shards=shards, span_seconds=3600)
+    began = time.perf_counter()
+    for shard in range(shards):
+        await archiver.archive_sealed(shard, now_ms=LATER)
+    seconds = time.perf_counter() - began
+    catalog = ArchiveCatalog(store)
+    indexes = [i for s in range(shards) for i in await catalog.indexes(s)]
+    return sum(i.count for i in indexes), len(indexes), seconds, sum(i.bytes for i in indexes)
+
+
 async def used_memory(redis: Any) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
@@ -96,7 +148,13 @@ async def replay_rate(redis: Any, shards: int, archive: ArchiveCatalog | None, o
     return report.events / (time.perf_counter() - began)
 
 
-async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp: Path) -> None:
+async def run(
+    args: argparse.Namespace,
+    redis_url: str,
+    store: ArchiveStore,
+    varied_store: ArchiveStore,
+    tmp: Path,
+) -> None:
     redis = connect(redis_url, timeout=30.0)
     log = EventLog(redis, shards=args.shards, dedupe_ttl=7 * 24 * 3600)
     sessions = [uuid.uuid4().hex for _ in range(200)]
@@ -123,18 +181,11 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
         f"before: {old_layout:,.0f} (version 1 envelope, a dedupe key per event)"
     )
 
-    archiver = Archiver(redis, store, shards=args.shards, span_seconds=3600)
-    began = time.perf_counter()
-    for shard in range(args.shards):
-        await archiver.archive_sealed(shard, now_ms=LATER)
-    seconds = time.perf_counter() - began
+    archived, segments, seconds, size = await archive_all(redis, store, args.shards)
     catalog = ArchiveCatalog(store)
-    indexes = [i for s in range(args.shards) for i in await catalog.indexes(s)]
-    archived = sum(i.count for i in indexes)
-    size = sum(i.bytes for i in indexes)
     print(
-        f"archive ({store.description.split('://')[0]}): {archived:,} events in "
-        f"{len(indexes)} segments, {archived / seconds:,.0f} events/s written, "
+        f"archive ({store.description.split('://')[0]}), repeated calls: {archived:,} events in "
+        f"{segments} segments, {archived / seconds:,.0f} events/s written, "
         f"{size / archived:,.1f} bytes per event ({size / 1e6:,.1f} MB)"
     )
 
@@ -145,6 +196,23 @@ async def run(args: argparse.Namespace, redis_url: str, store: ArchiveStore, tmp
     print(
         f"replay into JSONL: from Redis {from_redis:,.0f} events/s; from the archive "
         f"({left} entries left in Redis) {from_archive:,.0f} events/s"
+    )
+
+    await redis.execute_command("FLUSHALL", "SYNC")
+    rng = random.Random(26)
+    for start in range(0, args.calls, 200):
+        await log.append_all(
+            [
+                e
+                for n in range(start, min(args.calls, start + 200))
+                for e in varied_call_events(rng, f"agent-{n % 200:04d}@example.com", sessions[0])
+            ]
+        )
+    archived, segments, seconds, size = await archive_all(redis, varied_store, args.shards)
+    print(
+        f"archive, varied calls: {archived:,} events in {segments} segments, "
+        f"{archived / seconds:,.0f} events/s written, {size / archived:,.1f} bytes per event "
+        f"({size / 1e6:,.1f} MB)"
     )
     await redis.aclose()
 
@@ -185,10 +253,12 @@ def main() -> None:
         moto = None
         if args.store == "s3":
             store, moto = s3_store()
+            varied = open_store("s3://bench/varied")
         else:
             store = open_store(f"file://{tmp / 'archive'}")
+            varied = open_store(f"file://{tmp / 'varied'}")
         try:
-            asyncio.run(run(args, server.url, store, tmp))
+            asyncio.run(run(args, server.url, store, varied, tmp))
         finally:
             if moto is not None:
                 moto.stop()

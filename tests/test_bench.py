@@ -14,7 +14,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 RUNS = {
     "archive.py": (
         ["--calls", "100", "--shards", "2", "--store", "s3"],
-        ["RAM per hot event", "bytes per event", "from the archive (0 entries left in Redis)"],
+        [
+            "RAM per hot event",
+            "bytes per event",
+            "from the archive (0 entries left in Redis)",
+            "archive, varied calls",
+        ],
     ),
     "calls.py": (
         ["--calls", "200", "--rate", "1000", "--drop-every", "1"],

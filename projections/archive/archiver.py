@@ -15,7 +15,11 @@ whatever the crash. No clock decides correctness either: ids only grow, so an en
 arrives after its span was sealed is simply the first of the next segment.
 
 One archiver holds a shard at a time (a lease, ``sp:lock:{S}:archive``), so several
-``project --group archive`` processes can run for availability.
+``project --group archive`` processes can run for availability; a stopping archiver hands its
+leases back at once. Before it reads the archive it creates the shard's group (so retention is
+held back even while the archive is slow or away), checks that the archive is the one it was
+(:data:`~projections.archive.catalog.MARKER`, written on a new archive), and removes what a
+killed write left.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
-from projections.archive.catalog import ArchiveCatalog
+from projections.archive.catalog import MARKER, ArchiveCatalog, ArchiveMissing
+from projections.archive.groups import GROUP, archived_anything, create_group, group_info
 from projections.archive.segments import (
     SEGMENT_SUFFIX,
     ArchiveError,
@@ -52,13 +56,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUP: Final = "archive"
 MAX_SEGMENT_ENTRIES: Final = 50_000
 """Entries per segment at most (about 30 MB of envelopes held while one is written)."""
 PAGE: Final = 5_000
 LEASE_MS: Final = 10_000
 """How long a shard's lease outlives its holder's last renewal (every poll): after a crash,
 another archiver takes the shard over within this."""
+STOP_GRACE: Final = 5.0
+"""How long a stopping archiver lets the writes in hand finish before it cancels them."""
 GRACE_SECONDS: Final = 5.0
 """How long after a span's end it is sealed: room for the Redis server's clock being ahead."""
 _LAST_SEQ: Final = "18446744073709551615"
@@ -68,6 +73,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+RELEASE_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -97,6 +107,8 @@ class Archiver:
         self._poll = poll_seconds
         self._owner = uuid.uuid4().hex
         self._renew = redis.register_script(RENEW_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
+        self._initialised = False
         self._stopping = asyncio.Event()
         self._marks: dict[int, str | None] = {}
         """Per shard held: the last archived id (None: nothing yet)."""
@@ -106,10 +118,25 @@ class Archiver:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Archive every shard until :meth:`stop`."""
-        async with asyncio.TaskGroup() as tasks:
-            for shard in range(self._shards):
-                tasks.create_task(self._run_shard(shard))
+        """Archive every shard until :meth:`stop`; then let the writes in hand finish for up
+        to :data:`STOP_GRACE` (an archive that hangs cannot hold a stop longer), cancel what
+        is left (safe: a cut write is found and done again at the next start) and hand the
+        leases back."""
+        shards = [asyncio.create_task(self._run_shard(shard)) for shard in range(self._shards)]
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait([*shards, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                await asyncio.wait(shards, timeout=STOP_GRACE)
+        finally:
+            stopping.cancel()
+            for task in shards:
+                task.cancel()
+            results = await asyncio.gather(*shards, return_exceptions=True)
+            await self._release_leases()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
     async def archive_sealed(self, shard: int, now_ms: int | None = None) -> int:
         """Write every sealed span of ``shard`` not archived yet; how many segments."""
@@ -153,23 +180,32 @@ class Archiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
+    async def _release_leases(self) -> None:
+        """Hand back the leases this archiver holds, so another takes the shards over now."""
+        for shard in range(self._shards):
+            try:
+                await self._release(keys=[keys.archive_lease(shard)], args=[self._owner])
+            except LOG_ERRORS as error:  # it expires by itself within LEASE_MS
+                log.warning("event=archive_lease_kept shard=%d error=%r", shard, str(error))
+
     async def _hold(self, shard: int) -> bool:
         return bool(
             await self._renew(keys=[keys.archive_lease(shard)], args=[self._owner, LEASE_MS])
         )
 
     async def _start(self, shard: int) -> str | None:
-        """The shard's archived mark; the group created (from the log's start) or moved up to
-        it, and segments left without an index after it removed."""
+        """The shard's archived mark. First the group is created (from the log's start) if
+        it is not there, so nothing is trimmed however the archive answers; then the archive
+        is checked, the group moved up to the mark if a crash left it behind, and what a
+        killed write left removed (temporary files, segments without an index)."""
         stream = keys.event_stream(shard)
+        await create_group(self._redis, stream)
+        await self._initialise()
         mark = await self.catalog.high_water(shard)
-        try:
-            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if not str(error).startswith("BUSYGROUP"):
-                raise
         if mark is not None:
             await self._move_group(stream, mark)
+        if removed := await self._store.remove_unfinished(shard_prefix(shard)):
+            log.info("event=unfinished_writes_removed shard=%d files=%d", shard, removed)
         names = await self._store.list(shard_prefix(shard))
         finished = {name for name in names if is_index(name)}
         for name in names:
@@ -179,19 +215,46 @@ class Archiver:
                 await self._store.delete(name)
         return mark
 
+    async def _initialise(self) -> None:
+        """Once per run: the archive holds its marker, or it is new and gets one. An archive
+        without one is refused when the log says something was archived before (a folder
+        not mounted, a wrong bucket), unless it holds segments (one written before markers)."""
+        if self._initialised or await self._store.get(MARKER) is not None:
+            self._initialised = True
+            return
+        if await archived_anything(self._redis, self._shards) and not await self._store.list(""):
+            raise ArchiveMissing(
+                f"the archive {self._store.description} is empty and holds no {MARKER}, but "
+                "the log's archive group says entries were archived: is it mounted?"
+            )
+        await self._store.put(MARKER, b'{"format":1}\n')
+        log.info("event=archive_initialised archive=%s", self._store.description)
+        self._initialised = True
+
     async def _group_info(self, stream: str) -> dict[str, Any]:
-        infos: list[dict[str, Any]] = await self._redis.xinfo_groups(stream)
-        for info in infos:
-            if optional_text(info["name"]) == GROUP:
-                return info
-        return {}
+        return await group_info(self._redis, stream) or {}
 
     async def _move_group(self, stream: str, mark: str) -> None:
-        """Move the group up to ``mark`` if a crash left it behind (its lag is then unknown
-        until the next segment)."""
+        """Move the group up to ``mark`` if a crash left it behind, its entries read counted
+        (every entry ever added, less those after ``mark``) so that its lag stays known."""
         last = optional_text((await self._group_info(stream)).get("last-delivered-id")) or "0-0"
-        if parse_stream_id(last) < parse_stream_id(mark):
-            await self._redis.xgroup_setid(stream, GROUP, mark)
+        if parse_stream_id(last) >= parse_stream_id(mark):
+            return
+        info: dict[str, Any] = await self._redis.xinfo_stream(stream)
+        after = await self._count_after(stream, mark)
+        await self._redis.xgroup_setid(
+            stream, GROUP, mark, entries_read=int(info["entries-added"]) - after
+        )
+
+    async def _count_after(self, stream: str, mark: str) -> int:
+        """How many entries of ``stream`` come after ``mark`` (paged: no big reply)."""
+        count, start = 0, f"({mark}"
+        while True:
+            page = cast(list[tuple[bytes, Any]], await self._redis.xrange(stream, start, "+", PAGE))
+            count += len(page)
+            if len(page) < PAGE:
+                return count
+            start = f"({page[-1][0].decode()}"
 
     async def _next_segment(self, shard: int, mark: str | None, now_ms: int | None) -> str | None:
         """Archive the next sealed span after ``mark``; its last id, or None if none is due."""

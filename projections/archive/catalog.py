@@ -3,9 +3,16 @@
 Indexes are immutable once written, so each is fetched once per process and kept; listing
 the shard's names (one request per 1,000 names on S3) tells what is new. Only names that
 have an index count (``segments.py``).
+
+A configured archive must say it is one: the archiver writes :data:`MARKER` at its root when it
+starts on it, and every reader checks for it first, so a folder that is missing, unmounted or
+empty for any other reason fails loudly (:class:`ArchiveMissing`) instead of reading as an
+archive with nothing in it.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 import msgspec
 
@@ -21,9 +28,17 @@ from projections.archive.segments import (
 from projections.archive.stores import ArchiveStore, open_store
 from relay.log.streams import parse_stream_id
 
+MARKER: Final = "softphone-relay-archive.json"
+"""The object at an archive's root that says it is one (written by the archiver)."""
+
 
 class ArchiveUnreadable(ArchiveError):
     """A named segment or index is missing or not what its name says."""
+
+
+class ArchiveMissing(ArchiveError):
+    """The configured archive holds no :data:`MARKER`: no archiver has started on it yet, or
+    it is not the archive it was (a folder not mounted, a wrong bucket or prefix)."""
 
 
 class ArchiveCatalog:
@@ -32,9 +47,23 @@ class ArchiveCatalog:
     def __init__(self, store: ArchiveStore) -> None:
         self.store = store
         self._indexes: dict[str, SegmentIndex] = {}
+        self._marked = False
+
+    async def check(self) -> None:
+        """Raise :class:`ArchiveMissing` unless the archive holds its marker (asked once)."""
+        if self._marked:
+            return
+        if await self.store.get(MARKER) is None:
+            raise ArchiveMissing(
+                f"the archive {self.store.description} holds no {MARKER}: no archiver has "
+                "started on it yet, or it is not mounted (a missing folder or a wrong bucket "
+                "reads as empty, and an empty archive would silently hide the older log)"
+            )
+        self._marked = True
 
     async def indexes(self, shard: int) -> list[SegmentIndex]:
         """Every finished segment of ``shard``, oldest first."""
+        await self.check()
         found = []
         for name in await self.store.list(shard_prefix(shard)):
             if not is_index(name):

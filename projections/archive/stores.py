@@ -60,6 +60,10 @@ class ArchiveStore(Protocol):
     async def delete(self, name: str) -> None:
         """Remove ``name`` if it is there."""
 
+    async def remove_unfinished(self, prefix: str) -> int:
+        """Remove what puts under ``prefix`` left unfinished (a killed writer); how many. Only
+        the holder of the prefix's shard may call it: another writer's put would be cut."""
+
 
 class FileStore:
     """Objects as files under a directory, written durably."""
@@ -91,6 +95,11 @@ class FileStore:
         async with _answering(self.description):
             await asyncio.to_thread(self._path(name).unlink, missing_ok=True)
 
+    async def remove_unfinished(self, prefix: str) -> int:
+        """Remove the temporary files of puts that never finished under ``prefix``."""
+        async with _answering(self.description):
+            return await asyncio.to_thread(self._remove_unfinished, prefix)
+
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
             raise ValueError(f"not an archive name: {name!r}")
@@ -115,17 +124,36 @@ class FileStore:
         finally:
             os.close(directory)
 
-    def _list(self, prefix: str) -> builtins.list[str]:
+    def _files(self, prefix: str) -> builtins.list[Path]:
+        """Every file below ``prefix``'s folder; an OSError for any folder it cannot read (a
+        listing that skipped one would look like an archive with less in it)."""
         directory, _, _ = prefix.rpartition("/")
         base = self.root / directory if directory else self.root
-        if not base.is_dir():
+        if not base.exists():
             return []
+
+        def refuse(error: OSError) -> None:
+            raise error
+
+        return [
+            Path(folder) / name
+            for folder, _, names in os.walk(base, onerror=refuse)
+            for name in names
+        ]
+
+    def _list(self, prefix: str) -> builtins.list[str]:
         names = (
             path.relative_to(self.root).as_posix()
-            for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(TEMPORARY)
+            for path in self._files(prefix)
+            if not path.name.startswith(TEMPORARY)
         )
         return sorted(name for name in names if name.startswith(prefix))
+
+    def _remove_unfinished(self, prefix: str) -> int:
+        unfinished = [path for path in self._files(prefix) if path.name.startswith(TEMPORARY)]
+        for path in unfinished:
+            path.unlink(missing_ok=True)
+        return len(unfinished)
 
 
 class BucketStore:
@@ -171,6 +199,10 @@ class BucketStore:
         """Remove the object (S3 answers a delete of a missing object with success)."""
         async with _answering(self.description):
             await obstore.delete_async(self._store, name)
+
+    async def remove_unfinished(self, prefix: str) -> int:
+        """Nothing to remove: an S3 PUT stores the whole object or none of it."""
+        return 0
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ from typing import IO, Final
 import msgspec
 
 from projections.archive.catalog import open_catalog
+from projections.archive.groups import GROUP
 from projections.salesforce.connect import (
     PREFIX as SF_PREFIX,
 )
@@ -350,7 +351,9 @@ async def trim(args: TrimOptions) -> int:
     redis = clients.connect(url, timeout=10.0)
     try:
         shards = max(settings.relay.shards, await shard_count(redis))
-        done = await trim_log(redis, shards, cutoff_ms, dry_run=args.dry_run)
+        # With an archive, its group must exist (and so hold back what it has not stored).
+        required = frozenset({GROUP}) if settings.projections.archive_url else frozenset()
+        done = await trim_log(redis, shards, cutoff_ms, dry_run=args.dry_run, required=required)
     finally:
         await redis.aclose()
     if args.json:

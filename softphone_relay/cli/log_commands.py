@@ -150,13 +150,18 @@ async def tail(args: TailOptions) -> int:
     try:
         shards = max(settings.relay.shards, await shard_count(redis))
         streams = [keys.event_stream(s) for s in range(shards)]
+        archive = open_catalog(settings.projections.archive_url) if args.from_ else None
         # Where each shard is now, as a concrete id: following from ``$`` would skip what a
-        # shard that was quiet in one read received before the next.
-        last = {s: await _last_id(redis, s) for s in streams}
+        # shard that was quiet in one read received before the next. A shard whose entries
+        # are all archived (its Redis stream empty) is as far as its archive.
+        last = {}
+        for shard, stream in enumerate(streams):
+            last[stream] = await _last_id(redis, stream)
+            if archive is not None and (archived := await archive.high_water(shard)):
+                last[stream] = max(last[stream], archived, key=parse_stream_id)
         if args.from_ is not None:
             start = position("--from", args.from_)
             # Up to where the log is now; what comes after is followed below, once.
-            archive = open_catalog(settings.projections.archive_url)
             async for event in read_range(
                 redis, start, "+", event_filter, shards=shards, archive=archive
             ):

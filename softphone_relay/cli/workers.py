@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
 from projections import registry
+from projections.archive.groups import GROUP as ARCHIVE_GROUP
+from projections.archive.groups import create_groups as create_archive_groups
 from projections.metrics import LogGauges, WorkerMetrics
 from projections.settings import ProjectionSettings
 from projections.worker import Worker, WorkerSettings
@@ -96,7 +98,13 @@ class Workers:
         return SalesforceSink(self.connection, self._salesforce.mapping, metrics=metrics)
 
     async def build(self, groups: Sequence[str]) -> list[registry.Runner]:
-        """One worker per group named, in the order given."""
+        """One worker per group named, in the order given. With an archive configured, its
+        group is created on every shard first, whichever groups run here, so that no
+        retention pass (here or elsewhere) trims what the archive has not stored."""
+        if self.settings.projections.archive_url is not None:
+            created = await create_archive_groups(self.redis, self.settings.relay.shards)
+            if created:
+                log.info("event=archive_group_created streams=%s", ",".join(created))
         metrics = WorkerMetrics(self._metrics_registry)
         workers: list[registry.Runner] = []
         for name in groups:
@@ -142,9 +150,14 @@ class Workers:
                     self.settings.relay.shards,
                     self.settings.projections.retention,
                     stop,
+                    required=self._required_groups(),
                 )
             )
         return chores
+
+    def _required_groups(self) -> frozenset[str]:
+        """The groups that must exist before the log may be trimmed: the archive's, if any."""
+        return frozenset({ARCHIVE_GROUP}) if self.settings.projections.archive_url else frozenset()
 
     def close(self) -> None:
         """Close the org's session, if one was opened."""

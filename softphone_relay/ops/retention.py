@@ -5,6 +5,10 @@ The cut on a shard is the oldest of: the retention cutoff (now minus
 after each group's last-delivered id. So an entry a group has not processed, or processed
 without acknowledging, stays whatever its age; a stopped worker holds the log back rather than
 lose its work. ``softphone-relay export`` archives a range to JSONL before it goes.
+
+A group that does not exist holds nothing back, so with an archive configured the ``archive``
+group is required: a pass on a log where it is missing on any shard trims nothing and raises
+:class:`TrimRefused` (``project`` and ``up`` create it before their first pass).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Final, cast
 import msgspec
 import redis.asyncio as aioredis
 
+from projections.errors import ProjectionError
 from relay.log import keys
 from relay.log.clients import LOG_ERRORS
 from relay.log.streams import is_missing_key, parse_stream_id, text
@@ -26,6 +31,10 @@ log = logging.getLogger(__name__)
 
 TRIM_EVERY: Final = 3600.0
 """How often ``project`` applies the retention."""
+
+
+class TrimRefused(ProjectionError):
+    """A group that must hold the trim back does not exist on a shard: nothing was trimmed."""
 
 
 class ShardTrim(msgspec.Struct, frozen=True):
@@ -96,14 +105,30 @@ async def _count_before(redis: aioredis.Redis, stream: str, minid: str) -> int:
 
 
 async def trim(
-    redis: aioredis.Redis, shards: int, cutoff_ms: int, *, dry_run: bool = False
+    redis: aioredis.Redis,
+    shards: int,
+    cutoff_ms: int,
+    *,
+    dry_run: bool = False,
+    required: frozenset[str] = frozenset(),
 ) -> list[ShardTrim]:
-    """Trim every shard to ``cutoff_ms`` (log milliseconds), keeping unprocessed entries."""
+    """Trim every shard to ``cutoff_ms`` (log milliseconds), keeping unprocessed entries.
+
+    Every group in ``required`` must exist on every shard (checked before anything is
+    trimmed), else :class:`TrimRefused` names the first shard that lacks one."""
+    needed = {shard: await _needed(redis, keys.event_stream(shard)) for shard in range(shards)}
+    for shard, groups in needed.items():
+        if missing := sorted(required - set(groups)):
+            raise TrimRefused(
+                f"refusing to trim: {keys.event_stream(shard)} has no {missing[0]!r} consumer "
+                f"group, so its entries may not be stored there yet; start the {missing[0]} "
+                "workers (`softphone-relay project` or `up`) once, which create it"
+            )
     done: list[ShardTrim] = []
     cutoff = f"{cutoff_ms}-0"
     for shard in range(shards):
         stream = keys.event_stream(shard)
-        minid, held_by = safe_minid(cutoff, await _needed(redis, stream))
+        minid, held_by = safe_minid(cutoff, needed[shard])
         if dry_run:
             removed = await _count_before(redis, stream, minid)
         else:
@@ -122,16 +147,23 @@ async def trim(
 
 
 async def keep_trimmed(
-    redis: aioredis.Redis, shards: int, retention: float, stop: asyncio.Event
+    redis: aioredis.Redis,
+    shards: int,
+    retention: float,
+    stop: asyncio.Event,
+    required: frozenset[str] = frozenset(),
 ) -> None:
     """Apply the retention now and every :data:`TRIM_EVERY` seconds until ``stop``.
 
-    A failed pass (Redis away) is logged and tried again at the next one.
+    A failed or refused pass (Redis away, a required group missing) is logged and tried again
+    at the next one.
     """
     while not stop.is_set():
         try:
-            await trim(redis, shards, int((time.time() - retention) * 1000))
+            await trim(redis, shards, int((time.time() - retention) * 1000), required=required)
         except LOG_ERRORS as error:
             log.warning("event=log_trim_failed error=%r", str(error))
+        except TrimRefused as refused:
+            log.error("event=log_trim_refused reason=%r", str(refused))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TRIM_EVERY)
