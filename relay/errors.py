@@ -107,6 +107,12 @@ class Unavailable(FrameRefused):
     code = "unavailable"
 
 
+class BatchRefused(Unavailable):
+    """The event log answered one batch with an error (a script error, a wrong key type):
+    that batch was not stored, and the log is not down. Its message is stable: what Redis
+    said is logged, never sent to a client."""
+
+
 class ApiError(RelayError):
     """A control API request is refused: answered with ``status`` and ``{"error", "message"}``."""
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 
 from relay.errors import ConfigError
-from relay.wire.contract import E164, DispositionCodes, Id
+from relay.wire.contract import E164, DispositionCodes, Id, whole
 
 PREFIX: Final = "SOFTPHONE_RELAY_"
 
@@ -28,9 +28,9 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     businessSegmentId: Id
     channelOriginId: Id
     dialFrom: E164 | None = None
-    region: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
+    region: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Z]{2}"))] | None = None
     """Where click-to-dial numbers written without ``+country`` are (ISO 3166, e.g. US)."""
-    dispositionField: Annotated[str, msgspec.Meta(pattern=r"^\w+\.\w+$")] | None = None
+    dispositionField: Annotated[str, msgspec.Meta(pattern=whole(r"\w+\.\w+"))] | None = None
     """A Salesforce picklist (``Task.Disposition__c``) whose active values are the partner's
     disposition codes, instead of ``disposition`` (read by the ``calls`` workers)."""
 

@@ -18,7 +18,7 @@ otherwise ``outboundCallInitiated`` means outbound and any other call hook inbou
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import msgspec
@@ -116,6 +116,16 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 Stamp = tuple[datetime, str]
 """When a fact was said: the event's ``at``, then its id (a total, deterministic order)."""
 
+MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
+"""How far ahead of the relay's clock an event's ``at`` counts: a client whose clock is ahead
+(or that stamps the year 2999) cannot make its facts outrank what is said after it."""
+
+
+def stamp_of(envelope: Envelope) -> Stamp:
+    """The stamp of an event's facts: its ``at``, at most :data:`MAX_CLOCK_AHEAD` past when
+    the relay received it; then its id."""
+    return (min(envelope.at, envelope.receivedAt + MAX_CLOCK_AHEAD), envelope.id)
+
 
 class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     """What a set of events says about a conversation; :func:`merge` joins two of them."""
@@ -151,7 +161,7 @@ def facts_of(envelope: Envelope) -> CallFacts:
     """The facts one call event states. ``envelope`` must be a call event of a conversation."""
     if envelope.name not in CALL_EVENTS or envelope.conversationId is None:
         raise ValueError(f"{envelope.name} event {envelope.id} is no call event of a conversation")
-    stamp: Stamp = (envelope.at, envelope.id)
+    stamp = stamp_of(envelope)
     fields = {
         attribute: (stamp, envelope.data[key])
         for attribute, key in _FIELDS[envelope.name].items()

@@ -40,7 +40,7 @@ MIN_API_VERSION: Final = 46.0
 """The oldest REST API version the sink works with: collection upsert needs 46.0."""
 SOAP_LAST_VERSION: Final = 64.0
 """The last API version that offers the SOAP ``login()`` (Salesforce help article 005132110)."""
-_DOMAIN: Final = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+_DOMAIN: Final = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\Z")
 
 
 class SessionAuth(msgspec.Struct, frozen=True, tag="session"):

@@ -7,6 +7,9 @@
   refreshes it every heartbeat and it expires after three, so a relay that dies does not leave
   the agent "online"; a closing session removes it unless a newer session already replaced it.
 - ``sp:presence:{A}``: the agent's latest presence, written by the ``presence`` projection.
+- ``sp:agentpartner:{A}``: the partner the agent id belongs to, pinned by its first session
+  (or, for an agent known before pins, by its record) and kept 30 days after its last: a token
+  of another partner naming the agent is refused before it can replace the live session.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ AGENT_RECORD_TTL: Final = 30 * 24 * 3600
 REFRESH_CHUNK: Final = 1000
 """Online marks refreshed per pipelined round trip."""
 
+PIN_SCRIPT: Final = """
+local pinned = redis.call('GET', KEYS[1])
+if not pinned then
+  pinned = redis.call('HGET', KEYS[2], 'partnerId') or ARGV[1]
+  redis.call('SET', KEYS[1], pinned)
+end
+if pinned == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return pinned
+"""
+"""Pin the agent to a partner unless it is pinned (the record's partner, for an agent known
+before pins); the partner it belongs to."""
+
 FORGET_SCRIPT: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -43,6 +58,16 @@ class AgentDirectory:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._forget = redis.register_script(FORGET_SCRIPT)
+        self._pin = redis.register_script(PIN_SCRIPT)
+
+    async def pin_partner(self, agent_id: str, partner_id: str) -> str:
+        """The partner ``agent_id`` belongs to, pinning it to ``partner_id`` if it belongs to
+        none yet (atomically: of two first sessions at once, one wins)."""
+        pinned = await self._pin(
+            keys=[keys.agent_partner(agent_id), keys.agent_record(agent_id)],
+            args=[partner_id, AGENT_RECORD_TTL * 1000],
+        )
+        return pinned.decode() if isinstance(pinned, bytes) else str(pinned)
 
     @staticmethod
     def stage_session_opened(

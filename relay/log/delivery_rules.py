@@ -78,3 +78,19 @@ def request_state_after(step: Step) -> RequestState | None:
     if step.command.requestId is None:
         return None
     return "delivered" if isinstance(step, Deliver) else "expired"
+
+
+MAX_ID_PART: Final = 2**64 - 1
+"""The largest milliseconds or sequence number of a Redis stream id."""
+
+
+def acknowledgeable(command_id: str, position: str | None) -> bool:
+    """Whether a session may ack ``command_id``: a stream id Redis can hold, at or before the
+    last command this session's delivery read (so a client can never record an ack past what
+    it was sent, which would hide every later command from its next sessions)."""
+    if position is None:
+        return False
+    ms, seq = parse_stream_id(command_id)
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        return False
+    return (ms, seq) <= parse_stream_id(position)

@@ -24,8 +24,9 @@ from hiredis import pack_command
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
-from relay.errors import Unavailable
+from relay.errors import BatchRefused, Forbidden, FrameRefused, Unavailable
 from relay.log import keys
 from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope, encode_stored
@@ -34,27 +35,42 @@ log = logging.getLogger(__name__)
 
 APPEND_SCRIPT: Final = """
 local buckets = tonumber(ARGV[2])
+local owner_ttl = ARGV[3]
+local events = (#ARGV - 3) / 3
 local live = {KEYS[2]}
 for b = 3, buckets do
   if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
 end
 local out = {}
-for i = 3, #ARGV, 2 do
-  local digest = ARGV[i]
+for k = 1, events do
+  local digest, stored, partner = ARGV[k * 3 + 1], ARGV[k * 3 + 2], ARGV[k * 3 + 3]
   local seen = false
   for _, bucket in ipairs(live) do
     seen = redis.call('HGET', bucket, digest)
     if seen then break end
   end
   if not seen then
-    seen = redis.call('GET', KEYS[buckets + (i - 1) / 2])
+    -- A key of the format before buckets; pcall: whatever else holds that name (a day
+    -- bucket, for an agent named "day") is not a record of this event.
+    local legacy = redis.pcall('GET', KEYS[buckets + k])
+    if type(legacy) == 'string' then seen = legacy end
+  end
+  local owner = false
+  if not seen and partner ~= '' then
+    owner = redis.call('GET', KEYS[buckets + events + k])
   end
   if seen then
     out[#out + 1] = seen
     out[#out + 1] = 1
+  elseif owner and owner ~= partner then
+    out[#out + 1] = owner
+    out[#out + 1] = 2
   else
-    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
     redis.call('HSET', KEYS[2], digest, id)
+    if partner ~= '' then
+      redis.call('SET', KEYS[buckets + events + k], partner, 'EX', owner_ttl)
+    end
     out[#out + 1] = id
     out[#out + 1] = 0
   end
@@ -62,12 +78,18 @@ end
 redis.call('EXPIREAT', KEYS[2], ARGV[1])
 return out
 """
-"""Append a shard's batch with dedupe. KEYS: the stream, today's dedupe bucket (written,
-always searched), the other buckets a resend may be remembered in (searched if they exist,
-checked once per batch: tomorrow's rarely does), then each event's dedupe key of the format
-before buckets (read only; they expire within ``DEDUPE_TTL`` of the upgrade). ARGV: when
-today's bucket expires, how many buckets (the stream included), then each event's digest and
-stored envelope."""
+"""Append a shard's batch with dedupe, each conversation kept to the partner that first used
+it. KEYS: the stream, today's dedupe bucket (written, always searched), the other buckets a
+resend may be remembered in (searched if they exist, checked once per batch: tomorrow's rarely
+does), then each event's dedupe key of the format before buckets (read only; they expire
+within ``DEDUPE_TTL`` of the upgrade), then each event's conversation owner key. ARGV: when
+today's bucket expires, how many buckets (the stream included), how long an owner is kept,
+then each event's digest, stored envelope and partner ('' for an event of no conversation).
+Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its conversation's
+partner and 2 (refused: another partner's conversation)."""
+
+CONVERSATION_OWNER_TTL: Final = 30 * 24 * 3600
+"""How long a conversation stays its partner's after its last event."""
 
 MAX_BATCH: Final = 512
 DAY: Final = 86_400
@@ -88,8 +110,9 @@ def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], 
     return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
 
 
-Prepared = tuple[int, bytes, bytes, str]
-"""An envelope ready to append: its shard, dedupe digest, stored JSON and legacy dedupe key."""
+Prepared = tuple[int, bytes, bytes, str, str, str]
+"""An envelope ready to append: its shard, dedupe digest, stored JSON, legacy dedupe key, and
+its conversation's owner key and partner ('' when it is about no conversation)."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -133,18 +156,21 @@ class EventLog:
         """What appending ``envelope`` needs, computed ahead (the relay does it as the event
         arrives, while Redis works on the previous batch)."""
         shard = self.shard_of(envelope)
+        conversation = envelope.conversationId
         return (
             shard,
             event_digest(envelope),
             encode_stored(envelope),
             keys.seen(shard, envelope.agentId, envelope.id),
+            keys.conversation_partner(shard, conversation or ""),
+            envelope.partnerId if conversation else "",
         )
 
-    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | Unavailable]:
+    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | FrameRefused]:
         """Append all envelopes (:meth:`append_prepared`)."""
         return await self.append_prepared([self.prepare(envelope) for envelope in envelopes])
 
-    async def append_prepared(self, batch: list[Prepared]) -> list[AppendResult | Unavailable]:
+    async def append_prepared(self, batch: list[Prepared]) -> list[AppendResult | FrameRefused]:
         """Append a batch: one script call per shard, the shards concurrently (on a cluster
         they live on different nodes); each envelope's result, in order.
 
@@ -166,37 +192,47 @@ class EventLog:
         outcomes = await asyncio.gather(
             *(self._append_shard(shard, [batch[i] for i in ix]) for shard, ix in by_shard.items())
         )
-        results: list[AppendResult | Unavailable | None] = [None] * len(batch)
+        results: list[AppendResult | FrameRefused | None] = [None] * len(batch)
         for indexes, outcome in zip(by_shard.values(), outcomes, strict=True):
             for position, index in enumerate(indexes):
                 results[index] = outcome if isinstance(outcome, Unavailable) else outcome[position]
         return [r for r in results if r is not None]
 
     async def append_all(self, envelopes: list[Envelope]) -> list[AppendResult]:
-        """:meth:`append_batch`, raising :class:`Unavailable` unless every envelope is stored."""
+        """:meth:`append_batch`, raising the first refusal unless every envelope is stored."""
         results = await self.append_batch(envelopes)
         for result in results:
-            if isinstance(result, Unavailable):
+            if isinstance(result, FrameRefused):
                 raise result
         return [r for r in results if isinstance(r, AppendResult)]
 
     async def _append_shard(
         self, shard: int, batch: list[Prepared]
-    ) -> list[AppendResult] | Unavailable:
+    ) -> list[AppendResult | Forbidden] | Unavailable:
         keys_, args = self.shard_call(shard, batch)
         try:
             reply = await self._script(keys=keys_, args=args)
+        except ResponseError as error:
+            if isinstance(error, NoScriptError):
+                return self._unavailable(error)
+            return refused_batch(shard, error)
         except LOG_ERRORS as error:
-            return Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
+            return self._unavailable(error)
         return results_of(reply)
+
+    @staticmethod
+    def _unavailable(error: Exception) -> Unavailable:
+        log.warning("event=append_unavailable error=%r", f"{type(error).__name__}: {error}")
+        return Unavailable(UNAVAILABLE)
 
     def shard_call(self, shard: int, batch: list[Prepared]) -> tuple[list[str], list[Any]]:
         """The append script's keys and arguments for one shard's batch."""
         buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
-        args: list[Any] = [expire_at, len(buckets) + 1]
-        for _, digest, stored, _ in batch:
-            args += (digest, stored)
-        return [keys.event_stream(shard), *buckets, *(p[3] for p in batch)], args
+        args: list[Any] = [expire_at, len(buckets) + 1, CONVERSATION_OWNER_TTL]
+        for _, digest, stored, _, _, partner in batch:
+            args += (digest, stored, partner)
+        keys_ = [keys.event_stream(shard), *buckets, *(p[3] for p in batch), *(p[4] for p in batch)]
+        return keys_, args
 
     def pipe(self) -> AppendPipe | None:
         """A pipelined channel for appends, on a single Redis (None on a cluster, where each
@@ -209,9 +245,33 @@ class EventLog:
         return self._redis
 
 
-def results_of(reply: list[Any]) -> list[AppendResult]:
-    """The append script's reply: each event's stream id and whether it was there already."""
-    return [AppendResult(reply[n].decode(), bool(reply[n + 1])) for n in range(0, len(reply), 2)]
+UNAVAILABLE: Final = "event log unavailable; retry later"
+"""What a client is told when the log could not be written (the cause is logged here)."""
+
+
+def refused_batch(shard: int, error: ResponseError) -> BatchRefused:
+    """One batch the log answered with an error: logged with what Redis said, refused with a
+    stable message (the client resends; the log is not down)."""
+    log.error("event=append_batch_refused shard=%d error=%r", shard, str(error)[:300])
+    return BatchRefused(UNAVAILABLE)
+
+
+CONVERSATION_TAKEN: Final = Forbidden(
+    "$.data.conversationId is another partner's conversation; events of a conversation come "
+    "from the partner that first used it"
+)
+"""The refusal of an event about another partner's conversation (its owner is not said)."""
+
+
+def results_of(reply: list[Any]) -> list[AppendResult | Forbidden]:
+    """The append script's reply: each event's stream id and whether it was there already,
+    or its refusal (another partner's conversation)."""
+    return [
+        CONVERSATION_TAKEN
+        if reply[n + 1] == 2
+        else AppendResult(reply[n].decode(), bool(reply[n + 1]))
+        for n in range(0, len(reply), 2)
+    ]
 
 
 class AppendPipe:
@@ -238,12 +298,19 @@ class AppendPipe:
         command = ("EVALSHA", self._log.script_sha, len(keys_), *keys_, *args)
         await connection.send_packed_command(pack_command(command), check_health=False)
 
-    async def receive(self) -> list[AppendResult]:
-        """The reply to the oldest call not yet answered."""
+    async def receive(self, shard: int) -> list[AppendResult | Forbidden] | BatchRefused:
+        """The reply to the oldest call not yet answered (sent for ``shard``); an error reply
+        other than a forgotten script refuses that call alone (the connection is fine)."""
         connection = self._connection
         if connection is None:
             raise RedisConnectionError("the append connection was reset")
-        return results_of(await connection.read_response())
+        try:
+            reply = await connection.read_response()
+        except ResponseError as error:
+            if isinstance(error, NoScriptError):
+                raise
+            return refused_batch(shard, error)
+        return results_of(reply)
 
     async def reset(self) -> None:
         """Drop the connection (the next send opens another)."""

@@ -69,6 +69,11 @@ def call_facts(shard: int, conversation_id: str) -> str:
     return f"sp:call:{{{shard}}}:{conversation_id}"
 
 
+def conversation_partner(shard: int, conversation_id: str) -> str:
+    """The partner a conversation belongs to: the one whose event about it came first."""
+    return f"sp:convpartner:{{{shard}}}:{conversation_id}"
+
+
 def call_lock(shard: int, conversation_id: str) -> str:
     """Held by the one worker writing a conversation's record at a time."""
     return f"sp:lock:{{{shard}}}:calls:{conversation_id}"
@@ -87,6 +92,12 @@ def shard_of_stream(stream: str) -> int:
 def agent_record(agent_id: str) -> str:
     """The agent's last session: partner, session, relay instance, since when (a hash)."""
     return f"sp:agent:{{{agent_id}}}"
+
+
+def agent_partner(agent_id: str) -> str:
+    """The partner an agent id belongs to: pinned by its first session, kept while it is
+    used (in the agent's slot, beside :func:`agent_record`)."""
+    return f"sp:agentpartner:{{{agent_id}}}"
 
 
 def salesforce_user(user_id: str) -> str:

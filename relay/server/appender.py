@@ -24,10 +24,17 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from relay.errors import FrameRefused, Unavailable
+from relay.errors import BatchRefused, FrameRefused, Unavailable
 from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope
-from relay.log.event_log import MAX_BATCH, AppendPipe, AppendResult, EventLog, Prepared
+from relay.log.event_log import (
+    MAX_BATCH,
+    UNAVAILABLE,
+    AppendPipe,
+    AppendResult,
+    EventLog,
+    Prepared,
+)
 from relay.server.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
@@ -96,15 +103,13 @@ class BatchingAppender:
         """Append ``envelope`` durably; ``receiver`` hears the outcome. Refused at once with
         :class:`Unavailable` while the log is down."""
         if not self._up:
-            receiver.append_refused(envelope, Unavailable("event log unavailable; retry later"))
+            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
         try:
             prepared = self._log.prepare(envelope)
-        except Exception as error:  # a bulkhead: an envelope the encoder cannot take
-            log.exception("event=append_unencodable id=%s", envelope.id)
-            receiver.append_refused(
-                envelope, Unavailable(f"event log unavailable: {type(error).__name__}: {error}")
-            )
+        except Exception:  # a bulkhead: an envelope the encoder cannot take
+            log.exception("event=append_unencodable id=%r", envelope.id)
+            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
         pending = self._pending
         pending.append((envelope, receiver, received, prepared))
@@ -175,8 +180,9 @@ class BatchingAppender:
                 await self._sent.wait()
                 continue
             generation = self._generation
+            shard = self._in_flight[0][0][3][0]
             try:
-                results = await pipe.receive()
+                results = await pipe.receive(shard)
             except Exception as error:
                 await self._broken(pipe, error, generation, [])
                 continue
@@ -184,6 +190,9 @@ class BatchingAppender:
                 continue  # its calls were refused when the pipe broke
             part = self._in_flight.popleft()
             self._room.set()
+            if isinstance(results, BatchRefused):
+                loop.call_soon(self._settle, part, [results] * len(part))
+                continue
             if len(results) != len(part):
                 mismatch = RuntimeError(f"{len(results)} results for {len(part)} events")
                 await self._broken(pipe, mismatch, generation, part)
@@ -199,7 +208,7 @@ class BatchingAppender:
         if generation != self._generation:
             return
         self._generation += 1
-        why = f"event log unavailable: {type(error).__name__}: {error}"
+        why = f"{type(error).__name__}: {error}"
         if not isinstance(error, LOG_ERRORS):  # a bulkhead: the client library misbehaved
             log.error("event=append_crashed error=%r", why, exc_info=error)
         elif self._up:
@@ -209,7 +218,7 @@ class BatchingAppender:
         self._in_flight.clear()
         self._pending.clear()
         self._room.set()
-        self._fail(refused, why)
+        self._fail(refused)
         await pipe.reset()
 
     async def _probe(self) -> None:
@@ -225,27 +234,29 @@ class BatchingAppender:
             self._work.set()
             log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
 
-    def _fail(self, batch: list[Pending], why: str) -> None:
+    def _fail(self, batch: list[Pending]) -> None:
         """Refuse the batch ``unavailable`` (the clients resend) and probe until the log
-        answers: none of it may be assumed stored, and the appender goes on."""
+        answers: none of it may be assumed stored, and the appender goes on. The clients get
+        a stable message; the cause was logged."""
         self._up = False
         self._went_down.set()
-        error = Unavailable(why)
+        error = Unavailable(UNAVAILABLE)
         for envelope, receiver, _, _ in batch:
             receiver.append_refused(envelope, error)
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
             results = await self._log.append_prepared([pending[3] for pending in batch])
-        except Exception as error:  # a bulkhead: the client library failed in a way it should not
+        except Exception:  # a bulkhead: the client library failed in a way it should not
             log.exception("event=append_crashed batch=%d", len(batch))
-            self._fail(batch, f"event log unavailable: {type(error).__name__}: {error}")
+            self._fail(batch)
             return
         failed = [r for r in results if isinstance(r, Unavailable)]
-        if failed and len(failed) == len(results):
+        down = any(not isinstance(r, BatchRefused) for r in failed)
+        if down and len(failed) == len(results):
             if self._up:
-                log.warning("event=append_failed batch=%d error=%r", len(batch), str(failed[0]))
-            self._fail(batch, str(failed[0]))
+                log.warning("event=append_failed batch=%d", len(batch))
+            self._fail(batch)
             return
         if failed:
             log.warning(
@@ -258,11 +269,11 @@ class BatchingAppender:
         # Redis, so the acks are encoded and written while Redis works on it.
         asyncio.get_running_loop().call_soon(self._settle, batch, results)
 
-    def _settle(self, batch: list[Pending], results: Sequence[AppendResult | Unavailable]) -> None:
+    def _settle(self, batch: list[Pending], results: Sequence[AppendResult | FrameRefused]) -> None:
         metrics = self._metrics
         duplicates = stored = 0
         for (envelope, receiver, _, _), result in zip(batch, results, strict=True):
-            if isinstance(result, Unavailable):
+            if isinstance(result, FrameRefused):
                 receiver.append_refused(envelope, result)
             else:
                 duplicates += result.duplicate

@@ -42,6 +42,7 @@ from relay.log.commands import CommandLog
 from relay.log.delivery_rules import (
     Deliver,
     Step,
+    acknowledgeable,
     behind,
     is_last_page,
     plan_page,
@@ -385,7 +386,16 @@ class CommandDelivery:
             await self._request_state(command.requestId, state, step.command_id)
 
     async def record_ack(self, live: LiveSession, command_id: str) -> None:
-        """The softphone got ``command_id``: remember it for resume; its request is acked."""
+        """The softphone got ``command_id``: remember it for resume; its request is acked. An
+        ack of a command this session was not sent is ignored (and logged)."""
+        if not acknowledgeable(command_id, live.position):
+            log.warning(
+                "event=command_ack_ignored agent=%r command=%r position=%r",
+                live.agent_id,
+                command_id,
+                live.position,
+            )
+            return
         try:
             await self._commands.record_ack(live.agent_id, command_id)
             request_id = live.sent.pop(command_id, None) if live.sent else None

@@ -29,7 +29,7 @@ from relay.server.metrics import RelayMetrics
 log = logging.getLogger(__name__)
 
 SOCKET_PATH: Final = "/v1/socket"
-_ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
 
 
 def path_of(request: Request) -> str:

@@ -29,7 +29,7 @@ from relay.log.agents import AgentDirectory
 from relay.log.clients import LOG_ERRORS
 from relay.log.commands import CommandLog
 from relay.log.envelope import Envelope
-from relay.log.event_log import AppendResult
+from relay.log.event_log import UNAVAILABLE, AppendResult
 from relay.server.appender import BatchingAppender
 from relay.server.connection import Connection
 from relay.server.delivery import CommandDelivery, CommandHub, LiveSession
@@ -167,13 +167,30 @@ class AgentConnection:
 
     async def _admit(self, admit: Admit) -> None:
         identity = admit.identity
+        try:
+            owner = await self._services.agents.pin_partner(identity.agent_id, identity.partner_id)
+        except LOG_ERRORS as error:
+            log.warning("event=admission_unavailable agent=%r error=%r", identity.agent_id, error)
+            self.close(self.session.unavailable(UNAVAILABLE))
+            return
+        if owner != identity.partner_id:
+            log.warning(
+                "event=session_refused reason=agent_of_another_partner agent=%r partner=%r",
+                identity.agent_id,
+                identity.partner_id,
+            )
+            self.close(self.session.not_this_partners_agent())
+            return
         live = LiveSession(identity.agent_id, self.session.session_id, self.send, self._replaced)
         self.live = live
         try:
             await self._services.hub.attach(live)
         except LOG_ERRORS as error:
             self.live = None
-            self.close(self.session.unavailable(f"event log unavailable: {error}"))
+            log.warning(
+                "event=admission_unavailable agent=%r error=%r", identity.agent_id, str(error)
+            )
+            self.close(self.session.unavailable(UNAVAILABLE))
             return
         try:
             await self._claim(live, admit)
@@ -204,7 +221,10 @@ class AgentConnection:
                 ),
             )
         except LOG_ERRORS as error:
-            self.close(self.session.unavailable(f"event log unavailable: {error}"))
+            log.warning(
+                "event=admission_unavailable agent=%r error=%r", identity.agent_id, str(error)
+            )
+            self.close(self.session.unavailable(UNAVAILABLE))
             return
         services.hub.claimed(live, admission.generation)
         if live.ended or self.session.state is not State.ADMITTING:

@@ -24,10 +24,10 @@ from relay.errors import AuthenticationFailed, ConfigError
 
 AUDIENCE: Final = "softphone-relay"
 LEEWAY_SECONDS: Final = 30
-AGENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
+AGENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._@:-]{1,128}\Z")
 """Agent ids become part of Redis key names: no braces (hash tags), no spaces."""
 SALESFORCE_USER_CLAIM: Final = "sfUserId"
-SALESFORCE_USER_PATTERN: Final = re.compile(r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+SALESFORCE_USER_PATTERN: Final = re.compile(r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?\Z")
 """A Salesforce User id: key prefix 005, 15 or 18 characters."""
 
 

@@ -26,14 +26,32 @@ import msgspec
 
 from relay.errors import InvalidEvent, UnknownEvent
 
-E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
+
+def whole(body: str) -> str:
+    """A pattern that matches the whole string and nothing more, the same in Python (msgspec,
+    ``re.search``) and in JavaScript (the schema): ``^...$`` would also accept a trailing
+    newline in Python, so ``"bob\\n"`` would pass as another id than ``"bob"``."""
+    return rf"^(?:{body})(?![\s\S])"
+
+
+E164_PATTERN: Final = whole(r"\+[1-9][0-9]{1,14}")
 
 E164 = Annotated[str, msgspec.Meta(pattern=E164_PATTERN, description="E.164 phone number")]
 CallerId = Annotated[
     str,
-    msgspec.Meta(pattern=r"^(\+[1-9][0-9]{1,14})?$", description="E.164, or empty if withheld"),
+    msgspec.Meta(
+        pattern=whole(r"(\+[1-9][0-9]{1,14})?"), description="E.164, or empty if withheld"
+    ),
 ]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=whole(r"[^\x00-\x1f\x7f]+"),
+        description="any text without control characters",
+    ),
+]
 Text = Annotated[str, msgspec.Meta(max_length=32_000)]
 ShortText = Annotated[str, msgspec.Meta(max_length=255)]
 ParticipantType = Literal["Traveler", "Supplier", "Agent"]

@@ -16,11 +16,12 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from relay.errors import BadFrame
+from relay.wire.contract import whole
 
 SUBPROTOCOL: Final = "softphone.v1"
 
-StreamId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
-ClientId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+StreamId = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{1,20}-[0-9]{1,20}"))]
+ClientId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9._:-]{1,128}"))]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from relay.errors import (
     AuthenticationFailed,
@@ -34,6 +34,7 @@ from relay.errors import (
     Forbidden,
     FrameRefused,
     HelloTimeout,
+    InvalidEvent,
     PartnerForbidden,
     RateLimited,
     RateLimitExceeded,
@@ -61,6 +62,11 @@ from relay.wire.frames import (
     decode_client_frame,
     frame_event_id,
 )
+
+EARLIEST: Final = datetime(1700, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(4000, 12, 31, tzinfo=UTC)
+"""The dates Salesforce can store (its documented range, in GMT): an event stamped outside
+them is refused, so no call record gets a date the org would refuse or show as nonsense."""
 
 
 class State(enum.Enum):
@@ -277,6 +283,11 @@ class Session:
 
     def _envelope(self, frame: EventFrame, wall: datetime) -> Envelope:
         assert self.identity is not None
+        if not EARLIEST <= frame.at <= LATEST:
+            raise InvalidEvent(
+                f"$.at {frame.at.isoformat()} is outside the dates Salesforce can store "
+                f"({EARLIEST.date()} to {LATEST.date()})"
+            )
         data = validate_event_data(frame.name, frame.data)
         claimed = data.get("partnerId")
         if claimed is not None and claimed != self.identity.partner_id:
@@ -309,6 +320,14 @@ class Session:
     def replaced(self) -> Close:
         """A newer session of the same agent took over."""
         return self._close(SessionReplaced("a newer session of this agent took over"))
+
+    def not_this_partners_agent(self) -> Close:
+        """The agent id belongs to another partner than the token's: refused (4403), without
+        saying which partner it belongs to."""
+        assert self.identity is not None
+        return self._close(
+            PartnerForbidden(f"agent {self.identity.agent_id!r} belongs to another partner")
+        )
 
     def unavailable(self, reason: str) -> Close:
         """The log store cannot be reached while admitting: the client should come back later."""

@@ -18,14 +18,36 @@ from relay.errors import ConfigError
 from softphone_relay.cli.dev import DEV_PARTNERS, DevState
 from softphone_relay.settings import Settings, settings_from_env, with_fields
 
+_LINE_BREAKING: Final = {
+    **{code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85]},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+"""Control characters and Unicode line separators, as escapes."""
+
+
+class OneLineFormatter(logging.Formatter):
+    """``key=value`` lines, one per event: every control character and line separator in the
+    message is escaped, so no value a client sent (an id, a status, a number) can start a line
+    of its own, such as a forged ``level=ERROR``. A traceback still follows on lines of its
+    own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, its message escaped."""
+        record.message = record.message.translate(_LINE_BREAKING)
+        return super().formatMessage(record)
+
 
 def configure_logging(level: str) -> None:
     """One ``key=value`` line per log event, on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        OneLineFormatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     # websockets logs every connection at INFO; the relay logs its own session lines.
     logging.getLogger("websockets").setLevel(
         max(logging.WARNING, logging.getLevelName(level.upper()))

@@ -16,7 +16,7 @@ import msgspec
 from relay.errors import ConfigError
 from relay.log.envelope import Envelope
 
-_ID: Final = re.compile(r"^[0-9]+(-[0-9]+)?$")
+_ID: Final = re.compile(r"^[0-9]+(-[0-9]+)?\Z")
 
 
 def position(name: str, text: str, *, end: bool = False) -> str:

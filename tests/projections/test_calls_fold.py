@@ -268,3 +268,16 @@ def test_the_owner_is_the_salesforce_user_of_the_agent_who_handled_the_call_last
         assert record is not None and record.ownerId == "005Hs00000Z9y8XIAR"
     unowned = fold_call([event("callAccepted", 5), event("callEnded", 60, duration=55)])
     assert unowned is not None and unowned.ownerId is None
+
+
+def test_a_stamp_far_in_the_future_does_not_outrank_what_is_said_after_it() -> None:
+    """Notes stamped 2999 (received now) count as said at most five minutes after they were
+    received: the notes submitted ten minutes later win, and the call does not end in 2999."""
+    forged = msgspec.structs.replace(
+        event("callNotesSubmitted", 200, event_id="forged", notes="forged"),
+        at=datetime(2999, 1, 1, tzinfo=UTC),
+    )
+    later = event("callNotesSubmitted", 800, event_id="later", notes="refund issued")
+    record = fold([*ANSWERED, forged, later])
+    assert record.notes == "refund issued"
+    assert record.endedAt == T0 + timedelta(seconds=189)

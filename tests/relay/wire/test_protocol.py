@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -365,3 +366,16 @@ def test_a_refresh_for_another_agent_closes_4401() -> None:
     session = open_session()
     action = session.receive(refresh_frame(token("agent-2")), now=1.0, wall=WALL)
     assert isinstance(action, Close) and action.error.close_code == 4401
+
+
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00Z", "1699-12-31T23:59:59Z", "4001-01-01T00:00:00Z"]
+)
+def test_an_event_stamped_outside_the_dates_salesforce_stores_is_invalid(at: str) -> None:
+    """A stamp before 1700-01-01 or after 4000-12-31 (GMT) is refused, naming ``$.at``."""
+    frame = json.dumps(
+        {"type": "event", "id": "e1", "name": "callEnded", "at": at, "data": call_data()}
+    )
+    action = open_session().receive(frame, now=1, wall=WALL)
+    assert isinstance(action, Reply) and isinstance(action.frame, Nack)
+    assert action.frame.code == "invalid_event" and "$.at" in action.frame.message

@@ -1,0 +1,106 @@
+"""Partners as tenants (issue 25): a conversation belongs to the partner that first used it, and
+an agent id to the partner of its first session. Two partners on one relay, real sockets."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis.asyncio as aioredis
+
+from relay.log import keys
+from relay.server.server import Relay
+from relay.settings import Partner
+from tests.helpers import OTHER_PARTNER, PARTNER, PARTNERS, Agent, RelayFactory, token
+
+TWO_PARTNERS = PARTNERS | {
+    OTHER_PARTNER: Partner(
+        businessSegmentId="b0000000-0000-4000-8000-000000000001",
+        channelOriginId="c0000000-0000-4000-8000-000000000001",
+    )
+}
+
+
+async def two_partner_relay(start_relay: RelayFactory) -> Relay:
+    return await start_relay(partners=TWO_PARTNERS)
+
+
+async def frame_of(agent: Agent, kind: str) -> dict[str, object]:
+    """The next frame of type ``kind`` (others skipped)."""
+    while (frame := await agent.recv())["type"] != kind:
+        pass
+    return frame
+
+
+async def test_an_event_about_another_partners_conversation_is_forbidden_and_not_logged(
+    start_relay: RelayFactory,
+    open_agent,
+    redis_client: aioredis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    """Partner B's agent sends callEnded and notes for partner A's conversation, stamped in
+    the year 2999: both are nacked ``forbidden`` without naming A, and only A's event is in the
+    log; A's later notes are stored."""
+    relay = await two_partner_relay(start_relay)
+    conversation = str(uuid.uuid4())
+    a = await open_agent(relay, hello=False)
+    await a.hello(token("agent-a", PARTNER))
+    b = await open_agent(relay, hello=False)
+    await b.hello(token("agent-b", OTHER_PARTNER))
+    data = {"partnerId": PARTNER, "conversationId": conversation}
+    await a.event("callEnded", {**data, "duration": 42, "callType": "inbound"})
+    assert (await frame_of(a, "ack"))["duplicate"] is False
+    theirs = {"partnerId": OTHER_PARTNER, "conversationId": conversation}
+    for name, extra in (("callEnded", {"duration": 1}), ("callNotesSubmitted", {"notes": "x"})):
+        await b.send(
+            {
+                "type": "event",
+                "id": str(uuid.uuid4()),
+                "name": name,
+                "at": "2999-01-01T00:00:00Z",
+                "data": {**theirs, **extra},
+            }
+        )
+        nack = await frame_of(b, "nack")
+        assert nack["code"] == "forbidden"
+        assert PARTNER not in str(nack["message"])
+    await a.event("callNotesSubmitted", {**data, "notes": "refund issued"})
+    assert (await frame_of(a, "ack"))["duplicate"] is False
+    logged = await redis_client.xrange(keys.event_stream(0), "-", "+")
+    assert len(logged) == 2
+    assert all(PARTNER.encode() in fields[b"e"] for _, fields in logged)
+
+
+async def test_a_token_of_another_partner_cannot_take_an_agent_over(
+    start_relay: RelayFactory,
+    open_agent,
+    redis_client: aioredis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    """Agent ``agent-a`` is partner A's (its first session): a valid token of partner B naming
+    it is refused 4403, A's live session stays open, and the agent record keeps partner A."""
+    relay = await two_partner_relay(start_relay)
+    live = await open_agent(relay, hello=False)
+    await live.hello(token("agent-a", PARTNER))
+    intruder = await open_agent(relay, hello=False)
+    await intruder.send({"type": "hello", "token": token("agent-a", OTHER_PARTNER)})
+    error = await frame_of(intruder, "error")
+    assert error["code"] == "forbidden" and PARTNER not in str(error["message"])
+    assert (await intruder.closed())[0] == 4403
+    await live.send({"type": "ping"})
+    assert (await frame_of(live, "pong"))["type"] == "pong"
+    record = await redis_client.hget(keys.agent_record("agent-a"), "partnerId")
+    assert record == PARTNER.encode()
+
+
+async def test_an_agent_known_before_pins_belongs_to_its_recorded_partner(
+    start_relay: RelayFactory,
+    open_agent,
+    redis_client: aioredis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    """An agent whose record (from before pins) says partner A: partner B's token is refused
+    even though no pin exists yet."""
+    relay = await two_partner_relay(start_relay)
+    await redis_client.hset(keys.agent_record("agent-old"), mapping={"partnerId": PARTNER})
+    intruder = await open_agent(relay, hello=False)
+    await intruder.send({"type": "hello", "token": token("agent-old", OTHER_PARTNER)})
+    assert (await intruder.closed())[0] == 4403
+    mine = await open_agent(relay, hello=False)
+    await mine.hello(token("agent-old", PARTNER))
