@@ -57,7 +57,8 @@ for k = 1, events do
   end
   local owner = false
   if not seen and partner ~= '' then
-    owner = redis.call('GET', KEYS[buckets + events + k])
+    -- The first partner to speak of the conversation owns it (kept 30 days from then).
+    owner = redis.call('SET', KEYS[buckets + events + k], partner, 'NX', 'GET', 'EX', owner_ttl)
   end
   if seen then
     out[#out + 1] = seen
@@ -68,9 +69,6 @@ for k = 1, events do
   else
     local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
     redis.call('HSET', KEYS[2], digest, id)
-    if partner ~= '' then
-      redis.call('SET', KEYS[buckets + events + k], partner, 'EX', owner_ttl)
-    end
     out[#out + 1] = id
     out[#out + 1] = 0
   end
@@ -89,7 +87,8 @@ Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its co
 partner and 2 (refused: another partner's conversation)."""
 
 CONVERSATION_OWNER_TTL: Final = 30 * 24 * 3600
-"""How long a conversation stays its partner's after its last event."""
+"""How long a conversation stays the partner's that first spoke of it (a call's events, its
+notes included, come within days)."""
 
 MAX_BATCH: Final = 512
 DAY: Final = 86_400

@@ -43,15 +43,7 @@ CallerId = Annotated[
         pattern=whole(r"(\+[1-9][0-9]{1,14})?"), description="E.164, or empty if withheld"
     ),
 ]
-Id = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1,
-        max_length=128,
-        pattern=whole(r"[^\x00-\x1f\x7f]+"),
-        description="any text without control characters",
-    ),
-]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=32_000)]
 ShortText = Annotated[str, msgspec.Meta(max_length=255)]
 ParticipantType = Literal["Traveler", "Supplier", "Agent"]
