@@ -15,7 +15,6 @@ Tree::
     ├── ApiError                    a control API request is refused (HTTP status, JSON body)
     │   ├── MalformedBody               400  the body is not a JSON object
     │   ├── Unauthorized                401  no API key, or not one we know
-    │   ├── NotYours                    403  the agent or request belongs to another partner
     │   ├── NotFound                    404  no such agent, request or endpoint
     │   ├── MethodNotAllowed            405  the endpoint does not take this method
     │   ├── AgentOffline                409  the agent has no live softphone session
@@ -132,13 +131,6 @@ class Unauthorized(ApiError):
 
     status = 401
     code = "unauthorized"
-
-
-class NotYours(ApiError):
-    """The agent or request belongs to another partner than the key's."""
-
-    status = 403
-    code = "forbidden"
 
 
 class NotFound(ApiError):

@@ -18,6 +18,7 @@ partner's agents. Requests become events in the log (``relay.log.requests``); an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,13 +28,13 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from relay.control.guard import ConnectionGuard
 from relay.control.service import (
     Accepted,
     CallBody,
     Control,
     Presence,
     PresenceBody,
-    request_id_for,
 )
 from relay.errors import (
     ApiError,
@@ -55,6 +56,14 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PARTNER: Final = web.RequestKey("partner", str)
 MAX_BODY: Final = 64 * 1024
+MAX_CONNECTIONS: Final = 512
+"""Connections open at once at most; the next get a 503 and are closed."""
+HEAD_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send its request's head (as the relay's port)."""
+KEEPALIVE_TIMEOUT: Final = 15.0
+"""Seconds an idle keep-alive connection is kept (also the time a later request's head has)."""
+BODY_TIMEOUT: Final = 10.0
+"""Seconds a request's body has to arrive once its head has."""
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
@@ -87,15 +96,14 @@ class ControlApi:
         self._keys = {_key_digest(k): partner for k, partner in settings.api_keys.items()}
         self._control = Control(settings, redis)
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: ConnectionGuard | None = None
 
     @property
     def port(self) -> int:
         """The port the API listens on (useful with port 0)."""
-        assert self._site is not None
-        server = self._site._server
-        assert server is not None
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -109,17 +117,27 @@ class ControlApi:
         return app
 
     async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port``."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        """Listen on ``host:port``, behind the connection limits (:mod:`relay.control.guard`)."""
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
+        )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port)
-        await self._site.start()
+        assert self._runner.server is not None
+        self.guard = ConnectionGuard(
+            self._runner.server, limit=MAX_CONNECTIONS, head_timeout=HEAD_TIMEOUT
+        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self.guard, host, port, reuse_address=True)
         log.info("event=api_started host=%s port=%d keys=%d", host, self.port, len(self._keys))
 
     async def close(self) -> None:
         """Stop serving."""
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.wait_closed()
 
     # -- middlewares ----------------------------------------------------------------------------
 
@@ -170,7 +188,11 @@ class ControlApi:
     async def _body(self, request: web.Request, kind: type[Any]) -> Any:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise MalformedBody(f"the body is over {MAX_BODY} bytes")
-        raw = await request.read()
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.read()
+        except TimeoutError:
+            raise MalformedBody(f"the body did not arrive within {BODY_TIMEOUT:g} s") from None
         try:
             return msgspec.json.decode(raw, type=kind)
         except msgspec.ValidationError as error:
@@ -178,9 +200,9 @@ class ControlApi:
         except msgspec.DecodeError as error:
             raise MalformedBody(f"the body is not JSON: {error}") from None
 
-    def _request_id(self, request: web.Request) -> str | None:
+    async def _request_id(self, request: web.Request) -> str | None:
         key = request.headers.get("Idempotency-Key")
-        return None if key is None else request_id_for(request[PARTNER], key)
+        return None if key is None else await self._control.request_id(request[PARTNER], key)
 
     def _accepted(self, accepted: Accepted) -> web.Response:
         log.info(
@@ -196,7 +218,7 @@ class ControlApi:
         body: CallBody = await self._body(request, CallBody)
         return self._accepted(
             await self._control.start_call(
-                info, body, source="api", request_id=self._request_id(request)
+                info, body, source="api", request_id=await self._request_id(request)
             )
         )
 
@@ -206,7 +228,7 @@ class ControlApi:
         body: PresenceBody = await self._body(request, PresenceBody)
         return self._accepted(
             await self._control.update_presence(
-                info, body.softphoneId, source="api", request_id=self._request_id(request)
+                info, body.softphoneId, source="api", request_id=await self._request_id(request)
             )
         )
 
@@ -215,7 +237,7 @@ class ControlApi:
         info = await self._agent(request)
         return self._accepted(
             await self._control.query_presence(
-                info, source="api", request_id=self._request_id(request)
+                info, source="api", request_id=await self._request_id(request)
             )
         )
 
@@ -251,8 +273,7 @@ def openapi_document() -> dict[str, Any]:
         for code, text in [
             (400, "The body is not JSON"),
             (401, "No or unknown API key"),
-            (403, "Another partner's agent or request"),
-            (404, "No such agent or request"),
+            (404, "No such agent or request (also another partner's: not told apart)"),
             (409, "The agent has no live softphone session"),
             (422, "A field is missing or wrong"),
             (503, "The log store is unavailable"),

@@ -3,14 +3,22 @@
 Click-to-dial and presence requests for one agent: check the agent (known, the caller's
 partner's, online), check the input (numbers to E.164), and put the request into the log as
 an event (``relay.log.requests``). Refusals are ``ApiError`` subclasses: the API answers them with
-their HTTP status, the CLI prints them as one line.
+their HTTP status, the CLI prints them as one line. Another partner's agent or request is
+answered exactly as one that does not exist (404): a key learns nothing of other partners.
+
+An ``Idempotency-Key`` becomes a request id through an HMAC with a secret of the deployment
+(made once, kept in Redis): the id cannot be computed outside, so no client (a browser's event
+id is a request id too) can take it ahead of the API caller.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -20,8 +28,8 @@ from relay.errors import (
     InvalidEvent,
     InvalidRequest,
     NotFound,
-    NotYours,
 )
+from relay.log import keys
 from relay.log.agent_records import AgentInfo
 from relay.log.agents import AgentDirectory
 from relay.log.event_log import EventLog
@@ -30,8 +38,6 @@ from relay.log.requests import RequestIntake, RequestStore
 from relay.settings import RelaySettings
 from relay.wire.contract import Id, ParticipantType
 from relay.wire.phone import NotAPhoneNumber, to_e164
-
-IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("5b0c2f4e-8a51-4d59-9a53-2a9f4c1d7e21")
 
 
 class CallBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -67,11 +73,14 @@ class Presence(msgspec.Struct, kw_only=True):
     at: datetime | None = None
 
 
-def request_id_for(partner_id: str, idempotency_key: str) -> str:
-    """The request id of an ``Idempotency-Key`` (scoped by partner: keys never collide)."""
+def request_id_for(secret: bytes, partner_id: str, idempotency_key: str) -> str:
+    """The request id of an ``Idempotency-Key``: scoped by partner (keys never collide) and
+    keyed by the deployment's ``secret`` (it cannot be computed outside), shaped as a UUID."""
     if not 1 <= len(idempotency_key) <= 128 or not idempotency_key.isprintable():
         raise InvalidRequest("Idempotency-Key must be 1 to 128 printable characters")
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{partner_id}\n{idempotency_key}"))
+    message = f"{partner_id}\n{idempotency_key}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 class Control:
@@ -79,6 +88,8 @@ class Control:
 
     def __init__(self, settings: RelaySettings, redis: aioredis.Redis) -> None:
         self._settings = settings
+        self._redis = redis
+        self._secret: bytes | None = None
         self._agents = AgentDirectory(redis)
         self._requests = RequestStore(redis)
         self._intake = RequestIntake(
@@ -90,11 +101,18 @@ class Control:
         """The agent (by agent id, or by the Salesforce User id its token named), if
         ``partner_id`` (None: an operator, any partner) may act on it."""
         info = await self._agents.resolve(agent_id)
-        if info is None:
+        if info is None or (partner_id is not None and info.partnerId != partner_id):
             raise NotFound(f"no agent {agent_id!r} has opened a softphone session")
-        if partner_id is not None and info.partnerId != partner_id:
-            raise NotYours(f"agent {agent_id!r} belongs to another partner than this API key")
         return info
+
+    async def request_id(self, partner_id: str, idempotency_key: str) -> str:
+        """The request id an ``Idempotency-Key`` of ``partner_id`` stands for."""
+        if self._secret is None:
+            await self._redis.set(keys.REQUEST_ID_SECRET, secrets.token_bytes(32), nx=True)
+            stored = await self._redis.get(keys.REQUEST_ID_SECRET)
+            assert isinstance(stored, bytes)
+            self._secret = stored
+        return request_id_for(self._secret, partner_id, idempotency_key)
 
     async def start_call(
         self, info: AgentInfo, body: CallBody, *, source: str, request_id: str | None = None
@@ -137,10 +155,8 @@ class Control:
     async def status(self, request_id: str, partner_id: str | None) -> RequestStatus:
         """Where a request stands now."""
         status = await self._requests.get(request_id)
-        if status is None:
+        if status is None or (partner_id is not None and status.partnerId != partner_id):
             raise NotFound(f"no request {request_id!r} (statuses are kept for 24 h)")
-        if partner_id is not None and status.partnerId != partner_id:
-            raise NotYours(f"request {request_id!r} belongs to another partner")
         return status.as_of(datetime.now(UTC))
 
     async def _submit(

@@ -150,3 +150,7 @@ def disposition_codes(partner_id: str) -> str:
 
 SALESFORCE_USAGE: Final = "sp:salesforce:usage"
 """Hash: ``used``, ``max`` and ``at`` of the org's daily API requests, as the workers last saw."""
+
+
+REQUEST_ID_SECRET: Final = "sp:secret:requestids"
+"""The deployment's secret for request ids derived from ``Idempotency-Key`` (made once)."""

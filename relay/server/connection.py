@@ -36,6 +36,8 @@ from relay.wire.frames import SUBPROTOCOL
 log = logging.getLogger(__name__)
 
 SERVER_HEADER: Final = "softphone-relay"
+SINGLE_HEADERS: Final = ("Host", "Origin", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+"""Headers a request may carry once: two of them (which one counts?) get a 400."""
 OPEN_TIMEOUT: Final = 10.0
 """How long a new TCP connection may take to send its HTTP request."""
 
@@ -76,11 +78,14 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_app",
         "_endpoint",
+        "_eof_written",
         "_flush_scheduled",
         "_fragments",
+        "_head_tail",
         "_pinged",
         "_protocol",
         "_read_paused",
+        "_requested",
         "_timer",
         "_transport",
         "_write_paused",
@@ -101,6 +106,10 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._pinged = False
+        self._requested = False
+        """The one HTTP request of the connection has come (any later one is not read)."""
+        self._eof_written = False
+        self._head_tail = b""
         self.heard = time.monotonic()
         """When the client last sent anything (monotonic)."""
 
@@ -116,11 +125,18 @@ class Connection(asyncio.Protocol):
         self.heard = time.monotonic()
         self._pinged = False
         protocol = self._protocol
+        if protocol.state is State.CONNECTING:
+            data = self._request_part(data)
+            if not data:
+                return
         protocol.receive_data(data)
         for event in protocol.events_received():
             if isinstance(event, Frame):
                 self._frame(event, received)
-            elif isinstance(event, Request):
+            elif isinstance(event, Request) and not self._requested:
+                # One request per connection (every answer says ``Connection: close``): a
+                # second one pipelined behind it is not read.
+                self._requested = True
                 self._handshake(event)
         self._write()
 
@@ -242,7 +258,7 @@ class Connection(asyncio.Protocol):
 
     def _write(self) -> None:
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._eof_written:
             self._protocol.data_to_send()
             return
         writes = self._protocol.data_to_send()
@@ -253,6 +269,7 @@ class Connection(asyncio.Protocol):
                 if data:
                     transport.write(data)
                 elif transport.can_write_eof():
+                    self._eof_written = True
                     try:
                         transport.write_eof()
                     except (OSError, RuntimeError):
@@ -279,10 +296,28 @@ class Connection(asyncio.Protocol):
         elif not transport.is_reading():
             transport.resume_reading()
 
+    def _request_part(self, data: bytes) -> bytes:
+        """Of what arrives before the answer, the bytes up to the end of the request's head:
+        nothing after it is read (a second request pipelined behind a GET, or frames sent
+        before the handshake's answer, which RFC 6455 forbids)."""
+        if self._requested:
+            return b""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end == -1:
+            self._head_tail = seen[-3:]
+            return data
+        return data[: end + 4 - len(self._head_tail)]
+
     def _handshake(self, request: Request) -> None:
         self._cancel_timer()
         protocol = self._protocol
         routes = self._endpoint.routes
+        duplicated = [name for name in SINGLE_HEADERS if len(request.headers.get_all(name)) > 1]
+        if duplicated:
+            log.warning("event=http_refused reason=duplicate_header header=%s", duplicated[0])
+            self._send_response(protocol.reject(400, f"more than one {duplicated[0]} header\n"))
+            return
         if path_of(request) != SOCKET_PATH:
             task = asyncio.get_running_loop().create_task(self._respond(request))
             self._endpoint.responding.add(task)

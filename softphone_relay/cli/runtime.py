@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Coroutine
@@ -17,6 +18,8 @@ from typing import Any, Final
 from relay.errors import ConfigError
 from softphone_relay.cli.dev import DEV_PARTNERS, DevState
 from softphone_relay.settings import Settings, settings_from_env, with_fields
+
+log = logging.getLogger(__name__)
 
 _LINE_BREAKING: Final = {
     **{code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85]},
@@ -61,6 +64,22 @@ def stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft limit of open files to its hard limit (a relay holds one per
+    socket: 10,000 agents want more than the usual 1,024), and log both; (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:
+            log.warning(
+                "event=open_file_limit_not_raised soft=%d hard=%d error=%r", soft, hard, error
+            )
+    log.info("event=open_file_limit soft=%d hard=%d", soft, hard)
+    return soft, hard
 
 
 GC_THRESHOLDS: Final = (50_000, 20, 100)

@@ -16,7 +16,7 @@ from relay.errors import ConfigError, reason
 from relay.log import clients
 from relay.log.clients import LOG_ERRORS
 from relay.server.server import Relay
-from softphone_relay.cli.runtime import stop_on_signals
+from softphone_relay.cli.runtime import raise_open_file_limit, stop_on_signals
 from softphone_relay.settings import Settings, settings_from_env
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ async def serve(*, data_dir: str | None = None) -> int:
     relay = await start_relay(settings, settings.relay.redis_url, stop)
     if relay is None:
         return 0
+    raise_open_file_limit()  # once the configuration held, before sockets come in numbers
     api_redis = clients.connect(settings.relay.redis_url)
     api = ControlApi(settings.relay, api_redis)
     try:

@@ -38,7 +38,7 @@ from softphone_relay.cli.dev import (
     record_standin,
 )
 from softphone_relay.cli.runtime import data_dir as resolve_data_dir
-from softphone_relay.cli.runtime import stop_on_signals
+from softphone_relay.cli.runtime import raise_open_file_limit, stop_on_signals
 from softphone_relay.cli.serve import start_api, start_relay
 from softphone_relay.cli.workers import Workers, run_workers
 from softphone_relay.embedded import EmbeddedServer
@@ -138,6 +138,7 @@ async def _run(
     relay = await start_relay(settings, url, stop, demo_token if secret else None)
     if relay is None:
         return
+    raise_open_file_limit()
     standin = StandIn(ca_dir=state.data_dir)
     client = clients.connect(url)
     api = ControlApi(settings.relay, client)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from projections.worker import Worker, WorkerSettings
 from relay.control.api import ControlApi
 from relay.log import clients, keys
 from relay.server.server import Relay
+from relay.settings import Partner
 from relay.wire.auth import mint_token
 from tests.helpers import (
     OTHER_PARTNER,
@@ -32,6 +34,14 @@ from tests.helpers import (
 )
 
 KEY = "partner-key-0123456789"
+USER_ID = "005000000000001AAA"
+"""A Salesforce User id, as a token's ``sfUserId`` names one."""
+TWO_PARTNERS = PARTNERS | {
+    OTHER_PARTNER: Partner(
+        businessSegmentId="b0000000-0000-4000-8000-000000000001",
+        channelOriginId="c0000000-0000-4000-8000-000000000001",
+    )
+}
 OTHER_KEY = "other-partner-key-0123456789"
 FAST = WorkerSettings(block_ms=20, claim_idle_ms=60_000, retry_after_ms=50)
 
@@ -308,9 +318,9 @@ async def test_presence_query_asks_the_softphone(
             "POST",
             "/v1/agents/agent-1/calls",
             {"key": OTHER_KEY, "json": {"dialTo": "+18883973342"}},
-            403,
-            "forbidden",
-            "another partner",
+            404,
+            "not_found",
+            "no agent 'agent-1' has opened a softphone session",
         ),
         (
             "POST",
@@ -403,14 +413,59 @@ async def test_a_missing_key_is_challenged(api: ControlApi) -> None:
         assert answer.headers["WWW-Authenticate"].startswith("Bearer ")
 
 
-async def test_a_request_of_another_partner_is_forbidden(
+async def test_a_request_of_another_partner_is_answered_as_one_that_does_not_exist(
     relays: tuple[Relay, Relay], open_agent: AgentFactory, http: Call
 ) -> None:
-    """A key cannot read another partner's request statuses."""
+    """A key cannot read another partner's request statuses, nor tell them from unknown ids:
+    the same 404 and message as for an id nobody used."""
     await open_agent(relays[0])
     _, accepted = await http("POST", "/v1/agents/agent-1/calls", json={"dialTo": "+18883973342"})
+    request_id = accepted["requestId"]
     status, body = await http("GET", accepted["statusUrl"], key=OTHER_KEY)
-    assert (status, body["error"]) == (403, "forbidden")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    status_unknown, body_unknown = await http("GET", f"/v1/requests/{unknown}", key=OTHER_KEY)
+    assert (status, body["error"]) == (status_unknown, body_unknown["error"]) == (404, "not_found")
+    assert body["message"].replace(request_id, unknown) == body_unknown["message"]
+
+
+async def test_another_partners_agent_is_answered_as_one_that_does_not_exist(
+    relays: tuple[Relay, Relay], open_agent: AgentFactory, http: Call
+) -> None:
+    """GET presence of partner A's agent with partner B's key: the 404 an unknown agent gets
+    (by agent id, and by the Salesforce User id its token named)."""
+    agent = await open_agent(relays[0], hello=False)
+    await agent.hello(mint_token(SECRET, "agent-1", PARTNER, 600, salesforce_user_id=USER_ID))
+    for who in ("agent-1", USER_ID):
+        status, body = await http("GET", f"/v1/agents/{who}/presence", key=OTHER_KEY)
+        assert (status, body["error"]) == (404, "not_found")
+        assert body["message"] == f"no agent {who!r} has opened a softphone session"
+
+
+async def test_a_browser_event_cannot_take_the_request_id_of_an_idempotency_key(
+    relays: tuple[Relay, Relay],
+    start_relay: RelayFactory,
+    open_agent: AgentFactory,
+    http: Call,
+) -> None:
+    """An agent of partner B sends a request whose event id is what an Idempotency-Key of
+    partner A would become if ids were a public function of (partner, key): partner A's POST
+    with that key is still a request of its own, not B's."""
+
+    public = uuid.uuid5(uuid.UUID("5b0c2f4e-8a51-4d59-9a53-2a9f4c1d7e21"), f"{PARTNER}\nretry-1")
+    both = await start_relay(partners=TWO_PARTNERS)
+    squatter = await open_agent(both, hello=False)
+    await squatter.hello(mint_token(SECRET, "agent-b", OTHER_PARTNER, 600))
+    await squatter.event("presenceQueryRequested", {}, event_id=str(public))
+    await open_agent(relays[1])
+    status, accepted = await http(
+        "POST",
+        "/v1/agents/agent-1/presence/query",
+        headers={"Idempotency-Key": "retry-1"},
+    )
+    assert status == 202 and accepted["duplicate"] is False
+    assert accepted["requestId"] != str(public)
+    _, mine = await http("GET", accepted["statusUrl"])
+    assert mine["agentId"] == "agent-1" and mine["partnerId"] == PARTNER
 
 
 async def test_the_openapi_document_describes_every_endpoint(http: Call) -> None:

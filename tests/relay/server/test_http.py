@@ -66,3 +66,69 @@ async def test_the_demo_is_only_served_by_up(relay: Relay, start_relay: RelayFac
     assert b"/softphone.js" in body
     status, headers, minted = await asyncio.to_thread(fetch, base + "/demo/token")
     assert status == 200 and headers["Cache-Control"] == "no-store" and minted.count(b".") == 2
+
+
+async def exchange(relay: Relay, raw: bytes) -> bytes:
+    """Send ``raw`` on a new connection; everything the relay answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    writer.write(raw)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    return answer
+
+
+HANDSHAKE = (
+    b"GET /v1/socket HTTP/1.1\r\nHost: relay.test\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: softphone.v1\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "header"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", b"Host"),
+        (
+            HANDSHAKE
+            + b"Origin: https://softphone.example.test\r\nOrigin: https://evil.test\r\n\r\n",
+            b"Origin",
+        ),
+    ],
+    ids=["host", "origin"],
+)
+async def test_a_header_sent_twice_gets_a_400_naming_it(
+    relay: Relay, raw: bytes, header: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Which of two Origins (or Hosts) would count? Neither: 400, and no traceback."""
+    answer = await exchange(relay, raw)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.endswith(b"more than one " + header + b" header\n")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_two_requests_pipelined_in_one_packet_get_one_answer_and_a_close(
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first is answered (``Connection: close``), the second not read; nothing is logged
+    as an error."""
+    one = b"GET /healthz HTTP/1.1\r\nHost: relay.test\r\n\r\n"
+    answer = await exchange(relay, one + one)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nok\n")
+    assert b"Connection: close" in answer
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_request_head_split_over_packets_is_still_answered(relay: Relay) -> None:
+    """The end of the head (an empty line) arriving in pieces is found all the same."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    for piece in (b"GET /healthz HTTP/1.1\r\nHost: relay.test\r", b"\n\r", b"\n"):
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
