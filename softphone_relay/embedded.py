@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Self
+from urllib.parse import quote
 
 import redis
 from redis.exceptions import RedisError
@@ -64,11 +66,15 @@ class EmbeddedServer:
         port: int | None = None,
         binary: Path | None = None,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
     ):
         self.data_dir = data_dir
         self.port = port or free_port()
         self.binary = binary or find_server_binary()
         self.extra_args = tuple(extra_args)
+        self.password = password
+        """Required of every client (``requirepass``, given in a file only its owner can read,
+        never on the command line, which any local user can list)."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,14 +85,25 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:PORT/0`` (``redis://:PASSWORD@...`` with a password)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING. Its folder (the AOF files hold
+        callers' numbers) is its owner's alone."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        config: list[str] = []
+        if self.password is not None:
+            path = self.data_dir / "auth.conf"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(f'requirepass "{self.password}"\n')
+            config.append(str(path))
         args = [
             str(self.binary),
+            *config,
             "--port",
             str(self.port),
             "--bind",
@@ -107,7 +124,9 @@ class EmbeddedServer:
         ]
         # A session of its own: Ctrl-C in a terminal reaches `up`, which stops this last.
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1
+        )
         deadline = time.monotonic() + timeout
         try:
             while True:

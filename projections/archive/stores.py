@@ -107,10 +107,12 @@ class FileStore:
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Segments hold callers' numbers: folders and files are their owner's alone.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = path.with_name(f"{TEMPORARY}{secrets.token_hex(4)}-{path.name}")
         try:
-            with temporary.open("wb") as file:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())

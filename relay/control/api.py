@@ -35,6 +35,8 @@ from relay.control.service import (
     Control,
     Presence,
     PresenceBody,
+    RevokeBody,
+    Revoked,
 )
 from relay.errors import (
     ApiError,
@@ -112,6 +114,7 @@ class ControlApi:
         app.router.add_post("/v1/agents/{agent}/presence", self.update_presence)
         app.router.add_post("/v1/agents/{agent}/presence/query", self.query_presence)
         app.router.add_get("/v1/agents/{agent}/presence", self.presence)
+        app.router.add_post("/v1/agents/{agent}/revoke", self.revoke)
         app.router.add_get("/v1/requests/{request}", self.request_status)
         app.router.add_get("/v1/openapi.json", self.openapi)
         return app
@@ -241,6 +244,16 @@ class ControlApi:
             )
         )
 
+    async def revoke(self, request: web.Request) -> web.Response:
+        """Revoke the agent's tokens (all issued until now, or one by ``tokenId``)."""
+        info = await self._agent(request)
+        body: RevokeBody = (
+            await self._body(request, RevokeBody) if request.can_read_body else RevokeBody()
+        )
+        revoked = await self._control.revoke(info, body.tokenId)
+        log.info("event=api_revoked agent=%r token=%r", revoked.agentId, revoked.tokenId)
+        return _json(revoked)
+
     async def presence(self, request: web.Request) -> web.Response:
         """The agent's latest reported presence."""
         return _json(await self._control.presence(await self._agent(request)))
@@ -256,7 +269,16 @@ class ControlApi:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the control API."""
-    types = [CallBody, PresenceBody, Accepted, Presence, RequestStatus, ErrorBody]
+    types = [
+        CallBody,
+        PresenceBody,
+        RevokeBody,
+        Accepted,
+        Presence,
+        Revoked,
+        RequestStatus,
+        ErrorBody,
+    ]
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
@@ -320,6 +342,18 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [agent],
                     "responses": {"200": answer("The presence", "Presence"), **errors},
                 },
+            },
+            "/v1/agents/{agentId}/revoke": {
+                "post": {
+                    "summary": "Revoke the agent's tokens (all until now, or one) and close "
+                    "its live session",
+                    "parameters": [agent],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": refs["RevokeBody"]}},
+                    },
+                    "responses": {"200": answer("Revoked", "Revoked"), **errors},
+                }
             },
             "/v1/agents/{agentId}/presence/query": {
                 "post": post("Ask the softphone to report its presence", None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from relay.errors import (
 from relay.log import keys
 from relay.log.agent_records import AgentInfo
 from relay.log.agents import AgentDirectory
+from relay.log.commands import CommandLog
 from relay.log.event_log import EventLog
 from relay.log.request_rules import RequestStatus
 from relay.log.requests import RequestIntake, RequestStore
@@ -64,6 +66,21 @@ class Accepted(msgspec.Struct, kw_only=True):
     duplicate: bool = False
 
 
+class RevokeBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which of the agent's tokens to revoke: one (its ``jti``), or (none given) every token
+    issued until now."""
+
+    tokenId: Id | None = None
+
+
+class Revoked(msgspec.Struct, kw_only=True):
+    """What was revoked: one token of the agent, or (``tokenId`` null) all issued until now;
+    its live session was closed."""
+
+    agentId: str
+    tokenId: str | None = None
+
+
 class Presence(msgspec.Struct, kw_only=True):
     """An agent's presence as last reported by its softphone."""
 
@@ -91,6 +108,7 @@ class Control:
         self._redis = redis
         self._secret: bytes | None = None
         self._agents = AgentDirectory(redis)
+        self._commands = CommandLog(redis)
         self._requests = RequestStore(redis)
         self._intake = RequestIntake(
             EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl),
@@ -104,6 +122,13 @@ class Control:
         if info is None or (partner_id is not None and info.partnerId != partner_id):
             raise NotFound(f"no agent {agent_id!r} has opened a softphone session")
         return info
+
+    async def revoke(self, info: AgentInfo, token_id: str | None) -> Revoked:
+        """Revoke one token of the agent (its ``jti``) or every token issued until now, and
+        close its live session wherever it is (a tab with a good token comes back)."""
+        await self._agents.revoke(info.agentId, token_id, time.time())
+        await self._commands.supersede(info.agentId)
+        return Revoked(agentId=info.agentId, tokenId=token_id)
 
     async def request_id(self, partner_id: str, idempotency_key: str) -> str:
         """The request id an ``Idempotency-Key`` of ``partner_id`` stands for."""

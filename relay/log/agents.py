@@ -10,6 +10,8 @@
 - ``sp:agentpartner:{A}``: the partner the agent id belongs to, pinned by its first session
   (or, for an agent known before pins, by its record) and kept 30 days after its last: a token
   of another partner naming the agent is refused before it can replace the live session.
+- ``sp:revoked:{A}`` (when the agent's tokens were revoked: any issued at or before is refused)
+  and ``sp:revoked:{A}:JTI`` (one token revoked, until it would have expired anyway).
 """
 
 from __future__ import annotations
@@ -23,23 +25,45 @@ from redis.asyncio.client import Pipeline
 
 from relay.log import keys
 from relay.log.agent_records import AgentInfo, PresenceRecord
-from relay.wire.auth import SALESFORCE_USER_PATTERN
+from relay.wire.auth import SALESFORCE_USER_PATTERN, Identity
 
 AGENT_RECORD_TTL: Final = 30 * 24 * 3600
+REVOKED_TOKEN_TTL: Final = 24 * 3600
+"""How long a revoked token id is remembered: longer than any agent token lives (12 h)."""
 REFRESH_CHUNK: Final = 1000
 """Online marks refreshed per pipelined round trip."""
 
-PIN_SCRIPT: Final = """
+ADMISSION_CHECK_SCRIPT: Final = """
 local pinned = redis.call('GET', KEYS[1])
 if not pinned then
   pinned = redis.call('HGET', KEYS[2], 'partnerId') or ARGV[1]
   redis.call('SET', KEYS[1], pinned)
 end
-if pinned == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return pinned
+if pinned ~= ARGV[1] then return 'partner' end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local issued = tonumber(ARGV[3])
+local revoked = redis.call('GET', KEYS[4])
+if revoked and issued <= tonumber(revoked) then return 'revoked' end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 'revoked' end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local live = tonumber(redis.call('HGET', KEYS[2], 'tokenIssuedAt') or '0')
+  if issued < live then return 'older' end
+end
+return 'ok'
 """
-"""Pin the agent to a partner unless it is pinned (the record's partner, for an agent known
-before pins); the partner it belongs to."""
+"""May this token open a session of the agent? Pins the agent to the token's partner unless
+it is pinned (the record's partner, for an agent known before pins). KEYS: the pin, the
+record, the online mark, the agent's revocation time, the token's revocation. ARGV: the
+partner, the pin's lifetime (ms), when the token was issued. ``partner`` (the agent is
+another partner's), ``revoked``, ``older`` (a live session holds a newer token) or ``ok``."""
+
+REVOKE_SCRIPT: Final = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+"""Move the agent's revocation time forward (never back), kept as long as its record."""
 
 FORGET_SCRIPT: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,16 +82,35 @@ class AgentDirectory:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._forget = redis.register_script(FORGET_SCRIPT)
-        self._pin = redis.register_script(PIN_SCRIPT)
+        self._check = redis.register_script(ADMISSION_CHECK_SCRIPT)
+        self._revoke = redis.register_script(REVOKE_SCRIPT)
 
-    async def pin_partner(self, agent_id: str, partner_id: str) -> str:
-        """The partner ``agent_id`` belongs to, pinning it to ``partner_id`` if it belongs to
-        none yet (atomically: of two first sessions at once, one wins)."""
-        pinned = await self._pin(
-            keys=[keys.agent_partner(agent_id), keys.agent_record(agent_id)],
-            args=[partner_id, AGENT_RECORD_TTL * 1000],
+    async def check_admission(self, identity: Identity) -> str:
+        """Whether ``identity``'s token may open a session of its agent: ``ok``, or why not
+        (``partner``, ``revoked``, ``older``); the first session of an agent pins it to the
+        token's partner (atomically: of two first sessions at once, one wins)."""
+        agent = identity.agent_id
+        verdict = await self._check(
+            keys=[
+                keys.agent_partner(agent),
+                keys.agent_record(agent),
+                keys.agent_online(agent),
+                keys.revoked_before(agent),
+                keys.revoked_token(agent, identity.token_id or ""),
+            ],
+            args=[identity.partner_id, AGENT_RECORD_TTL * 1000, identity.issued_at],
         )
-        return pinned.decode() if isinstance(pinned, bytes) else str(pinned)
+        return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+
+    async def revoke(self, agent_id: str, token_id: str | None, now: float) -> None:
+        """Revoke one token of the agent (by its ``jti``, for a day: no agent token lives
+        longer) or, with no token id, every token issued until ``now``."""
+        if token_id is not None:
+            await self._redis.set(keys.revoked_token(agent_id, token_id), 1, ex=REVOKED_TOKEN_TTL)
+        else:
+            await self._revoke(
+                keys=[keys.revoked_before(agent_id)], args=[int(now), AGENT_RECORD_TTL * 1000]
+            )
 
     @staticmethod
     def stage_session_opened(
@@ -78,6 +121,7 @@ class AgentDirectory:
         instance: str,
         online_ttl: float,
         salesforce_user_id: str | None = None,
+        token_issued_at: float = 0.0,
     ) -> None:
         """Queue on ``pipe`` the agent's new session record and its online mark (in the
         agent's slot), and which agent the token's Salesforce User is (in the user's): the
@@ -91,6 +135,8 @@ class AgentDirectory:
                 "since": datetime.now(UTC).isoformat(),
                 # Always written (empty: none), so an older session's user never lingers.
                 "salesforceUserId": salesforce_user_id or "",
+                # An older token than this one cannot take the session over.
+                "tokenIssuedAt": int(token_issued_at),
             },
         )
         if salesforce_user_id is not None:

@@ -148,6 +148,15 @@ class CommandLog:
         """Remember the newest command the agent acked (never moves backwards)."""
         await self._record_ack(keys=[keys.command_ack(agent_id)], args=[command_id])
 
+    async def supersede(self, agent_id: str) -> int:
+        """Make every session of the agent outdated, as a newer session would (each relay
+        holding one closes it, 4409): after a revocation, the tab comes back with a new token
+        or not at all. The new generation."""
+        generation = await self._claim(
+            keys=[keys.session_counter(agent_id)], args=[keys.agent_channel(agent_id), "revoked"]
+        )
+        return int(generation)
+
     async def admit(
         self,
         agent_id: str,

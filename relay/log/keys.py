@@ -100,6 +100,16 @@ def agent_partner(agent_id: str) -> str:
     return f"sp:agentpartner:{{{agent_id}}}"
 
 
+def revoked_before(agent_id: str) -> str:
+    """When the agent's tokens were last revoked: a token issued at or before it is refused."""
+    return f"sp:revoked:{{{agent_id}}}"
+
+
+def revoked_token(agent_id: str, token_id: str) -> str:
+    """Present while the agent's token ``token_id`` (its ``jti``) is revoked."""
+    return f"sp:revoked:{{{agent_id}}}:{token_id}"
+
+
 def salesforce_user(user_id: str) -> str:
     """The agent whose last session's token named this Salesforce User (``sfUserId``)."""
     return f"sp:sfuser:{{{user_id}}}"

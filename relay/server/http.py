@@ -37,6 +37,21 @@ def path_of(request: Request) -> str:
     return urlsplit(request.path).path
 
 
+LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine by a loopback name (port aside): a page
+    of another site that had its name resolve to 127.0.0.1 (DNS rebinding) still sends its own
+    name."""
+    if host is None:
+        return False
+    name = host.lower()
+    if not name.startswith("[") or "]:" in name:
+        name = name.rsplit(":", 1)[0]
+    return name in LOOPBACK_NAMES
+
+
 class OriginPolicy:
     """Which browser origins may open a socket: globs, plus the relay's own pages."""
 
@@ -136,6 +151,9 @@ class HttpRoutes:
             response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
             return response
         if path == "/demo/token" and self._demo_token is not None:
+            if not is_loopback_host(request.headers.get("Host")):
+                log.warning("event=demo_token_refused host=%r", request.headers.get("Host"))
+                return protocol.reject(403, "the demo token is handed out to localhost only\n")
             response = protocol.reject(200, self._demo_token())
             response.headers["Cache-Control"] = "no-store"
             return response

@@ -50,6 +50,12 @@ from relay.wire.protocol import (
     State,
 )
 
+REFUSALS: Final = {
+    "revoked": "this token was revoked: get a new one",
+    "older": "an older token than the live session's cannot take it over",
+}
+"""What a session refused by its agent's admission check is told (``partner`` aside)."""
+
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT: Final = 64
@@ -168,18 +174,24 @@ class AgentConnection:
     async def _admit(self, admit: Admit) -> None:
         identity = admit.identity
         try:
-            owner = await self._services.agents.pin_partner(identity.agent_id, identity.partner_id)
+            verdict = await self._services.agents.check_admission(identity)
         except LOG_ERRORS as error:
             log.warning("event=admission_unavailable agent=%r error=%r", identity.agent_id, error)
             self.close(self.session.unavailable(UNAVAILABLE))
             return
-        if owner != identity.partner_id:
+        if verdict != "ok":
             log.warning(
-                "event=session_refused reason=agent_of_another_partner agent=%r partner=%r",
+                "event=session_refused reason=%s agent=%r partner=%r token=%r",
+                verdict,
                 identity.agent_id,
                 identity.partner_id,
+                identity.token_id,
             )
-            self.close(self.session.not_this_partners_agent())
+            self.close(
+                self.session.not_this_partners_agent()
+                if verdict == "partner"
+                else self.session.token_refused(REFUSALS[verdict])
+            )
             return
         live = LiveSession(identity.agent_id, self.session.session_id, self.send, self._replaced)
         self.live = live
@@ -218,6 +230,7 @@ class AgentConnection:
                     services.instance_id,
                     services.online_ttl,
                     identity.salesforce_user_id,
+                    identity.issued_at,
                 ),
             )
         except LOG_ERRORS as error:

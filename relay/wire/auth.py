@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,6 +41,10 @@ class Identity:
     expires_at: float
     salesforce_user_id: str | None = None
     """The agent's Salesforce User id (claim ``sfUserId``), when the token names one."""
+    issued_at: float = 0.0
+    """When the token was issued (``iat``; 0 when it does not say)."""
+    token_id: str | None = None
+    """The token's id (``jti``), by which it can be revoked alone."""
 
 
 def verification_key(pem: str) -> str:
@@ -103,7 +108,16 @@ class TokenVerifier:
                 f"invalid token: {SALESFORCE_USER_CLAIM!r} must be a Salesforce User id "
                 "(005 and 12 or 15 more letters and digits)"
             )
-        return Identity(agent_id, partner_id, float(claims["exp"]), user)
+        issued = claims.get("iat")
+        token_id = claims.get("jti")
+        return Identity(
+            agent_id,
+            partner_id,
+            float(claims["exp"]),
+            user,
+            issued_at=float(issued) if isinstance(issued, int | float) else 0.0,
+            token_id=token_id if isinstance(token_id, str) and token_id else None,
+        )
 
 
 def mint_token(
@@ -126,6 +140,7 @@ def mint_token(
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + ttl_seconds,
+        "jti": str(uuid.uuid4()),
     }
     if salesforce_user_id is not None:
         claims[SALESFORCE_USER_CLAIM] = salesforce_user_id

@@ -329,6 +329,11 @@ class Session:
             PartnerForbidden(f"agent {self.identity.agent_id!r} belongs to another partner")
         )
 
+    def token_refused(self, reason: str) -> Close:
+        """The token is valid but may not open this session (revoked, or older than the live
+        session's): refused (4401)."""
+        return self._close(AuthenticationFailed(reason))
+
     def unavailable(self, reason: str) -> Close:
         """The log store cannot be reached while admitting: the client should come back later."""
         return self._close(TryAgainLater(reason))

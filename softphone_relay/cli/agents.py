@@ -123,6 +123,21 @@ async def presence(
         await redis.aclose()
 
 
+async def revoke(*, agent: str, token_id: str | None = None, data_dir: str | None = None) -> int:
+    """Revoke the agent's tokens (all issued until now, or one by id) and close its session."""
+    from relay.control.service import Control
+
+    settings, url = settings_and_url(data_dir)
+    redis = clients.connect(url)
+    try:
+        control = Control(settings.relay, redis)
+        revoked = await control.revoke(await control.agent(agent, None), token_id)
+        print(msgspec.json.encode(revoked).decode())
+        return 0
+    finally:
+        await redis.aclose()
+
+
 async def _follow(control: Control, request_id: str, wait: float) -> int:
     """Print the request's status once it is final (or after ``wait`` seconds)."""
     deadline = time.monotonic() + wait

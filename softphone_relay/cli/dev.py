@@ -34,6 +34,12 @@ class DevState:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
 
+    def keep_private(self) -> None:
+        """Create the data directory if need be, readable by its owner only: the log's AOF
+        files, the archive and the secrets below it hold callers' numbers and keys."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+
     def secret(self) -> str:
         """The development signing secret, created on first use."""
         path = self.data_dir / "dev-secret"
@@ -57,6 +63,15 @@ class DevState:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def redis_password(self) -> str:
+        """The embedded server's password, created on first use."""
+        path = self.data_dir / "redis-password"
+        if not path.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def archive_url(self) -> str:
         """Where ``up`` archives the log: ``archive`` in its data directory."""
         return (self.data_dir / "archive").absolute().as_uri()
@@ -73,6 +88,7 @@ class DevState:
             path.unlink(missing_ok=True)
         else:
             path.write_text(url)
+            path.chmod(0o600)  # it holds the server's password
 
 
 class StandInAddress(msgspec.Struct, frozen=True):

@@ -291,11 +291,14 @@ async def replay(args: ReplayOptions) -> int:
 
 
 def _output(path: str | None) -> IO[str]:
-    """Where ``export`` writes: stdout, or a new file (closed by the caller)."""
+    """Where ``export`` writes: stdout, or a new file only its owner can read (the log holds
+    callers' numbers; closed by the caller)."""
     if path in (None, "-"):
         return sys.stdout
     try:
-        return open(path, "w")  # closed in export's finally
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file that was there keeps no wider mode
+        return os.fdopen(descriptor, "w")  # closed in export's finally
     except OSError as error:
         raise ConfigError("--out", f"cannot write {path}: {error.strerror}") from None
 

@@ -82,6 +82,11 @@ def _agent_parsers(sub: Any) -> None:
     call.add_argument("--participant-type", choices=["Traveler", "Supplier", "Agent"])
     call.add_argument("--record-id", help="the CRM record the call is about")
     call.add_argument("--wait", type=float, default=5.0, help="seconds to follow it (default 5)")
+    revoke = sub.add_parser(
+        "revoke", help="revoke an agent's tokens (all until now, or one) and close its session"
+    )
+    revoke.add_argument("agent")
+    revoke.add_argument("--token-id", help="revoke this token alone (its jti)")
     presence = sub.add_parser("presence", help="show, or ask to change, an agent's presence")
     presence.add_argument("agent")
     presence.add_argument("softphone_id", nargs="?", help="the presence to switch to")
@@ -204,6 +209,10 @@ def dispatch(args: argparse.Namespace) -> int:
                     data_dir=data_dir,
                 )
             )
+        case "revoke":
+            from softphone_relay.cli.agents import revoke
+
+            return run(revoke(agent=args.agent, token_id=args.token_id, data_dir=data_dir))
         case "presence":
             from softphone_relay.cli.agents import presence
 

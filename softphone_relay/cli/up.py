@@ -100,13 +100,14 @@ async def up(
 ) -> int:
     """Start everything and run until SIGINT or SIGTERM."""
     state = DevState(resolve_data_dir(data_dir))
+    state.keep_private()
     settings = up_settings(state, host, port, api_port)
     stop = stop_on_signals()
     embedded: EmbeddedServer | None = None
     url = settings.relay.redis_url
     if url is None:
         await asyncio.to_thread(stop_leftover_server, state)
-        embedded = EmbeddedServer(state.data_dir / "redis")
+        embedded = EmbeddedServer(state.data_dir / "redis", password=state.redis_password())
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         state.set_redis_url(url)
@@ -130,12 +131,15 @@ async def _run(
 ) -> None:
     """The relay, the control API, the stand-in and the workers, until ``stop``."""
     secret = settings.relay.secret
+    # The demo page's tokens are handed out without a login: only with the secret `up` made
+    # for development, never with a secret of a real deployment.
+    generated = secret is not None and secret == state.existing_secret()
 
     def demo_token() -> str:
         assert secret is not None
         return mint_token(secret, DEMO_AGENT_ID, DEV_PARTNER_ID, 12 * 3600)
 
-    relay = await start_relay(settings, url, stop, demo_token if secret else None)
+    relay = await start_relay(settings, url, stop, demo_token if generated else None)
     if relay is None:
         return
     raise_open_file_limit()

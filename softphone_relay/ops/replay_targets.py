@@ -112,7 +112,8 @@ class JsonlTarget:
         """Append the records (a line per record) and flush."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("ab")
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file = os.fdopen(descriptor, "ab")
         buffer = bytearray()
         for record in records:
             _encoder.encode_into(record, buffer, len(buffer))
@@ -131,7 +132,8 @@ class JsonlTarget:
             self._file = None
         if self._lines > len(self._held):
             temporary = self.path.with_name(self.path.name + ".tmp")
-            with temporary.open("wb") as file:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
                 for record in self._held.values():
                     file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
                 file.flush()

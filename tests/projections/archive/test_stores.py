@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,13 @@ async def test_a_directory_that_cannot_be_written_is_one_clear_error(tmp_path: P
     store = FileStore(tmp_path / "archive")
     with pytest.raises(ArchiveUnavailable, match="archive"):
         await store.put(NAME, b"x")
+
+
+async def test_a_directory_archive_keeps_its_segments_to_its_owner(tmp_path: Path) -> None:
+    """Segments hold callers' numbers: their files are 0600 and the folders made for them
+    0700."""
+    store = FileStore(tmp_path / "archive")
+    await store.put("v1/shard-0000/2026/12/03/08/a_b.jsonl.zst", b"segment")
+    written = tmp_path / "archive" / "v1/shard-0000/2026/12/03/08/a_b.jsonl.zst"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o700

@@ -476,6 +476,7 @@ async def test_the_openapi_document_describes_every_endpoint(http: Call) -> None
         "/v1/agents/{agentId}/calls",
         "/v1/agents/{agentId}/presence",
         "/v1/agents/{agentId}/presence/query",
+        "/v1/agents/{agentId}/revoke",
         "/v1/requests/{requestId}",
     }
     assert "CallBody" in document["components"]["schemas"]

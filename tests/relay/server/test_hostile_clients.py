@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from relay.log import keys
 from relay.log.event_log import DAY
 from relay.server.server import Relay
+from relay.wire.auth import AUDIENCE
 from tests.helpers import PARTNER, SECRET, AgentFactory, call_data, now_iso
 
 
@@ -59,10 +60,17 @@ async def test_a_token_for_an_agent_id_with_a_trailing_newline_is_refused(
 ) -> None:
     """``sub: "agent-1\\n"`` is not another way to write agent-1, nor another agent: 4401."""
     now = int(time.time())
-    claims = {"sub": "agent-1\n", "partnerId": PARTNER, "iat": now, "exp": now + 600}
+    claims = {
+        "sub": "agent-1\n",
+        "partnerId": PARTNER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+    }
     agent = await open_agent(relay, hello=False)
     await agent.send({"type": "hello", "token": jwt.encode(claims, SECRET, algorithm="HS256")})
-    assert (await next_frame_of(agent, "error"))["code"] == "unauthorized"
+    error = await next_frame_of(agent, "error")
+    assert error["code"] == "unauthorized" and "'sub' must be an agent id" in error["message"]
     assert (await agent.closed())[0] == 4401
 
 

@@ -8,11 +8,15 @@ import asyncio
 import json
 import re
 import signal
+import stat
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from websockets.asyncio.client import connect
 
 from relay.wire.auth import TokenVerifier
@@ -384,3 +388,90 @@ def test_an_unreachable_cluster_is_named_in_one_line(tmp_path: Path) -> None:
     line = result.stderr.strip()
     assert line.startswith("softphone-relay: error: the event log (Redis Cluster):"), line
     assert "\n" not in line
+
+
+def test_up_keeps_its_data_directory_and_secrets_to_its_owner(
+    up: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+) -> None:
+    """The data directory and the embedded server's folder (its AOF files hold callers'
+    numbers) are 0700; the secrets, the server's URL and its password file are 0600."""
+    data = tmp_path / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "redis").stat().st_mode) == 0o700
+    for name in ("dev-secret", "dev-api-key", "redis-password", "redis-url", "redis/auth.conf"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+
+
+def test_up_s_embedded_server_wants_its_password(
+    up: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """Another local user who finds the port gets NOAUTH; the printed URL carries the
+    password (and is kept in a 0600 file for the other commands)."""
+    _, info = up
+    url = info["redis"]
+    assert url.startswith("redis://:") and "@127.0.0.1:" in url
+    anonymous = redis.Redis.from_url("redis://" + url.split("@", 1)[1], socket_timeout=2)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+    owner = redis.Redis.from_url(url, socket_timeout=2)
+    assert owner.ping()
+    owner.close()
+
+
+def test_up_hands_out_demo_tokens_to_localhost_only(
+    up: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    """``/demo/token`` with ``Host: 127.0.0.1:PORT`` answers a token; with another site's
+    name (a page that had its name resolve to 127.0.0.1) a 403."""
+    _, info = up
+    base = info["socket"].replace("ws://", "http://").removesuffix("/v1/socket")
+    port = base.rsplit(":", 1)[1]
+    request = urllib.request.Request(base + "/demo/token", headers={"Host": f"localhost:{port}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200 and answer.read().count(b".") == 2
+    rebound = urllib.request.Request(base + "/demo/token", headers={"Host": f"evil.test:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=5)
+    refused.value.close()
+    assert refused.value.code == 403
+
+
+def test_up_with_a_configured_secret_hands_out_no_demo_token(tmp_path: Path) -> None:
+    """With ``SOFTPHONE_RELAY_SECRET`` set (a real deployment's key), the demo page and its
+    unauthenticated tokens are not served."""
+    process = subprocess.Popen(
+        [*CLI, "up", "--port", "0", "--api-port", "0"],
+        cwd=tmp_path,
+        env=clean_env(SOFTPHONE_RELAY_SECRET=SECRET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        text = ""
+        for line in process.stdout:
+            text += line
+            if line.startswith("Ctrl-C"):
+                break
+        base = re.search(r"(ws://\S+)/v1/socket", text).group(1).replace("ws://", "http://")  # type: ignore[union-attr]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/demo/token", timeout=5)
+        missing.value.close()
+        assert missing.value.code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stdout.close()
+
+
+def test_export_writes_a_file_only_its_owner_can_read(tmp_path: Path, redis_url: str) -> None:
+    """The log holds callers' numbers: ``export --out`` makes the file 0600, also when a file
+    of a wider mode was there."""
+    out = tmp_path / "log.jsonl"
+    out.write_text("")
+    out.chmod(0o644)
+    result = run_cli(redis_url, tmp_path, "export", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
