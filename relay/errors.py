@@ -27,7 +27,8 @@ Tree::
         ├── PartnerForbidden            4403  the token's partner is not served here
         ├── HelloTimeout                4408  no hello in time
         ├── SessionReplaced             4409  a newer session of the same agent took over
-        ├── RateLimitExceeded           4429  kept sending while rate limited
+        ├── RateLimitExceeded           4429  kept sending while rate limited, or too many
+        │                                     sessions of one agent in a minute
         └── TryAgainLater               1013  the log store is down at hello: reconnect later
 
 Each class carries its wire ``code`` (a nack code string), its ``close_code`` or its HTTP
@@ -211,7 +212,8 @@ class SessionReplaced(SessionClosed):
 
 
 class RateLimitExceeded(SessionClosed):
-    """The client went on sending while rate limited."""
+    """The client went on sending while rate limited, or opened too many sessions of one
+    agent in a minute."""
 
     close_code = 4429
     code = "rate_limited"

@@ -28,6 +28,11 @@ from relay.log.agent_records import AgentInfo, PresenceRecord
 from relay.wire.auth import SALESFORCE_USER_PATTERN, Identity
 
 AGENT_RECORD_TTL: Final = 30 * 24 * 3600
+SESSION_STARTS_ALLOWED: Final = 30
+SESSION_STARTS_WINDOW: Final = 60
+"""At most this many sessions of one agent may start in a minute: a tab reconnecting with
+backoff opens a few; a client opening sessions in a loop (each one replacing the last, each
+one a round of admission work on every relay) is refused 4429 until the minute is over."""
 REVOKED_TOKEN_TTL: Final = 24 * 3600
 """How long a revoked token id is remembered: longer than any agent token lives (12 h)."""
 REFRESH_CHUNK: Final = 1000
@@ -41,6 +46,9 @@ if not pinned then
 end
 if pinned ~= ARGV[1] then return 'partner' end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local starts = redis.call('INCR', KEYS[6])
+if starts == 1 then redis.call('EXPIRE', KEYS[6], ARGV[5]) end
+if starts > tonumber(ARGV[4]) then return 'flood' end
 local issued = tonumber(ARGV[3])
 local revoked = redis.call('GET', KEYS[4])
 if revoked and issued <= tonumber(revoked) then return 'revoked' end
@@ -53,9 +61,11 @@ return 'ok'
 """
 """May this token open a session of the agent? Pins the agent to the token's partner unless
 it is pinned (the record's partner, for an agent known before pins). KEYS: the pin, the
-record, the online mark, the agent's revocation time, the token's revocation. ARGV: the
-partner, the pin's lifetime (ms), when the token was issued. ``partner`` (the agent is
-another partner's), ``revoked``, ``older`` (a live session holds a newer token) or ``ok``."""
+record, the online mark, the agent's revocation time, the token's revocation, the count of
+its session starts in the current window. ARGV: the partner, the pin's lifetime (ms), when
+the token was issued, the starts allowed in a window, the window (s). ``partner`` (the agent
+is another partner's), ``flood`` (too many starts), ``revoked``, ``older`` (a live session
+holds a newer token) or ``ok``."""
 
 REVOKE_SCRIPT: Final = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -87,8 +97,8 @@ class AgentDirectory:
 
     async def check_admission(self, identity: Identity) -> str:
         """Whether ``identity``'s token may open a session of its agent: ``ok``, or why not
-        (``partner``, ``revoked``, ``older``); the first session of an agent pins it to the
-        token's partner (atomically: of two first sessions at once, one wins)."""
+        (``partner``, ``flood``, ``revoked``, ``older``); the first session of an agent pins it
+        to the token's partner (atomically: of two first sessions at once, one wins)."""
         agent = identity.agent_id
         verdict = await self._check(
             keys=[
@@ -97,8 +107,15 @@ class AgentDirectory:
                 keys.agent_online(agent),
                 keys.revoked_before(agent),
                 keys.revoked_token(agent, identity.token_id or ""),
+                keys.session_starts(agent),
             ],
-            args=[identity.partner_id, AGENT_RECORD_TTL * 1000, identity.issued_at],
+            args=[
+                identity.partner_id,
+                AGENT_RECORD_TTL * 1000,
+                identity.issued_at,
+                SESSION_STARTS_ALLOWED,
+                SESSION_STARTS_WINDOW,
+            ],
         )
         return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
 

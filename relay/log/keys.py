@@ -100,6 +100,11 @@ def agent_partner(agent_id: str) -> str:
     return f"sp:agentpartner:{{{agent_id}}}"
 
 
+def session_starts(agent_id: str) -> str:
+    """How many sessions of the agent started in the current minute (expires with it)."""
+    return f"sp:starts:{{{agent_id}}}"
+
+
 def revoked_before(agent_id: str) -> str:
     """When the agent's tokens were last revoked: a token issued at or before it is refused."""
     return f"sp:revoked:{{{agent_id}}}"

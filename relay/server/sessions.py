@@ -187,11 +187,12 @@ class AgentConnection:
                 identity.partner_id,
                 identity.token_id,
             )
-            self.close(
-                self.session.not_this_partners_agent()
-                if verdict == "partner"
-                else self.session.token_refused(REFUSALS[verdict])
-            )
+            if verdict == "partner":
+                self.close(self.session.not_this_partners_agent())
+            elif verdict == "flood":
+                self.close(self.session.too_many_sessions())
+            else:
+                self.close(self.session.token_refused(REFUSALS[verdict]))
             return
         live = LiveSession(identity.agent_id, self.session.session_id, self.send, self._replaced)
         self.live = live

@@ -329,6 +329,10 @@ class Session:
             PartnerForbidden(f"agent {self.identity.agent_id!r} belongs to another partner")
         )
 
+    def too_many_sessions(self) -> Close:
+        """The agent opened too many sessions in a short time: refused (4429)."""
+        return self._close(RateLimitExceeded("too many sessions of this agent in a minute"))
+
     def token_refused(self, reason: str) -> Close:
         """The token is valid but may not open this session (revoked, or older than the live
         session's): refused (4401)."""

@@ -104,3 +104,23 @@ async def test_an_agent_known_before_pins_belongs_to_its_recorded_partner(
     assert (await intruder.closed())[0] == 4403
     mine = await open_agent(relay, hello=False)
     await mine.hello(token("agent-old", PARTNER))
+
+
+async def test_an_agent_opening_sessions_in_a_loop_is_refused_after_thirty_a_minute(
+    relay: Relay,
+    open_agent,
+    redis_client: aioredis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    """30 sessions of one agent in a minute open (each replacing the last); the 31st is closed
+    4429; another agent of the same partner opens its session meanwhile."""
+    for _ in range(30):
+        session = await open_agent(relay, hello=False)
+        await session.hello(token("agent-loop", PARTNER))
+        await session.ws.close()
+    refused = await open_agent(relay, hello=False)
+    await refused.send({"type": "hello", "token": token("agent-loop", PARTNER)})
+    error = await frame_of(refused, "error")
+    assert error["code"] == "rate_limited" and "too many sessions" in str(error["message"])
+    assert (await refused.closed())[0] == 4429
+    other = await open_agent(relay, hello=False)
+    await other.hello(token("agent-other", PARTNER))
