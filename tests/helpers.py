@@ -105,6 +105,13 @@ class Agent:
         async with asyncio.timeout(within):
             return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
 
+    async def next(self, kind: str, within: float = 5.0) -> dict[str, Any]:
+        """The next frame of type ``kind`` (frames of other types are skipped)."""
+        async with asyncio.timeout(within):
+            while (frame := await self.recv(within))["type"] != kind:
+                pass
+        return frame
+
     async def hello(self, tok: str | None = None, last_command_id: str | None = None) -> None:
         """Say hello and keep the welcome."""
         await self.send(

@@ -17,14 +17,6 @@ from relay.wire.auth import AUDIENCE
 from tests.helpers import PARTNER, SECRET, AgentFactory, call_data, now_iso
 
 
-async def next_frame_of(agent, kind: str, within: float = 5.0) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    """The next frame of type ``kind`` (others skipped)."""
-    while True:
-        frame = await agent.recv(within)
-        if frame["type"] == kind:
-            return frame  # type: ignore[no-any-return]
-
-
 async def test_an_ack_past_what_the_session_was_sent_is_not_recorded(
     relay: Relay, open_agent: AgentFactory, redis_client: aioredis.Redis
 ) -> None:
@@ -32,16 +24,16 @@ async def test_an_ack_past_what_the_session_was_sent_is_not_recorded(
     can hold) is ignored: the agent's next session still gets the command enqueued after."""
     first = await open_agent(relay)
     sent = await relay.commands.enqueue("agent-1", "get_presence", None, ttl_seconds=30)
-    assert (await next_frame_of(first, "command"))["id"] == sent
+    assert (await first.next("command"))["id"] == sent
     for forged in ("99999999999999-0", "18446744073709551616-0", f"{sent.split('-')[0]}-1"):
         await first.send({"type": "ack", "id": forged})
     await first.send({"type": "ping"})
-    assert (await next_frame_of(first, "pong"))["type"] == "pong"
+    assert (await first.next("pong"))["type"] == "pong"
     assert await redis_client.get(keys.command_ack("agent-1")) is None
     await first.ws.close()
     later = await relay.commands.enqueue("agent-1", "get_presence", None, ttl_seconds=30)
     second = await open_agent(relay)
-    assert [(await next_frame_of(second, "command"))["id"] for _ in range(2)] == [sent, later]
+    assert [(await second.next("command"))["id"] for _ in range(2)] == [sent, later]
 
 
 async def test_an_ack_with_a_trailing_newline_is_a_bad_frame(
@@ -50,7 +42,7 @@ async def test_an_ack_with_a_trailing_newline_is_a_bad_frame(
     """``"1-0\\n"`` is no stream id: nack bad_frame, nothing recorded, the socket lives."""
     agent = await open_agent(relay)
     await agent.send({"type": "ack", "id": "1-0\n"})
-    nack = await next_frame_of(agent, "nack")
+    nack = await agent.next("nack")
     assert nack["code"] == "bad_frame"
     assert await redis_client.get(keys.command_ack("agent-1")) is None
 
@@ -69,7 +61,7 @@ async def test_a_token_for_an_agent_id_with_a_trailing_newline_is_refused(
     }
     agent = await open_agent(relay, hello=False)
     await agent.send({"type": "hello", "token": jwt.encode(claims, SECRET, algorithm="HS256")})
-    error = await next_frame_of(agent, "error")
+    error = await agent.next("error")
     assert error["code"] == "unauthorized" and "'sub' must be an agent id" in error["message"]
     assert (await agent.closed())[0] == 4401
 
@@ -83,9 +75,9 @@ async def test_event_ids_and_numbers_with_a_trailing_newline_are_refused(
     await agent.send(
         {"type": "event", "id": "e1\n", "name": "callEnded", "at": now_iso(), "data": call_data()}
     )
-    assert (await next_frame_of(agent, "nack"))["code"] == "bad_frame"
+    assert (await agent.next("nack"))["code"] == "bad_frame"
     await agent.event("incomingCall", call_data(callerANI="+18883973342\n"))
-    assert (await next_frame_of(agent, "nack"))["code"] == "invalid_event"
+    assert (await agent.next("nack"))["code"] == "invalid_event"
 
 
 async def test_an_agent_named_day_cannot_break_appends_for_the_others(
@@ -100,14 +92,14 @@ async def test_an_agent_named_day_cannot_break_appends_for_the_others(
     today = str(int(time.time() // DAY))
     other = await open_agent(relay)
     await other.event("callEnded", call_data(str(uuid.uuid4())))
-    assert (await next_frame_of(other, "ack"))["type"] == "ack"
+    assert (await other.next("ack"))["type"] == "ack"
     assert await redis_client.exists(keys.seen_bucket(0, int(today)))
     day = await open_agent(relay, agent="day")
     await day.event("callEnded", call_data(str(uuid.uuid4())), event_id=today)
-    ack = await next_frame_of(day, "ack")
+    ack = await day.next("ack")
     assert ack["id"] == today and ack["duplicate"] is False
     await other.event("callEnded", call_data(str(uuid.uuid4())))
-    assert (await next_frame_of(other, "ack"))["type"] == "ack"
+    assert (await other.next("ack"))["type"] == "ack"
 
 
 async def test_a_batch_the_log_refuses_costs_that_batch_alone_with_a_stable_message(
@@ -127,11 +119,11 @@ async def test_a_batch_the_log_refuses_costs_that_batch_alone_with_a_stable_mess
         conversation = str(uuid.uuid4())
         on[keys.shard_of(conversation, 2)] = conversation
     refused = await agent.event("callEnded", call_data(on[1]))
-    nack = await next_frame_of(agent, "nack")
+    nack = await agent.next("nack")
     assert (nack["id"], nack["code"]) == (refused, "unavailable")
     assert nack["message"] == "event log unavailable; retry later"
     stored = await agent.event("callEnded", call_data(on[0]))
-    assert (await next_frame_of(agent, "ack"))["id"] == stored
+    assert (await agent.next("ack"))["id"] == stored
     await redis_client.delete(keys.event_stream(1))
     await agent.event("callEnded", call_data(on[1]), event_id=refused)
-    assert (await next_frame_of(agent, "ack"))["id"] == refused
+    assert (await agent.next("ack"))["id"] == refused

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from relay.log import keys
 from relay.server.server import Relay
 from relay.settings import Partner
-from tests.helpers import OTHER_PARTNER, PARTNER, PARTNERS, Agent, RelayFactory, token
+from tests.helpers import OTHER_PARTNER, PARTNER, PARTNERS, RelayFactory, token
 
 TWO_PARTNERS = PARTNERS | {
     OTHER_PARTNER: Partner(
@@ -22,13 +22,6 @@ TWO_PARTNERS = PARTNERS | {
 
 async def two_partner_relay(start_relay: RelayFactory) -> Relay:
     return await start_relay(partners=TWO_PARTNERS)
-
-
-async def frame_of(agent: Agent, kind: str) -> dict[str, object]:
-    """The next frame of type ``kind`` (others skipped)."""
-    while (frame := await agent.recv())["type"] != kind:
-        pass
-    return frame
 
 
 async def test_an_event_about_another_partners_conversation_is_forbidden_and_not_logged(
@@ -47,7 +40,7 @@ async def test_an_event_about_another_partners_conversation_is_forbidden_and_not
     await b.hello(token("agent-b", OTHER_PARTNER))
     data = {"partnerId": PARTNER, "conversationId": conversation}
     await a.event("callEnded", {**data, "duration": 42, "callType": "inbound"})
-    assert (await frame_of(a, "ack"))["duplicate"] is False
+    assert (await a.next("ack"))["duplicate"] is False
     theirs = {"partnerId": OTHER_PARTNER, "conversationId": conversation}
     for name, extra in (("callEnded", {"duration": 1}), ("callNotesSubmitted", {"notes": "x"})):
         await b.send(
@@ -59,11 +52,11 @@ async def test_an_event_about_another_partners_conversation_is_forbidden_and_not
                 "data": {**theirs, **extra},
             }
         )
-        nack = await frame_of(b, "nack")
+        nack = await b.next("nack")
         assert nack["code"] == "forbidden"
         assert PARTNER not in str(nack["message"])
     await a.event("callNotesSubmitted", {**data, "notes": "refund issued"})
-    assert (await frame_of(a, "ack"))["duplicate"] is False
+    assert (await a.next("ack"))["duplicate"] is False
     logged = await redis_client.xrange(keys.event_stream(0), "-", "+")
     assert len(logged) == 2
     assert all(PARTNER.encode() in fields[b"e"] for _, fields in logged)
@@ -81,11 +74,11 @@ async def test_a_token_of_another_partner_cannot_take_an_agent_over(
     await live.hello(token("agent-a", PARTNER))
     intruder = await open_agent(relay, hello=False)
     await intruder.send({"type": "hello", "token": token("agent-a", OTHER_PARTNER)})
-    error = await frame_of(intruder, "error")
+    error = await intruder.next("error")
     assert error["code"] == "forbidden" and PARTNER not in str(error["message"])
     assert (await intruder.closed())[0] == 4403
     await live.send({"type": "ping"})
-    assert (await frame_of(live, "pong"))["type"] == "pong"
+    assert (await live.next("pong"))["type"] == "pong"
     record = await redis_client.hget(keys.agent_record("agent-a"), "partnerId")
     assert record == PARTNER.encode()
 
@@ -119,7 +112,7 @@ async def test_an_agent_opening_sessions_in_a_loop_is_refused_after_thirty_a_min
         await session.ws.close()
     refused = await open_agent(relay, hello=False)
     await refused.send({"type": "hello", "token": token("agent-loop", PARTNER)})
-    error = await frame_of(refused, "error")
+    error = await refused.next("error")
     assert error["code"] == "rate_limited" and "too many sessions" in str(error["message"])
     assert (await refused.closed())[0] == 4429
     other = await open_agent(relay, hello=False)
