@@ -86,6 +86,9 @@ then each event's digest, stored envelope and partner ('' for an event of no con
 Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its conversation's
 partner and 2 (refused: another partner's conversation)."""
 
+OWNERS_KEPT: Final = 200_000
+"""Confirmed conversation owners an event log remembers at most (about 30 MB)."""
+
 CONVERSATION_OWNER_TTL: Final = 30 * 24 * 3600
 """How long a conversation stays the partner's that first spoke of it (a call's events, its
 notes included, come within days)."""
@@ -129,6 +132,24 @@ class EventLog:
         self._shards = shards
         self._dedupe_ttl = dedupe_ttl
         self._script = redis.register_script(APPEND_SCRIPT)
+        self._owners: dict[str, str] = {}
+        """Conversations whose partner this process saw confirmed by the append script: their
+        later events of that partner need no check in Redis (a conversation never changes
+        hands while its owner key lives). Forgotten daily and when it grows past
+        :data:`OWNERS_KEPT`, so it never outlives the owner keys (30 days)."""
+        self._owners_since = time.monotonic()
+
+    def confirm_owner(self, envelope: Envelope) -> None:
+        """``envelope`` was appended after its conversation's owner was checked: remember
+        that its partner owns the conversation."""
+        conversation = envelope.conversationId
+        if conversation is None:
+            return
+        owners = self._owners
+        if len(owners) >= OWNERS_KEPT or time.monotonic() - self._owners_since > DAY:
+            owners.clear()
+            self._owners_since = time.monotonic()
+        owners[conversation] = envelope.partnerId
 
     @property
     def shards(self) -> int:
@@ -156,13 +177,15 @@ class EventLog:
         arrives, while Redis works on the previous batch)."""
         shard = self.shard_of(envelope)
         conversation = envelope.conversationId
+        partner = envelope.partnerId
+        checked = conversation is not None and self._owners.get(conversation) != partner
         return (
             shard,
             event_digest(envelope),
             encode_stored(envelope),
             keys.seen(shard, envelope.agentId, envelope.id),
             keys.conversation_partner(shard, conversation or ""),
-            envelope.partnerId if conversation else "",
+            partner if checked else "",
         )
 
     async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | FrameRefused]:

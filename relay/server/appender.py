@@ -272,12 +272,15 @@ class BatchingAppender:
     def _settle(self, batch: list[Pending], results: Sequence[AppendResult | FrameRefused]) -> None:
         metrics = self._metrics
         duplicates = stored = 0
-        for (envelope, receiver, _, _), result in zip(batch, results, strict=True):
+        confirm = self._log.confirm_owner
+        for (envelope, receiver, _, prepared), result in zip(batch, results, strict=True):
             if isinstance(result, FrameRefused):
                 receiver.append_refused(envelope, result)
             else:
                 duplicates += result.duplicate
                 stored += not result.duplicate
+                if prepared[5] and not result.duplicate:  # its owner was checked: confirmed
+                    confirm(envelope)
                 receiver.appended(envelope, result)
         # Metrics once per batch: counts, and the latency of its oldest event (the batch's
         # worst), not a histogram update per event.

@@ -9,10 +9,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from relay.errors import Unavailable
+from relay.errors import FrameRefused, Unavailable
 from relay.log import keys
 from relay.log.envelope import Envelope
 from relay.log.event_log import DAY, AppendResult, EventLog, dedupe_buckets, event_digest
@@ -122,3 +123,28 @@ async def test_the_same_event_twice_in_one_batch_is_stored_once(
     first, second = await log.append_all([event, event])
     assert not first.duplicate and second == AppendResult(first.seq, duplicate=True)
     assert await redis_client.xlen(keys.event_stream(0)) == 1
+
+
+async def test_a_conversations_owner_is_checked_in_redis_until_the_relay_has_seen_it_confirmed(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The first event of a conversation carries its partner for the append script's check;
+    once stored, the same partner's later events skip it, and another partner's still carry
+    theirs (and are refused by Redis)."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=60)
+    conversation = str(uuid.uuid4())
+    first = envelope({"partnerId": PARTNER, "conversationId": conversation})
+    first = msgspec.structs.replace(first, conversationId=conversation)
+    assert log.prepare(first)[5] == PARTNER
+    appender = BatchingAppender(log, RelayMetrics())
+    running = asyncio.create_task(appender.run())
+    try:
+        assert not (await appender.append(first)).duplicate
+        later = msgspec.structs.replace(first, id=str(uuid.uuid4()))
+        assert log.prepare(later)[5] == ""
+        other = msgspec.structs.replace(later, id=str(uuid.uuid4()), partnerId="other-partner")
+        assert log.prepare(other)[5] == "other-partner"
+        with pytest.raises(FrameRefused, match="another partner's conversation"):
+            await appender.append(other)
+    finally:
+        running.cancel()
