@@ -67,6 +67,14 @@ the token was issued, the starts allowed in a window, the window (s). ``partner`
 is another partner's), ``flood`` (too many starts), ``revoked``, ``older`` (a live session
 holds a newer token) or ``ok``."""
 
+REFRESHED_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local live = tonumber(redis.call('HGET', KEYS[2], 'tokenIssuedAt') or '0')
+if tonumber(ARGV[2]) > live then redis.call('HSET', KEYS[2], 'tokenIssuedAt', ARGV[2]) end
+return 1
+"""
+"""A live session took a newer token: older tokens can no longer take it over."""
+
 REVOKE_SCRIPT: Final = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
@@ -94,6 +102,16 @@ class AgentDirectory:
         self._forget = redis.register_script(FORGET_SCRIPT)
         self._check = redis.register_script(ADMISSION_CHECK_SCRIPT)
         self._revoke = redis.register_script(REVOKE_SCRIPT)
+        self._refreshed = redis.register_script(REFRESHED_SCRIPT)
+
+    async def token_refreshed(self, identity: Identity, session_id: str) -> None:
+        """The live session ``session_id`` now holds ``identity``'s token: a token issued
+        before it cannot take the session over any more."""
+        agent = identity.agent_id
+        await self._refreshed(
+            keys=[keys.agent_online(agent), keys.agent_record(agent)],
+            args=[session_id, int(identity.issued_at)],
+        )
 
     async def check_admission(self, identity: Identity) -> str:
         """Whether ``identity``'s token may open a session of its agent: ``ok``, or why not

@@ -38,7 +38,7 @@ from relay.server.metrics import RelayMetrics
 from relay.settings import RelaySettings
 from relay.wire.auth import TokenVerifier
 from relay.wire.contract import REQUESTS
-from relay.wire.frames import ErrorFrame, Nack, ServerFrame, encode_frame
+from relay.wire.frames import ErrorFrame, Nack, Refreshed, ServerFrame, encode_frame
 from relay.wire.protocol import (
     Admit,
     Append,
@@ -286,6 +286,8 @@ class AgentConnection:
         elif isinstance(action, Reply):
             if isinstance(action.frame, Nack):
                 services.metrics.nacks.labels(action.frame.code).inc()
+            elif isinstance(action.frame, Refreshed):
+                services.spawn(self._token_refreshed())
             self.send(action.frame)
         elif isinstance(action, CommandAcked):
             assert self.live is not None
@@ -357,6 +359,15 @@ class AgentConnection:
     def going_away(self) -> None:
         """The relay stops: close (1001) once the events in flight are answered."""
         self.close(Close(GoingAway("the relay is stopping")))
+
+    async def _token_refreshed(self) -> None:
+        identity = self.session.identity
+        if identity is None:
+            return
+        try:
+            await self._services.agents.token_refreshed(identity, self.session.session_id)
+        except LOG_ERRORS as error:  # the check stays at the older token until the next one
+            log.warning("event=refresh_not_recorded agent=%r error=%r", identity.agent_id, error)
 
     def _replaced(self) -> None:
         self.close(self.session.replaced())

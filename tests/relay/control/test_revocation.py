@@ -16,9 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from relay.control.api import ControlApi
+from relay.log import keys
 from relay.server.server import Relay
 from relay.wire.auth import AUDIENCE
-from tests.helpers import PARTNER, SECRET, AgentFactory, make_settings, run_cli
+from tests.helpers import PARTNER, SECRET, AgentFactory, eventually, make_settings, run_cli
 
 KEY = "partner-key-0123456789"
 
@@ -116,3 +117,28 @@ async def test_the_command_line_revokes_an_agent(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '{"agentId":"agent-1","tokenId":null}'
     assert (await live.closed())[0] == 4409
+
+
+async def test_after_a_refresh_the_token_it_replaced_cannot_take_the_session_over(
+    relay: Relay, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """A session opened with a token from a minute ago refreshes to a new one: the old token
+    (no longer the newest) is refused 4401, and the live tab stays."""
+    now = time.time()
+    first = agent_token(issued=now - 60)
+    live = await open_agent(relay, hello=False)
+    await live.hello(first)
+    claims = {"sub": "agent-1", "partnerId": PARTNER, "aud": AUDIENCE, "iat": int(now)}
+    newer = jwt.encode(claims | {"exp": int(now) + 1200}, SECRET, algorithm="HS256")
+    await live.send({"type": "refresh", "token": newer})
+    assert (await live.next("refreshed"))["type"] == "refreshed"
+
+    async def recorded() -> bool:  # the refresh is recorded beside the session's answer
+        issued = await redis_client.hget(keys.agent_record("agent-1"), "tokenIssuedAt")
+        return issued == str(int(now)).encode()
+
+    await eventually(recorded, within=5, step=0.05)
+    code, message = await refused(open_agent, relay, first)
+    assert code == 4401 and "older token" in message
+    await live.send({"type": "ping"})
+    assert (await live.next("pong"))["type"] == "pong"
