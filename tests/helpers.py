@@ -46,6 +46,12 @@ PARTNER = "215fd887-39be-4935-981f-2670d6afeaa7"
 OTHER_PARTNER = "99999999-0000-4000-8000-000000000000"
 
 
+API_KEY = "partner-key-0123456789"
+"""The control API key of :data:`PARTNER` in tests."""
+OTHER_API_KEY = "other-partner-key-0123456789"
+"""The control API key of :data:`OTHER_PARTNER` in tests."""
+
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -393,3 +399,14 @@ class RedirectAdapter(HTTPAdapter):
         url = urlsplit(request.url or "")
         request.url = urlunsplit(url._replace(scheme=self._base.scheme, netloc=self._base.netloc))
         return super().send(request, *args, **kwargs)
+
+
+async def http_exchange(port: int, raw: bytes) -> bytes:
+    """Send ``raw`` on a new connection to ``port``; everything answered until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    return answer

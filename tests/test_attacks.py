@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from relay.log.event_log import DAY
 from softphone_relay.embedded import free_port
-from tests.helpers import CLI, OTHER_PARTNER, PARTNER, SECRET, clean_env, token
+from tests.helpers import CLI, OTHER_PARTNER, PARTNER, SECRET, clean_env, http_exchange, token
 
 KEY_A = "partner-a-key-0123456789"
 KEY_B = "partner-b-key-0123456789"
@@ -110,15 +110,6 @@ async def api(serve: Serve, method: str, path: str, key: str, **kwargs: Any) -> 
         return answer.status, await answer.json()
 
 
-async def raw(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    async with asyncio.timeout(5):
-        answer = await reader.read()
-    writer.close()
-    return answer
-
-
 async def test_the_attacks_of_one_partner_hurt_nobody_else(serve: Serve) -> None:
     """Each attack gets its precise refusal; partner A's agent is served throughout."""
     a = await hello(serve, "agent-a", PARTNER)
@@ -155,9 +146,9 @@ async def test_the_attacks_of_one_partner_hurt_nobody_else(serve: Serve) -> None
 
     # 5. HTTP tricks on the relay's port: duplicate headers, pipelined requests.
     duplicate = b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
-    assert (await raw(serve.port, duplicate)).startswith(b"HTTP/1.1 400 ")
+    assert (await http_exchange(serve.port, duplicate)).startswith(b"HTTP/1.1 400 ")
     one = b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n"
-    assert (await raw(serve.port, one + one)).count(b"HTTP/1.1 ") == 1
+    assert (await http_exchange(serve.port, one + one)).count(b"HTTP/1.1 ") == 1
 
     # 6. Enumeration: B's key learns nothing of A's agent.
     status_code, body = await api(serve, "GET", "/v1/agents/agent-a/presence", KEY_B)

@@ -42,6 +42,7 @@ PURE = (
     "relay.wire.frames",
     "relay.wire.protocol",
     "relay.wire.phone",
+    "relay.wire.heads",
     "relay.log.envelope",
     "relay.log.keys",
     "relay.log.streams",

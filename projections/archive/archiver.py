@@ -48,7 +48,7 @@ from projections.archive.segments import (
 from projections.archive.stores import ArchiveStore, open_store
 from relay.backoff import Backoff
 from relay.log import keys
-from relay.log.clients import LOG_ERRORS
+from relay.log.clients import LOG_ERRORS, count_entries
 from relay.log.streams import optional_text, parse_stream_id
 
 if TYPE_CHECKING:
@@ -241,20 +241,10 @@ class Archiver:
         if parse_stream_id(last) >= parse_stream_id(mark):
             return
         info: dict[str, Any] = await self._redis.xinfo_stream(stream)
-        after = await self._count_after(stream, mark)
+        after = await count_entries(self._redis, stream, f"({mark}", "+")
         await self._redis.xgroup_setid(
             stream, GROUP, mark, entries_read=int(info["entries-added"]) - after
         )
-
-    async def _count_after(self, stream: str, mark: str) -> int:
-        """How many entries of ``stream`` come after ``mark`` (paged: no big reply)."""
-        count, start = 0, f"({mark}"
-        while True:
-            page = cast(list[tuple[bytes, Any]], await self._redis.xrange(stream, start, "+", PAGE))
-            count += len(page)
-            if len(page) < PAGE:
-                return count
-            start = f"({page[-1][0].decode()}"
 
     async def _next_segment(self, shard: int, mark: str | None, now_ms: int | None) -> str | None:
         """Archive the next sealed span after ``mark``; its last id, or None if none is due."""

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Final, cast
 
+from relay.wire.heads import HeadEnd
+
 log = logging.getLogger(__name__)
 
 BUSY: Final = (
@@ -67,7 +69,7 @@ class GuardedConnection(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._tail = b""
+        self._head = HeadEnd()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
@@ -86,13 +88,9 @@ class GuardedConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
-        if self._timer is not None:
-            seen = self._tail + data
-            if b"\r\n\r\n" in seen:
-                self._timer.cancel()
-                self._timer = None
-            else:
-                self._tail = seen[-3:]
+        if self._timer is not None and self._head.find(data) != -1:
+            self._timer.cancel()
+            self._timer = None
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

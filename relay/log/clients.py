@@ -88,3 +88,18 @@ async def execute_loading_scripts(
             continue
         break
     return replies
+
+
+async def count_entries(redis: aioredis.Redis, stream: str, start: str, end: str) -> int:
+    """How many entries of ``stream`` lie between ``start`` and ``end`` (``XRANGE`` bounds:
+    ``-``, ``+``, an id, or ``(id`` exclusive), read a page at a time: no big reply."""
+    count = 0
+    while True:
+        page = cast(list[tuple[bytes, Any]], await redis.xrange(stream, start, end, COUNT_PAGE))
+        count += len(page)
+        if len(page) < COUNT_PAGE:
+            return count
+        start = f"({page[-1][0].decode()}"
+
+
+COUNT_PAGE: Final = 10_000

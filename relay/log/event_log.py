@@ -114,7 +114,8 @@ def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], 
 
 Prepared = tuple[int, bytes, bytes, str, str, str]
 """An envelope ready to append: its shard, dedupe digest, stored JSON, legacy dedupe key, and
-its conversation's owner key and partner ('' when it is about no conversation)."""
+its conversation's owner key and partner (partner '' when there is nothing to check: no
+conversation, or an owner this process saw confirmed; the key is then unused)."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -132,6 +133,9 @@ class EventLog:
         self._shards = shards
         self._dedupe_ttl = dedupe_ttl
         self._script = redis.register_script(APPEND_SCRIPT)
+        self._streams = [keys.event_stream(shard) for shard in range(shards)]
+        """Each shard's stream key, also passed in place of an owner key the script will not
+        touch (a key in the shard's slot, and no string built per event)."""
         self._owners: dict[str, str] = {}
         """Conversations whose partner this process saw confirmed by the append script: their
         later events of that partner need no check in Redis (a conversation never changes
@@ -178,14 +182,17 @@ class EventLog:
         shard = self.shard_of(envelope)
         conversation = envelope.conversationId
         partner = envelope.partnerId
-        checked = conversation is not None and self._owners.get(conversation) != partner
+        if conversation is None or self._owners.get(conversation) == partner:
+            owner_key, partner = self._streams[shard], ""  # nothing to check
+        else:
+            owner_key = keys.conversation_partner(shard, conversation)
         return (
             shard,
             event_digest(envelope),
             encode_stored(envelope),
             keys.seen(shard, envelope.agentId, envelope.id),
-            keys.conversation_partner(shard, conversation or ""),
-            partner if checked else "",
+            owner_key,
+            partner,
         )
 
     async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | FrameRefused]:
@@ -253,7 +260,7 @@ class EventLog:
         args: list[Any] = [expire_at, len(buckets) + 1, CONVERSATION_OWNER_TTL]
         for _, digest, stored, _, _, partner in batch:
             args += (digest, stored, partner)
-        keys_ = [keys.event_stream(shard), *buckets, *(p[3] for p in batch), *(p[4] for p in batch)]
+        keys_ = [self._streams[shard], *buckets, *(p[3] for p in batch), *(p[4] for p in batch)]
         return keys_, args
 
     def pipe(self) -> AppendPipe | None:

@@ -32,6 +32,7 @@ from websockets.typing import BytesLike
 
 from relay.server.http import SOCKET_PATH, HttpRoutes, path_of
 from relay.wire.frames import SUBPROTOCOL
+from relay.wire.heads import HeadEnd
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Connection(asyncio.Protocol):
         "_eof_written",
         "_flush_scheduled",
         "_fragments",
-        "_head_tail",
+        "_head",
         "_pinged",
         "_protocol",
         "_read_paused",
@@ -109,7 +110,7 @@ class Connection(asyncio.Protocol):
         self._requested = False
         """The one HTTP request of the connection has come (any later one is not read)."""
         self._eof_written = False
-        self._head_tail = b""
+        self._head = HeadEnd()
         self.heard = time.monotonic()
         """When the client last sent anything (monotonic)."""
 
@@ -302,12 +303,8 @@ class Connection(asyncio.Protocol):
         before the handshake's answer, which RFC 6455 forbids)."""
         if self._requested:
             return b""
-        seen = self._head_tail + data
-        end = seen.find(b"\r\n\r\n")
-        if end == -1:
-            self._head_tail = seen[-3:]
-            return data
-        return data[: end + 4 - len(self._head_tail)]
+        end = self._head.find(data)
+        return data if end == -1 else data[:end]
 
     def _handshake(self, request: Request) -> None:
         self._cancel_timer()

@@ -37,7 +37,7 @@ def path_of(request: Request) -> str:
     return urlsplit(request.path).path
 
 
-LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -46,10 +46,10 @@ def is_loopback_host(host: str | None) -> bool:
     name."""
     if host is None:
         return False
-    name = host.lower()
-    if not name.startswith("[") or "]:" in name:
-        name = name.rsplit(":", 1)[0]
-    return name in LOOPBACK_NAMES
+    try:
+        return urlsplit(f"//{host}").hostname in LOOPBACK_NAMES
+    except ValueError:  # not a host at all (an unclosed IPv6 bracket)
+        return False
 
 
 class OriginPolicy:

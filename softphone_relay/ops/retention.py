@@ -17,14 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
 
 from projections.errors import ProjectionError
 from relay.log import keys
-from relay.log.clients import LOG_ERRORS
+from relay.log.clients import LOG_ERRORS, count_entries
 from relay.log.streams import is_missing_key, parse_stream_id, text
 
 log = logging.getLogger(__name__)
@@ -90,20 +90,6 @@ async def _needed(redis: aioredis.Redis, stream: str) -> dict[str, list[str]]:
     return needed
 
 
-async def _count_before(redis: aioredis.Redis, stream: str, minid: str) -> int:
-    """How many entries of ``stream`` have ids below ``minid`` (paged: no big reply)."""
-    count, start = 0, "-"
-    while True:
-        page = cast(
-            list[tuple[bytes, Any]],
-            await redis.xrange(stream, min=start, max=f"({minid}", count=10_000),
-        )
-        count += len(page)
-        if len(page) < 10_000:
-            return count
-        start = "(" + page[-1][0].decode()
-
-
 async def trim(
     redis: aioredis.Redis,
     shards: int,
@@ -130,7 +116,7 @@ async def trim(
         stream = keys.event_stream(shard)
         minid, held_by = safe_minid(cutoff, needed[shard])
         if dry_run:
-            removed = await _count_before(redis, stream, minid)
+            removed = await count_entries(redis, stream, "-", f"({minid}")
         else:
             removed = int(await redis.xtrim(stream, minid=minid, approximate=False))
         if removed or held_by:

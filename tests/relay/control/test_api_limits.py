@@ -10,23 +10,12 @@ import resource
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from relay.control.api import ControlApi
 from relay.control.guard import BUSY
 from relay.server.server import Relay
 from softphone_relay.cli.runtime import raise_open_file_limit
-from tests.helpers import PARTNER, AgentFactory, make_settings
-
-KEY = "partner-key-0123456789"
-
-
-@pytest.fixture
-async def api(redis_client: aioredis.Redis) -> AsyncIterator[ControlApi]:
-    control = ControlApi(make_settings(api_keys={KEY: PARTNER}), redis_client)
-    await control.start("127.0.0.1", 0)
-    yield control
-    await control.close()
+from tests.helpers import AgentFactory
 
 
 @contextlib.asynccontextmanager

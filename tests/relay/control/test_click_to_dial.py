@@ -23,6 +23,8 @@ from relay.server.server import Relay
 from relay.settings import Partner
 from relay.wire.auth import mint_token
 from tests.helpers import (
+    API_KEY,
+    OTHER_API_KEY,
     OTHER_PARTNER,
     PARTNER,
     PARTNERS,
@@ -33,7 +35,6 @@ from tests.helpers import (
     no_frame,
 )
 
-KEY = "partner-key-0123456789"
 USER_ID = "005000000000001AAA"
 """A Salesforce User id, as a token's ``sfUserId`` names one."""
 TWO_PARTNERS = PARTNERS | {
@@ -42,7 +43,6 @@ TWO_PARTNERS = PARTNERS | {
         channelOriginId="c0000000-0000-4000-8000-000000000001",
     )
 }
-OTHER_KEY = "other-partner-key-0123456789"
 FAST = WorkerSettings(block_ms=20, claim_idle_ms=60_000, retry_after_ms=50)
 
 Call = Callable[..., Awaitable[tuple[int, Any]]]
@@ -55,17 +55,6 @@ async def relays(start_relay: RelayFactory) -> tuple[Relay, Relay]:
 
 
 @pytest.fixture
-async def api(redis_url: str) -> AsyncIterator[ControlApi]:
-    """The control API with a key for the test partner and one for another partner."""
-    client = clients.connect(redis_url)
-    control = ControlApi(make_settings(api_keys={KEY: PARTNER, OTHER_KEY: OTHER_PARTNER}), client)
-    await control.start("127.0.0.1", 0)
-    yield control
-    await control.close()
-    await client.aclose()
-
-
-@pytest.fixture
 async def http(api: ControlApi) -> AsyncIterator[Call]:
     """``call(method, path, json=..., key=..., headers=...)`` → (status, decoded body)."""
     async with aiohttp.ClientSession(f"http://127.0.0.1:{api.port}") as session:
@@ -74,7 +63,7 @@ async def http(api: ControlApi) -> AsyncIterator[Call]:
             method: str,
             path: str,
             *,
-            key: str | None = KEY,
+            key: str | None = API_KEY,
             headers: dict[str, str] | None = None,
             **kwargs: Any,
         ) -> tuple[int, Any]:
@@ -317,7 +306,7 @@ async def test_presence_query_asks_the_softphone(
         (
             "POST",
             "/v1/agents/agent-1/calls",
-            {"key": OTHER_KEY, "json": {"dialTo": "+18883973342"}},
+            {"key": OTHER_API_KEY, "json": {"dialTo": "+18883973342"}},
             404,
             "not_found",
             "no agent 'agent-1' has opened a softphone session",
@@ -421,9 +410,9 @@ async def test_a_request_of_another_partner_is_answered_as_one_that_does_not_exi
     await open_agent(relays[0])
     _, accepted = await http("POST", "/v1/agents/agent-1/calls", json={"dialTo": "+18883973342"})
     request_id = accepted["requestId"]
-    status, body = await http("GET", accepted["statusUrl"], key=OTHER_KEY)
+    status, body = await http("GET", accepted["statusUrl"], key=OTHER_API_KEY)
     unknown = "00000000-0000-4000-8000-000000000000"
-    status_unknown, body_unknown = await http("GET", f"/v1/requests/{unknown}", key=OTHER_KEY)
+    status_unknown, body_unknown = await http("GET", f"/v1/requests/{unknown}", key=OTHER_API_KEY)
     assert (status, body["error"]) == (status_unknown, body_unknown["error"]) == (404, "not_found")
     assert body["message"].replace(request_id, unknown) == body_unknown["message"]
 
@@ -436,7 +425,7 @@ async def test_another_partners_agent_is_answered_as_one_that_does_not_exist(
     agent = await open_agent(relays[0], hello=False)
     await agent.hello(mint_token(SECRET, "agent-1", PARTNER, 600, salesforce_user_id=USER_ID))
     for who in ("agent-1", USER_ID):
-        status, body = await http("GET", f"/v1/agents/{who}/presence", key=OTHER_KEY)
+        status, body = await http("GET", f"/v1/agents/{who}/presence", key=OTHER_API_KEY)
         assert (status, body["error"]) == (404, "not_found")
         assert body["message"] == f"no agent {who!r} has opened a softphone session"
 
@@ -486,7 +475,7 @@ async def test_the_openapi_document_describes_every_endpoint(http: Call) -> None
 async def test_redis_down_is_503(unused_tcp_port: int) -> None:
     """With the log store unreachable the API says so, and accepts nothing."""
     client = clients.connect(f"redis://127.0.0.1:{unused_tcp_port}/0", timeout=0.5)
-    control = ControlApi(make_settings(api_keys={KEY: PARTNER}), client)
+    control = ControlApi(make_settings(api_keys={API_KEY: PARTNER}), client)
     await control.start("127.0.0.1", 0)
     try:
         async with (
@@ -494,7 +483,7 @@ async def test_redis_down_is_503(unused_tcp_port: int) -> None:
             session.post(
                 f"http://127.0.0.1:{control.port}/v1/agents/agent-1/calls",
                 json={"dialTo": "+18883973342"},
-                headers={"Authorization": f"Bearer {KEY}"},
+                headers={"Authorization": f"Bearer {API_KEY}"},
             ) as answer,
         ):
             assert answer.status == 503

@@ -7,21 +7,24 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import jwt
-import pytest
 import redis.asyncio as aioredis
 
 from relay.control.api import ControlApi
 from relay.log import keys
 from relay.server.server import Relay
 from relay.wire.auth import AUDIENCE
-from tests.helpers import PARTNER, SECRET, AgentFactory, eventually, make_settings, run_cli
-
-KEY = "partner-key-0123456789"
+from tests.helpers import (
+    API_KEY,
+    PARTNER,
+    SECRET,
+    AgentFactory,
+    eventually,
+    run_cli,
+)
 
 
 def agent_token(agent: str = "agent-1", *, issued: float | None = None, jti: str = "") -> str:
@@ -33,21 +36,13 @@ def agent_token(agent: str = "agent-1", *, issued: float | None = None, jti: str
     return jwt.encode(claims | {"jti": jti or str(uuid.uuid4())}, SECRET, algorithm="HS256")
 
 
-@pytest.fixture
-async def api(redis_client: aioredis.Redis) -> AsyncIterator[ControlApi]:
-    control = ControlApi(make_settings(api_keys={KEY: PARTNER}), redis_client)
-    await control.start("127.0.0.1", 0)
-    yield control
-    await control.close()
-
-
 async def post_revoke(api: ControlApi, agent: str, body: dict[str, Any] | None) -> tuple[int, Any]:
     async with (
         aiohttp.ClientSession() as session,
         session.post(
             f"http://127.0.0.1:{api.port}/v1/agents/{agent}/revoke",
             json=body,
-            headers={"Authorization": f"Bearer {KEY}"},
+            headers={"Authorization": f"Bearer {API_KEY}"},
         ) as answer,
     ):
         return answer.status, await answer.json()

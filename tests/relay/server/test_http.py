@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 
 from relay.server.server import Relay
-from tests.helpers import RelayFactory, token
+from tests.helpers import RelayFactory, http_exchange, token
 
 CLIENTJS = resources.files("clientjs")
 
@@ -68,17 +68,6 @@ async def test_the_demo_is_only_served_by_up(relay: Relay, start_relay: RelayFac
     assert status == 200 and headers["Cache-Control"] == "no-store" and minted.count(b".") == 2
 
 
-async def exchange(relay: Relay, raw: bytes) -> bytes:
-    """Send ``raw`` on a new connection; everything the relay answers until it closes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-    writer.write(raw)
-    await writer.drain()
-    async with asyncio.timeout(5):
-        answer = await reader.read()
-    writer.close()
-    return answer
-
-
 HANDSHAKE = (
     b"GET /v1/socket HTTP/1.1\r\nHost: relay.test\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -102,7 +91,7 @@ async def test_a_header_sent_twice_gets_a_400_naming_it(
     relay: Relay, raw: bytes, header: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Which of two Origins (or Hosts) would count? Neither: 400, and no traceback."""
-    answer = await exchange(relay, raw)
+    answer = await http_exchange(relay.port, raw)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.endswith(b"more than one " + header + b" header\n")
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
@@ -114,7 +103,7 @@ async def test_two_requests_pipelined_in_one_packet_get_one_answer_and_a_close(
     """The first is answered (``Connection: close``), the second not read; nothing is logged
     as an error."""
     one = b"GET /healthz HTTP/1.1\r\nHost: relay.test\r\n\r\n"
-    answer = await exchange(relay, one + one)
+    answer = await http_exchange(relay.port, one + one)
     assert answer.count(b"HTTP/1.1 ") == 1
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nok\n")
     assert b"Connection: close" in answer
