@@ -33,6 +33,11 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dispositionField: Annotated[str, msgspec.Meta(pattern=whole(r"\w+\.\w+"))] | None = None
     """A Salesforce picklist (``Task.Disposition__c``) whose active values are the partner's
     disposition codes, instead of ``disposition`` (read by the ``calls`` workers)."""
+    publicKey: str | None = None
+    """PEM certificates or public keys (one or more) that alone verify this partner's agent
+    tokens: no other key, the relay's shared one included, can sign for it."""
+    publicKeyFile: str | None = None
+    """A file holding ``publicKey``, relative to the partners file (read at start)."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +81,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
     """The control API's port (``SOFTPHONE_RELAY_API_PORT``)."""
     api_keys: dict[str, str] = msgspec.field(default_factory=dict)
     """API key → the partner it acts for (``SOFTPHONE_RELAY_API_KEYS``)."""
+
+    def partner_keys(self) -> dict[str, str]:
+        """Partner id → the PEM text of the keys that alone verify its tokens."""
+        return {
+            partner_id: partner.publicKey
+            for partner_id, partner in (self.partners or {}).items()
+            if partner.publicKey is not None
+        }
 
     def partner_config(self, partner_id: str) -> dict[str, Any] | None:
         """The welcome ``config`` for a partner, or None when a partners file excludes it."""
@@ -151,9 +164,15 @@ def parse_api_keys(name: str, text: str) -> dict[str, str]:
 def decode_partners(name: str, data: bytes, where: str) -> dict[str, Partner]:
     """A partners TOML file's bytes (read from ``where``), validated."""
     try:
-        return msgspec.toml.decode(data, type=PartnersFile).partners
+        partners = msgspec.toml.decode(data, type=PartnersFile).partners
     except msgspec.DecodeError as error:
         raise ConfigError(name, f"{where}: {error}") from None
+    for partner_id, partner in partners.items():
+        if partner.publicKey is not None and partner.publicKeyFile is not None:
+            raise ConfigError(
+                name, f"{where}: partner {partner_id!r} sets publicKey and publicKeyFile: one"
+            )
+    return partners
 
 
 AnySettings = TypeVar("AnySettings", bound=msgspec.Struct)

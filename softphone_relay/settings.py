@@ -78,12 +78,20 @@ def with_fields(settings: Settings, fields: Mapping[str, object]) -> Settings:
 
 
 def load_partners(name: str, path: Path) -> dict[str, Partner]:
-    """Read and validate a partners TOML file (``SOFTPHONE_RELAY_PARTNERS_FILE``)."""
+    """Read and validate a partners TOML file (``SOFTPHONE_RELAY_PARTNERS_FILE``), with the key
+    files it names (``publicKeyFile``, relative to it) read into ``publicKey``."""
     try:
         data = path.read_bytes()
     except OSError as error:
         raise ConfigError(name, f"cannot read {path}: {error.strerror}") from None
-    return decode_partners(name, data, str(path))
+    partners = decode_partners(name, data, str(path))
+    for partner_id, partner in partners.items():
+        if partner.publicKeyFile is not None:
+            pem = _read_key_file(name, str(path.parent / partner.publicKeyFile))
+            partners[partner_id] = msgspec.structs.replace(
+                partner, publicKey=pem, publicKeyFile=None
+            )
+    return partners
 
 
 def _read_key_file(name: str, path: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 import uuid
@@ -40,6 +41,8 @@ DISPOSITION_REREAD_SECONDS = 30.0
 """How often a relay rereads the disposition codes the workers read from Salesforce."""
 EXPIRY_CHECK_SECONDS = 1.0
 """How often the relay looks for sessions whose token has expired."""
+CERTIFICATE_WARNING_DAYS = 30
+"""A token-signing certificate this close to its expiry is logged as a warning at start."""
 SHUTDOWN_SECONDS = 5.0
 """How long a stopping relay waits for its sockets' closing handshakes."""
 
@@ -70,7 +73,11 @@ class Relay:
         self._services = Services(
             settings=settings,
             instance_id=self.instance_id,
-            verifier=TokenVerifier(secret=settings.secret, public_key=settings.public_key),
+            verifier=TokenVerifier(
+                secret=settings.secret,
+                public_key=settings.public_key,
+                partner_keys=settings.partner_keys(),
+            ),
             dispositions=self.dispositions,
             appender=self._appender,
             commands=self.commands,
@@ -136,6 +143,31 @@ class Relay:
             self.settings.host,
             self.port,
         )
+        self._log_token_keys()
+
+    def _log_token_keys(self) -> None:
+        """One line per public key that verifies tokens; a warning for a certificate that
+        expires within :data:`CERTIFICATE_WARNING_DAYS` (Salesforce's expire after a year)."""
+        now = datetime.datetime.now(datetime.UTC)
+        for partner, key in self._services.verifier.all_keys():
+            expires = key.not_after.isoformat() if key.not_after else "none"
+            log.info(
+                "event=token_key partner=%s algorithm=%s fingerprint=%s not_after=%s",
+                partner or "*",
+                key.algorithm,
+                key.fingerprint,
+                expires,
+            )
+            if key.not_after and key.not_after - now < datetime.timedelta(
+                days=CERTIFICATE_WARNING_DAYS
+            ):
+                log.warning(
+                    "event=token_key_expiring partner=%s fingerprint=%s not_after=%s "
+                    "hint=add the new certificate beside this one (see README, key rotation)",
+                    partner or "*",
+                    key.fingerprint,
+                    expires,
+                )
 
     async def close(self) -> None:
         """Stop accepting; close every session (1001) once its events in flight are

@@ -2,18 +2,22 @@
 ``softphone-relay`` (DESIGN.md section 6), and optionally ``sfUserId``. Verified with PyJWT;
 no I/O here.
 
-The key is an HS256 secret, or a public key for RS256/ES256 tokens: a PEM public key, or the
-X.509 certificate itself (what Salesforce's Certificate and Key Management downloads, for
-tokens its Apex signs with ``Auth.JWS``).
+The key is an HS256 secret, or public keys for RS256/ES256 tokens: PEM public keys, or the
+X.509 certificates themselves (what Salesforce's Certificate and Key Management downloads, for
+tokens its Apex signs with ``Auth.JWS``), several at once while a certificate is rotated. A
+partner may have keys of its own, which alone verify its tokens.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import jwt
 from cryptography import x509
@@ -47,59 +51,126 @@ class Identity:
     """The token's id (``jti``), by which it can be revoked alone."""
 
 
-def verification_key(pem: str) -> str:
-    """The PEM public key of ``pem`` (a public key, or an X.509 certificate holding one)."""
-    key: PublicKeyTypes
-    try:
-        if "BEGIN CERTIFICATE" in pem:
-            key = x509.load_pem_x509_certificate(pem.encode()).public_key()
-        else:
-            key = serialization.load_pem_public_key(pem.encode())
-    except ValueError:
+KEY_SETTING: Final = "SOFTPHONE_RELAY_PUBLIC_KEY_FILE"
+_PEM_BLOCK: Final = re.compile(
+    r"-----BEGIN (CERTIFICATE|PUBLIC KEY)-----\r?\n.*?-----END \1-----", re.DOTALL
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """One public key that may sign agent tokens, with what the relay logs about it."""
+
+    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    algorithm: str
+    """``RS256`` for an RSA key, ``ES256`` for an EC key: a key verifies its own kind only."""
+    fingerprint: str
+    """The first 16 hex digits of the SHA-256 of the key's DER form (names it in logs)."""
+    not_after: datetime.datetime | None
+    """When its certificate expires (None for a bare public key)."""
+
+
+def verification_keys(pem: str, setting: str = KEY_SETTING) -> tuple[VerificationKey, ...]:
+    """Every public key in ``pem``: one or more PEM certificates or public keys, one after the
+    other (during a rotation, the old certificate and the new). ``setting`` names the source in
+    the error when one is no usable key."""
+    blocks = [match.group(0) for match in _PEM_BLOCK.finditer(pem)]
+    if not blocks:
         raise ConfigError(
-            "SOFTPHONE_RELAY_PUBLIC_KEY_FILE",
-            "not a PEM public key or certificate (-----BEGIN PUBLIC KEY----- or "
+            setting,
+            "no PEM public key or certificate (-----BEGIN PUBLIC KEY----- or "
             "-----BEGIN CERTIFICATE-----)",
-        ) from None
+        )
+    return tuple(_verification_key(block, setting) for block in blocks)
+
+
+def _verification_key(block: str, setting: str) -> VerificationKey:
+    key: PublicKeyTypes
+    not_after = None
+    try:
+        if block.startswith("-----BEGIN CERTIFICATE"):
+            certificate = x509.load_pem_x509_certificate(block.encode())
+            key, not_after = certificate.public_key(), certificate.not_valid_after_utc
+        else:
+            key = serialization.load_pem_public_key(block.encode())
+    except ValueError as error:
+        raise ConfigError(setting, f"a PEM block is no valid key or certificate: {error}") from None
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise ConfigError(
-            "SOFTPHONE_RELAY_PUBLIC_KEY_FILE",
+            setting,
             f"a {type(key).__name__} cannot verify RS256 or ES256 tokens: use an RSA or EC key",
         )
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    algorithm = "RS256" if isinstance(key, rsa.RSAPublicKey) else "ES256"
+    return VerificationKey(key, algorithm, hashlib.sha256(der).hexdigest()[:16], not_after)
 
 
 class TokenVerifier:
-    """Verifies agent tokens with one key: an HS256 secret or an RS256/ES256 public key."""
+    """Verifies agent tokens: with an HS256 secret or RS256/ES256 public keys (several at once
+    during a rotation), and, for a partner given keys of its own, with those keys only, so one
+    partner's signing key can never speak for another."""
 
-    def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
-        if (secret is None) == (public_key is None):
-            raise ConfigError("SOFTPHONE_RELAY_SECRET", "set a secret or a public key file")
-        self._key: str = secret if secret is not None else verification_key(public_key or "")
-        self._algorithms = ["HS256"] if secret is not None else ["RS256", "ES256"]
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        partner_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        """``public_key`` and each of ``partner_keys`` (partner id → PEM text) may hold several
+        PEM blocks. A token naming a partner of ``partner_keys`` must verify with one of that
+        partner's keys; any other token with the secret or ``public_key``."""
+        if secret is not None and public_key is not None:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_SECRET", "set a secret or a public key file, not both"
+            )
+        self.shared_keys: tuple[VerificationKey, ...] = (
+            verification_keys(public_key) if public_key is not None else ()
+        )
+        """The public keys that verify the tokens of partners without keys of their own."""
+        self.partner_keys: dict[str, tuple[VerificationKey, ...]] = {
+            partner: verification_keys(pem, f"partner {partner!r} publicKey")
+            for partner, pem in (partner_keys or {}).items()
+        }
+        """Partner id → the keys that alone verify that partner's tokens."""
+        if secret is None and not self.shared_keys and not self.partner_keys:
+            raise ConfigError(
+                "SOFTPHONE_RELAY_SECRET",
+                "set a secret, a public key file, or publicKey for the partners",
+            )
+        self._shared: tuple[tuple[object, str], ...] = (
+            ((secret, "HS256"),)
+            if secret is not None
+            else tuple((k.key, k.algorithm) for k in self.shared_keys)
+        )
+        self._by_partner = {
+            partner: tuple((k.key, k.algorithm) for k in keys)
+            for partner, keys in self.partner_keys.items()
+        }
+
+    def all_keys(self) -> list[tuple[str | None, VerificationKey]]:
+        """Every public key with the partner it is reserved for (None: shared)."""
+        shared: list[tuple[str | None, VerificationKey]] = [(None, k) for k in self.shared_keys]
+        return shared + [(p, k) for p, keys in self.partner_keys.items() for k in keys]
 
     def verify(self, token: str) -> Identity:
         """Return the token's identity or raise :class:`AuthenticationFailed` saying why."""
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=self._algorithms,
-                audience=AUDIENCE,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["sub", "exp", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("token expired") from None
+            unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as error:
             raise AuthenticationFailed(f"invalid token: {error}") from None
-        agent_id, partner_id = claims.get("sub"), claims.get("partnerId")
+        claimed = unverified.get("partnerId")
+        if not isinstance(claimed, str) or not claimed:
+            raise AuthenticationFailed("invalid token: missing 'partnerId' claim")
+        keys = self._by_partner.get(claimed, self._shared)
+        if not keys:
+            raise AuthenticationFailed("invalid token: no key verifies this partner's tokens")
+        claims = self._verified_claims(token, keys)
+        agent_id = claims.get("sub")
         if not isinstance(agent_id, str) or not AGENT_ID_PATTERN.match(agent_id):
             raise AuthenticationFailed("invalid token: 'sub' must be an agent id [A-Za-z0-9._@:-]")
-        if not isinstance(partner_id, str) or not partner_id:
-            raise AuthenticationFailed("invalid token: missing 'partnerId' claim")
         user = claims.get(SALESFORCE_USER_CLAIM)
         if user is not None and (
             not isinstance(user, str) or not SALESFORCE_USER_PATTERN.match(user)
@@ -112,12 +183,34 @@ class TokenVerifier:
         token_id = claims.get("jti")
         return Identity(
             agent_id,
-            partner_id,
+            claimed,
             float(claims["exp"]),
             user,
             issued_at=float(issued) if isinstance(issued, int | float) else 0.0,
             token_id=token_id if isinstance(token_id, str) and token_id else None,
         )
+
+    @staticmethod
+    def _verified_claims(token: str, keys: tuple[tuple[object, str], ...]) -> dict[str, Any]:
+        """The claims of ``token`` as the first key whose signature matches verifies them."""
+        refusal = "invalid token: Signature verification failed"
+        for key, algorithm in keys:
+            try:
+                return jwt.decode(
+                    token,
+                    key,  # type: ignore[arg-type]
+                    algorithms=[algorithm],
+                    audience=AUDIENCE,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": ["sub", "exp", "aud"]},
+                )
+            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as error:
+                refusal = f"invalid token: {error}"
+            except jwt.ExpiredSignatureError:
+                raise AuthenticationFailed("token expired") from None
+            except jwt.InvalidTokenError as error:
+                raise AuthenticationFailed(f"invalid token: {error}") from None
+        raise AuthenticationFailed(refusal)
 
 
 def mint_token(

@@ -10,6 +10,7 @@ from relay.errors import ConfigError
 from relay.log.clients import cluster_seed
 from relay.settings import RateLimit, parse_duration
 from softphone_relay.settings import settings_from_env
+from tests.certificates import org_certificate
 
 SECRET = "s" * 32
 
@@ -191,3 +192,40 @@ def test_a_cluster_is_named_by_its_url() -> None:
     assert cluster_seed("redis+cluster://node-1:6379") == "redis://node-1:6379"
     assert cluster_seed("rediss+cluster://node-1:6380") == "rediss://node-1:6380"
     assert cluster_seed("redis://node-1:6379/0") is None
+
+
+def test_a_partners_key_file_is_read_relative_to_the_partners_file(tmp_path: Path) -> None:
+    """``publicKeyFile = "keys/p1.crt"`` beside the partners file: its certificate becomes the
+    partner's own verification key."""
+    _, certificate = org_certificate()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "p1.crt").write_text(certificate)
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\nbusinessSegmentId = "b"\nchannelOriginId = "c"\n'
+        'publicKeyFile = "keys/p1.crt"\n'
+    )
+    settings = settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
+    assert settings.relay.partner_keys() == {"p1": certificate}
+
+
+def test_a_partner_with_both_a_key_and_a_key_file_is_refused(tmp_path: Path) -> None:
+    """Two sources for one partner's keys: which one wins would be a guess."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\nbusinessSegmentId = "b"\nchannelOriginId = "c"\n'
+        'publicKey = "x"\npublicKeyFile = "p1.crt"\n'
+    )
+    with pytest.raises(ConfigError, match="publicKey and publicKeyFile"):
+        settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
+
+
+def test_a_missing_partner_key_file_names_the_partners_setting(tmp_path: Path) -> None:
+    """A key file that is not there: the error names the partners file's variable and path."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\nbusinessSegmentId = "b"\nchannelOriginId = "c"\n'
+        'publicKeyFile = "gone.crt"\n'
+    )
+    with pytest.raises(ConfigError, match=r"PARTNERS_FILE.*gone\.crt"):
+        settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})

@@ -3,13 +3,17 @@ an agent id to the partner of its first session. Two partners on one relay, real
 
 from __future__ import annotations
 
+import logging
 import uuid
 
+import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from relay.log import keys
 from relay.server.server import Relay
 from relay.settings import Partner
+from tests.certificates import USER, apex_token, org_certificate
 from tests.helpers import OTHER_PARTNER, PARTNER, PARTNERS, RelayFactory, token
 
 TWO_PARTNERS = PARTNERS | {
@@ -117,3 +121,42 @@ async def test_an_agent_opening_sessions_in_a_loop_is_refused_after_thirty_a_min
     assert (await refused.closed())[0] == 4429
     other = await open_agent(relay, hello=False)
     await other.hello(token("agent-other", PARTNER))
+
+
+async def test_a_partner_with_its_own_key_is_reached_only_with_tokens_that_key_signed(
+    start_relay: RelayFactory,
+    open_agent,  # type: ignore[no-untyped-def]
+) -> None:
+    """Partner B has a certificate of its own in the partners file: a token the relay's shared
+    secret signed for B is refused 4401; one B's org signed is welcomed."""
+    key, certificate = org_certificate()
+    partners = TWO_PARTNERS | {
+        OTHER_PARTNER: msgspec.structs.replace(TWO_PARTNERS[OTHER_PARTNER], publicKey=certificate)
+    }
+    relay = await start_relay(partners=partners)
+    forged = await open_agent(relay, hello=False)
+    await forged.send({"type": "hello", "token": token("agent-b", OTHER_PARTNER)})
+    assert (await forged.next("error"))["code"] == "unauthorized"
+    assert (await forged.closed())[0] == 4401
+    signed = await open_agent(relay, hello=False)
+    await signed.send({"type": "hello", "token": apex_token(key, partner=OTHER_PARTNER)})
+    assert (await signed.next("welcome"))["agentId"] == USER
+
+
+async def test_the_relay_logs_each_token_key_and_warns_of_a_certificate_near_its_end(
+    start_relay: RelayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One line per key with its fingerprint and expiry; a warning for the certificate that
+    ends within 30 days, so an operator adds the next one before agents are cut off."""
+    _, lasting = org_certificate(days=365)
+    _, ending = org_certificate(days=10)
+    partners = TWO_PARTNERS | {
+        OTHER_PARTNER: msgspec.structs.replace(TWO_PARTNERS[OTHER_PARTNER], publicKey=ending)
+    }
+    with caplog.at_level(logging.INFO, logger="relay.server.server"):
+        await start_relay(secret=None, public_key=lasting, partners=partners)
+    lines = [r.getMessage() for r in caplog.records if "event=token_key" in r.getMessage()]
+    assert len([line for line in lines if line.startswith("event=token_key ")]) == 2
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert f"partner={OTHER_PARTNER}" in warning.getMessage()
+    assert "event=token_key_expiring" in warning.getMessage()
