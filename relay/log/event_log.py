@@ -36,29 +36,35 @@ log = logging.getLogger(__name__)
 APPEND_SCRIPT: Final = """
 local buckets = tonumber(ARGV[2])
 local owner_ttl = ARGV[3]
-local events = (#ARGV - 3) / 3
+local legacy_keys = tonumber(ARGV[4])
+local events = (#ARGV - 4) / 3
 local live = {KEYS[2]}
 for b = 3, buckets do
   if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
 end
 local out = {}
+local checked = 0
 for k = 1, events do
-  local digest, stored, partner = ARGV[k * 3 + 1], ARGV[k * 3 + 2], ARGV[k * 3 + 3]
+  local digest, stored, partner = ARGV[k * 3 + 2], ARGV[k * 3 + 3], ARGV[k * 3 + 4]
   local seen = false
   for _, bucket in ipairs(live) do
     seen = redis.call('HGET', bucket, digest)
     if seen then break end
   end
-  if not seen then
+  if not seen and legacy_keys > 0 then
     -- A key of the format before buckets; pcall: whatever else holds that name (a day
     -- bucket, for an agent named "day") is not a record of this event.
     local legacy = redis.pcall('GET', KEYS[buckets + k])
     if type(legacy) == 'string' then seen = legacy end
   end
   local owner = false
-  if not seen and partner ~= '' then
-    -- The first partner to speak of the conversation owns it (kept 30 days from then).
-    owner = redis.call('SET', KEYS[buckets + events + k], partner, 'NX', 'GET', 'EX', owner_ttl)
+  if partner ~= '' then
+    checked = checked + 1
+    if not seen then
+      -- The first partner to speak of the conversation owns it (kept 30 days from then).
+      owner = redis.call(
+        'SET', KEYS[buckets + legacy_keys + checked], partner, 'NX', 'GET', 'EX', owner_ttl)
+    end
   end
   if seen then
     out[#out + 1] = seen
@@ -79,10 +85,12 @@ return out
 """Append a shard's batch with dedupe, each conversation kept to the partner that first used
 it. KEYS: the stream, today's dedupe bucket (written, always searched), the other buckets a
 resend may be remembered in (searched if they exist, checked once per batch: tomorrow's rarely
-does), then each event's dedupe key of the format before buckets (read only; they expire
-within ``DEDUPE_TTL`` of the upgrade), then each event's conversation owner key. ARGV: when
-today's bucket expires, how many buckets (the stream included), how long an owner is kept,
-then each event's digest, stored envelope and partner ('' for an event of no conversation).
+does), then, while dedupe keys of the format before buckets may live (:meth:`EventLog.start`),
+each event's such key (read only), then the conversation owner key of each event whose owner
+is to be checked, in order. ARGV: when today's bucket expires, how many buckets (the stream
+included), how long an owner is kept, how many keys of the old format there are (0 or one per
+event), then each event's digest, stored envelope and partner ('' when there is nothing to
+check: no conversation, or an owner known already).
 Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its conversation's
 partner and 2 (refused: another partner's conversation)."""
 
@@ -112,10 +120,11 @@ def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], 
     return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
 
 
-Prepared = tuple[int, bytes, bytes, str, str, str]
-"""An envelope ready to append: its shard, dedupe digest, stored JSON, legacy dedupe key, and
-its conversation's owner key and partner (partner '' when there is nothing to check: no
-conversation, or an owner this process saw confirmed; the key is then unused)."""
+Prepared = tuple[int, bytes, bytes, str | None, str | None, str]
+"""An envelope ready to append: its shard, dedupe digest, stored JSON, dedupe key of the format
+before buckets (None once none can live), and
+its conversation's owner key and partner to check (None and '' when there is nothing to
+check: no conversation, or an owner this process saw confirmed)."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -134,14 +143,32 @@ class EventLog:
         self._dedupe_ttl = dedupe_ttl
         self._script = redis.register_script(APPEND_SCRIPT)
         self._streams = [keys.event_stream(shard) for shard in range(shards)]
-        """Each shard's stream key, also passed in place of an owner key the script will not
-        touch (a key in the shard's slot, and no string built per event)."""
         self._owners: dict[str, str] = {}
         """Conversations whose partner this process saw confirmed by the append script: their
         later events of that partner need no check in Redis (a conversation never changes
         hands while its owner key lives). Forgotten daily and when it grows past
         :data:`OWNERS_KEPT`, so it never outlives the owner keys (30 days)."""
         self._owners_since = time.monotonic()
+        self._legacy_until = math.inf
+        """Until when dedupe keys of the format before buckets may still live (their lookup
+        costs a key and a read per event): forever until :meth:`start` learns better."""
+
+    async def start(self) -> None:
+        """Learn when dedupe keys of the format before day buckets stop mattering: from the
+        time the first relay writing buckets started (``sp:dedupe:buckets-since``, set once),
+        plus ``DEDUPE_TTL`` and a day for relays of the old release still running during a
+        rolling upgrade; never, for a log that had no stream when that key was first set."""
+        exists = await asyncio.gather(*(self._redis.exists(s) for s in self._streams))
+        now = int(time.time())
+        mine = now if any(exists) else 0
+        found = await self._redis.set(keys.BUCKETS_SINCE, mine, nx=True, get=True)
+        since = int(found) if found is not None else mine
+        until = since + self._dedupe_ttl + DAY if since else 0
+        self._legacy_until = until if until > now else 0.0
+        log.info(
+            "event=dedupe_old_format_lookups until=%s",
+            until if until > now else "never",
+        )
 
     def confirm_owner(self, envelope: Envelope) -> None:
         """``envelope`` was appended after its conversation's owner was checked: remember
@@ -182,15 +209,16 @@ class EventLog:
         shard = self.shard_of(envelope)
         conversation = envelope.conversationId
         partner = envelope.partnerId
+        owner_key: str | None = None
         if conversation is None or self._owners.get(conversation) == partner:
-            owner_key, partner = self._streams[shard], ""  # nothing to check
+            partner = ""  # nothing to check
         else:
             owner_key = keys.conversation_partner(shard, conversation)
         return (
             shard,
             event_digest(envelope),
             encode_stored(envelope),
-            keys.seen(shard, envelope.agentId, envelope.id),
+            keys.seen(shard, envelope.agentId, envelope.id) if self._legacy_until else None,
             owner_key,
             partner,
         )
@@ -256,11 +284,18 @@ class EventLog:
 
     def shard_call(self, shard: int, batch: list[Prepared]) -> tuple[list[str], list[Any]]:
         """The append script's keys and arguments for one shard's batch."""
-        buckets, expire_at = dedupe_buckets(shard, time.time(), self._dedupe_ttl)
-        args: list[Any] = [expire_at, len(buckets) + 1, CONVERSATION_OWNER_TTL]
+        now = time.time()
+        if now >= self._legacy_until:
+            self._legacy_until = 0.0
+        buckets, expire_at = dedupe_buckets(shard, now, self._dedupe_ttl)
+        old_format = [p[3] for p in batch if p[3] is not None]
+        if len(old_format) != len(batch):  # the window closed within this batch
+            old_format = []
+        args: list[Any] = [expire_at, len(buckets) + 1, CONVERSATION_OWNER_TTL, len(old_format)]
         for _, digest, stored, _, _, partner in batch:
             args += (digest, stored, partner)
-        keys_ = [self._streams[shard], *buckets, *(p[3] for p in batch), *(p[4] for p in batch)]
+        keys_ = [self._streams[shard], *buckets, *old_format]
+        keys_ += [p[4] for p in batch if p[4] is not None]
         return keys_, args
 
     def pipe(self) -> AppendPipe | None:

@@ -24,6 +24,10 @@ def seen_bucket(shard: int, day: int) -> str:
     return f"sp:seen:{{{shard}}}:day:{day}"
 
 
+BUCKETS_SINCE: Final = "sp:dedupe:buckets-since"
+"""When the first relay that writes day buckets started (UNIX seconds; 0: the log was new)."""
+
+
 def seen(shard: int, agent_id: str, event_id: str) -> str:
     """The dedupe record of one event id in the format before day buckets (read only)."""
     return f"sp:seen:{{{shard}}}:{agent_id}:{event_id}"

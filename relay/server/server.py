@@ -67,6 +67,7 @@ class Relay:
         self.agents = AgentDirectory(redis)
         self.requests = RequestStore(redis)
         event_log = EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl)
+        self._event_log = event_log
         self._appender = BatchingAppender(event_log, self.metrics)
         self._delivery = CommandDelivery(self.commands, self.requests, self.metrics)
         self._hub = CommandHub(redis, sweep_interval=settings.heartbeat, wake=self._delivery.wake)
@@ -113,6 +114,7 @@ class Relay:
     async def start(self) -> None:
         """Start serving; raises if Redis is unreachable (the caller decides what then)."""
         await self._hub.start()
+        await self._event_log.start()
         await self.dispositions.refresh()
         self._tasks = [
             asyncio.create_task(self._appender.run(), name="appender"),

@@ -148,3 +148,64 @@ async def test_a_conversations_owner_is_checked_in_redis_until_the_relay_has_see
             await appender.append(other)
     finally:
         running.cancel()
+
+
+async def test_in_one_batch_checked_and_known_conversations_each_get_their_own_answer(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A batch mixing events whose owner is known (no owner key sent) with events whose owner
+    is checked: each checked event meets its own conversation's key, in order."""
+    log = EventLog(redis_client, shards=1, dedupe_ttl=60)
+    known, theirs, fresh = (str(uuid.uuid4()) for _ in range(3))
+
+    def about(conversation: str, partner: str = PARTNER) -> Envelope:
+        event = envelope({"conversationId": conversation})
+        return msgspec.structs.replace(event, conversationId=conversation, partnerId=partner)
+
+    await log.append_all([about(known), about(theirs, "other-partner")])
+    log.confirm_owner(about(known))
+    batch = [about(known), about(theirs), about(known), about(fresh), about(theirs)]
+    assert [log.prepare(event)[5] for event in batch] == ["", PARTNER, "", PARTNER, PARTNER]
+    results = await log.append_batch(batch)
+    refused = [isinstance(result, FrameRefused) for result in results]
+    assert refused == [False, True, False, False, True]
+    assert await redis_client.get(keys.conversation_partner(0, fresh)) == PARTNER.encode()
+
+
+async def test_a_log_that_began_with_day_buckets_never_looks_the_old_format_up(
+    redis_client: aioredis.Redis,
+) -> None:
+    """No stream when the first relay of this release started: no old record can exist, so
+    none is looked up (a record planted afterwards is not found) and none is passed."""
+    log = EventLog(redis_client, shards=2, dedupe_ttl=7 * DAY)
+    await log.start()
+    assert await redis_client.get(keys.BUCKETS_SINCE) == b"0"
+    event = envelope({})
+    assert log.prepare(event)[3] is None
+    await redis_client.set(
+        keys.seen(log.shard_of(event), event.agentId, event.id), "1700000000000-1", ex=60
+    )
+    [result] = await log.append_all([event])
+    assert not result.duplicate
+
+
+async def test_after_an_upgrade_old_records_count_until_the_ttl_and_a_day_have_passed(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A log with streams, upgraded now: records of the old format still count; a relay that
+    starts when the window is over (the key says the upgrade was long ago) no longer looks."""
+    await redis_client.xadd(keys.event_stream(1), {"e": "{}"})
+    log = EventLog(redis_client, shards=2, dedupe_ttl=7 * DAY)
+    await log.start()
+    since = int(await redis_client.get(keys.BUCKETS_SINCE) or 0)
+    assert abs(since - time.time()) < 60
+    event = envelope({})
+    await redis_client.set(
+        keys.seen(log.shard_of(event), event.agentId, event.id), "1700000000000-1", ex=60
+    )
+    [result] = await log.append_all([event])
+    assert result == AppendResult("1700000000000-1", duplicate=True)
+    await redis_client.set(keys.BUCKETS_SINCE, since - 8 * DAY - 1)
+    later = EventLog(redis_client, shards=2, dedupe_ttl=7 * DAY)
+    await later.start()
+    assert later.prepare(event)[3] is None
