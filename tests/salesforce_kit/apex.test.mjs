@@ -1,12 +1,43 @@
 // Every Apex file of the Salesforce kit parses with @apexdevtools/apex-parser (an ANTLR grammar
-// that follows the platform compiler), and the token class has what runApex and the relay need.
-// Whether it compiles and signs is only known in an org: see salesforce-kit/README.md.
+// that follows the platform compiler), declares nothing under a name the compiler reserves
+// (the grammar accepts `String number`, the compiler does not), and the token class has what
+// runApex and the relay need. Whether it compiles and signs is only known in an org: see
+// salesforce-kit/README.md.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ApexErrorListener, ApexParserFactory } from "@apexdevtools/apex-parser";
+import {
+  ApexErrorListener,
+  ApexParserFactory,
+  CatchClauseContext,
+  ClassDeclarationContext,
+  EnhancedForControlContext,
+  EnumConstantsContext,
+  EnumDeclarationContext,
+  FormalParameterContext,
+  InterfaceDeclarationContext,
+  PropertyDeclarationContext,
+  VariableDeclaratorContext,
+} from "@apexdevtools/apex-parser";
+
+const RESERVED = new Set(
+  JSON.parse(readFileSync(new URL("data/apex-reserved-keywords.json", import.meta.url), "utf8"))
+    .keywords
+);
+/** Parse-tree nodes that declare a name (a method's own name may be a reserved word). */
+const DECLARING = [
+  CatchClauseContext,
+  ClassDeclarationContext,
+  EnhancedForControlContext,
+  EnumConstantsContext,
+  EnumDeclarationContext,
+  FormalParameterContext,
+  InterfaceDeclarationContext,
+  PropertyDeclarationContext,
+  VariableDeclaratorContext,
+];
 
 const CLASSES = fileURLToPath(
   new URL("../../salesforce-kit/force-app/main/default/classes/", import.meta.url)
@@ -29,6 +60,25 @@ function syntaxErrors(source) {
   return listener.errors;
 }
 
+/** Every name ``source`` declares that Apex reserves, as "line:column name". */
+function reservedNames(source) {
+  const { parser } = ApexParserFactory.createLexerAndParser(source, new Collect());
+  const found = [];
+  const visit = (node) => {
+    if (DECLARING.some((kind) => node instanceof kind)) {
+      const ids = [node.id()].flat().filter(Boolean);
+      for (const id of ids) {
+        if (RESERVED.has(id.getText().toLowerCase())) {
+          found.push(`${id.start.line}:${id.start.column} ${id.getText()}`);
+        }
+      }
+    }
+    for (const child of node.children ?? []) visit(child);
+  };
+  visit(parser.compilationUnit());
+  return found;
+}
+
 const files = readdirSync(CLASSES).filter((name) => name.endsWith(".cls"));
 
 test("the kit has the token and dial classes and their test classes", () => {
@@ -44,6 +94,9 @@ for (const name of files) {
   test(`${name} parses as Apex`, () => {
     assert.deepEqual(syntaxErrors(readFileSync(join(CLASSES, name), "utf8")), []);
   });
+  test(`${name} declares no name Apex reserves`, () => {
+    assert.deepEqual(reservedNames(readFileSync(join(CLASSES, name), "utf8")), []);
+  });
   test(`${name} has its metadata file`, () => {
     const meta = readFileSync(join(CLASSES, `${name}-meta.xml`), "utf8");
     assert.match(meta, /<apiVersion>\d+\.0<\/apiVersion>/);
@@ -52,6 +105,12 @@ for (const name of files) {
 
 test("the parser catches a broken class (the check can fail)", () => {
   assert.notDeepEqual(syntaxErrors("global class Broken { webService static String mint( { }"), []);
+});
+
+test("a name Apex reserves is caught where the grammar accepts it (the check can fail)", () => {
+  const source = "@IsTest class T { static void request(String number) { Integer loop = 1; } }";
+  assert.deepEqual(syntaxErrors(source), []);
+  assert.deepEqual(reservedNames(source), ["1:45 number", "1:63 loop"]);
 });
 
 test("the token method is what runApex can call: webService static in a global class", () => {
