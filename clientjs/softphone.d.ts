@@ -25,7 +25,8 @@ export type HookParams = Record<string, unknown> | string | undefined | null;
 
 export interface WrapperError {
   /** e.g. invalid_event, replaced, forbidden, heartbeat_timeout, token_failed,
-   *  refresh_refused, open_cti_unavailable */
+   *  refresh_refused, open_cti_unavailable, insecure_url (a ws:// URL on an https: page),
+   *  call_center_settings_failed (no relayUrl in the call center definition) */
   code: string;
   message: string;
   detail?: unknown;

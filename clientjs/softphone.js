@@ -42,6 +42,10 @@
   /** How long to wait for Open CTI to appear, and how often to look. */
   var OPEN_CTI_WAIT_MS = 30000;
   var OPEN_CTI_POLL_MS = 250;
+  /** The call center definition's section for the relay, as getCallCenterSettings names its
+   *  items ("/section/item"). */
+  var CALL_CENTER_SECTION = "/softphoneRelay/";
+
   /** What Open CTI itself accepts as sfdcIframeOrigin (its initialize() throws otherwise). */
   var SALESFORCE_ORIGIN = /^https?:\/\/[\w.-]+(\.force\.com|\.salesforce\.com)(:\d+)?$/;
 
@@ -250,12 +254,16 @@
    * checks it: a force.com or salesforce.com host, on the page's own protocol); null if none.
    */
   function salesforceOriginOf(search, protocol) {
+    var origin = iframeOriginOf(search);
+    if (origin === null || !SALESFORCE_ORIGIN.test(origin)) return null;
+    return origin.slice(0, origin.indexOf(":") + 1) === protocol ? origin : null;
+  }
+
+  /** The sfdcIframeOrigin parameter as given, unchecked; null if absent or undecodable. */
+  function iframeOriginOf(search) {
     var match = /[?&]sfdcIframeOrigin=([^&#]*)/.exec(search || "");
     if (!match) return null;
-    var origin;
-    try { origin = decodeURIComponent(match[1].replace(/\+/g, " ")); } catch (e) { return null; }
-    if (!SALESFORCE_ORIGIN.test(origin)) return null;
-    return origin.slice(0, origin.indexOf(":") + 1) === protocol ? origin : null;
+    try { return decodeURIComponent(match[1].replace(/\+/g, " ")); } catch (e) { return null; }
   }
 
   /** True once a command may no longer be handed over (expiresAt in the past). */
@@ -408,10 +416,16 @@
           var api = env.sforce();
           if (api) { resolve(api); return; }
           if (waited >= OPEN_CTI_WAIT_MS) {
+            var where = env.location();
+            var given = where ? iframeOriginOf(where.search) : null;
             reject(new Error(origin
               ? "Open CTI did not load from " + origin + " within " + OPEN_CTI_WAIT_MS / 1000 + " s"
-              : "Open CTI is not on the page, and the page was not opened by a Salesforce call " +
-                "center (no sfdcIframeOrigin in its URL)"));
+              : given !== null
+                ? "Open CTI is not on the page, and its sfdcIframeOrigin " + given + " is not a " +
+                  "Salesforce origin on this page's protocol (Open CTI accepts only force.com " +
+                  "and salesforce.com hosts): Open CTI was not loaded from it"
+                : "Open CTI is not on the page, and the page was not opened by a Salesforce call " +
+                  "center (no sfdcIframeOrigin in its URL)"));
             return;
           }
           waited += OPEN_CTI_POLL_MS;
@@ -431,6 +445,42 @@
       }, function (error) {
         if (expected) report("open_cti_unavailable", error.message);
       });
+    }
+
+    /** Opened by a Salesforce call center with no URL configured: the relay's URL, and the
+     *  Apex class that mints tokens unless a token source is configured, from the call center
+     *  definition's softphoneRelay section (Open CTI getCallCenterSettings); then connect. */
+    function fromCallCenter() {
+      whenOpenCti().then(function (opencti) {
+        opencti.getCallCenterSettings({
+          callback: function (response) {
+            var values = response && response.success ? response.returnValue || {} : null;
+            if (!values) {
+              report("call_center_settings_failed", "getCallCenterSettings failed: " +
+                JSON.stringify(response && response.errors));
+              return;
+            }
+            var url = values[CALL_CENTER_SECTION + "relayUrl"];
+            if (!url) {
+              report("call_center_settings_failed", "the call center definition has no " +
+                CALL_CENTER_SECTION + "relayUrl item: add it, or configure url");
+              return;
+            }
+            if (!options.url) options.url = String(url);
+            var apexClass = values[CALL_CENTER_SECTION + "tokenApexClass"];
+            var configured = options.token || options.tokenUrl ||
+              (options.salesforce && options.salesforce.apexClass);
+            if (apexClass && !configured) {
+              options.salesforce = {
+                apexClass: String(apexClass),
+                methodName: String(values[CALL_CENTER_SECTION + "tokenApexMethod"] || "mint"),
+              };
+            }
+            stores();
+            if (state === "idle") connect();
+          },
+        });
+      }, function () { /* wireOpenCti reports open_cti_unavailable */ });
     }
 
     function apexToken() {
@@ -500,8 +550,29 @@
       });
     }
 
+    /** Whether the page is served over https: and the relay's URL is ws:// to a host other
+     *  than this machine (mixed content, which the browser refuses with a SecurityError that
+     *  says little; loopback addresses are exempt, in browsers as here). */
+    function insecureUrl() {
+      var where = env.location();
+      var host = /^ws:\/\/(\[[^\]]*\]|[^\/:?#]*)/i.exec(String(options.url));
+      if (!where || where.protocol !== "https:" || !host) return false;
+      var name = host[1].toLowerCase();
+      return !(name === "localhost" || /\.localhost$/.test(name) || name === "[::1]" ||
+        /^127\.\d+\.\d+\.\d+$/.test(name));
+    }
+
     function connect() {
       if (state === "stopped" || !options.url) return;
+      if (insecureUrl()) {
+        state = "idle"; // nothing to retry: configure a wss:// URL and load again
+        report(
+          "insecure_url",
+          "this page is served over https: and may not open " + options.url +
+            ": use the relay's wss:// URL (the relay or its proxy terminating TLS)"
+        );
+        return;
+      }
       state = "connecting";
       getToken().then(function (token) {
         if (state === "stopped") return;
@@ -729,7 +800,7 @@
         wireOpenCti();
         if (state === "idle" || state === "stopped") {
           state = "idle";
-          connect();
+          if (!options.url && salesforceOrigin()) fromCallCenter(); else connect();
         }
         return api;
       },

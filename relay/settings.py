@@ -81,6 +81,11 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
     """The control API's port (``SOFTPHONE_RELAY_API_PORT``)."""
     api_keys: dict[str, str] = msgspec.field(default_factory=dict)
     """API key → the partner it acts for (``SOFTPHONE_RELAY_API_KEYS``)."""
+    tls_cert_file: str | None = None
+    """The PEM certificate chain both servers present (``SOFTPHONE_RELAY_TLS_CERT_FILE``);
+    with ``tls_key_file``, the relay speaks https/wss and the control API https."""
+    tls_key_file: str | None = None
+    """The certificate's PEM private key (``SOFTPHONE_RELAY_TLS_KEY_FILE``)."""
 
     def partner_keys(self) -> dict[str, str]:
         """Partner id → the PEM text of the keys that alone verify its tokens."""

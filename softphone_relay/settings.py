@@ -159,6 +159,11 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]
                 f"expected file:///dir, file:relative/dir or s3://bucket/prefix, got {archive!r}",
             )
         put("archive_url", "ARCHIVE_URL", archive)
+    for key, field in (("TLS_CERT_FILE", "tls_cert_file"), ("TLS_KEY_FILE", "tls_key_file")):
+        if (path := get(key)) is not None:
+            put(field, key, path)
+    if (get("TLS_CERT_FILE") is None) != (get("TLS_KEY_FILE") is None):
+        raise ConfigError(PREFIX + "TLS_CERT_FILE", "set both TLS_CERT_FILE and TLS_KEY_FILE")
     if (host := get("HOST")) is not None:
         put("host", "HOST", host)
     for key, field in (

@@ -63,7 +63,7 @@ function world(options = {}) {
     onStorage: options.onStorage,
   };
   const wrapper = createWrapper(env);
-  wrapper.configure({ url: "ws://relay/v1/socket", token: "tok", onError: (e) => errors.push(e) });
+  wrapper.configure({ url: "wss://relay/v1/socket", token: "tok", onError: (e) => errors.push(e) });
   return {
     wrapper,
     sockets,
@@ -355,6 +355,9 @@ function fakeOpenCti(runApexAnswer) {
     enableClickToDial: ({ callback }) => { api.enabled += 1; if (callback) callback({ success: true }); },
     runApex: (request) => { api.apexCalls.push(request); request.callback(runApexAnswer()); },
     searchAndScreenPop: () => {},
+    settings: null,
+    getCallCenterSettings: ({ callback }) =>
+      callback(api.settings ? { success: true, returnValue: api.settings } : { success: false, errors: ["no call center"] }),
     click: (number) => api.listeners.forEach((l) => l({ number, recordId: "003Hs00000ABCDeIAX" })),
   };
   return api;
@@ -510,4 +513,77 @@ test("a fixed token string is not refreshed with itself", async () => {
   await w.advance(20_000);
   await w.tick();
   assert.equal(socket.sent.filter((f) => f.type === "refresh").length, 0);
+});
+
+test("an https: page given a ws:// relay URL gets insecure_url and opens no socket", async () => {
+  const w = world({ location: { protocol: "https:", search: "" } });
+  w.wrapper.configure({ url: "ws://relay/v1/socket" });
+  w.wrapper.load(() => {});
+  await w.tick();
+  assert.equal(w.sockets.length, 0);
+  assert.equal(w.wrapper.state(), "idle");
+  assert.deepEqual(w.errors.map((e) => e.code), ["insecure_url"]);
+  assert.match(w.errors[0].message, /ws:\/\/relay\/v1\/socket.*wss:\/\//);
+  w.wrapper.configure({ url: "wss://relay/v1/socket" });
+  w.wrapper.load(() => {});
+  await w.tick();
+  assert.equal(w.sockets.length, 1);
+});
+
+test("a ws:// URL to this machine stays allowed on an https: page, as browsers allow it", async () => {
+  for (const url of ["ws://127.0.0.1:8765/v1/socket", "ws://localhost/v1/socket", "ws://[::1]:8765/v1/socket"]) {
+    const w = world({ location: { protocol: "https:", search: "" } });
+    w.wrapper.configure({ url });
+    w.wrapper.load(() => {});
+    await w.tick();
+    assert.equal(w.sockets.length, 1, url);
+    assert.deepEqual(w.errors, []);
+  }
+});
+
+test("an sfdcIframeOrigin that is no Salesforce origin is named as such, not as missing", async () => {
+  const search = "?mode=Lightning&sfdcIframeOrigin=" + encodeURIComponent("https://crm.example.com");
+  const w = world({ location: { protocol: "https:", search } });
+  w.wrapper.configure({ salesforce: { apexClass: "SoftphoneRelayToken", methodName: "mint" } });
+  w.wrapper.load(() => {});
+  for (let i = 0; i < 130; i++) await w.advance(250);
+  const [unavailable] = w.errors.filter((e) => e.code === "open_cti_unavailable");
+  assert.match(unavailable.message, /sfdcIframeOrigin https:\/\/crm\.example\.com is not a Salesforce origin/);
+  assert.doesNotMatch(unavailable.message, /no sfdcIframeOrigin/);
+});
+
+test("opened by a call center with no URL configured, the wrapper takes the relay and the token class from it", async () => {
+  const options = { location: ADAPTER };
+  options.loadScript = async () => {
+    options.sforce = fakeOpenCti(() => ({ success: true, returnValue: { runApex: "apex-token" } }));
+    options.sforce.settings = {
+      "/reqGeneralInfo/reqAdapterUrl": "https://softphone.example.com/agent",
+      "/softphoneRelay/relayUrl": "wss://relay.example.com/v1/socket",
+      "/softphoneRelay/tokenApexClass": "SoftphoneRelayToken",
+      "/softphoneRelay/tokenApexMethod": "mint",
+    };
+  };
+  const w = world(options);
+  w.wrapper.configure({ url: null, token: null });
+  w.wrapper.load(() => {});
+  await w.advance(300);
+  await w.tick();
+  assert.equal(w.sockets.length, 1);
+  assert.equal(w.last().url, "wss://relay.example.com/v1/socket");
+  assert.deepEqual(options.sforce.apexCalls.map((c) => [c.apexClass, c.methodName]), [["SoftphoneRelayToken", "mint"]]);
+  w.last().open();
+  assert.equal(w.last().sent[0].token, "apex-token");
+});
+
+test("a call center definition without the relay's URL is reported, and nothing opens", async () => {
+  const options = { location: ADAPTER };
+  options.loadScript = async () => { options.sforce = fakeOpenCti(); options.sforce.settings = {}; };
+  const w = world(options);
+  w.wrapper.configure({ url: null });
+  w.wrapper.load(() => {});
+  await w.advance(300);
+  await w.tick();
+  assert.equal(w.sockets.length, 0);
+  const [error] = w.errors.filter((e) => e.code === "call_center_settings_failed");
+  assert.match(error.message, /\/softphoneRelay\/relayUrl/);
 });

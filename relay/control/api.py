@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -52,6 +53,7 @@ from relay.log.agent_records import AgentInfo
 from relay.log.clients import LOG_ERRORS
 from relay.log.request_rules import RequestStatus
 from relay.settings import RelaySettings
+from relay.tls import HANDSHAKE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,9 @@ class ControlApi:
         app.router.add_get("/v1/openapi.json", self.openapi)
         return app
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port``, behind the connection limits (:mod:`relay.control.guard`)."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on ``host:port`` (https with ``tls``), behind the connection limits
+        (:mod:`relay.control.guard`)."""
         self._runner = web.AppRunner(
             self.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
         )
@@ -130,8 +133,21 @@ class ControlApi:
             self._runner.server, limit=MAX_CONNECTIONS, head_timeout=HEAD_TIMEOUT
         )
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.guard, host, port, reuse_address=True)
-        log.info("event=api_started host=%s port=%d keys=%d", host, self.port, len(self._keys))
+        self._server = await loop.create_server(
+            self.guard,
+            host,
+            port,
+            reuse_address=True,
+            ssl=tls,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None,
+        )
+        log.info(
+            "event=api_started host=%s port=%d keys=%d tls=%s",
+            host,
+            self.port,
+            len(self._keys),
+            "on" if tls else "off",
+        )
 
     async def close(self) -> None:
         """Stop serving."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from relay.server.http import CLIENT_FILES, HttpRoutes, OriginPolicy, load_stati
 from relay.server.metrics import RelayMetrics
 from relay.server.sessions import AgentConnection, Services
 from relay.settings import RelaySettings
+from relay.tls import HANDSHAKE_TIMEOUT
 from relay.wire.auth import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,12 @@ class Relay:
         redis: aioredis.Redis,
         *,
         demo_token: Callable[[], str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``demo_token`` (``up`` only) serves the demo page and mints its agent's tokens."""
+        """``demo_token`` (``up`` only) serves the demo page and mints its agent's tokens;
+        with ``tls`` the port speaks https and wss."""
         self.settings = settings
+        self._tls = tls
         self.instance_id = uuid.uuid4().hex[:12]
         self.metrics = RelayMetrics()
         self._redis = redis
@@ -132,6 +137,8 @@ class Relay:
                 self.settings.host,
                 self.settings.port,
                 backlog=1024,
+                ssl=self._tls,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self._tls else None,
             )
         except OSError as error:
             await self._stop_loops()
@@ -140,10 +147,11 @@ class Relay:
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {reason(error)}",
             ) from None
         log.info(
-            "event=relay_started instance=%s host=%s port=%d",
+            "event=relay_started instance=%s host=%s port=%d tls=%s",
             self.instance_id,
             self.settings.host,
             self.port,
+            "on" if self._tls else "off",
         )
         self._log_token_keys()
 

@@ -24,6 +24,7 @@ from projections.salesforce.connect import (
 )
 from projections.salesforce.standin.server import StandIn
 from relay.control.api import ControlApi
+from relay.errors import ConfigError
 from relay.log import clients
 from relay.server.server import Relay
 from relay.wire.auth import mint_token
@@ -58,6 +59,11 @@ def up_settings(
         if value is not None
     }
     settings = settings_from_env(os.environ, flags)
+    if settings.relay.tls_cert_file is not None:
+        raise ConfigError(
+            "SOFTPHONE_RELAY_TLS_CERT_FILE",
+            "up serves this machine over plain HTTP; TLS is for serve (see the README, TLS)",
+        )
     defaults: dict[str, object] = {}
     if settings.relay.secret is None and settings.relay.public_key is None:
         defaults["secret"] = state.secret()

@@ -9,12 +9,15 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import trustme
+from aiohttp import web
 
 from relay.log import keys
 from relay.log.commands import CommandLog
@@ -104,8 +107,9 @@ async def test_a_command_sent_with_the_cli_reaches_the_callback_once(
     await client.aclose()
 
 
-def serve(redis_url: str, port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
-    """``softphone-relay serve`` as its own process, on ``port``."""
+def serve(redis_url: str, port: int, tmp_path: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """``softphone-relay serve`` as its own process, on ``port``; ``settings`` are more
+    ``SOFTPHONE_RELAY_*`` variables (by their name after the prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTPHONE_RELAY_")} | {
         "SOFTPHONE_RELAY_REDIS_URL": redis_url,
         "SOFTPHONE_RELAY_SECRET": SECRET,
@@ -113,6 +117,7 @@ def serve(redis_url: str, port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
         "SOFTPHONE_RELAY_API_PORT": "0",
         "SOFTPHONE_RELAY_ALLOWED_ORIGINS": ",".join(ORIGINS),
     }
+    env |= {f"SOFTPHONE_RELAY_{name}": value for name, value in settings.items()}
     return subprocess.Popen(
         [sys.executable, "-m", "softphone_relay", "serve"],
         cwd=tmp_path,
@@ -288,3 +293,65 @@ async def test_the_library_also_imports_as_an_es_module(
         "load": "function",
         "global": True,
     }
+
+
+async def https_page_origin(ca: trustme.CA) -> tuple[web.AppRunner, str]:
+    """The softphone's page served over https (an https: page may only open wss://)."""
+    app = web.Application()
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HERE / "softphone-page.html")
+
+    app.router.add_get("/softphone-page.html", page)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"https://127.0.0.1:{port}"
+
+
+async def test_an_https_page_loads_the_wrapper_and_connects_over_wss_from_serve(
+    browser: Browser, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """``serve`` with a test certificate: an https page loads ``softphone.js`` from the relay
+    over https, opens ``wss://`` and its events land in the log. The same page configured
+    with a ``ws://`` URL gets ``insecure_url`` and opens nothing."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "relay.crt", tmp_path / "relay.key"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key_file))
+    runner, origin = await https_page_origin(ca)
+    port = free_port()
+    relay = serve(
+        redis_url,
+        port,
+        tmp_path,
+        ALLOWED_ORIGINS="https://127.0.0.1:*",
+        TLS_CERT_FILE=str(cert_file),
+        TLS_KEY_FILE=str(key_file),
+    )
+    try:
+        await listening(port)
+        url = f"{origin}/softphone-page.html#relay=https://127.0.0.1:{port}&token={token()}"
+        page = int(await browser.call("open", url=url))
+        await browser.wait(page, "window.wrapperReady && SoftphoneWrapper.state() === 'open'")
+        call = {"partnerId": PARTNER, "conversationId": "conv-tls"}
+        await browser.run(page, f"SoftphoneWrapper.callAccepted({json.dumps(call)})")
+        await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0")
+        assert await browser.run(page, "location.protocol") == "https:"
+        # Another host than this machine (the browser maps *.example.test to loopback, but
+        # judges mixed content by the name): ws:// from an https page is refused.
+        insecure = f"{url}&socket=ws://relay.example.test:{port}/v1/socket"
+        other = int(await browser.call("open", url=insecure))
+        await browser.wait(other, "window.wrapperReady && window.errors.length > 0")
+        assert await browser.run(other, "window.errors") == ["insecure_url"]
+        assert await browser.run(other, "SoftphoneWrapper.state()") == "idle"
+    finally:
+        relay.kill()
+        relay.wait(10)
+        await runner.cleanup()
+    assert [e["name"] for e in await events(redis_client)] == ["callAccepted"]

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from relay.errors import ConfigError
+from softphone_relay.cli.dev import DevState
+from softphone_relay.cli.up import up_settings
 from softphone_relay.embedded import free_port
 from tests.helpers import CLI, SECRET, clean_env
 
@@ -197,3 +200,14 @@ def test_a_server_left_by_a_killed_up_is_stopped_by_the_next_up(start_up: type[U
     second = start_up()
     assert not answers(first.redis_url)
     assert answers(second.redis_url)
+
+
+def test_up_refuses_tls_settings_naming_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``up`` serves this machine over plain HTTP: TLS files in its environment are an error
+    that points to ``serve``, not a setting silently ignored."""
+    monkeypatch.setenv("SOFTPHONE_RELAY_TLS_CERT_FILE", str(tmp_path / "tls.crt"))
+    monkeypatch.setenv("SOFTPHONE_RELAY_TLS_KEY_FILE", str(tmp_path / "tls.key"))
+    with pytest.raises(ConfigError, match="TLS is for serve"):
+        up_settings(DevState(tmp_path), None, None, None)
