@@ -67,13 +67,16 @@ def search_batches(numbers: Sequence[str]) -> list[list[str]]:
 
 
 def phone_search(numbers: Iterable[str]) -> str | None:
-    """The SOSL that finds Contacts and Leads with any of ``numbers``; None if none searchable."""
+    """The SOSL that finds Contacts and the Leads not yet converted with any of ``numbers``
+    (a converted Lead lives on as the Contact it became: linking it would hide that Contact);
+    None if none searchable."""
     terms = [t for n in numbers for t in search_terms(n)]
     if not terms:
         return None
     return (
         f"FIND {{{_OR.join(dict.fromkeys(terms))}}} IN PHONE FIELDS RETURNING "
-        f"Contact(Id, {', '.join(CONTACT_PHONES)}), Lead(Id, {', '.join(LEAD_PHONES)})"
+        f"Contact(Id, {', '.join(CONTACT_PHONES)}), "
+        f"Lead(Id, {', '.join(LEAD_PHONES)} WHERE IsConverted = false)"
     )
 
 

@@ -86,8 +86,13 @@ def is_daily_limit(errors: Iterable[OrgError]) -> bool:
 
 
 def is_stale_reference(errors: Iterable[OrgError], field: str) -> bool:
-    """The record points through ``field`` at a record that no longer exists."""
-    return any(e.code in STALE_REFERENCE_CODES and field in e.fields for e in errors)
+    """The record may point through ``field`` at a record that no longer exists: a stale
+    reference code naming ``field``, or naming no field at all (real answers may come with
+    ``fields: []``; the caller then drops its references one at a time, the least needed
+    first, until the record passes)."""
+    return any(
+        e.code in STALE_REFERENCE_CODES and (field in e.fields or not e.fields) for e in errors
+    )
 
 
 def is_unusable_owner(errors: Iterable[OrgError]) -> bool:

@@ -13,7 +13,8 @@ reference to a record of this org that does not exist or was deleted (a caller m
 is refused; phone search sees a record only ``search_lag`` seconds after it was created (a real
 org's search index lags "about 15 minutes or more"). Assumed, not checked against an org: the
 codes for a stale reference (``INVALID_CROSS_REFERENCE_KEY`` for an id that never existed,
-``ENTITY_IS_DELETED`` for a deleted one, each naming the field), and the wording of
+naming the field; ``ENTITY_IS_DELETED`` for a deleted one, with ``fields: []``, as real
+answers may come, so the client must manage without the field's name), and the wording of
 ``INACTIVE_OWNER_OR_USER`` for a record owned by a deactivated user.
 """
 
@@ -222,7 +223,7 @@ class Org:
                 )
             ]
         if target.get("IsDeleted"):
-            return [SalesforceError("ENTITY_IS_DELETED", "entity is deleted", [field.name])]
+            return [SalesforceError("ENTITY_IS_DELETED", "entity is deleted", [])]
         if target["attributes"]["type"] == "User" and target.get("IsActive") is False:
             return [
                 SalesforceError(

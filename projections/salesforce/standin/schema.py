@@ -170,6 +170,7 @@ LEAD: Final = ObjectSpec(
             _s("Company", "Company", 255, required=True),
             FieldSpec(name="Phone", label="Phone", type="phone", length=40),
             FieldSpec(name="MobilePhone", label="Mobile Phone", type="phone", length=40),
+            FieldSpec(name="IsConverted", label="Converted", type="boolean"),
         ]
     },
 )

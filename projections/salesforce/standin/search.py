@@ -1,6 +1,7 @@
 """The SOSL subset the sink uses to find callers by phone: ``FIND ... IN PHONE FIELDS``. Pure.
 
-``FIND {term OR term ...} IN PHONE FIELDS RETURNING Obj(Field, ...), ...``: a record is
+``FIND {term OR term ...} IN PHONE FIELDS RETURNING Obj(Field, ... [WHERE Flag = false]), ...``
+(a filter on one boolean field, as the sink leaves converted Leads out): a record is
 returned when one of its phone fields matches a term. Like Salesforce, matching ignores the
 formatting of the stored number (``(888) 397-3342`` matches ``8883973342``); the stand-in's
 approximation of Salesforce's phone normalisation is "the digits of one end with the digits of
@@ -23,6 +24,8 @@ _SOSL: Final = re.compile(
     re.IGNORECASE,
 )
 _OBJECT: Final = re.compile(r"(\w+)\s*(?:\(([^)]*)\))?")
+_WHERE: Final = re.compile(r"^(?P<fields>.*?)\s+WHERE\s+(?P<field>\w+)\s*=\s*(?P<value>\w+)$", re.I)
+"""A RETURNING clause's ``WHERE Field = true|false`` (the one filter the sink uses)."""
 MIN_DIGITS: Final = 7
 MAX_ROWS: Final = 2_000
 
@@ -57,8 +60,15 @@ def run_phone_search(org: Org, sosl: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for name, field_list in _OBJECT.findall(match["returning"]):
         spec = org.spec(name)
+        condition: tuple[str, bool] | None = None
+        if where := _WHERE.match(field_list.strip()):
+            field_list = where["fields"]
+            value = where["value"].lower()
+            if value not in ("true", "false"):
+                raise _malformed(f"the stand-in filters on true or false only: {sosl}")
+            condition = (where["field"], value == "true")
         fields = [f.strip() for f in field_list.split(",") if f.strip()] or ["Id"]
-        for field in fields:
+        for field in fields + ([condition[0]] if condition else []):
             if field not in spec.fields:
                 raise RecordRefused(
                     [
@@ -70,6 +80,8 @@ def run_phone_search(org: Org, sosl: str) -> list[dict[str, Any]]:
         phones = [f.name for f in spec.fields.values() if f.type == "phone"]
         for record in org.records.values():
             if record["attributes"]["type"] != name or not org.searchable(record):
+                continue
+            if condition and bool(record.get(condition[0])) != condition[1]:
                 continue
             if any(
                 isinstance(record.get(p), str) and phone_matches(record[p], t)

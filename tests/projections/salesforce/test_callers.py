@@ -42,7 +42,7 @@ def test_one_search_covers_every_number() -> None:
     assert sosl == (
         "FIND {18883973342 OR 8883973342 OR 442079460958 OR 2079460958} IN PHONE FIELDS "
         "RETURNING Contact(Id, Phone, MobilePhone, HomePhone, OtherPhone), "
-        "Lead(Id, Phone, MobilePhone)"
+        "Lead(Id, Phone, MobilePhone WHERE IsConverted = false)"
     )
 
 

@@ -60,6 +60,14 @@ def test_a_stale_reference_names_its_field() -> None:
     )
 
 
+def test_a_stale_reference_naming_no_field_may_be_any_of_them() -> None:
+    """``fields: []``, as real answers may come: the record's references are each suspect
+    (the sink drops the caller first, then the owner)."""
+    deleted = [OrgError("ENTITY_IS_DELETED", "entity is deleted", ())]
+    assert is_stale_reference(deleted, "WhoId") and is_stale_reference(deleted, "OwnerId")
+    assert not is_stale_reference([OrgError("REQUIRED_FIELD_MISSING", "x", ())], "WhoId")
+
+
 def test_record_results_become_outcomes() -> None:
     """Success is Done, a lock Retry, anything else Reject with the org's words."""
     assert record_outcome({"success": True, "errors": []}) == Done()

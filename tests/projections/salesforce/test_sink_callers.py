@@ -116,3 +116,29 @@ async def test_an_answer_cut_at_the_row_limit_is_searched_again_in_halves(
     assert task(standin, C1)["WhoId"] == alice
     assert task(standin, SHARED).get("WhoId") is None
     assert searches(standin) == 3
+
+
+async def test_a_converted_lead_is_not_linked_to_a_new_task(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Converted Leads are left out of the search: a number only a converted Lead has links
+    nobody, and one that its Contact has too links the Contact."""
+    org = standin.state.org
+    org.create(
+        "Lead",
+        {"LastName": "Jones", "Company": "Acme", "Phone": "+1 888 397 3342", "IsConverted": True},
+    )
+    contact = org.create("Contact", {"LastName": "Jones", "Phone": "(888) 397-3342"})
+    alone = org.create(
+        "Lead",
+        {"LastName": "Old", "Company": "Gone", "Phone": "+1 800 555 0142", "IsConverted": True},
+    )
+    sink = SalesforceSink(connection(), TaskMapping())
+    records = [
+        call_record(C1, callerNumber="+18883973342"),
+        call_record(STRANGER, callerNumber="+18005550142"),
+    ]
+    assert await sink.write(records) == {C1: Done(), STRANGER: Done()}
+    assert task(standin, C1)["WhoId"] == contact
+    assert task(standin, STRANGER).get("WhoId") is None
+    assert alone not in {t.get("WhoId") for t in org.records.values()}
