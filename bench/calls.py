@@ -1,7 +1,8 @@
 """Call-records benchmark: calls through the ``calls`` projector into the Salesforce stand-in.
 
     .venv/bin/python bench/calls.py [--calls 10000] [--rate 500] [--workers 1]
-        [--drop-every 50] [--longest-ids]
+        [--drop-every 50] [--late-every 50 --late-seconds 3 --client-timeout 2] [--call-key]
+        [--sharing] [--longest-ids]
 
 Starts its own Redis-compatible server and the stand-in (HTTPS, in a thread of its own), then
 appends ``--calls`` calls of 5 events each (incomingCall, callAccepted, callEnded,
@@ -10,7 +11,12 @@ call records/s, Salesforce requests per 1,000 calls, the lag from appending ``ca
 the call's record being written (p50/p99), and how many calls have more than one Task.
 Conversation ids are UUIDs (``--longest-ids``: the 128 characters the contract allows), and
 the stand-in commits every ``--drop-every``-th create and then drops its connection, as an
-org whose answer is lost after the commit.
+org whose answer is lost after the commit. With ``--late-every N`` every N-th create is a slow
+trigger: it commits ``--late-seconds`` after it arrived, after the client's
+``--client-timeout`` gave up, and is never answered. ``--call-key`` deploys the kit's unique
+``Softphone_Call_Id__c`` on Task and writes Tasks keyed by it (``key_field``). ``--sharing``
+turns the stand-in's activity sharing on: each call's Task is owned by its agent's User, and
+the workers run as an integration user whose role is above the agents' (the README's setup).
 """
 
 from __future__ import annotations
@@ -33,9 +39,12 @@ from projections.calls.fold import CallRecord
 from projections.calls.projection import CallRecordsProjection
 from projections.outcomes import Done, Outcome
 from projections.registry import CALLS_BATCH_SIZE
+from projections.salesforce import org_client
 from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from projections.salesforce.sink import SalesforceSink
-from projections.salesforce.standin.server import StandIn
+from projections.salesforce.standin.org import ActivitySharing, Org
+from projections.salesforce.standin.schema import CALL_ID_FIELD, VANILLA, WITH_KIT
+from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
 from projections.settings import ProjectionSettings
 from projections.worker import Worker, WorkerSettings
@@ -92,6 +101,7 @@ def envelopes(
     *,
     session: str = "bench",
     call_data: dict[str, Any] | None = None,
+    salesforce_user: str | None = None,
 ) -> list[Envelope]:
     """One answered call, five events; ``call_data`` is what its incomingCall and
     callAccepted say besides their ids (default: the caller, and the recording status)."""
@@ -124,13 +134,17 @@ def envelopes(
             receivedAt=now,
             sessionId=session,
             data=data,
+            salesforceUserId=salesforce_user,
         )
         for name, data in steps
     ]
 
 
 async def produce(
-    client: aioredis.Redis, args: argparse.Namespace, ended_at: dict[str, float]
+    client: aioredis.Redis,
+    args: argparse.Namespace,
+    ended_at: dict[str, float],
+    agent_users: list[str],
 ) -> None:
     """Append calls at ``args.rate`` calls/s from ``args.callers`` distinct numbers."""
     calls, rate = args.calls, args.rate
@@ -145,7 +159,8 @@ async def produce(
         if args.longest_ids:
             conversation = (f"tenant-eu-west-1:{conversation}:" + conversation * 4)[:128]
         caller = f"+1800{index % args.callers:07d}"
-        events = envelopes(conversation, f"agent-{index % 200}", caller)
+        owner = agent_users[index % len(agent_users)] if agent_users else None
+        events = envelopes(conversation, f"agent-{index % 200}", caller, salesforce_user=owner)
         async with client.pipeline(transaction=False) as pipe:
             for envelope in events:
                 shard = keys.shard_of(envelope.conversationId or envelope.agentId, 1)
@@ -154,7 +169,10 @@ async def produce(
         ended_at[conversation] = time.perf_counter()
 
 
-async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> None:
+async def run(
+    args: argparse.Namespace, redis_url: str, standin: StandIn, users: tuple[list[str], str | None]
+) -> None:
+    agent_users, integration = users
     client = connect(redis_url)
     ended_at: dict[str, float] = {}
     shared_lags: dict[str, float] = {}
@@ -163,11 +181,14 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     workers: list[Worker] = []
     for _ in range(args.workers):
         settings = SalesforceSettings(
-            auth=SessionAuth(standin.instance_url, standin.state.new_session()),
+            auth=SessionAuth(standin.instance_url, standin.state.new_session(integration)),
             ca_file=str(standin.ca_file),
         )
         sink = MeasuringSink(
-            SalesforceSink(SalesforceConnection(settings), TaskMapping()),
+            SalesforceSink(
+                SalesforceConnection(settings),
+                TaskMapping(key_field=CALL_ID_FIELD if args.call_key else None),
+            ),
             ended_at,
             shared_lags,
             args.calls,
@@ -185,7 +206,7 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
         )
     started = time.perf_counter()
     running = [asyncio.create_task(w.run()) for w in workers]
-    await produce(client, args, ended_at)
+    await produce(client, args, ended_at, agent_users)
     await all_written.wait()
     elapsed = time.perf_counter() - started
     for worker in workers:
@@ -207,7 +228,10 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     print(
         f"call records: {args.calls / elapsed:,.0f} records/s over {elapsed:.1f} s "
         f"({tasks} Tasks in the stand-in, {duplicates} calls with more than one; "
-        f"{standin.state.creates} creates, every {args.drop_every}th answer dropped)"
+        f"{standin.state.creates} creates, every {args.drop_every}th answer dropped, "
+        f"every {args.late_every}th committed {args.late_seconds:g} s late, "
+        f"key field {'on' if args.call_key else 'off'}, "
+        f"sharing {'on' if args.sharing else 'off'})"
     )
     by_operation: dict[str, float] = {}
     for s in sinks:
@@ -227,13 +251,35 @@ async def run(args: argparse.Namespace, redis_url: str, standin: StandIn) -> Non
     )
 
 
-def serve_standin(ready: threading.Event, holder: list[StandIn], drop_every: int = 0) -> None:
-    """Run the stand-in on an event loop of its own thread, as a separate server would."""
+def sharing_users(org: Org) -> tuple[list[str], str | None]:
+    """With sharing on: 200 agents' Users under a support lead, and the integration user in
+    the support lead's role (above the agents', as the README says to set it up)."""
+    org.sharing = ActivitySharing(parents={"Agent": "Support Lead", "Support Lead": None})
+    agents = []
+    for n in range(200):
+        agent = org.create("User", {"Username": f"agent-{n}@acme.example", "LastName": f"A{n}"})
+        org.sharing.roles[agent] = "Agent"
+        agents.append(agent)
+    integration = org.create("User", {"Username": "relay@acme.example", "LastName": "Relay"})
+    org.sharing.roles[integration] = "Support Lead"
+    return agents, integration
+
+
+def serve_standin(
+    ready: threading.Event, holder: list[Any], args: argparse.Namespace | None = None
+) -> None:
+    """Run the stand-in on an event loop of its own thread, as a separate server would; it
+    goes to ``holder``, then the users that own Tasks (none without ``--sharing``)."""
     loop = asyncio.new_event_loop()
-    standin = StandIn()
+    org = Org(WITH_KIT if args and args.call_key else VANILLA)
+    users = sharing_users(org) if args and args.sharing else ([], None)
+    standin = StandIn(StandInState(org=org))
     loop.run_until_complete(standin.start())
-    standin.state.faults.drop_creates_every = drop_every
-    holder.append(standin)
+    if args is not None:
+        standin.state.faults.drop_creates_every = args.drop_every
+        standin.state.faults.late_creates_every = args.late_every
+        standin.state.faults.late_seconds = args.late_seconds
+    holder += [standin, users]
     ready.set()
     loop.run_forever()
 
@@ -268,16 +314,31 @@ def main() -> None:
         help="the stand-in drops the connection of every n-th create after committing it",
     )
     parser.add_argument(
+        "--late-every", type=int, default=0, help="every n-th create commits late, unanswered"
+    )
+    parser.add_argument("--late-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=org_client.REQUEST_TIMEOUT,
+        help="seconds the sink waits for an answer (Salesforce may take 10 minutes)",
+    )
+    parser.add_argument(
+        "--call-key", action="store_true", help="Tasks keyed by the kit's unique field"
+    )
+    parser.add_argument(
+        "--sharing", action="store_true", help="activity sharing on; agents own their Tasks"
+    )
+    parser.add_argument(
         "--longest-ids", action="store_true", help="conversation ids of 128 characters"
     )
     args = parser.parse_args()
+    org_client.REQUEST_TIMEOUT = args.client_timeout
     ready, holder = threading.Event(), []  # type: ignore[var-annotated]
-    threading.Thread(
-        target=serve_standin, args=(ready, holder, args.drop_every), daemon=True
-    ).start()
+    threading.Thread(target=serve_standin, args=(ready, holder, args), daemon=True).start()
     ready.wait(10)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "redis") as server:
-        asyncio.run(run(args, server.url, holder[0]))
+        asyncio.run(run(args, server.url, holder[0], holder[1]))
 
 
 if __name__ == "__main__":

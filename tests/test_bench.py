@@ -25,6 +25,27 @@ RUNS = {
         ["--calls", "200", "--rate", "1000", "--drop-every", "1"],
         ["0 calls with more than one", "per 1,000 calls", "lag callEnded"],
     ),
+    "calls.py --call-key": (
+        [
+            "--calls",
+            "100",
+            "--rate",
+            "1000",
+            "--batch",
+            "50",
+            "--drop-every",
+            "7",
+            "--late-every",
+            "3",
+            "--late-seconds",
+            "1",
+            "--client-timeout",
+            "0.5",
+            "--call-key",
+            "--sharing",
+        ],
+        ["0 calls with more than one", "key field on, sharing on"],
+    ),
     "dial.py": (["--requests", "3", "--background-rate", "20"], ["click-to-dials"]),
     "ingest.py": (
         [
@@ -53,7 +74,7 @@ def test_the_benchmark_runs_and_prints_its_figures(script: str, tmp_path: Path) 
     """``bench/SCRIPT`` on a tiny load exits 0 and prints what its docstring promises."""
     arguments, expected = RUNS[script]
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), *arguments],
+        [sys.executable, str(BENCH / script.split()[0]), *arguments],
         cwd=tmp_path,
         capture_output=True,
         text=True,

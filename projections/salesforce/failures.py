@@ -34,6 +34,8 @@ LIMIT_CODE: Final = "REQUEST_LIMIT_EXCEEDED"
 STALE_REFERENCE_CODES: Final = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 SIZING_STATUSES: Final = frozenset({414, 431})
 INACTIVE_OWNER_CODE: Final = "INACTIVE_OWNER_OR_USER"
+NO_ACCESS_CODE: Final = "INSUFFICIENT_ACCESS_OR_READONLY"
+"""A record the user may not see or edit (sharing)."""
 
 
 class OrgError(msgspec.Struct, frozen=True):
@@ -93,6 +95,12 @@ def is_stale_reference(errors: Iterable[OrgError], field: str) -> bool:
     return any(
         e.code in STALE_REFERENCE_CODES and (field in e.fields or not e.fields) for e in errors
     )
+
+
+def is_duplicate_key(errors: Iterable[OrgError], field: str) -> bool:
+    """The record was refused because another record holds its value of the unique ``field``
+    (``DUPLICATE_VALUE``): the record exists already."""
+    return any(e.code == "DUPLICATE_VALUE" and field in e.fields for e in errors)
 
 
 def is_unusable_owner(errors: Iterable[OrgError]) -> bool:

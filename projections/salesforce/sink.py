@@ -49,7 +49,6 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
 )
-from simple_salesforce.format import quote_soql_value
 
 from projections.calls.fold import CallRecord
 from projections.outcomes import Done, Outcome, Pause, Reject, Retry
@@ -64,18 +63,19 @@ from projections.salesforce.chunks import (
     COLLECTION_MAX,
     MAX_QUERY_URL_BYTES,
     halves,
-    in_list_query,
-    url_chunks,
 )
 from projections.salesforce.connect import SalesforceConnection
 from projections.salesforce.errors import SalesforceLoginFailed
 from projections.salesforce.failures import (
+    NO_ACCESS_CODE,
     error_text,
+    is_duplicate_key,
     is_stale_reference,
     is_unusable_owner,
     org_errors,
     record_outcome,
 )
+from projections.salesforce.lookup import RecordLookup
 from projections.salesforce.metrics import SalesforceMetrics
 from projections.salesforce.org_client import (
     REQUEST_TIMEOUT,
@@ -85,7 +85,6 @@ from projections.salesforce.org_client import (
     errors_of,
     outcome_unknown,
     refused_as_concurrent,
-    too_long,
     transient,
 )
 from projections.salesforce.task_mapping import TaskMapping, task_fields
@@ -117,11 +116,11 @@ class SalesforceSink:
         query_url_bytes: int = MAX_QUERY_URL_BYTES,
     ) -> None:
         """``query_url_bytes`` bounds a lookup's URL (tests raise it to meet the org's 414)."""
-        self._query_url_bytes = query_url_bytes
         self._org = OrgClient(
             connection, metrics or SalesforceMetrics(), attempts=attempts, retry_base=retry_base
         )
         self._mapping = mapping
+        self._lookup = RecordLookup(self._org, mapping, query_url_bytes)
         self._attempts = attempts
         self._retry_base = retry_base
         self._outage = Backoff(base=1.0, cap=60.0)
@@ -159,7 +158,7 @@ class SalesforceSink:
         self, records: Sequence[CallRecord], fields: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
         """What the org holds for these records: ``Id`` and ``fields``, by conversation id."""
-        return await asyncio.to_thread(self._lookup, list(records), fields)
+        return await asyncio.to_thread(self._lookup.rows, list(records), fields)
 
     def _write_all(
         self, records: list[CallRecord], known: Mapping[str, str] | None
@@ -172,7 +171,7 @@ class SalesforceSink:
             )
         try:
             if known is None:
-                existing = {c: str(row["Id"]) for c, row in self._lookup(records, ()).items()}
+                existing = {c: str(row["Id"]) for c, row in self._lookup.rows(records, ()).items()}
             else:
                 existing = dict(known)
             new = [r for r in records if r.conversationId not in existing]
@@ -237,7 +236,9 @@ class SalesforceSink:
                     error_code(error),
                 )
             time.sleep(backoff.failure())
-            committed = self._lookup(pending, ())
+            if self._mapping.key_field is not None:
+                continue  # the create itself checks: what committed is refused as a duplicate
+            committed = self._lookup.rows(pending, ())
             outcomes |= {c: Done() for c in committed}
             pending = [r for r in pending if r.conversationId not in committed]
             if not pending:
@@ -291,46 +292,6 @@ class SalesforceSink:
         if isinstance(error, SalesforceError):
             return Reject(error_text(errors_of(error)) or str(error))
         return Reject(str(error))
-
-    def _lookup(
-        self, records: list[CallRecord], fields: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        """The org's rows for these conversations (deleted ones aside), by conversation id."""
-        if not records:
-            return {}
-        match = self._mapping.match_field
-        columns = list(dict.fromkeys(["Id", match, "IsDeleted", *fields]))
-
-        def soql(literals: Sequence[str]) -> str:
-            return in_list_query(columns, self._mapping.object, match, literals)
-
-        def literal(record: CallRecord) -> str:
-            return str(quote_soql_value(record.conversationId))
-
-        found: dict[str, dict[str, Any]] = {}
-        prefix = self._org.query_url_prefix_bytes()
-        for chunk in url_chunks(
-            records, literal, soql, prefix_bytes=prefix, budget=self._query_url_bytes
-        ):
-            found |= self._lookup_chunk([literal(r) for r in chunk], soql)
-        return found
-
-    def _lookup_chunk(
-        self, literals: list[str], soql: Callable[[Sequence[str]], str]
-    ) -> dict[str, dict[str, Any]]:
-        try:
-            rows = self._org.query_all_rows(soql(literals))
-        except SalesforceError as error:
-            if not too_long(error) or len(literals) == 1:
-                raise
-            first, second = halves(literals)  # a sizing error: never a record's fault
-            return self._lookup_chunk(first, soql) | self._lookup_chunk(second, soql)
-        match = self._mapping.match_field
-        return {
-            row[match]: {k: v for k, v in row.items() if k not in ("attributes", "IsDeleted")}
-            for row in rows
-            if not row.get("IsDeleted")
-        }
 
     def _callers_of(self, records: list[CallRecord]) -> dict[str, str]:
         """``WhoId`` by conversation id, for the new Tasks whose caller is known."""
@@ -394,9 +355,12 @@ class SalesforceSink:
         outcomes: dict[str, Outcome] = {}
         stale: list[CallRecord] = []
         ownerless: list[CallRecord] = []
+        existing: list[CallRecord] = []
         for record, result in zip(records, results, strict=True):
             errors = org_errors(result.get("errors") or [])
-            if record.conversationId in who and is_stale_reference(errors, "WhoId"):
+            if self._mapping.key_field and is_duplicate_key(errors, self._mapping.key_field):
+                existing.append(record)  # its Task is there (committed late, or unseen)
+            elif record.conversationId in who and is_stale_reference(errors, "WhoId"):
                 stale.append(record)
             elif record.ownerId is not None and is_unusable_owner(errors):
                 log.warning(
@@ -414,7 +378,36 @@ class SalesforceSink:
                 self._callers.forget(number)
         if stale:
             outcomes |= self._create(stale, {})
+        if existing:
+            outcomes |= self._update_by_key(existing)
         return outcomes | (self._create(ownerless, who) if ownerless else {})
+
+    def _update_by_key(self, records: list[CallRecord]) -> dict[str, Outcome]:
+        """Update the Tasks a create found already there, by the key field (an upsert that
+        finds its record; nothing that may only be set on insert)."""
+        key = self._mapping.key_field
+        assert key is not None
+        body = self._records(records, creating=False)
+        results = self._org.restful(
+            "upsert",
+            f"composite/sobjects/{self._mapping.object}/{key}",
+            "PATCH",
+            {"allOrNone": False, "records": body},
+            idempotent=True,
+        )
+        outcomes: dict[str, Outcome] = {}
+        for record, result in zip(records, results, strict=True):
+            errors = org_errors(result.get("errors") or [])
+            if any(e.code == NO_ACCESS_CODE for e in errors):
+                outcomes[record.conversationId] = Reject(
+                    f"{error_text(errors)}: the call's Task exists, but the integration user "
+                    "may not edit it (owned by an agent, related to no record it can see): "
+                    "give it a role above the agents' or Modify All Data (README, Seeing the "
+                    "agents' Tasks)"
+                )
+            else:
+                outcomes[record.conversationId] = record_outcome(result)
+        return outcomes
 
     def _update(self, pairs: list[tuple[str, CallRecord]]) -> dict[str, Outcome]:
         body = self._records([r for _, r in pairs], creating=False)

@@ -41,13 +41,28 @@ class TaskMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Record attribute → custom field, e.g. ``language = "Language__c"``."""
     match_callers: bool = True
     """Link a new Task to the Contact or Lead with the caller's number (``WhoId``)."""
+    key_field: str | None = None
+    """A unique External ID field on Task (the kit's ``Softphone_Call_Id__c``) that holds the
+    conversation id: every Task is created with it, so the org itself refuses a second Task
+    for a call (``DUPLICATE_VALUE``), whatever the integration user can see and however late
+    a slow first insert commits; Tasks are looked up by it."""
 
     def __post_init__(self) -> None:
+        if self.key_field is not None and (self.object != "Task" or self.external_id):
+            raise msgspec.ValidationError(
+                "key_field is for Task records written by create and update "
+                '(object = "Task", external_id = false)'
+            )
         unknown = sorted(set(self.fields) - _ATTRIBUTES)
         if unknown:
             raise msgspec.ValidationError(
                 f"unknown record attributes {unknown}; expected some of {sorted(_ATTRIBUTES)}"
             )
+
+    @property
+    def lookup_field(self) -> str:
+        """The field Tasks are found by: the key field when there is one."""
+        return self.key_field or self.match_field
 
 
 def decode_mapping(data: bytes) -> TaskMapping:
@@ -79,6 +94,8 @@ def task_fields(record: CallRecord, mapping: TaskMapping, *, creating: bool) -> 
     fields only.
     """
     fields: dict[str, Any] = {mapping.match_field: record.conversationId}
+    if mapping.key_field is not None:
+        fields[mapping.key_field] = record.conversationId
     builtins = msgspec.to_builtins(record)
     for attribute, field in mapping.fields.items():
         if attribute in builtins:

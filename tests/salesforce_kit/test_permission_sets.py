@@ -56,3 +56,22 @@ def test_the_integration_user_gets_the_api_tasks_and_read_access_to_callers() ->
     ]
     readable = texts(integration, "md:objectPermissions[md:allowRead='true']/md:object")
     assert sorted(readable) == ["Contact", "Lead"]
+
+
+def test_the_call_key_field_is_a_unique_case_sensitive_external_id_on_activity() -> None:
+    """What keeps one Task per call: External ID (looked up and upserted by), Unique (a second
+    Task for the call is refused), case-sensitive (conversation ids differ by case)."""
+    field = ET.parse(
+        DEFAULT / "objects" / "Activity" / "fields" / "Softphone_Call_Id__c.field-meta.xml"
+    ).getroot()
+    values = {
+        name: texts(field, f"md:{name}") for name in ("externalId", "unique", "caseSensitive")
+    }
+    assert values == {"externalId": ["true"], "unique": ["true"], "caseSensitive": ["true"]}
+    assert texts(field, "md:type") == ["Text"] and int(texts(field, "md:length")[0]) >= 128
+
+
+def test_the_integration_user_may_write_the_call_key_field() -> None:
+    integration = permission_set("Softphone_Relay_Integration")
+    writable = texts(integration, "md:fieldPermissions[md:editable='true']/md:field")
+    assert writable == ["Task.Softphone_Call_Id__c"]

@@ -37,6 +37,13 @@ class Faults:
     """How many of the next collection creates take effect, then lose their connection."""
     drop_creates_every: int = 0
     """Every n-th collection create takes effect, then loses its connection (0: never)."""
+    late_next_creates: int = 0
+    """How many of the next collection creates are slow, as ``late_creates_every`` says."""
+    late_creates_every: int = 0
+    """Every n-th collection create is slow (a slow trigger): it commits ``late_seconds``
+    after it arrived, after the client gave up, and is never answered (0: never)."""
+    late_seconds: float = 0.0
+    """How long a late create takes to commit."""
     concurrent_max: int = 0
     """Requests in flight beyond which REQUEST_LIMIT_EXCEEDED (concurrent) answers (0: none)."""
     delay_seconds: float = 0.0

@@ -15,13 +15,17 @@ org's search index lags "about 15 minutes or more"). Assumed, not checked agains
 codes for a stale reference (``INVALID_CROSS_REFERENCE_KEY`` for an id that never existed,
 naming the field; ``ENTITY_IS_DELETED`` for a deleted one, with ``fields: []``, as real
 answers may come, so the client must manage without the field's name), and the wording of
-``INACTIVE_OWNER_OR_USER`` for a record owned by a deactivated user.
+``INACTIVE_OWNER_OR_USER`` for a record owned by a deactivated user, and the wording of
+``DUPLICATE_VALUE`` for a unique field ("duplicate value found: F duplicates value on record
+with id: ID", as orgs are reported to answer; the sink reads only the code and the field).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -36,6 +40,39 @@ from projections.salesforce.standin.schema import (
     make_id,
     to_18,
 )
+
+
+@dataclass
+class ActivitySharing:
+    """Who may see and edit a Task, as activity sharing decides ("Controlled by Parent"): a
+    Task related to a record (``WhoId``, ``WhatId``; Contacts and Leads readable here) goes
+    with it; one related to nothing is its owner's, and seen by the users whose role is above
+    the owner's in the role hierarchy, and by those with View All Data (``view_all``)."""
+
+    roles: dict[str, str] = dataclasses.field(default_factory=dict)
+    """User id → role name."""
+    parents: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    """Role → the role above it (None at the top)."""
+    view_all: set[str] = dataclasses.field(default_factory=set)
+    """Users with View All Data (and Modify All Data)."""
+
+    def above(self, viewer: str, owner: str) -> bool:
+        """Whether ``viewer``'s role is above ``owner``'s."""
+        mine, role = self.roles.get(viewer), self.roles.get(owner)
+        seen: set[str] = set()
+        while role is not None and mine is not None and role not in seen:
+            seen.add(role)
+            role = self.parents.get(role)
+            if role == mine:
+                return True
+        return False
+
+    def sees(self, viewer: str, record: dict[str, Any]) -> bool:
+        """Whether ``viewer`` may see (and, for the integration user, edit) ``record``."""
+        if record["attributes"]["type"] != "Task" or record.get("WhoId") or record.get("WhatId"):
+            return True
+        owner = record.get("OwnerId")
+        return owner in (None, viewer) or viewer in self.view_all or self.above(viewer, str(owner))
 
 
 class Org:
@@ -55,6 +92,22 @@ class Org:
         self._clock = clock
         self._created: dict[str, float] = {}
         self._counter = 0
+        self.sharing: ActivitySharing | None = None
+        """Activity sharing, when the org applies it (None: every user sees everything)."""
+        self.viewer: str | None = None
+        """The user the current request runs as (set per request by the server)."""
+
+    def _visible(self, record: dict[str, Any]) -> bool:
+        return self.sharing is None or self.viewer is None or self.sharing.sees(self.viewer, record)
+
+    def _no_access(self) -> RecordRefused:
+        return RecordRefused(
+            [
+                SalesforceError(
+                    "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id"
+                )
+            ]
+        )
 
     def spec(self, name: str) -> ObjectSpec:
         """The object type, or NOT_FOUND as Salesforce says it."""
@@ -73,7 +126,10 @@ class Org:
         """Insert a record; return its id."""
         spec = self.spec(name)
         self._check(spec, values, creating=True)
+        self._check_unique(spec, values, None)
         record = {f.name: f.default for f in spec.fields.values() if f.default is not None}
+        if self.viewer is not None and "OwnerId" in spec.fields:
+            record["OwnerId"] = self.viewer  # a record is its creator's unless it says
         record |= values
         self._counter += 1
         record["Id"] = make_id(spec.key_prefix, self._counter)
@@ -115,7 +171,10 @@ class Org:
         """Change fields of an existing record."""
         spec = self.spec(name)
         record = self._find(spec, record_id)
+        if not self._visible(record):
+            raise self._no_access()
         self._check(spec, values, creating=False)
+        self._check_unique(spec, values, record_id)
         record.update(values)
 
     def upsert(self, name: str, field: str, key: str, values: dict[str, Any]) -> tuple[str, bool]:
@@ -183,6 +242,7 @@ class Org:
             for r in self._of(name)
             if (where is None or r.get(where[0]) in where[1])
             and (all_rows or not (r.get("IsDeleted") or r.get("IsArchived")))
+            and self._visible(r)
         ]
         return [
             {"attributes": r["attributes"], **{f: _column(r, f) for f in fields}}
@@ -274,6 +334,28 @@ class Org:
                 )
         if errors:
             raise RecordRefused(errors)
+
+    def _check_unique(self, spec: ObjectSpec, values: dict[str, Any], own_id: str | None) -> None:
+        """A unique field's value held by another live record of the object: refused, naming
+        the record that holds it (assumed wording, as orgs are reported to answer)."""
+        for field in spec.fields.values():
+            value = values.get(field.name)
+            if not field.unique or value in (None, ""):
+                continue
+            for record in self._of(spec.name):
+                if record.get(field.name) == value and record["Id"] != own_id:
+                    if record.get("IsDeleted"):
+                        continue
+                    raise RecordRefused(
+                        [
+                            SalesforceError(
+                                "DUPLICATE_VALUE",
+                                f"duplicate value found: {field.name} duplicates value on "
+                                f"record with id: {record['Id']}",
+                                [field.name],
+                            )
+                        ]
+                    )
 
     def _check_value(self, field: FieldSpec, value: Any) -> list[SalesforceError]:
         def wrong(kind: str) -> list[SalesforceError]:

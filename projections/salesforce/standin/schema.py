@@ -29,6 +29,9 @@ class FieldSpec(msgspec.Struct, frozen=True, kw_only=True):
     updateable: bool = True
     filterable: bool = True
     external_id: bool = False
+    unique: bool = False
+    """Values are unique among the object's records (a unique index: a second record with
+    the value is refused ``DUPLICATE_VALUE``, whoever can see the first)."""
     references: tuple[str, ...] = ()
 
 
@@ -192,6 +195,18 @@ USER: Final = ObjectSpec(
 VANILLA: Final = (TASK, CONTACT, LEAD, USER)
 """The objects of an org with no customisation."""
 
+CALL_ID_FIELD: Final = "Softphone_Call_Id__c"
+"""The kit's Activity field holding a call's conversation id (External ID, Unique)."""
+
+KIT_TASK: Final = ObjectSpec(
+    "Task",
+    TASK.key_prefix,
+    TASK.fields
+    | {CALL_ID_FIELD: _s(CALL_ID_FIELD, "Softphone Call Id", 255, external_id=True, unique=True)},
+)
+WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER)
+"""A vanilla org with the kit deployed (its Activity field on Task)."""
+
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID: Final = re.compile(r"^[a-zA-Z0-9]{15}([A-Z0-5]{3})?$")
@@ -226,3 +241,31 @@ def is_id(value: object) -> bool:
 
 SYSTEM_COLUMNS: Final = ("IsDeleted",)
 """Fields every object has and ``describe`` need not list for the stand-in."""
+
+
+def describe_object(spec: ObjectSpec) -> dict[str, Any]:
+    """``GET sobjects/{Obj}/describe``'s answer: the object and its fields."""
+    fields = [
+        {
+            "name": f.name,
+            "label": f.label,
+            "type": f.type,
+            "length": f.length,
+            "nillable": not f.required,
+            "createable": f.createable,
+            "updateable": f.updateable,
+            "filterable": f.filterable,
+            "externalId": f.external_id,
+            "unique": f.unique,
+            "restrictedPicklist": f.restricted,
+            "defaultValueFormula": None,
+            "defaultValue": f.default,
+            "referenceTo": list(f.references),
+            "picklistValues": [
+                {"value": v, "label": v, "active": True, "defaultValue": v == f.default}
+                for v in f.picklist
+            ],
+        }
+        for f in spec.fields.values()
+    ]
+    return {"name": spec.name, "keyPrefix": spec.key_prefix, "fields": fields}

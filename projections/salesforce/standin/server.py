@@ -45,7 +45,7 @@ from projections.salesforce.standin.faults import (
 )
 from projections.salesforce.standin.login import ConnectedApp, LoginEndpoints, User
 from projections.salesforce.standin.org import Org
-from projections.salesforce.standin.schema import RecordRefused, SalesforceError
+from projections.salesforce.standin.schema import RecordRefused, SalesforceError, describe_object
 from projections.salesforce.standin.search import run_phone_search
 from projections.salesforce.standin.soql import run_query
 
@@ -62,6 +62,8 @@ class StandInState:
 
     org: Org = field(default_factory=Org)
     sessions: set[str] = field(default_factory=set)
+    session_users: dict[str, str] = field(default_factory=dict)
+    """Session → the User id it runs as (what the org's sharing judges)."""
     users: dict[str, User] = field(default_factory=dict)
     """Who may log in, by username."""
     apps: dict[str, ConnectedApp] = field(default_factory=dict)
@@ -74,11 +76,18 @@ class StandInState:
     in_flight: int = 0
     creates: int = 0
     """Collection creates received (what ``Faults.drop_creates_every`` counts)."""
+    late_counter: int = 0
+    """Collection creates received while ``Faults.late_creates_every`` is set."""
+    late_pending: int = 0
+    """Late creates not committed yet."""
 
-    def new_session(self) -> str:
-        """A fresh session id (what a login would return)."""
+    def new_session(self, user: str | None = None) -> str:
+        """A fresh session id (what a login would return), running as ``user`` (a User id)
+        when the org's activity sharing should apply to it."""
         session = "00D5g0000000001!" + secrets.token_urlsafe(24)
         self.sessions.add(session)
+        if user is not None:
+            self.session_users[session] = user
         return session
 
     def expire_sessions(self) -> None:
@@ -166,6 +175,17 @@ class Api:
             status = 300 if refused.errors[0].statusCode == "MULTIPLE_CHOICES" else status
             return _errors(status, refused.errors)
 
+    def _late(self) -> bool:
+        """Whether this collection create commits late and is never answered."""
+        faults = self.state.faults
+        if faults.late_next_creates > 0:
+            faults.late_next_creates -= 1
+            return True
+        if not faults.late_creates_every:
+            return False
+        self.state.late_counter += 1
+        return self.state.late_counter % faults.late_creates_every == 0
+
     def _drops(self, request: web.Request) -> bool:
         """Whether this collection create loses its connection after taking effect."""
         if request.method != "POST" or not request.path.rstrip("/").endswith("/composite/sobjects"):
@@ -177,6 +197,13 @@ class Api:
             return True
         every = faults.drop_creates_every
         return bool(every) and self.state.creates % every == 0
+
+    def _org(self, request: web.Request) -> Org:
+        """The org, acting as the user of ``request``'s session for what follows (call it
+        after the request's last await: another request may act in between)."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        self.state.org.viewer = self.state.session_users.get(token)
+        return self.state.org
 
     async def _json(self, request: web.Request) -> Any:
         try:
@@ -205,59 +232,37 @@ class Api:
 
     async def describe(self, request: web.Request) -> web.Response:
         """GET sobjects/{Obj}/describe."""
-        spec = self.state.org.spec(request.match_info["obj"])
-        fields = [
-            {
-                "name": f.name,
-                "label": f.label,
-                "type": f.type,
-                "length": f.length,
-                "nillable": not f.required,
-                "createable": f.createable,
-                "updateable": f.updateable,
-                "filterable": f.filterable,
-                "externalId": f.external_id,
-                "restrictedPicklist": f.restricted,
-                "defaultValueFormula": None,
-                "defaultValue": f.default,
-                "referenceTo": list(f.references),
-                "picklistValues": [
-                    {"value": v, "label": v, "active": True, "defaultValue": v == f.default}
-                    for v in f.picklist
-                ],
-            }
-            for f in spec.fields.values()
-        ]
-        return web.json_response(
-            {"name": spec.name, "keyPrefix": spec.key_prefix, "fields": fields}
-        )
+        return web.json_response(describe_object(self.state.org.spec(request.match_info["obj"])))
 
     async def create(self, request: web.Request) -> web.Response:
         """POST sobjects/{Obj}."""
         locked = self._locked()
         if locked:
             return _errors(400, locked)
-        record_id = self.state.org.create(request.match_info["obj"], await self._json(request))
+        values = await self._json(request)
+        record_id = self._org(request).create(request.match_info["obj"], values)
         return web.json_response(_result(record_id, []), status=201)
 
     async def record(self, request: web.Request) -> web.Response:
         """GET or PATCH sobjects/{Obj}/{Id}."""
         name, record_id = request.match_info["obj"], request.match_info["id"]
         if request.method == "GET":
-            return web.json_response(self.state.org.get(name, record_id))
+            return web.json_response(self._org(request).get(name, record_id))
         locked = self._locked()
         if locked:
             return _errors(400, locked)
-        self.state.org.update(name, record_id, await self._json(request))
+        values = await self._json(request)
+        self._org(request).update(name, record_id, values)
         return web.Response(status=204)
 
     async def upsert(self, request: web.Request) -> web.Response:
         """PATCH sobjects/{Obj}/{Field}/{value}."""
-        record_id, created = self.state.org.upsert(
+        values = await self._json(request)
+        record_id, created = self._org(request).upsert(
             request.match_info["obj"],
             request.match_info["field"],
             unquote(request.match_info["value"]),
-            await self._json(request),
+            values,
         )
         return web.json_response(_result(record_id, [], created), status=201 if created else 200)
 
@@ -281,6 +286,25 @@ class Api:
         unreadable = self._unreadable(request, records)
         if unreadable is not None:
             return _errors(400, [unreadable])
+        self._org(request)  # what follows runs as this request's user, with no await between
+        if request.method == "POST" and self._late():
+            # A slow trigger: the insert commits long after the request arrived, whether or
+            # not anyone still waits, and nothing answers.
+            delay = self.state.faults.late_seconds
+            self.state.late_pending += 1
+            viewer = self.state.org.viewer
+
+            def commit() -> None:
+                self.state.org.viewer = viewer
+                for record in records:
+                    self._write_one(request, record)
+                self.state.late_pending -= 1
+
+            asyncio.get_running_loop().call_later(delay, commit)
+            await asyncio.sleep(delay)
+            if request.transport is not None:  # the client may have hung up already
+                request.transport.abort()
+            return web.Response(status=500)
         all_or_none = bool(body.get("allOrNone", False))
         snapshot = copy.deepcopy(self.state.org.records) if all_or_none else None
         results = [self._write_one(request, record) for record in records]
@@ -338,7 +362,7 @@ class Api:
     async def query(self, request: web.Request) -> web.Response:
         """GET query?q=SOQL (what is not deleted or archived) or queryAll?q=SOQL (all)."""
         all_rows = request.path.rstrip("/").endswith("/queryAll")
-        rows = run_query(self.state.org, request.query.get("q", ""), all_rows=all_rows)
+        rows = run_query(self._org(request), request.query.get("q", ""), all_rows=all_rows)
         return web.json_response({"totalSize": len(rows), "done": True, "records": rows})
 
     async def search(self, request: web.Request) -> web.Response:
