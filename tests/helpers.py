@@ -312,6 +312,11 @@ async def shard_archive(store: ArchiveStore, shard: int) -> list[tuple[str, byte
     ]
 
 
+def tasks_of(standin: StandIn) -> list[dict[str, Any]]:
+    """The stand-in's Task records."""
+    return [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
+
+
 def tasks(standin: StandIn) -> dict[str, dict[str, Any]]:
     """The stand-in's Tasks by conversation (``CallObject``); fails if a conversation has two."""
     found = [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "Task"]
@@ -393,9 +398,12 @@ class RedirectAdapter(HTTPAdapter):
     def __init__(self, base_url: str) -> None:
         super().__init__()
         self._base = urlsplit(base_url)
+        self.requested: list[str] = []
+        """The URLs asked for, before redirection (where a login was sent)."""
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         """Send ``request`` to the same path on the base URL's host."""
+        self.requested.append(request.url or "")
         url = urlsplit(request.url or "")
         request.url = urlunsplit(url._replace(scheme=self._base.scheme, netloc=self._base.netloc))
         return super().send(request, *args, **kwargs)

@@ -6,7 +6,8 @@ Four ways in, chosen by which variables are set:
 - username and password: ``USERNAME`` + ``PASSWORD`` (+ ``SECURITY_TOKEN`` unless the IP is
   trusted): the SOAP login, or with ``CONSUMER_KEY`` + ``CONSUMER_SECRET`` the OAuth 2.0
   username-password flow;
-- OAuth 2.0 JWT bearer: ``USERNAME`` + ``CONSUMER_KEY`` + ``PRIVATE_KEY_FILE``;
+- OAuth 2.0 JWT bearer: ``USERNAME`` + ``CONSUMER_KEY`` + ``PRIVATE_KEY_FILE`` (``DOMAIN``
+  login, test, or a My Domain the assertion is posted to, its audience still login or test);
 - OAuth 2.0 client credentials: ``CONSUMER_KEY`` + ``CONSUMER_SECRET`` + ``DOMAIN`` (a My
   Domain such as ``acme.my``; Salesforce refuses this flow on login/test).
 
@@ -68,6 +69,10 @@ class JwtBearerAuth(msgspec.Struct, frozen=True, tag="jwt", kw_only=True):
     consumer_key: str
     private_key_file: str
     domain: str = "login"
+    """The assertion's audience: login (production) or test (sandbox)."""
+    token_domain: str | None = None
+    """The My Domain the assertion is posted to (orgs whose API logins must go through it);
+    None: the audience's host."""
 
 
 class ClientCredentialsAuth(msgspec.Struct, frozen=True, tag="client_credentials", kw_only=True):
@@ -122,22 +127,22 @@ def _auth_from_env(get: Mapping[str, str | None]) -> SalesforceAuth | None:
         flow = "JWT bearer flow"
         need(flow, "USERNAME", "CONSUMER_KEY")
         refuse_extra(flow, {"USERNAME", "CONSUMER_KEY", "PRIVATE_KEY_FILE", "DOMAIN"})
-        if domain not in (None, "login", "test"):
-            # simple-salesforce signs aud=https://{DOMAIN}.salesforce.com, and Salesforce takes
-            # only the login or test host (or an Experience Cloud site) as the JWT audience.
-            raise ConfigError(
-                PREFIX + "DOMAIN",
-                f"the JWT bearer flow's audience must be login (production) or test (sandbox), "
-                f"not the My Domain {domain!r}: set SOFTPHONE_RELAY_SF_DOMAIN=login or test",
-            )
         key_file = str(get["PRIVATE_KEY_FILE"])
         if not Path(key_file).is_file():
             raise ConfigError(PREFIX + "PRIVATE_KEY_FILE", f"no such file: {key_file}")
+        if domain in (None, "login", "test"):
+            audience, token_domain = domain or "login", None
+        else:
+            # Posted to the My Domain (orgs with "API login requires My Domain" refuse login
+            # and test), signed for the login host Salesforce takes as the JWT audience: test
+            # for a sandbox's My Domain (acme--uat.sandbox.my), login otherwise.
+            audience, token_domain = ("test" if "--" in domain else "login"), domain
         return JwtBearerAuth(
             username=str(get["USERNAME"]),
             consumer_key=str(get["CONSUMER_KEY"]),
             private_key_file=key_file,
-            domain=domain or "login",
+            domain=audience,
+            token_domain=token_domain,
         )
     if get["USERNAME"] is not None:
         flow = "username-password login"
@@ -316,7 +321,14 @@ class SalesforceConnection:
                 **self._login_arguments(auth), session=self._http
             )
         except SalesforceAuthenticationFailed as error:
-            raise SalesforceLoginFailed(self.flow, str(error.code), error.auth_message) from None
+            message = error.auth_message
+            soap = isinstance(auth, PasswordAuth) and auth.consumer_key is None
+            if soap and str(error.code) == "INSUFFICIENT_ACCESS":
+                message += (
+                    " (SOAP login() needs the user permission Use Any API Auth, and the org "
+                    "setting Enable SOAP API login(); better, use the JWT bearer flow)"
+                )
+            raise SalesforceLoginFailed(self.flow, str(error.code), message) from None
         self.logins += 1
         return Salesforce(
             instance=instance, session_id=session_id, version=version, session=self._http
@@ -344,11 +356,13 @@ class SalesforceConnection:
                     "sf_version": version,
                 }
             case JwtBearerAuth():
+                # simple-salesforce posts to instance_url when given, signing aud for domain.
                 return {
                     "username": auth.username,
                     "consumer_key": auth.consumer_key,
                     "privatekey_file": auth.private_key_file,
                     "domain": auth.domain,
+                    "instance_url": auth.token_domain,
                     "sf_version": version,
                 }
             case ClientCredentialsAuth():

@@ -75,7 +75,7 @@ from projections.salesforce.failures import (
     org_errors,
     record_outcome,
 )
-from projections.salesforce.lookup import RecordLookup
+from projections.salesforce.lookup import RecordLookup, TaskStatusCache
 from projections.salesforce.metrics import SalesforceMetrics
 from projections.salesforce.org_client import (
     REQUEST_TIMEOUT,
@@ -87,7 +87,7 @@ from projections.salesforce.org_client import (
     refused_as_concurrent,
     transient,
 )
-from projections.salesforce.task_mapping import TaskMapping, task_fields
+from projections.salesforce.task_mapping import TaskMapping, TaskStatuses, task_fields
 from relay.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class SalesforceSink:
         )
         self._mapping = mapping
         self._lookup = RecordLookup(self._org, mapping, query_url_bytes)
+        self._statuses = TaskStatusCache(self._org)
         self._attempts = attempts
         self._retry_base = retry_base
         self._outage = Backoff(base=1.0, cap=60.0)
@@ -334,8 +335,10 @@ class SalesforceSink:
         self, records: list[CallRecord], *, creating: bool, who: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         body = []
+        task = self._mapping.object == "Task"
+        statuses = self._statuses.get() if task else TaskStatuses()
         for r in records:
-            fields = task_fields(r, self._mapping, creating=creating)
+            fields = task_fields(r, self._mapping, creating=creating, statuses=statuses)
             if who and r.conversationId in who:
                 fields["WhoId"] = who[r.conversationId]
             body.append({"attributes": {"type": self._mapping.object}, **fields})

@@ -8,7 +8,8 @@ to custom fields named by the mapping file; texts are cut to the field's length 
 refused, because a call log with clipped notes beats no call log.
 
 Choices where the issue is silent: ``Status`` is Completed once the call is over (completed,
-rejected or missed) and In Progress before; ``ActivityDate`` is the UTC date the call started;
+rejected or missed) and In Progress before, or what the org's TaskStatus values say instead
+(:func:`choose_statuses`); ``ActivityDate`` is the UTC date the call started;
 the duration is rounded to whole seconds. ``OwnerId`` is the handling agent's Salesforce User
 (when the agent's token names one), set on create only: an admin who reassigns the Task later
 is not overruled by a late note.
@@ -16,6 +17,7 @@ is not overruled by a late note.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -48,6 +50,12 @@ class TaskMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     a slow first insert commits; Tasks are looked up by it."""
 
     def __post_init__(self) -> None:
+        if self.object == "Task" and self.external_id:
+            raise msgspec.ValidationError(
+                "an upsert that finds its Task would send TaskSubtype, which no update may "
+                'carry: for Tasks keyed by a unique field set key_field = "Softphone_Call_Id__c" '
+                "instead of external_id"
+            )
         if self.key_field is not None and (self.object != "Task" or self.external_id):
             raise msgspec.ValidationError(
                 "key_field is for Task records written by create and update "
@@ -63,6 +71,36 @@ class TaskMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def lookup_field(self) -> str:
         """The field Tasks are found by: the key field when there is one."""
         return self.key_field or self.match_field
+
+
+class TaskStatuses(msgspec.Struct, frozen=True):
+    """The ``Status`` values a call's Task gets: ``open`` while the call goes on, ``closed``
+    once it is over (orgs configure the picklist: rename or replace these)."""
+
+    open: str = "In Progress"
+    closed: str = "Completed"
+
+
+VANILLA_STATUSES: Final = TaskStatuses()
+"""In Progress and Completed, as an org with no customisation has them."""
+
+
+def choose_statuses(rows: Sequence[Mapping[str, Any]]) -> TaskStatuses:
+    """The org's TaskStatus rows (``ApiName``, ``IsClosed``, ``IsDefault``, ``SortOrder``) as
+    the statuses to write: Completed and In Progress where the org has them as such, else its
+    first closed value and its default open one (its first open one if the default closes);
+    the vanilla values when the rows say nothing usable."""
+    ordered = sorted(rows, key=lambda r: r.get("SortOrder") or 0)
+    closed = [str(r["ApiName"]) for r in ordered if r.get("IsClosed") and r.get("ApiName")]
+    still_open = [str(r["ApiName"]) for r in ordered if not r.get("IsClosed") and r.get("ApiName")]
+    default = TaskStatuses()
+    defaults = [str(r["ApiName"]) for r in ordered if r.get("IsDefault") and not r.get("IsClosed")]
+    return TaskStatuses(
+        open=default.open
+        if default.open in still_open
+        else (defaults or still_open or [default.open])[0],
+        closed=default.closed if default.closed in closed else (closed or [default.closed])[0],
+    )
 
 
 def decode_mapping(data: bytes) -> TaskMapping:
@@ -87,7 +125,13 @@ def subject(record: CallRecord) -> str:
     return _clip(f"{kind} from {caller}", SUBJECT_LENGTH) or ""
 
 
-def task_fields(record: CallRecord, mapping: TaskMapping, *, creating: bool) -> dict[str, Any]:
+def task_fields(
+    record: CallRecord,
+    mapping: TaskMapping,
+    *,
+    creating: bool,
+    statuses: TaskStatuses = VANILLA_STATUSES,
+) -> dict[str, Any]:
     """The fields to write; ``creating`` adds what may only be set on insert.
 
     The standard call fields are Task's; another object gets the match field and the mapped
@@ -105,7 +149,7 @@ def task_fields(record: CallRecord, mapping: TaskMapping, *, creating: bool) -> 
     over = record.status in ("completed", "rejected", "missed")
     fields |= {
         "Subject": subject(record),
-        "Status": "Completed" if over else "In Progress",
+        "Status": statuses.closed if over else statuses.open,
         "ActivityDate": record.startedAt.date().isoformat(),
     }
     if record.direction is not None:

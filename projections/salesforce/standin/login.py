@@ -43,6 +43,9 @@ class User:
 
     password: str
     security_token: str = ""
+    use_any_api_auth: bool = True
+    """The user permission SOAP ``login()`` requires (INSUFFICIENT_ACCESS without it, as the
+    SOAP API's login() page says; the message's wording is assumed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,10 @@ class LoginEndpoints:
         if not self._password_ok(username, password):
             return _soap_fault(
                 "INVALID_LOGIN", "Invalid username, password, security token; or user locked out."
+            )
+        if not self.state.users[str(username)].use_any_api_auth:
+            return _soap_fault(
+                "INSUFFICIENT_ACCESS", "The user does not have the Use Any API Auth permission."
             )
         session = self.state.new_session()
         version = request.match_info["version"]

@@ -84,7 +84,10 @@ class Org:
         *,
         search_lag: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        closed_task_statuses: tuple[str, ...] = ("Completed",),
     ) -> None:
+        """With a TaskStatus object, its rows are made from Task's Status picklist: the
+        picklist's default is the default status, ``closed_task_statuses`` close a Task."""
         self.objects = {o.name: o for o in objects}
         self.records: dict[str, dict[str, Any]] = {}
         self.search_lag = search_lag
@@ -96,6 +99,23 @@ class Org:
         """Activity sharing, when the org applies it (None: every user sees everything)."""
         self.viewer: str | None = None
         """The user the current request runs as (set per request by the server)."""
+        self.task_statuses: list[dict[str, Any]] = []
+        """TaskStatus rows (setup data: kept apart from the records the org's users write)."""
+        task, statuses = self.objects.get("Task"), self.objects.get("TaskStatus")
+        if task is not None and statuses is not None and "Status" in task.fields:
+            status = task.fields["Status"]
+            self.task_statuses = [
+                {
+                    "attributes": {"type": "TaskStatus"},
+                    "Id": make_id(statuses.key_prefix, order),
+                    "ApiName": value,
+                    "MasterLabel": value,
+                    "IsClosed": value in closed_task_statuses,
+                    "IsDefault": value == status.default,
+                    "SortOrder": order,
+                }
+                for order, value in enumerate(status.picklist, start=1)
+            ]
 
     def _visible(self, record: dict[str, Any]) -> bool:
         return self.sharing is None or self.viewer is None or self.sharing.sees(self.viewer, record)
@@ -250,6 +270,8 @@ class Org:
         ]
 
     def _of(self, name: str) -> list[dict[str, Any]]:
+        if name == "TaskStatus":
+            return self.task_statuses
         return [r for r in self.records.values() if r["attributes"]["type"] == name]
 
     def _find(self, spec: ObjectSpec, record_id: str) -> dict[str, Any]:

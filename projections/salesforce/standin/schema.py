@@ -192,7 +192,24 @@ USER: Final = ObjectSpec(
     },
 )
 
-VANILLA: Final = (TASK, CONTACT, LEAD, USER)
+TASK_STATUS: Final = ObjectSpec(
+    "TaskStatus",
+    "01J",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("ApiName", "API Name", 255),
+            _s("MasterLabel", "Master Label", 255),
+            FieldSpec(name="IsClosed", label="Is Closed", type="boolean"),
+            FieldSpec(name="IsDefault", label="Is Default", type="boolean"),
+            FieldSpec(name="SortOrder", label="Sort Order", type="int"),
+        ]
+    },
+)
+"""The values of Task's Status picklist, each saying whether it closes a Task."""
+
+VANILLA: Final = (TASK, CONTACT, LEAD, USER, TASK_STATUS)
 """The objects of an org with no customisation."""
 
 CALL_ID_FIELD: Final = "Softphone_Call_Id__c"
@@ -204,7 +221,7 @@ KIT_TASK: Final = ObjectSpec(
     TASK.fields
     | {CALL_ID_FIELD: _s(CALL_ID_FIELD, "Softphone Call Id", 255, external_id=True, unique=True)},
 )
-WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER)
+WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER, TASK_STATUS)
 """A vanilla org with the kit deployed (its Activity field on Task)."""
 
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -76,6 +76,8 @@ class StandInState:
     in_flight: int = 0
     creates: int = 0
     """Collection creates received (what ``Faults.drop_creates_every`` counts)."""
+    queries: list[str] = field(default_factory=list)
+    """The SOQL of every query, in order (what tests count lookups by)."""
     late_counter: int = 0
     """Collection creates received while ``Faults.late_creates_every`` is set."""
     late_pending: int = 0
@@ -362,6 +364,7 @@ class Api:
     async def query(self, request: web.Request) -> web.Response:
         """GET query?q=SOQL (what is not deleted or archived) or queryAll?q=SOQL (all)."""
         all_rows = request.path.rstrip("/").endswith("/queryAll")
+        self.state.queries.append(request.query.get("q", ""))
         rows = run_query(self._org(request), request.query.get("q", ""), all_rows=all_rows)
         return web.json_response({"totalSize": len(rows), "done": True, "records": rows})
 

@@ -184,14 +184,21 @@ def test_soap_login_is_refused_where_salesforce_no_longer_offers_it() -> None:
     assert salesforce_settings_from_env(oauth) is not None, "the OAuth password flow is not SOAP"
 
 
-def test_jwt_bearer_refuses_a_my_domain_audience(tmp_path: Path) -> None:
-    """Salesforce takes only login or test as the JWT audience; say what to set."""
+def test_jwt_bearer_through_a_my_domain_keeps_the_login_audience(tmp_path: Path) -> None:
+    """An org whose API logins must go through its My Domain: the assertion is posted there,
+    and its audience stays the login host Salesforce takes (test for a sandbox's)."""
     key = tmp_path / "key.pem"
     key.write_text("not read here")
     env = sf(USERNAME="u", CONSUMER_KEY="k", PRIVATE_KEY_FILE=str(key), DOMAIN="acme.my")
-    with pytest.raises(ConfigError) as info:
-        salesforce_settings_from_env(env)
-    assert info.value.setting == "SOFTPHONE_RELAY_SF_DOMAIN"
-    assert "SOFTPHONE_RELAY_SF_DOMAIN=login or test" in str(info.value)
+    settings = salesforce_settings_from_env(env)
+    assert settings is not None and isinstance(settings.auth, JwtBearerAuth)
+    assert (settings.auth.domain, settings.auth.token_domain) == ("login", "acme.my")
+    sandbox = salesforce_settings_from_env(
+        {**env, "SOFTPHONE_RELAY_SF_DOMAIN": "https://acme--uat.sandbox.my.salesforce.com"}
+    )
+    assert sandbox is not None and isinstance(sandbox.auth, JwtBearerAuth)
+    assert (sandbox.auth.domain, sandbox.auth.token_domain) == ("test", "acme--uat.sandbox.my")
     for domain in ("login", "test"):
-        assert salesforce_settings_from_env({**env, "SOFTPHONE_RELAY_SF_DOMAIN": domain})
+        plain = salesforce_settings_from_env({**env, "SOFTPHONE_RELAY_SF_DOMAIN": domain})
+        assert plain is not None and isinstance(plain.auth, JwtBearerAuth)
+        assert (plain.auth.domain, plain.auth.token_domain) == (domain, None)

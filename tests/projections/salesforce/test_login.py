@@ -17,13 +17,15 @@ from projections.salesforce.connect import (
     ClientCredentialsAuth,
     JwtBearerAuth,
     PasswordAuth,
+    SalesforceConnection,
+    SalesforceSettings,
 )
 from projections.salesforce.errors import SalesforceLoginFailed
 from projections.salesforce.sink import SalesforceSink
 from projections.salesforce.standin.login import ConnectedApp, User
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record
+from tests.helpers import ConnectionFactory, RedirectAdapter, call_record, standin_http, tasks_of
 
 USER = "agent.sync@acme.example"
 KEY = "3MVG9consumerKey"
@@ -172,5 +174,46 @@ async def test_an_expired_session_logs_in_again_and_the_write_lands(
     standin.state.expire_sessions()
     assert await sink.write([call_record("c2")]) == {"c2": Done()}
     assert link.logins == 2 and sink.metrics.logins._value.get() == 1
-    calls = [r["CallObject"] for r in standin.state.org.records.values()]
+    calls = [r["CallObject"] for r in tasks_of(standin)]
     assert sorted(calls) == ["c1", "c2"]
+
+
+async def test_jwt_bearer_through_the_my_domain_posts_there_for_the_login_audience(
+    standin: StandIn, key_file: str, app_key: tuple[bytes, str]
+) -> None:
+    """ "API login requires My Domain": the assertion goes to the My Domain's token endpoint,
+    and the org (which takes login or test as the audience) accepts it."""
+    http = standin_http(standin)
+    auth = JwtBearerAuth(
+        username=USER,
+        consumer_key=KEY,
+        private_key_file=key_file,
+        domain="login",
+        token_domain="acme.my",
+    )
+    connection = SalesforceConnection(
+        SalesforceSettings(auth=auth, ca_file=str(standin.ca_file)), http=http
+    )
+    try:
+        sink = SalesforceSink(connection, TaskMapping())
+        assert await sink.write([call_record("c1")]) == {"c1": Done()}
+    finally:
+        connection.close()
+    my_domain = http.adapters["https://acme.my.salesforce.com"]
+    login = http.adapters["https://login.salesforce.com"]
+    assert isinstance(my_domain, RedirectAdapter) and isinstance(login, RedirectAdapter)
+    assert my_domain.requested == ["https://acme.my.salesforce.com/services/oauth2/token"]
+    assert login.requested == []
+
+
+async def test_a_soap_login_without_use_any_api_auth_says_which_permission(
+    standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """SOAP login() is refused INSUFFICIENT_ACCESS without the user permission: the error
+    names it (and the better flow)."""
+    standin.state.users[USER] = User(password="pw", security_token="TOKEN", use_any_api_auth=False)
+    auth = PasswordAuth(username=USER, password="pw", security_token="TOKEN")
+    with pytest.raises(SalesforceLoginFailed) as info:
+        await asyncio.to_thread(connection(auth).client)
+    assert info.value.code == "INSUFFICIENT_ACCESS"
+    assert "Use Any API Auth" in str(info.value) and "JWT bearer" in str(info.value)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from projections.calls.fold import CallRecord
 from projections.outcomes import Done, Pause, Reject, Retry
+from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from projections.salesforce.limits import LimitPolicy
 from projections.salesforce.sink import SalesforceSink
 from projections.salesforce.standin.org import Org
-from projections.salesforce.standin.schema import VANILLA, FieldSpec, ObjectSpec
+from projections.salesforce.standin.schema import TASK, VANILLA, FieldSpec, ObjectSpec
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, standin_http, tasks
 
 CALL_LOG = ObjectSpec(
     "Call_Log__c",
@@ -54,12 +56,15 @@ def standin_state() -> StandInState:
 async def test_new_calls_become_tasks_in_three_requests(
     standin: StandIn, connection: ConnectionFactory
 ) -> None:
-    """One query, one caller search and one collection create for a batch of new calls."""
+    """One query, one caller search and one collection create for a batch of new calls (and,
+    once a sink's first write and every 10 minutes, one read of the org's Task statuses)."""
     sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write([record(c) for c in IDS[:5]])
     assert outcomes == {c: Done() for c in IDS[:5]}
     assert sorted(tasks(standin)) == sorted(IDS[:5])
-    assert sink.requests == 3
+    assert sink.requests == 4
+    await sink.write([record(c) for c in IDS[5:10]])
+    assert sink.requests == 6  # a lookup and a create: statuses and the caller are known
 
 
 async def test_writing_again_updates_the_same_tasks(
@@ -89,12 +94,12 @@ async def test_mixed_batch_creates_and_updates(
 async def test_large_batches_are_chunked_by_200(
     standin: StandIn, connection: ConnectionFactory
 ) -> None:
-    """450 calls: two lookups (cut by URL length), one search for their caller and three
-    creates of at most 200."""
+    """450 calls: two lookups (cut by URL length), one search for their caller, three
+    creates of at most 200 and the org's Task statuses."""
     sink = SalesforceSink(connection(), TaskMapping())
     outcomes = await sink.write([record(c) for c in IDS[:450]])
     assert len(outcomes) == 450 and all(o == Done() for o in outcomes.values())
-    assert sink.requests == 6 and len(tasks(standin)) == 450
+    assert sink.requests == 7 and len(tasks(standin)) == 450
     assert standin.state.creates == 3
 
 
@@ -165,7 +170,7 @@ async def test_requests_slow_down_near_the_daily_limit(
     standin: StandIn, connection: ConnectionFactory
 ) -> None:
     """Past slow_from of the budget each request waits, more as the budget runs out."""
-    standin.state.api_max = standin.state.api_usage + 4
+    standin.state.api_max = standin.state.api_usage + 5
     policy = LimitPolicy(slow_from=0.5, max_delay_seconds=0.2)
     sink = SalesforceSink(connection(limits=policy), TaskMapping(match_callers=False))
     await sink.write([record(A)])
@@ -239,3 +244,26 @@ async def test_conversation_ids_of_any_characters_are_found_again_not_duplicated
     found = tasks(standin)
     assert sorted(found) == sorted(HOSTILE_IDS)
     assert {t["Description"] for t in found.values()} == {"second"}
+
+
+async def test_an_org_with_its_own_task_statuses_gets_them() -> None:
+    """An org whose Status picklist is Open / Working / Done (restricted, so Completed would
+    be refused): the sink reads TaskStatus and writes Done for a call that is over."""
+    status = TASK.fields["Status"]
+    custom = msgspec.structs.replace(
+        status, picklist=("Open", "Working", "Done"), default="Open", restricted=True
+    )
+    task = ObjectSpec("Task", TASK.key_prefix, TASK.fields | {"Status": custom})
+    org = Org([task, *(o for o in VANILLA if o.name != "Task")], closed_task_statuses=("Done",))
+    standin = StandIn(StandInState(org=org))
+    await standin.start()
+    try:
+        auth = SessionAuth(standin.instance_url, standin.state.new_session())
+        settings = SalesforceSettings(auth=auth, ca_file=str(standin.ca_file))
+        link = SalesforceConnection(settings, http=standin_http(standin))
+        sink = SalesforceSink(link, TaskMapping())
+        assert await sink.write([record(C1)]) == {C1: Done()}
+        assert tasks(standin)[C1]["Status"] == "Done"
+        link.close()
+    finally:
+        await standin.close()

@@ -17,7 +17,7 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, WITH_KIT, RecordRefused
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping, task_fields
-from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks, tasks_of
 
 KEYED = TaskMapping(key_field=CALL_ID_FIELD)
 
@@ -113,5 +113,5 @@ async def test_without_the_key_a_late_commit_duplicates_the_task(
     sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
     assert await sink.write(records(ids)) == {c: Done() for c in ids}
     await committed(standin)
-    calls = [r["CallObject"] for r in standin.state.org.records.values()]
+    calls = [r["CallObject"] for r in tasks_of(standin)]
     assert len(calls) == 2 * len(ids)

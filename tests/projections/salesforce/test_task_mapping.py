@@ -10,7 +10,13 @@ import pytest
 
 from projections.calls.fold import CallRecord
 from projections.salesforce.standin.org import Org
-from projections.salesforce.task_mapping import TaskMapping, decode_mapping, task_fields
+from projections.salesforce.task_mapping import (
+    TaskMapping,
+    TaskStatuses,
+    choose_statuses,
+    decode_mapping,
+    task_fields,
+)
 from tests.helpers import call_record
 
 
@@ -105,3 +111,40 @@ def test_custom_object_gets_only_its_mapped_fields() -> None:
         "Conversation_Id__c": "conv-1",
         "Notes__c": "hi",
     }
+
+
+def test_an_upsert_mapping_on_task_is_refused_pointing_to_the_key_field() -> None:
+    """Upserting Tasks would send the create-only TaskSubtype to every Task it finds: refused
+    when the mapping loads, naming what to use instead."""
+    with pytest.raises(msgspec.ValidationError, match='key_field = "Softphone_Call_Id__c"'):
+        TaskMapping(object="Task", match_field="Softphone_Call_Id__c", external_id=True)
+
+
+def test_statuses_are_the_vanilla_ones_where_the_org_has_them() -> None:
+    rows = [
+        {"ApiName": "Not Started", "IsClosed": False, "IsDefault": True, "SortOrder": 1},
+        {"ApiName": "In Progress", "IsClosed": False, "IsDefault": False, "SortOrder": 2},
+        {"ApiName": "Completed", "IsClosed": True, "IsDefault": False, "SortOrder": 3},
+    ]
+    assert choose_statuses(rows) == TaskStatuses("In Progress", "Completed")
+
+
+def test_an_org_with_its_own_statuses_gets_its_closed_one_and_its_default_open_one() -> None:
+    """Completed renamed Done, In Progress gone: the first closed value, the default open."""
+    rows = [
+        {"ApiName": "Closed - Lost", "IsClosed": True, "IsDefault": False, "SortOrder": 9},
+        {"ApiName": "Done", "IsClosed": True, "IsDefault": False, "SortOrder": 3},
+        {"ApiName": "Open", "IsClosed": False, "IsDefault": True, "SortOrder": 1},
+        {"ApiName": "Working", "IsClosed": False, "IsDefault": False, "SortOrder": 2},
+    ]
+    assert choose_statuses(rows) == TaskStatuses(open="Open", closed="Done")
+    assert choose_statuses([]) == TaskStatuses("In Progress", "Completed")
+
+
+def test_the_chosen_statuses_go_into_the_task() -> None:
+    statuses = TaskStatuses(open="Open", closed="Done")
+    over = task_fields(record(), TaskMapping(), creating=True, statuses=statuses)
+    going = task_fields(
+        call_record("c1", status="connected"), TaskMapping(), creating=True, statuses=statuses
+    )
+    assert (over["Status"], going["Status"]) == ("Done", "Open")

@@ -114,7 +114,7 @@ async def test_a_dry_run_shows_creates_and_differences_and_writes_nothing(
     await append(redis_client, call("c1") + call("c2", 5) + call("c3", 10))
     await replay(redis_client, target(connection))
     records = standin.state.org.records
-    [c1] = [r for r in records.values() if r["CallObject"] == "c1"]
+    [c1] = [r for r in records.values() if r.get("CallObject") == "c1"]
     c1["Description"] = "edited by hand"
     [c2_id] = [i for i, r in records.items() if r["CallObject"] == "c2"]
     del records[c2_id]
