@@ -4,6 +4,7 @@ and a renewed certificate served to new connections without dropping open ones."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 import trustme
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from relay.control.api import ControlApi
 from relay.errors import ConfigError
@@ -56,6 +57,20 @@ async def presented(port: int, context: ssl.SSLContext) -> bytes:
     return bytes(der)
 
 
+@contextlib.asynccontextmanager
+async def welcomed(relay: Relay, ca: trustme.CA) -> AsyncIterator[ClientConnection]:
+    """A wss:// session to ``relay`` by a client that trusts ``ca``, past its welcome."""
+    async with connect(
+        f"wss://127.0.0.1:{relay.port}/v1/socket",
+        ssl=client_context(ca),
+        subprotocols=["softphone.v1"],  # type: ignore[list-item]
+        origin=ORIGIN,  # type: ignore[arg-type]
+    ) as socket:
+        await socket.send(json.dumps({"type": "hello", "token": token()}))
+        assert json.loads(await socket.recv())["type"] == "welcome"
+        yield socket
+
+
 @pytest.fixture
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -82,15 +97,8 @@ async def test_the_relay_speaks_wss_with_the_configured_certificate(
     """A client that trusts the CA opens wss://, says hello and is welcomed."""
     relay, _, der = tls_relay
     assert await presented(relay.port, client_context(ca)) == der
-    url = f"wss://127.0.0.1:{relay.port}/v1/socket"
-    async with connect(
-        url,
-        ssl=client_context(ca),
-        subprotocols=["softphone.v1"],
-        origin=ORIGIN,  # type: ignore[list-item]
-    ) as socket:
-        await socket.send(json.dumps({"type": "hello", "token": token()}))
-        assert json.loads(await socket.recv())["type"] == "welcome"
+    async with welcomed(relay, ca) as socket:
+        assert socket.subprotocol == "softphone.v1"
 
 
 async def test_plain_http_on_a_tls_port_gets_no_answer_and_the_relay_goes_on(
@@ -112,15 +120,7 @@ async def test_a_renewed_certificate_reaches_new_connections_and_open_ones_stay(
     """The files are replaced (a renewal): after the reload a new connection is shown the new
     certificate, and a websocket opened before goes on answering."""
     relay, certificate, old = tls_relay
-    url = f"wss://127.0.0.1:{relay.port}/v1/socket"
-    async with connect(
-        url,
-        ssl=client_context(ca),
-        subprotocols=["softphone.v1"],
-        origin=ORIGIN,  # type: ignore[list-item]
-    ) as socket:
-        await socket.send(json.dumps({"type": "hello", "token": token()}))
-        assert json.loads(await socket.recv())["type"] == "welcome"
+    async with welcomed(relay, ca) as socket:
         cert_file, key_file, new = issue(ca, tmp_path, "renewed")
         replace(tmp_path / "server.crt", cert_file)
         replace(tmp_path / "server.key", key_file)

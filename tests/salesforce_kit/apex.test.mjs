@@ -8,36 +8,25 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  ApexErrorListener,
-  ApexParserFactory,
-  CatchClauseContext,
-  ClassDeclarationContext,
-  EnhancedForControlContext,
-  EnumConstantsContext,
-  EnumDeclarationContext,
-  FormalParameterContext,
-  InterfaceDeclarationContext,
-  PropertyDeclarationContext,
-  VariableDeclaratorContext,
-} from "@apexdevtools/apex-parser";
+import * as apex from "@apexdevtools/apex-parser";
 
+const { ApexErrorListener, ApexParserFactory } = apex;
 const RESERVED = new Set(
   JSON.parse(readFileSync(new URL("data/apex-reserved-keywords.json", import.meta.url), "utf8"))
     .keywords
 );
 /** Parse-tree nodes that declare a name (a method's own name may be a reserved word). */
 const DECLARING = [
-  CatchClauseContext,
-  ClassDeclarationContext,
-  EnhancedForControlContext,
-  EnumConstantsContext,
-  EnumDeclarationContext,
-  FormalParameterContext,
-  InterfaceDeclarationContext,
-  PropertyDeclarationContext,
-  VariableDeclaratorContext,
-];
+  "CatchClauseContext",
+  "ClassDeclarationContext",
+  "EnhancedForControlContext",
+  "EnumConstantsContext",
+  "EnumDeclarationContext",
+  "FormalParameterContext",
+  "InterfaceDeclarationContext",
+  "PropertyDeclarationContext",
+  "VariableDeclaratorContext",
+].map((name) => apex[name]);
 
 const CLASSES = fileURLToPath(
   new URL("../../salesforce-kit/force-app/main/default/classes/", import.meta.url)
