@@ -103,6 +103,11 @@ def is_duplicate_key(errors: Iterable[OrgError], field: str) -> bool:
     return any(e.code == "DUPLICATE_VALUE" and field in e.fields for e in errors)
 
 
+def is_no_access(errors: Iterable[OrgError]) -> bool:
+    """The user may not see or edit the record (sharing)."""
+    return any(e.code == NO_ACCESS_CODE for e in errors)
+
+
 def is_unusable_owner(errors: Iterable[OrgError]) -> bool:
     """The record's ``OwnerId`` names a user who is inactive or does not exist."""
     listed = list(errors)

@@ -67,9 +67,9 @@ from projections.salesforce.chunks import (
 from projections.salesforce.connect import SalesforceConnection
 from projections.salesforce.errors import SalesforceLoginFailed
 from projections.salesforce.failures import (
-    NO_ACCESS_CODE,
     error_text,
     is_duplicate_key,
+    is_no_access,
     is_stale_reference,
     is_unusable_owner,
     org_errors,
@@ -87,7 +87,7 @@ from projections.salesforce.org_client import (
     refused_as_concurrent,
     transient,
 )
-from projections.salesforce.task_mapping import TaskMapping, TaskStatuses, task_fields
+from projections.salesforce.task_mapping import VANILLA_STATUSES, TaskMapping, task_fields
 from relay.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ class SalesforceSink:
     ) -> list[dict[str, Any]]:
         body = []
         task = self._mapping.object == "Task"
-        statuses = self._statuses.get() if task else TaskStatuses()
+        statuses = self._statuses.get() if task else VANILLA_STATUSES
         for r in records:
             fields = task_fields(r, self._mapping, creating=creating, statuses=statuses)
             if who and r.conversationId in who:
@@ -390,18 +390,11 @@ class SalesforceSink:
         finds its record; nothing that may only be set on insert)."""
         key = self._mapping.key_field
         assert key is not None
-        body = self._records(records, creating=False)
-        results = self._org.restful(
-            "upsert",
-            f"composite/sobjects/{self._mapping.object}/{key}",
-            "PATCH",
-            {"allOrNone": False, "records": body},
-            idempotent=True,
-        )
+        results = self._upsert_on(key, records, creating=False)
         outcomes: dict[str, Outcome] = {}
         for record, result in zip(records, results, strict=True):
             errors = org_errors(result.get("errors") or [])
-            if any(e.code == NO_ACCESS_CODE for e in errors):
+            if is_no_access(errors):
                 outcomes[record.conversationId] = Reject(
                     f"{error_text(errors)}: the call's Task exists, but the integration user "
                     "may not edit it (owned by an agent, related to no record it can see): "
@@ -429,17 +422,23 @@ class SalesforceSink:
         }
 
     def _upsert(self, records: list[CallRecord]) -> dict[str, Outcome]:
-        path = f"composite/sobjects/{self._mapping.object}/{self._mapping.match_field}"
-        results = self._org.restful(
-            "upsert",
-            path,
-            "PATCH",
-            {"allOrNone": False, "records": self._records(records, creating=True)},
-            idempotent=True,
-        )
+        results = self._upsert_on(self._mapping.match_field, records, creating=True)
         return {
             r.conversationId: record_outcome(res) for r, res in zip(records, results, strict=True)
         }
+
+    def _upsert_on(
+        self, field: str, records: list[CallRecord], *, creating: bool
+    ) -> list[dict[str, Any]]:
+        """One collection upsert by ``field``: each record's result, in order."""
+        results: list[dict[str, Any]] = self._org.restful(
+            "upsert",
+            f"composite/sobjects/{self._mapping.object}/{field}",
+            "PATCH",
+            {"allOrNone": False, "records": self._records(records, creating=creating)},
+            idempotent=True,
+        )
+        return results
 
 
 def _itself(record: CallRecord) -> CallRecord:

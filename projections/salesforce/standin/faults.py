@@ -51,6 +51,19 @@ class Faults:
     hold_seconds: float = 0.0
     """How long every answer is held after the request took effect (a slow network)."""
 
+    late_counter: int = 0
+    """Collection creates seen while ``late_creates_every`` is set."""
+
+    def late_create(self) -> bool:
+        """Whether the collection create now arriving commits late and is never answered."""
+        if self.late_next_creates > 0:
+            self.late_next_creates -= 1
+            return True
+        if not self.late_creates_every:
+            return False
+        self.late_counter += 1
+        return self.late_counter % self.late_creates_every == 0
+
     def unavailable(self, times: int = 1) -> None:
         """The next ``times`` requests answer 503 SERVER_UNAVAILABLE."""
         self.fail_next += [(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable")] * times

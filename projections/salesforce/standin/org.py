@@ -365,9 +365,8 @@ class Org:
             if not field.unique or value in (None, ""):
                 continue
             for record in self._of(spec.name):
-                if record.get(field.name) == value and record["Id"] != own_id:
-                    if record.get("IsDeleted"):
-                        continue
+                taken = record.get(field.name) == value and not record.get("IsDeleted")
+                if taken and record["Id"] != own_id:
                     raise RecordRefused(
                         [
                             SalesforceError(

@@ -78,8 +78,6 @@ class StandInState:
     """Collection creates received (what ``Faults.drop_creates_every`` counts)."""
     queries: list[str] = field(default_factory=list)
     """The SOQL of every query, in order (what tests count lookups by)."""
-    late_counter: int = 0
-    """Collection creates received while ``Faults.late_creates_every`` is set."""
     late_pending: int = 0
     """Late creates not committed yet."""
 
@@ -95,6 +93,11 @@ class StandInState:
     def expire_sessions(self) -> None:
         """Every session expires: the next request gets 401 INVALID_SESSION_ID."""
         self.sessions.clear()
+
+
+def _session_token(request: web.Request) -> str:
+    """The session id a request carries (``Authorization: Bearer ...``)."""
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
 
 def _errors(status: int, errors: list[SalesforceError]) -> web.Response:
@@ -137,8 +140,7 @@ class Api:
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         state = self.state
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if token not in state.sessions:
+        if _session_token(request) not in state.sessions:
             return _errors(
                 401, [SalesforceError("INVALID_SESSION_ID", "Session expired or invalid")]
             )
@@ -177,17 +179,6 @@ class Api:
             status = 300 if refused.errors[0].statusCode == "MULTIPLE_CHOICES" else status
             return _errors(status, refused.errors)
 
-    def _late(self) -> bool:
-        """Whether this collection create commits late and is never answered."""
-        faults = self.state.faults
-        if faults.late_next_creates > 0:
-            faults.late_next_creates -= 1
-            return True
-        if not faults.late_creates_every:
-            return False
-        self.state.late_counter += 1
-        return self.state.late_counter % faults.late_creates_every == 0
-
     def _drops(self, request: web.Request) -> bool:
         """Whether this collection create loses its connection after taking effect."""
         if request.method != "POST" or not request.path.rstrip("/").endswith("/composite/sobjects"):
@@ -203,8 +194,7 @@ class Api:
     def _org(self, request: web.Request) -> Org:
         """The org, acting as the user of ``request``'s session for what follows (call it
         after the request's last await: another request may act in between)."""
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        self.state.org.viewer = self.state.session_users.get(token)
+        self.state.org.viewer = self.state.session_users.get(_session_token(request))
         return self.state.org
 
     async def _json(self, request: web.Request) -> Any:
@@ -289,7 +279,7 @@ class Api:
         if unreadable is not None:
             return _errors(400, [unreadable])
         self._org(request)  # what follows runs as this request's user, with no await between
-        if request.method == "POST" and self._late():
+        if request.method == "POST" and self.state.faults.late_create():
             # A slow trigger: the insert commits long after the request arrived, whether or
             # not anyone still waits, and nothing answers.
             delay = self.state.faults.late_seconds
