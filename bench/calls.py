@@ -42,7 +42,8 @@ from projections.registry import CALLS_BATCH_SIZE
 from projections.salesforce import org_client
 from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
 from projections.salesforce.sink import SalesforceSink
-from projections.salesforce.standin.org import ActivitySharing, Org
+from projections.salesforce.standin.access import ActivitySharing
+from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, VANILLA, WITH_KIT
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping

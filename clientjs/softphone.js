@@ -42,6 +42,8 @@
   /** How long to wait for Open CTI to appear, and how often to look. */
   var OPEN_CTI_WAIT_MS = 30000;
   var OPEN_CTI_POLL_MS = 250;
+  /** How long a screen pop with no match waits for the relay's search forms (the event's ack). */
+  var SCREEN_POP_WAIT_MS = 3000;
   /** The call center definition's section for the relay, as getCallCenterSettings names its
    *  items ("/section/item"). */
   var CALL_CENTER_SECTION = "/softphoneRelay/";
@@ -267,6 +269,9 @@
   }
 
   /** True once a command may no longer be handed over (expiresAt in the past). */
+  /** The digits of a phone number, to compare its forms. */
+  function digitsOf(number) { return number.replace(/\D/g, ""); }
+
   function isExpired(command, nowMs) {
     var at = Date.parse(command.expiresAt);
     return !isNaN(at) && at <= nowMs;
@@ -317,6 +322,8 @@
     var outbox = null;
     var handled = null;
     var listeners = [];
+    /** Incoming calls' screen pops still searching, by event id. */
+    var pops = {};
 
     function stores() {
       var prefix = "softphone-relay:" + (options.url || "unconfigured") + ":";
@@ -676,6 +683,7 @@
           flush();
           return;
         case "ack":
+          if (pops[frame.id]) searchForms(frame.id, frame.searchTerms || []);
           outbox.remove(frame.id);
           notify("outbox", outbox.size());
           return;
@@ -710,6 +718,7 @@
       var event = frame.id ? outbox.get(frame.id) : null;
       if (FINAL_NACKS.indexOf(frame.code) !== -1) {
         if (event) outbox.remove(frame.id);
+        if (frame.id && pops[frame.id]) searchForms(frame.id, []);
         report(frame.code, frame.message, event);
         notify("outbox", outbox.size());
         return;
@@ -740,13 +749,78 @@
       send({ type: "ack", id: frame.id });
     }
 
-    function screenPop(data) {
+    /**
+     * The screen pop of an incoming call. The number as the softphone gave it is searched at
+     * once (deferred, so nothing pops yet); when nothing matches, the forms the relay sends back
+     * in the event's ack (E.164 and national digits, the forms the caller match searches) are
+     * searched in turn, and the first one that finds a record is popped. When none does, or no
+     * ack comes within SCREEN_POP_WAIT_MS, the softphone layout's no-match pop is shown.
+     */
+    function screenPop(id, data) {
+      if (!options.screenPop || !env.sforce() || !data.callerANI) return;
+      var pop = { tried: [], terms: null, busy: false, noMatch: null, timer: null };
+      pops[id] = pop;
+      pop.timer = env.setTimeout(function () {
+        searchForms(id, []);
+      }, SCREEN_POP_WAIT_MS);
+      search(id, String(data.callerANI));
+    }
+
+    function search(id, term) {
+      var pop = pops[id];
       var opencti = env.sforce();
-      if (!options.screenPop || !opencti || !data.callerANI) return;
+      pop.tried.push(digitsOf(term));
+      pop.busy = true;
       opencti.searchAndScreenPop({
-        searchParams: String(data.callerANI),
+        searchParams: term,
         callType: opencti.CALL_TYPE ? opencti.CALL_TYPE.INBOUND : "inbound",
-        deferred: false,
+        deferred: true,
+        callback: function (result) {
+          pop.busy = false;
+          if (!result || result.success === false) {
+            report("screen_pop_failed", JSON.stringify(result && result.errors));
+            return finishPop(id, null);
+          }
+          // The answer holds the records found, keyed by id, beside SCREEN_POP_DATA (the
+          // argument for screenPop()) when deferred (Open CTI: searchAndScreenPop for Lightning).
+          var found = result.returnValue || {};
+          if (!pop.noMatch) pop.noMatch = found.SCREEN_POP_DATA || null;
+          var matched = Object.keys(found).some(function (key) {
+            return key !== "SCREEN_POP_DATA";
+          });
+          if (matched) return finishPop(id, found.SCREEN_POP_DATA || null);
+          nextSearch(id);
+        },
+      });
+    }
+
+    /** The relay's search forms for the pending pop ``id`` (none: nothing more to try). */
+    function searchForms(id, terms) {
+      var pop = pops[id];
+      if (!pop || pop.terms) return;
+      pop.terms = terms;
+      if (!pop.busy) nextSearch(id);
+    }
+
+    function nextSearch(id) {
+      var pop = pops[id];
+      if (!pop.terms) return; // the ack's forms are still to come
+      var untried = pop.terms.filter(function (term) {
+        return pop.tried.indexOf(digitsOf(term)) === -1;
+      });
+      if (untried.length) return search(id, untried[0]);
+      finishPop(id, pop.noMatch);
+    }
+
+    function finishPop(id, target) {
+      var pop = pops[id];
+      if (!pop) return;
+      delete pops[id];
+      env.clearTimeout(pop.timer);
+      if (!target) return;
+      env.sforce().screenPop({
+        type: target.type,
+        params: target.params,
         callback: function (result) {
           if (result && result.success === false) report("screen_pop_failed", JSON.stringify(result.errors));
         },
@@ -772,7 +846,7 @@
     function hook(name) {
       return function (params) {
         var id = emit(name, params);
-        if (name === "incomingCall") screenPop(parseParams(name, params));
+        if (name === "incomingCall") screenPop(id, parseParams(name, params));
         return id;
       };
     }

@@ -278,24 +278,91 @@ test("silence past the heartbeat is a dead connection: reconnect", async () => {
   assert.equal(w.sockets.length, 2);
 });
 
-test("Open CTI click-to-dial becomes a startCallRequested event; screen pop on demand", async () => {
+test("Open CTI click-to-dial becomes a startCallRequested event", async () => {
   const calls = [];
   let listener = null;
   const sforce = {
-    CALL_TYPE: { INBOUND: "inbound" },
     enableClickToDial: (o) => { calls.push("enable"); o.callback({ success: true }); },
     onClickToDial: (o) => { listener = o.listener; },
-    searchAndScreenPop: (o) => calls.push(["pop", o.searchParams, o.callType]),
   };
   const w = world({ sforce });
-  w.wrapper.configure({ screenPop: true });
   const socket = await connected(w);
   listener({ number: "(888) 397-3342", recordId: "003000000000001", objectType: "Contact" });
   const event = socket.sent.filter((f) => f.type === "event")[0];
   assert.equal(event.name, "startCallRequested");
   assert.deepEqual(event.data, { dialTo: "(888) 397-3342", recordId: "003000000000001" });
-  w.wrapper.incomingCall({ callerANI: "+18883973342" });
-  assert.deepEqual(calls, ["enable", ["pop", "+18883973342", "inbound"]]);
+  assert.deepEqual(calls, ["enable"]);
+});
+
+/** An org whose softphone layout search finds ``records`` (digits -> record id). */
+function searchingOrg(records) {
+  const org = {
+    searches: [],
+    pops: [],
+    CALL_TYPE: { INBOUND: "inbound" },
+    enableClickToDial: () => {},
+    onClickToDial: () => {},
+    searchAndScreenPop: (o) => {
+      org.searches.push([o.searchParams, o.callType, o.deferred]);
+      const id = records[o.searchParams.replace(/\D/g, "")];
+      const pop = id
+        ? { type: "sobject", params: { recordId: id } }
+        : { type: "search", params: { searchString: o.searchParams } };
+      const found = id ? { [id]: { Id: id, Name: "Ana Diaz", RecordType: "Contact" } } : {};
+      o.callback({ success: true, returnValue: { ...found, SCREEN_POP_DATA: pop }, errors: null });
+    },
+    screenPop: (o) => org.pops.push([o.type, o.params]),
+  };
+  return org;
+}
+
+async function incomingCall(records) {
+  const org = searchingOrg(records);
+  const w = world({ sforce: org });
+  w.wrapper.configure({ screenPop: true });
+  const socket = await connected(w);
+  w.wrapper.incomingCall({ callerANI: "+442079460958" });
+  const event = socket.sent.filter((f) => f.type === "event").at(-1);
+  return { org, w, socket, event };
+}
+
+const FORMS = ["442079460958", "2079460958", "02079460958"];
+
+test("screen pop: a record found by the number as given pops at once", async () => {
+  const { org } = await incomingCall({ "442079460958": "003Hs00000ABCDeIAX" });
+  assert.deepEqual(org.searches, [["+442079460958", "inbound", true]]);
+  assert.deepEqual(org.pops, [["sobject", { recordId: "003Hs00000ABCDeIAX" }]]);
+});
+
+test("screen pop: a record stored in a national form is found by the relay's search forms", async () => {
+  const { org, socket, event } = await incomingCall({ "02079460958": "003Hs00000ABCDeIAX" });
+  assert.deepEqual(org.pops, [], "waits for the ack's forms");
+  socket.deliver({ type: "ack", id: event.id, seq: "1-0", duplicate: false, searchTerms: FORMS });
+  assert.deepEqual(org.searches.map((s) => s[0]), ["+442079460958", "2079460958", "02079460958"]);
+  assert.deepEqual(org.pops, [["sobject", { recordId: "003Hs00000ABCDeIAX" }]]);
+});
+
+test("screen pop: with no match in any form the layout's no-match pop is shown once", async () => {
+  const { org, socket, event, w } = await incomingCall({});
+  socket.deliver({ type: "ack", id: event.id, seq: "1-0", duplicate: false, searchTerms: FORMS });
+  await w.advance(10000);
+  assert.equal(org.searches.length, 3);
+  assert.deepEqual(org.pops, [["search", { searchString: "+442079460958" }]]);
+});
+
+test("screen pop: without an ack the no-match pop comes after a wait", async () => {
+  const { org, w } = await incomingCall({});
+  await w.advance(2999);
+  assert.deepEqual(org.pops, []);
+  await w.advance(1);
+  assert.deepEqual(org.pops, [["search", { searchString: "+442079460958" }]]);
+});
+
+test("screen pop: a refused incomingCall searches no further", async () => {
+  const { org, socket, event } = await incomingCall({});
+  socket.deliver({ type: "nack", id: event.id, code: "invalid_event", message: "bad" });
+  assert.equal(org.searches.length, 1);
+  assert.deepEqual(org.pops, [["search", { searchString: "+442079460958" }]]);
 });
 
 test("before the token expires a fresh one goes over the open socket as a refresh", async () => {

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import phonenumbers
 
+from relay.wire.phone import search_forms
+
 CONTACT_PHONES: Final = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
 LEAD_PHONES: Final = ("Phone", "MobilePhone")
 SEARCH_QUERY_MAX_CHARS: Final = 4_000
@@ -36,15 +38,6 @@ def _parse(text: str, region: str | None = None) -> phonenumbers.PhoneNumber | N
     return number if phonenumbers.is_possible_number(number) else None
 
 
-def search_terms(number: str) -> tuple[str, ...]:
-    """The digits to search for: the E.164 number and the national number; () if none."""
-    parsed = _parse(number)
-    if parsed is None:
-        return ()
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return tuple(dict.fromkeys((e164.lstrip("+"), str(parsed.national_number))))
-
-
 def search_batches(numbers: Sequence[str]) -> list[list[str]]:
     """``numbers`` in as few searches as fit: each search query as long as SOSL keeps it
     whole (:data:`SEARCH_QUERY_MAX_CHARS`), so numbers are packed by length, not count."""
@@ -53,7 +46,7 @@ def search_batches(numbers: Sequence[str]) -> list[list[str]]:
     chars = 0  # of the terms joined by " OR ", plus one " OR " too many
 
     for number in numbers:
-        own = set(search_terms(number))
+        own = set(search_forms(number))
         more = own - terms
         grown = chars + sum(len(t) + len(_OR) for t in more)
         if batches[-1] and grown - len(_OR) > SEARCH_QUERY_MAX_CHARS:
@@ -70,7 +63,7 @@ def phone_search(numbers: Iterable[str]) -> str | None:
     """The SOSL that finds Contacts and the Leads not yet converted with any of ``numbers``
     (a converted Lead lives on as the Contact it became: linking it would hide that Contact);
     None if none searchable."""
-    terms = [t for n in numbers for t in search_terms(n)]
+    terms = [t for n in numbers for t in search_forms(n)]
     if not terms:
         return None
     return (

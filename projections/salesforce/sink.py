@@ -88,6 +88,7 @@ from projections.salesforce.org_client import (
     transient,
 )
 from projections.salesforce.task_mapping import VANILLA_STATUSES, TaskMapping, task_fields
+from projections.salesforce.visibility import VisibilityProbe
 from relay.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class SalesforceSink:
         self._mapping = mapping
         self._lookup = RecordLookup(self._org, mapping, query_url_bytes)
         self._statuses = TaskStatusCache(self._org)
+        self._visibility = VisibilityProbe(self._org)
         self._attempts = attempts
         self._retry_base = retry_base
         self._outage = Backoff(base=1.0, cap=60.0)
@@ -170,6 +172,8 @@ class SalesforceSink:
             return self._by_collection(
                 records, lambda chunk: self._isolating(chunk, self._upsert, _itself), _itself
             )
+        if any(r.ownerId for r in records):
+            self._visibility.check()
         try:
             if known is None:
                 existing = {c: str(row["Id"]) for c, row in self._lookup.rows(records, ()).items()}

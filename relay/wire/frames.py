@@ -87,6 +87,13 @@ class EventAck(ServerFrame, tag="ack"):
     duplicate: bool = False
 
 
+class IncomingCallAck(EventAck, tag="ack", kw_only=True):
+    """The ack of an ``incomingCall`` with a caller number: ``searchTerms`` are the forms a CRM
+    may hold that number in (:func:`relay.wire.phone.search_forms`), for the screen pop."""
+
+    searchTerms: list[str]
+
+
 class Nack(ServerFrame, tag="nack"):
     """The event (or frame) was refused; ``code`` says why. The connection stays open."""
 

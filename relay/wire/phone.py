@@ -41,3 +41,24 @@ def to_e164(text: str, region: str | None = None) -> str:
             f"+{number.country_code}"
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def search_forms(number: str) -> tuple[str, ...]:
+    """The digit strings a CRM may have stored ``number`` as, most specific first: the E.164
+    digits, the national significant number, and the national form with its trunk prefix
+    (``442079460958``, ``2079460958``, ``02079460958``); () for no number. The caller match
+    and the screen pop search for the same forms."""
+    try:
+        parsed = phonenumbers.parse(number)
+    except phonenumbers.NumberParseException:
+        return ()
+    if not phonenumbers.is_possible_number(parsed):
+        return ()
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    forms = (
+        e164.lstrip("+"),
+        phonenumbers.national_significant_number(parsed),
+        "".join(c for c in national if c.isdigit()),
+    )
+    return tuple(dict.fromkeys(form for form in forms if form))

@@ -52,6 +52,7 @@ from relay.wire.frames import (
     EventAck,
     EventFrame,
     Hello,
+    IncomingCallAck,
     Nack,
     Ping,
     Pong,
@@ -62,6 +63,7 @@ from relay.wire.frames import (
     decode_client_frame,
     frame_event_id,
 )
+from relay.wire.phone import search_forms
 
 EARLIEST: Final = datetime(1700, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(4000, 12, 31, tzinfo=UTC)
@@ -310,7 +312,14 @@ class Session:
         )
 
     def appended(self, envelope: Envelope, seq: str, *, duplicate: bool) -> EventAck:
-        """The envelope is durably in the log at ``seq``."""
+        """The envelope is durably in the log at ``seq``; an incoming call's ack carries the
+        caller number's search forms for the screen pop."""
+        caller = envelope.data.get("callerANI") if envelope.name == "incomingCall" else None
+        forms = search_forms(caller) if isinstance(caller, str) else ()
+        if forms:
+            return IncomingCallAck(
+                id=envelope.id, seq=seq, duplicate=duplicate, searchTerms=list(forms)
+            )
         return EventAck(id=envelope.id, seq=seq, duplicate=duplicate)
 
     def append_failed(self, envelope: Envelope, error: FrameRefused) -> Nack:

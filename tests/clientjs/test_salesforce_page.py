@@ -55,7 +55,7 @@ OPEN_CTI = """
       "frame with correct URL parameters");
   }
   var origin = new URL(document.currentScript.src).origin;
-  var seen = window.__openCti = { apex: [], pops: [], listeners: [] };
+  var seen = window.__openCti = { apex: [], searches: [], pops: [], listeners: [] };
   function ok(value) { return { success: true, returnValue: value, errors: null }; }
   window.sforce = window.sforce || {};
   window.sforce.opencti = {
@@ -72,9 +72,17 @@ OPEN_CTI = """
     onClickToDial: function (args) { seen.listeners.push(args.listener); },
     enableClickToDial: function (args) { if (args && args.callback) args.callback(ok(true)); },
     searchAndScreenPop: function (args) {
-      seen.pops.push(args.searchParams);
-      if (args.callback) args.callback(ok({}));
+      // The org holds the caller's Contact as "(888) 397-3342": its national digits find it.
+      seen.searches.push(args.searchParams);
+      var found = args.searchParams === "8883973342"
+        ? { "003Hs00000ABCDeIAX": { Id: "003Hs00000ABCDeIAX", RecordType: "Contact" } } : {};
+      var target = found["003Hs00000ABCDeIAX"]
+        ? { type: "sobject", params: { recordId: "003Hs00000ABCDeIAX" } }
+        : { type: "search", params: { searchString: args.searchParams } };
+      found.SCREEN_POP_DATA = target;
+      args.callback(ok(found));
     },
+    screenPop: function (args) { seen.pops.push(args.params); },
   };
   window.__clickToDial = function (number, recordId) {
     seen.listeners.forEach(function (listener) {
@@ -200,8 +208,9 @@ async def test_a_call_center_softphone_signs_in_dials_pops_and_owns_its_task(
     standin: StandIn,
     connection: ConnectionFactory,
 ) -> None:
-    """From the adapter URL to the Task: runApex token, session, click-to-dial once, screen
-    pop, and a Task owned by the agent's User."""
+    """From the adapter URL to the Task: runApex token, session, click-to-dial once, a screen
+    pop that finds the Contact by the national form the relay's ack names, and a Task owned by
+    the agent's User."""
     salesforce, org = salesforce_origin
     softphone, addresses = softphone_origin
     relay: Relay = await start_relay(
@@ -236,8 +245,9 @@ async def test_a_call_center_softphone_signs_in_dials_pops_and_owns_its_task(
         page, f"SoftphoneWrapper.incomingCall({{{call[1:]}, callerANI: '+18883973342'}}), 1"
     )
     assert await browser.wait(page, "window.__openCti.pops.length && window.__openCti.pops") == [
-        "+18883973342"
+        {"recordId": "003Hs00000ABCDeIAX"}
     ]
+    assert await browser.run(page, "window.__openCti.searches") == ["+18883973342", "8883973342"]
     await browser.run(page, f"SoftphoneWrapper.callAccepted({{{call[1:]}}}), 1")
     await browser.run(page, f"SoftphoneWrapper.callEnded({{{call[1:]}, duration: 95}}), 1")
     await browser.wait(page, "SoftphoneWrapper.outboxSize() === 0")

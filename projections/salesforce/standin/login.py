@@ -12,6 +12,8 @@ What simple-salesforce's ``SalesforceLogin`` speaks (SALESFORCE.md):
   and secret; the app needs a run-as user). Answers ``access_token`` and ``instance_url``, or
   400 ``{"error","error_description"}``.
 
+``GET /services/oauth2/userinfo`` names the session's user (``user_id``).
+
 Logins cost no API request (they do not count against the daily limit) and need no session.
 """
 
@@ -27,6 +29,8 @@ from xml.sax.saxutils import escape
 
 import jwt
 from aiohttp import web
+
+from projections.salesforce.standin.access import ADMIN_USER_ID
 
 if TYPE_CHECKING:
     from projections.salesforce.standin.server import StandInState
@@ -56,6 +60,11 @@ class ConnectedApp:
     public_key_pem: str | None = None
     run_as: str | None = None
     """The user a client-credentials token acts as; without one that flow is refused."""
+
+
+def session_token(request: web.Request) -> str:
+    """The session id a request carries (``Authorization: Bearer ...``)."""
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> web.Response:
@@ -89,10 +98,26 @@ class LoginEndpoints:
             {
                 "access_token": session,
                 "instance_url": self._instance_url(request),
-                "id": f"{self._instance_url(request)}/id/{ORG_ID}/0055g0000000001AAA",
+                "id": f"{self._instance_url(request)}/id/{ORG_ID}/{ADMIN_USER_ID}",
                 "token_type": "Bearer",
                 "issued_at": str(int(time.time() * 1000)),
                 "signature": base64.b64encode(session.encode()[:32]).decode(),
+            }
+        )
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        """``GET /services/oauth2/userinfo``: the session's user (OpenID Connect UserInfo; a
+        login's session runs as the admin). A token that is no session gets 403
+        ``Bad_OAuth_Token`` (the status and text are assumed, not checked against an org)."""
+        token = session_token(request)
+        if token not in self.state.sessions:
+            return web.Response(status=403, text="Bad_OAuth_Token")
+        user = self.state.session_users.get(token, ADMIN_USER_ID)
+        return web.json_response(
+            {
+                "sub": f"{self._instance_url(request)}/id/{ORG_ID}/{user}",
+                "user_id": user,
+                "organization_id": ORG_ID,
             }
         )
 

@@ -22,13 +22,12 @@ with id: ID", as orgs are reported to answer; the sink reads only the code and t
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from projections.salesforce.standin.access import SETUP_OBJECTS, ActivitySharing, setup_rows
 from projections.salesforce.standin.schema import (
     SYSTEM_COLUMNS,
     VANILLA,
@@ -40,39 +39,6 @@ from projections.salesforce.standin.schema import (
     make_id,
     to_18,
 )
-
-
-@dataclass
-class ActivitySharing:
-    """Who may see and edit a Task, as activity sharing decides ("Controlled by Parent"): a
-    Task related to a record (``WhoId``, ``WhatId``; Contacts and Leads readable here) goes
-    with it; one related to nothing is its owner's, and seen by the users whose role is above
-    the owner's in the role hierarchy, and by those with View All Data (``view_all``)."""
-
-    roles: dict[str, str] = dataclasses.field(default_factory=dict)
-    """User id → role name."""
-    parents: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    """Role → the role above it (None at the top)."""
-    view_all: set[str] = dataclasses.field(default_factory=set)
-    """Users with View All Data (and Modify All Data)."""
-
-    def above(self, viewer: str, owner: str) -> bool:
-        """Whether ``viewer``'s role is above ``owner``'s."""
-        mine, role = self.roles.get(viewer), self.roles.get(owner)
-        seen: set[str] = set()
-        while role is not None and mine is not None and role not in seen:
-            seen.add(role)
-            role = self.parents.get(role)
-            if role == mine:
-                return True
-        return False
-
-    def sees(self, viewer: str, record: dict[str, Any]) -> bool:
-        """Whether ``viewer`` may see (and, for the integration user, edit) ``record``."""
-        if record["attributes"]["type"] != "Task" or record.get("WhoId") or record.get("WhatId"):
-            return True
-        owner = record.get("OwnerId")
-        return owner in (None, viewer) or viewer in self.view_all or self.above(viewer, str(owner))
 
 
 class Org:
@@ -272,6 +238,9 @@ class Org:
     def _of(self, name: str) -> list[dict[str, Any]]:
         if name == "TaskStatus":
             return self.task_statuses
+        if name in SETUP_OBJECTS:
+            users = [r for r in self.records.values() if r["attributes"]["type"] == "User"]
+            return setup_rows(name, self.sharing, users)
         return [r for r in self.records.values() if r["attributes"]["type"] == name]
 
     def _find(self, spec: ObjectSpec, record_id: str) -> dict[str, Any]:

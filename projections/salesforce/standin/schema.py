@@ -188,9 +188,52 @@ USER: Final = ObjectSpec(
             _s("Username", "Username", 80, required=True),
             _s("LastName", "Last Name", 80, required=True),
             FieldSpec(name="IsActive", label="Active", type="boolean"),
+            FieldSpec(
+                name="UserRoleId", label="Role ID", type="reference", references=("UserRole",)
+            ),
         ]
     },
 )
+
+
+def _setup(name: str, key_prefix: str, *fields: FieldSpec) -> ObjectSpec:
+    """A setup object the stand-in derives from its sharing (``access.py``): read-only."""
+    return ObjectSpec(
+        name,
+        key_prefix,
+        {
+            f.name: msgspec.structs.replace(f, createable=False, updateable=False)
+            for f in (_id_field(), *fields)
+        },
+    )
+
+
+def _flag(name: str, label: str) -> FieldSpec:
+    return FieldSpec(name=name, label=label, type="boolean")
+
+
+def _ref(name: str, label: str, target: str) -> FieldSpec:
+    return FieldSpec(name=name, label=label, type="reference", references=(target,))
+
+
+USER_ROLE: Final = _setup(
+    "UserRole", "00E", _s("Name", "Name", 80), _ref("ParentRoleId", "Parent Role ID", "UserRole")
+)
+PERMISSION_SET: Final = _setup(
+    "PermissionSet",
+    "0PS",
+    _s("Name", "Name", 80),
+    _flag("PermissionsModifyAllData", "Modify All Data"),
+    _flag("PermissionsViewAllData", "View All Data"),
+)
+PERMISSION_SET_ASSIGNMENT: Final = _setup(
+    "PermissionSetAssignment",
+    "0Pa",
+    _ref("AssigneeId", "Assignee ID", "User"),
+    _ref("PermissionSetId", "Permission Set ID", "PermissionSet"),
+)
+ACCESS: Final = (USER_ROLE, PERMISSION_SET, PERMISSION_SET_ASSIGNMENT)
+"""What decides who sees what: roles, permission sets and their assignments."""
 
 TASK_STATUS: Final = ObjectSpec(
     "TaskStatus",
@@ -209,7 +252,7 @@ TASK_STATUS: Final = ObjectSpec(
 )
 """The values of Task's Status picklist, each saying whether it closes a Task."""
 
-VANILLA: Final = (TASK, CONTACT, LEAD, USER, TASK_STATUS)
+VANILLA: Final = (TASK, CONTACT, LEAD, USER, TASK_STATUS, *ACCESS)
 """The objects of an org with no customisation."""
 
 CALL_ID_FIELD: Final = "Softphone_Call_Id__c"
@@ -221,7 +264,7 @@ KIT_TASK: Final = ObjectSpec(
     TASK.fields
     | {CALL_ID_FIELD: _s(CALL_ID_FIELD, "Softphone Call Id", 255, external_id=True, unique=True)},
 )
-WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER, TASK_STATUS)
+WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER, TASK_STATUS, *ACCESS)
 """A vanilla org with the kit deployed (its Activity field on Task)."""
 
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

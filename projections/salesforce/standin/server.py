@@ -43,7 +43,12 @@ from projections.salesforce.standin.faults import (
     Faults,
     oversized,
 )
-from projections.salesforce.standin.login import ConnectedApp, LoginEndpoints, User
+from projections.salesforce.standin.login import (
+    ConnectedApp,
+    LoginEndpoints,
+    User,
+    session_token,
+)
 from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import RecordRefused, SalesforceError, describe_object
 from projections.salesforce.standin.search import run_phone_search
@@ -95,11 +100,6 @@ class StandInState:
         self.sessions.clear()
 
 
-def _session_token(request: web.Request) -> str:
-    """The session id a request carries (``Authorization: Bearer ...``)."""
-    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-
-
 def _errors(status: int, errors: list[SalesforceError]) -> web.Response:
     body = [{"message": e.message, "errorCode": e.statusCode, "fields": e.fields} for e in errors]
     return web.json_response(body, status=status)
@@ -140,7 +140,7 @@ class Api:
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         state = self.state
-        if _session_token(request) not in state.sessions:
+        if session_token(request) not in state.sessions:
             return _errors(
                 401, [SalesforceError("INVALID_SESSION_ID", "Session expired or invalid")]
             )
@@ -194,7 +194,7 @@ class Api:
     def _org(self, request: web.Request) -> Org:
         """The org, acting as the user of ``request``'s session for what follows (call it
         after the request's last await: another request may act in between)."""
-        self.state.org.viewer = self.state.session_users.get(_session_token(request))
+        self.state.org.viewer = self.state.session_users.get(session_token(request))
         return self.state.org
 
     async def _json(self, request: web.Request) -> Any:
@@ -386,6 +386,7 @@ def build_app(state: StandInState) -> web.Application:
     )
     app.router.add_post("/services/Soap/u/{version:[0-9.]+}", login.soap_login)
     app.router.add_post("/services/oauth2/token", login.oauth_token)
+    app.router.add_get("/services/oauth2/userinfo", login.userinfo)
     base = "/services/data/{version:v[0-9.]+}"
     routes = [
         ("GET", "/sobjects", api.sobjects),

@@ -1,5 +1,5 @@
 """Tasks under activity sharing: a call's Task is owned by its agent and related to no record,
-so the integration user sees it only from a role above the agent's (or with View All Data).
+so the integration user sees it only from a role above the agent's (or with Modify All Data).
 The stand-in applies that rule to the session's user; these tests show what each setup does
 to a call written twice (its end, then its notes)."""
 
@@ -10,7 +10,8 @@ import pytest
 from projections.outcomes import Done, Reject
 from projections.salesforce.connect import SessionAuth
 from projections.salesforce.sink import SalesforceSink
-from projections.salesforce.standin.org import ActivitySharing, Org
+from projections.salesforce.standin.access import ActivitySharing
+from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, WITH_KIT
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
@@ -54,7 +55,7 @@ def test_a_task_related_to_nothing_is_seen_by_its_owner_and_the_roles_above() ->
     sharing = ActivitySharing(
         roles={"005A": "Agent", "005L": "Lead", "005X": "Other"},
         parents={"Agent": "Lead", "Lead": None, "Other": None},
-        view_all={"005V"},
+        modify_all={"005V"},
     )
     task = {"attributes": {"type": "Task"}, "OwnerId": "005A"}
     assert [sharing.sees(u, task) for u in ("005A", "005L", "005X", "005V")] == [

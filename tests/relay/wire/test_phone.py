@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from relay.wire.phone import NotAPhoneNumber, to_e164
+from relay.wire.phone import NotAPhoneNumber, search_forms, to_e164
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,25 @@ def test_what_is_no_phone_number_is_refused_with_the_reason(
     with pytest.raises(NotAPhoneNumber, match=re.escape(reason)) as info:
         to_e164(text, region)
     assert str(info.value).startswith(f"{text!r} is not a phone number: ")
+
+
+@pytest.mark.parametrize(
+    ("number", "forms"),
+    [
+        ("+18883973342", ("18883973342", "8883973342")),
+        ("+442079460958", ("442079460958", "2079460958", "02079460958")),
+        ("+390612345678", ("390612345678", "0612345678")),
+    ],
+)
+def test_a_number_is_searched_as_e164_national_and_trunk_prefixed_digits(
+    number: str, forms: tuple[str, ...]
+) -> None:
+    """A CRM may hold +44 20 7946 0958 as 442079460958, 2079460958 or 020 7946 0958; Italy's
+    leading 0 belongs to the number itself, so it has no trunk-prefixed form."""
+    assert search_forms(number) == forms
+
+
+@pytest.mark.parametrize("text", ["", "anonymous", "+1 555"])
+def test_what_is_no_phone_number_has_no_search_forms(text: str) -> None:
+    """A withheld, garbled or impossible number is searched for in no form."""
+    assert search_forms(text) == ()

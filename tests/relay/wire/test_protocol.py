@@ -21,7 +21,7 @@ from relay.errors import (
 )
 from relay.settings import RateLimit
 from relay.wire.auth import LEEWAY_SECONDS, TokenVerifier, mint_token
-from relay.wire.frames import Nack, Pong, Refreshed
+from relay.wire.frames import Nack, Pong, Refreshed, encode_frame
 from relay.wire.protocol import (
     Admit,
     Append,
@@ -171,6 +171,41 @@ def test_event_becomes_an_envelope_stamped_with_the_agent() -> None:
         "c9",
     )
     assert envelope.receivedAt == WALL and envelope.sessionId == "s1"
+
+
+def test_an_incoming_calls_ack_carries_the_callers_search_forms() -> None:
+    """The screen pop searches the forms the caller match searches, worked out by the relay."""
+    session = open_session()
+    action = session.receive(
+        event(call_data("c9", callerANI="+442079460958"), name="incomingCall"), now=1, wall=WALL
+    )
+    assert isinstance(action, Append)
+    ack = json.loads(encode_frame(session.appended(action.envelope, "1-0", duplicate=False)))
+    assert ack == {
+        "type": "ack",
+        "id": "e1",
+        "seq": "1-0",
+        "duplicate": False,
+        "searchTerms": ["442079460958", "2079460958", "02079460958"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("incomingCall", call_data("c9", callerANI="")),
+        ("incomingCall", call_data("c9", callerANI="+1555")),
+        ("incomingCall", call_data("c9")),
+        ("callEnded", call_data("c9", callerANI="+442079460958")),
+    ],
+)
+def test_other_acks_carry_no_search_forms(name: str, data: dict[str, Any]) -> None:
+    """Only an incoming call with a caller number has anything to search for."""
+    session = open_session()
+    action = session.receive(event(data, name=name), now=1, wall=WALL)
+    assert isinstance(action, Append)
+    ack = json.loads(encode_frame(session.appended(action.envelope, "1-0", duplicate=False)))
+    assert "searchTerms" not in ack
 
 
 def test_event_for_another_partner_is_forbidden() -> None:
