@@ -1,7 +1,8 @@
 """Call-records benchmark: calls through the ``calls`` projector into the Salesforce stand-in.
 
     .venv/bin/python bench/calls.py [--calls 10000] [--rate 500] [--workers 1]
-        [--drop-every 50] [--late-every 50 --late-seconds 3 --client-timeout 2] [--call-key]
+        [--drop-every 50] [--late-every 50 --late-seconds 3 --client-timeout 2]
+        [--commit-window 5] [--call-key]
         [--sharing] [--longest-ids]
 
 Starts its own Redis-compatible server and the stand-in (HTTPS, in a thread of its own), then
@@ -13,10 +14,12 @@ Conversation ids are UUIDs (``--longest-ids``: the 128 characters the contract a
 the stand-in commits every ``--drop-every``-th create and then drops its connection, as an
 org whose answer is lost after the commit. With ``--late-every N`` every N-th create is a slow
 trigger: it commits ``--late-seconds`` after it arrived, after the client's
-``--client-timeout`` gave up, and is never answered. ``--call-key`` deploys the kit's unique
-``Softphone_Call_Id__c`` on Task and writes Tasks keyed by it (``key_field``). ``--sharing``
-turns the stand-in's activity sharing on: each call's Task is owned by its agent's User, and
-the workers run as an integration user whose role is above the agents' (the README's setup).
+``--client-timeout`` gave up, and is never answered; without the key field an unanswered
+create waits ``--commit-window`` seconds before it may be sent again. ``--call-key`` deploys
+the kit's unique ``Softphone_Call_Id__c`` on Task and writes Tasks keyed by it
+(``key_field``). ``--sharing`` turns the stand-in's activity sharing on: each call's Task is
+owned by its agent's User, and the workers run as an integration user whose role is above
+the agents' (the README's setup).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from projections.outcomes import Done, Outcome
 from projections.registry import CALLS_BATCH_SIZE
 from projections.salesforce import org_client
 from projections.salesforce.connect import SalesforceConnection, SalesforceSettings, SessionAuth
+from projections.salesforce.doubts import UnansweredCreates
 from projections.salesforce.sink import SalesforceSink
 from projections.salesforce.standin.access import ActivitySharing
 from projections.salesforce.standin.org import Org
@@ -189,6 +193,7 @@ async def run(
             SalesforceSink(
                 SalesforceConnection(settings),
                 TaskMapping(key_field=CALL_ID_FIELD if args.call_key else None),
+                doubts=UnansweredCreates(window=args.commit_window),
             ),
             ended_at,
             shared_lags,
@@ -325,6 +330,13 @@ def main() -> None:
         help="seconds the sink waits for an answer (Salesforce may take 10 minutes)",
     )
     parser.add_argument(
+        "--commit-window",
+        type=float,
+        default=None,
+        help="seconds an unanswered create may still commit (Salesforce: 630; here by default "
+        "--late-seconds plus 2, the stand-in's longest)",
+    )
+    parser.add_argument(
         "--call-key", action="store_true", help="Tasks keyed by the kit's unique field"
     )
     parser.add_argument(
@@ -334,6 +346,8 @@ def main() -> None:
         "--longest-ids", action="store_true", help="conversation ids of 128 characters"
     )
     args = parser.parse_args()
+    if args.commit_window is None:
+        args.commit_window = args.late_seconds + 2.0
     org_client.REQUEST_TIMEOUT = args.client_timeout
     ready, holder = threading.Event(), []  # type: ignore[var-annotated]
     threading.Thread(target=serve_standin, args=(ready, holder, args), daemon=True).start()

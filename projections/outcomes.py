@@ -51,7 +51,16 @@ class Pause:
     seconds: float
 
 
-Outcome = Done | Retry | Pause | Reject
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The effect's outcome is not known yet (a request the target may still commit for
+    ``seconds``): keep the entry, count no attempt, and offer it again shortly."""
+
+    error: str
+    seconds: float
+
+
+Outcome = Done | Retry | Pause | Reject | Wait
 
 
 class Projection(Protocol):

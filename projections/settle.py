@@ -3,7 +3,9 @@
 ``Done`` acks; ``Retry`` leaves the entry pending, until it has been delivered
 ``max_deliveries`` times, when it becomes a ``Reject``; ``Reject`` dead-letters, then acks;
 ``Pause`` leaves the entry pending *and takes back its delivery* (the target took no work:
-not the entry's fault), and the shard's reader waits the longest pause asked for. An entry the
+not the entry's fault), and the shard's reader waits the longest pause asked for; ``Wait``
+takes back the delivery too, but pauses nothing: the entry is offered again after its retry
+delay, however long the wait. An entry the
 projection gave no outcome for is retried. Retries of one entry are spaced exponentially, with
 a jitter drawn from its id (:func:`retry_delay_ms`).
 """
@@ -14,17 +16,19 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry
+from projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry, Wait
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What to do with a batch: ids to ack, entries to dead-letter (with the error), entries
-    whose delivery is taken back, how long to pause, and a count of outcomes by kind."""
+    whose delivery is taken back (paused, waiting), how long to pause, and a count of outcomes
+    by kind."""
 
     acks: list[str] = field(default_factory=list)
     dead_letters: list[tuple[LogEntry, str]] = field(default_factory=list)
     paused: list[LogEntry] = field(default_factory=list)
+    waiting: list[LogEntry] = field(default_factory=list)
     pause_seconds: float = 0.0
     pause_error: str | None = None
     counts: Counter[str] = field(default_factory=Counter)
@@ -37,6 +41,7 @@ def settle(
     acks: list[str] = []
     dead_letters: list[tuple[LogEntry, str]] = []
     paused: list[LogEntry] = []
+    waiting: list[LogEntry] = []
     pauses: list[Pause] = []
     counts: Counter[str] = Counter()
     for entry in entries:
@@ -53,12 +58,15 @@ def settle(
             case Pause():
                 paused.append(entry)
                 pauses.append(outcome)
+            case Wait():
+                waiting.append(entry)
             case Retry():
                 pass  # stays pending, retried when due
     return Settlement(
         acks=acks,
         dead_letters=dead_letters,
         paused=paused,
+        waiting=waiting,
         pause_seconds=max((p.seconds for p in pauses), default=0.0),
         pause_error=pauses[0].error if pauses else None,
         counts=counts,

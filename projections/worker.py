@@ -8,8 +8,8 @@ per shard (so it works unchanged on Redis Cluster, one slot per shard). Each rou
 2. re-reads its own pending entries whose retry is due, then new ones (``XREADGROUP``);
 3. hands the batch to the projection and carries out the settle policy (``settle.py``) on its
    outcomes: acks, dead letters into ``sp:dlq:{group}`` with the error and attempt count,
-   retries left pending, and paused entries whose delivery is taken back while the shard's
-   reader waits before its next round.
+   retries left pending, paused entries whose delivery is taken back while the shard's
+   reader waits before its next round, and waiting ones taken back and offered again later.
 
 Nothing is acked before its effect succeeded or it is dead-lettered. Delivery is at least
 once; projections are idempotent by construction. ``stop()`` ends the rounds after the batch
@@ -288,16 +288,18 @@ class Worker:
             await self._dead_letter(entry, reason)
         if settlement.acks:
             await self._redis.xack(stream, self.group, *settlement.acks)
-        await self._uncount(stream, settlement.paused)
+        await self._uncount(stream, settlement.paused, idle_ms=self._settings.retry_after_ms)
+        await self._uncount(stream, settlement.waiting, idle_ms=0)
         self._metrics.batch_size.labels(self.group).observe(len(entries))
         self._metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
         log.info(
-            "event=batch group=%s stream=%s size=%d acked=%d paused=%d seconds=%.3f",
+            "event=batch group=%s stream=%s size=%d acked=%d paused=%d waiting=%d seconds=%.3f",
             self.group,
             stream,
             len(entries),
             len(settlement.acks),
             len(settlement.paused),
+            len(settlement.waiting),
             time.perf_counter() - started,
         )
         if settlement.paused:
@@ -313,8 +315,9 @@ class Worker:
             await self._on_batch(len(entries))
         return settlement.pause_seconds
 
-    async def _uncount(self, stream: str, entries: list[LogEntry]) -> None:
-        """Take back the delivery of paused entries (XCLAIM RETRYCOUNT), due again at once."""
+    async def _uncount(self, stream: str, entries: list[LogEntry], *, idle_ms: int) -> None:
+        """Take back the delivery of paused or waiting entries (XCLAIM RETRYCOUNT); due again
+        at once with ``idle_ms`` the retry delay, after it with 0."""
         by_count: dict[int, list[str]] = {}
         for entry in entries:
             by_count.setdefault(max(0, entry.deliveries - 1), []).append(entry.id)
@@ -325,7 +328,7 @@ class Worker:
                 self.consumer,
                 0,
                 ids,  # type: ignore[arg-type]
-                idle=self._settings.retry_after_ms,
+                idle=idle_ms,
                 retrycount=count,
                 justid=True,
             )

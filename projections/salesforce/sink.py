@@ -14,9 +14,12 @@ Per batch:
   200 a request.
 
 A create is never sent twice blindly: when its answer is lost (a timeout, a dropped
-connection, a 5xx), the org may have committed it, so the sink asks the org again what it
-holds for those conversations and creates only what is missing. Every other request is
-idempotent and is tried again in place (``org_client.py``).
+connection, a 5xx), the org may have committed it, or may still commit it. With the kit's
+key field the create is sent again and the org refuses what committed as a duplicate;
+without it the sink looks those conversations up, and what is still missing waits
+(``doubts.py``): looked up again every 30 s, created only once the first request can no
+longer commit. Every other request is idempotent and is tried again in place
+(``org_client.py``).
 
 Outcomes are per conversation:
 
@@ -26,6 +29,7 @@ Outcomes are per conversation:
 - ``Retry`` for a record Salesforce could not take this time (a row lock, bare or raised in a
   trigger), and for a request that timed out again and again (a slow lookup on a large Task
   table): it counts as an attempt, and too many attempts dead-letter it;
+- ``Wait`` for a call whose create went unanswered and may still commit (no attempt counted);
 - ``Pause`` when Salesforce is not taking work at all (down, out of API budget, too many
   concurrent requests, or our login is refused): no record is at fault, so no attempt is
   counted and the worker waits.
@@ -46,25 +50,19 @@ import msgspec
 import requests
 from simple_salesforce.exceptions import (
     SalesforceError,
-    SalesforceExpiredSession,
     SalesforceMalformedRequest,
 )
 
 from projections.calls.fold import CallRecord
-from projections.outcomes import Done, Outcome, Pause, Reject, Retry
-from projections.salesforce.callers import (
-    SEARCH_MAX_ROWS,
-    CallerCache,
-    match_caller,
-    phone_search,
-    search_batches,
-)
+from projections.outcomes import Done, Outcome, Pause, Reject, Retry, Wait
+from projections.salesforce.caller_search import CallerSearch
 from projections.salesforce.chunks import (
     COLLECTION_MAX,
     MAX_QUERY_URL_BYTES,
     halves,
 )
 from projections.salesforce.connect import SalesforceConnection
+from projections.salesforce.doubts import Step, UnansweredCreates
 from projections.salesforce.errors import SalesforceLoginFailed
 from projections.salesforce.failures import (
     error_text,
@@ -115,8 +113,10 @@ class SalesforceSink:
         attempts: int = 3,
         retry_base: float = 0.5,
         query_url_bytes: int = MAX_QUERY_URL_BYTES,
+        doubts: UnansweredCreates | None = None,
     ) -> None:
-        """``query_url_bytes`` bounds a lookup's URL (tests raise it to meet the org's 414)."""
+        """``query_url_bytes`` bounds a lookup's URL (tests raise it to meet the org's 414);
+        ``doubts`` holds the unanswered creates (tests shorten its window)."""
         self._org = OrgClient(
             connection, metrics or SalesforceMetrics(), attempts=attempts, retry_base=retry_base
         )
@@ -127,7 +127,8 @@ class SalesforceSink:
         self._attempts = attempts
         self._retry_base = retry_base
         self._outage = Backoff(base=1.0, cap=60.0)
-        self._callers = CallerCache()
+        self._callers = CallerSearch(self._org)
+        self._doubts = doubts if doubts is not None else UnansweredCreates()
 
     @property
     def metrics(self) -> SalesforceMetrics:
@@ -174,21 +175,43 @@ class SalesforceSink:
             )
         if any(r.ownerId for r in records):
             self._visibility.check()
+        now = time.monotonic()
+        steps = {r.conversationId: self._doubts.step(r.conversationId, now) for r in records}
+        held = [r.conversationId for r in records if steps[r.conversationId] is Step.WAIT]
+        records = [r for r in records if steps[r.conversationId] is not Step.WAIT]
         try:
             if known is None:
                 existing = {c: str(row["Id"]) for c, row in self._lookup.rows(records, ()).items()}
             else:
                 existing = dict(known)
             new = [r for r in records if r.conversationId not in existing]
+            held += [r.conversationId for r in new if steps[r.conversationId] is Step.LOOK]
+            new = [r for r in new if steps[r.conversationId] is not Step.LOOK]
             who = self._callers_of(new)
         except FAILURES as error:
-            return self._failed(records, error)
+            return self._failed(records, error) | self._waiting(held)
+        for conversation in existing:
+            self._doubts.forget(conversation)
         pairs = [(existing[r.conversationId], r) for r in records if r.conversationId in existing]
-        return self._by_collection(
-            new, lambda chunk: self._create_missing(chunk, who), _itself
-        ) | self._by_collection(
-            pairs, lambda chunk: self._isolating(chunk, self._update, _record_of), _record_of
+        return (
+            self._waiting(held)
+            | self._by_collection(new, lambda chunk: self._create_missing(chunk, who), _itself)
+            | self._by_collection(
+                pairs, lambda chunk: self._isolating(chunk, self._update, _record_of), _record_of
+            )
         )
+
+    def _waiting(self, conversations: list[str]) -> dict[str, Outcome]:
+        """Calls whose unanswered create may still commit: they wait."""
+        now = time.monotonic()
+        return {
+            c: Wait(
+                "a create went unanswered and may still commit: looked up again until it can "
+                "no longer commit, created then if still missing",
+                self._doubts.remaining(c, now),
+            )
+            for c in conversations
+        }
 
     def _by_collection(
         self,
@@ -222,33 +245,31 @@ class SalesforceSink:
     def _create_missing(
         self, records: list[CallRecord], who: Mapping[str, str]
     ) -> dict[str, Outcome]:
-        """Create the records; after a create whose answer was lost, ask the org what it
-        committed and create only the rest."""
-        outcomes: dict[str, Outcome] = {}
+        """Create the records. After a create whose answer was lost, with the key field the
+        create is sent again (what committed is refused as a duplicate, then updated); without
+        it, what the org committed is done and the rest waits (``doubts.py``)."""
         backoff = Backoff(base=self._retry_base, cap=8.0)
-        pending = records
-        for attempt in range(1, self._attempts + 1):
+        attempt = 1
+        while True:
+            sent_at = time.monotonic()
             try:
-                return outcomes | self._isolating(
-                    pending, lambda part: self._create(part, who), _itself
-                )
+                return self._isolating(records, lambda part: self._create(part, who), _itself)
             except (SalesforceError, requests.RequestException) as error:
-                if not outcome_unknown(error) or attempt == self._attempts:
+                if not outcome_unknown(error) or attempt >= self._attempts:
                     raise
                 log.info(
                     "event=salesforce_create_unanswered records=%d code=%s",
-                    len(pending),
+                    len(records),
                     error_code(error),
                 )
             time.sleep(backoff.failure())
-            if self._mapping.key_field is not None:
-                continue  # the create itself checks: what committed is refused as a duplicate
-            committed = self._lookup.rows(pending, ())
-            outcomes |= {c: Done() for c in committed}
-            pending = [r for r in pending if r.conversationId not in committed]
-            if not pending:
-                break
-        return outcomes
+            attempt += 1
+            if self._mapping.key_field is None:
+                committed = self._lookup.rows(records, ())
+                missing = [r.conversationId for r in records if r.conversationId not in committed]
+                for conversation in missing:
+                    self._doubts.note(conversation, sent_at, time.monotonic())
+                return {c: Done() for c in committed} | self._waiting(missing)
 
     def _isolating(
         self,
@@ -302,38 +323,7 @@ class SalesforceSink:
         """``WhoId`` by conversation id, for the new Tasks whose caller is known."""
         if self._mapping.object != "Task" or not self._mapping.match_callers:
             return {}
-        numbers = {r.conversationId: n for r in records if (n := _number_of(r))}
-        now = time.monotonic()
-        unknown = sorted({n for n in numbers.values() if not self._callers.get(n, now)[0]})
-        for batch in search_batches(unknown):
-            self._search(batch, now)
-        who = {c: self._callers.get(n, now)[1] for c, n in numbers.items()}
-        return {c: w for c, w in who.items() if w is not None}
-
-    def _search(self, numbers: list[str], now: float) -> None:
-        sosl = phone_search(numbers)
-        found: list[dict[str, Any]] = []
-        if sosl is not None:
-            try:
-                answer = self._org.call(
-                    "search",
-                    lambda sf: sf.restful("search/", params={"q": sosl}, timeout=REQUEST_TIMEOUT),
-                )
-            except SalesforceError as error:
-                if transient(error) or isinstance(error, SalesforceExpiredSession):
-                    raise
-                # A search the org refuses must not stop call logging: log it, link nobody.
-                log.warning("event=caller_search_refused error=%r", str(error)[:300])
-                return
-            found = (answer or {}).get("searchRecords", [])
-            if len(found) >= SEARCH_MAX_ROWS and len(numbers) > 1:
-                # Maybe cut short: a number's match (or its namesake) may be missing.
-                first, second = halves(numbers)
-                self._search(first, now)
-                self._search(second, now)
-                return
-        for number in numbers:
-            self._callers.put(number, match_caller(number, found), now)
+        return self._callers.who({r.conversationId: n for r in records if (n := _number_of(r))})
 
     def _records(
         self, records: list[CallRecord], *, creating: bool, who: Mapping[str, str] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry
+from projections.outcomes import Done, LogEntry, Outcome, Pause, Reject, Retry, Wait
 from projections.settle import retry_delay_ms, settle
 
 
@@ -51,6 +51,15 @@ def test_a_pause_is_never_given_up_and_waits_the_longest_asked() -> None:
     settled = settle([first, second], outcomes, max_deliveries=5)
     assert settled.paused == [first, second] and settled.dead_letters == []
     assert settled.pause_seconds == 60.0 and settled.pause_error == "down"
+
+
+def test_a_wait_is_never_given_up_and_pauses_nothing() -> None:
+    """Wait at the delivery limit: taken back (no attempt), no dead letter, no pause."""
+    waiting = entry("1-0", 5)
+    settled = settle([waiting], {"1-0": Wait("may still commit", 600.0)}, max_deliveries=5)
+    assert settled.waiting == [waiting] and settled.dead_letters == [] and settled.acks == []
+    assert settled.paused == [] and settled.pause_seconds == 0.0
+    assert settled.counts["wait"] == 1
 
 
 def test_a_batch_of_mixed_outcomes_is_counted_by_kind() -> None:

@@ -9,7 +9,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from projections.outcomes import Done, LogEntry, Outcome, Pause, Retry
+from projections.outcomes import Done, LogEntry, Outcome, Pause, Retry, Wait
 from projections.worker import Worker, WorkerSettings
 from relay.log import keys
 from tests.helpers import Recorder, append_ids
@@ -226,6 +226,38 @@ async def test_pauses_do_not_count_as_attempts(redis_client: aioredis.Redis) -> 
     assert sorted(target.handled) == ["e1", "e2"]
     assert await dead_letters(redis_client) == []
     assert max(target.deliveries) == 1, "each pause took its delivery back"
+
+
+class WaitingTarget:
+    """A projection whose effect stays unknown for the first ``rounds`` offers of each entry."""
+
+    group = "calls"
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+        self.offers: dict[str, int] = {}
+        self.deliveries: list[int] = []
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        self.deliveries += [e.deliveries for e in entries]
+        outcomes: dict[str, Outcome] = {}
+        for entry in entries:
+            self.offers[entry.id] = self.offers.get(entry.id, 0) + 1
+            waiting = self.offers[entry.id] <= self.rounds
+            outcomes[entry.id] = Wait("may still commit", 1.0) if waiting else Done()
+        return outcomes
+
+
+async def test_a_waiting_entry_is_offered_again_without_counting_attempts(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Waiting longer than max_deliveries offers dead-letters nothing, and the entry lands."""
+    await append_ids(redis_client, "e1", "e2")
+    target = WaitingTarget(rounds=FAST.max_deliveries * 2)
+    await Worker(redis_client, target, FAST).run(burst=True)
+    assert sorted(target.offers.values()) == [FAST.max_deliveries * 2 + 1] * 2
+    assert await dead_letters(redis_client) == [] and await pending(redis_client) == 0
+    assert max(target.deliveries) == 1, "each wait took its delivery back"
 
 
 class FailsOnce:

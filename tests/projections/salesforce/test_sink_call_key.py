@@ -17,7 +17,7 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, WITH_KIT, RecordRefused
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping, task_fields
-from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks, tasks_of
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks
 
 KEYED = TaskMapping(key_field=CALL_ID_FIELD)
 
@@ -99,19 +99,3 @@ async def test_a_late_insert_that_commits_before_the_retry_turns_the_retry_into_
     assert {t["Description"] for t in found.values()} == {"Called back"}
     upserts = [p for m, p in standin.state.requests if m == "PATCH" and CALL_ID_FIELD in p]
     assert upserts, "the duplicates were updated by key"
-
-
-async def test_without_the_key_a_late_commit_duplicates_the_task(
-    standin: StandIn, connection: ConnectionFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same slow trigger on the lookup path: the re-lookup runs before the late insert
-    commits, so the call gets two Tasks (why the kit ships the key field)."""
-    monkeypatch.setattr(org_client, "REQUEST_TIMEOUT", 0.3)
-    standin.state.faults.late_next_creates = 1
-    standin.state.faults.late_seconds = 0.8
-    ids = conversation_ids(3)
-    sink = SalesforceSink(connection(), TaskMapping(), retry_base=0.01)
-    assert await sink.write(records(ids)) == {c: Done() for c in ids}
-    await committed(standin)
-    calls = [r["CallObject"] for r in tasks_of(standin)]
-    assert len(calls) == 2 * len(ids)
