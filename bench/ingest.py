@@ -2,7 +2,7 @@
 throughput of the same Redis, in one run.
 
     .venv/bin/python bench/ingest.py [--clients 100] [--window 20] [--seconds 10] [--cluster]
-        [--dedupe-days 7]
+        [--dedupe-days 7] [--sealing]
 
 Starts its own Redis-compatible server (the embedded binary) and ``softphone-relay serve`` as
 a separate process, then:
@@ -20,12 +20,15 @@ baseline's client does not.
 Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and relay/raw.
 With ``--cluster``, also saturated ingest with the log in 6 shards, on one node and on a
 three-primary Redis Cluster (``redis+cluster://``) started the same way, in the same run.
+With ``--sealing``, also saturated ingest with personal fields sealed against stored as
+given (the events carry ``notes``; 5,000 conversations, so most keys are cached).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
@@ -142,8 +145,11 @@ def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> f
     return rate
 
 
-def saturate(redis_url: str, shards: int, args: argparse.Namespace) -> float:
-    """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards."""
+def saturate(
+    redis_url: str, shards: int, args: argparse.Namespace, data_key: str | None = None
+) -> float:
+    """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards (sealing
+    personal fields under ``data_key`` when given)."""
     port = free_port()
     env = {
         **os.environ,
@@ -153,6 +159,8 @@ def saturate(redis_url: str, shards: int, args: argparse.Namespace) -> float:
         "SOFTPHONE_RELAY_PORT": str(port),
         "SOFTPHONE_RELAY_RATE_LIMIT": "100000/100000",
     }
+    if data_key is not None:
+        env["SOFTPHONE_RELAY_DATA_KEY"] = data_key
     relay = subprocess.Popen(
         [sys.executable, "-m", "softphone_relay", "--log-level", "warning", "serve"], env=env
     )
@@ -178,6 +186,24 @@ def cluster_comparison(args: argparse.Namespace) -> None:
     print(
         f"cluster:   {shards} shards, saturated: one node {one:,.0f} acked events/s, "
         f"three-primary cluster {three:,.0f} acked events/s ({three / one:.0%} of one node)"
+    )
+
+
+def sealing_comparison(args: argparse.Namespace, pairs: int = 3) -> None:
+    """Saturated ingest with personal fields stored as given, then sealed, ``pairs`` times
+    interleaved (each on a fresh relay and Redis)."""
+    off: list[float] = []
+    on: list[float] = []
+    key = base64.b64encode(os.urandom(32)).decode()
+    for _ in range(pairs):
+        for rates, data_key in ((off, None), (on, key)):
+            with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "r") as server:
+                rates.append(saturate(server.url, 1, args, data_key))
+    plain, sealed = statistics.median(off), statistics.median(on)
+    print(
+        f"sealing:   saturated, median of {pairs}: personal fields as given {plain:,.0f} acked "
+        f"events/s, sealed (AES-GCM, a data key per conversation) {sealed:,.0f} "
+        f"({sealed / plain:.0%} of as given)"
     )
 
 
@@ -208,6 +234,11 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=1000.0)
     parser.add_argument(
         "--cluster", action="store_true", help="also compare one node with a 3-node cluster"
+    )
+    parser.add_argument(
+        "--sealing",
+        action="store_true",
+        help="also compare ingest with personal fields sealed (SOFTPHONE_RELAY_DATA_KEY) and not",
     )
     parser.add_argument(
         "--dedupe-days",
@@ -308,6 +339,8 @@ def main() -> None:
     )
     if args.cluster:
         cluster_comparison(args)
+    if args.sealing:
+        sealing_comparison(args)
 
 
 if __name__ == "__main__":

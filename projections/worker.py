@@ -41,6 +41,8 @@ from relay.log import keys
 from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope, decode_stored
 from relay.log.streams import parse_stream_id
+from relay.privacy.personal import PersonalData
+from relay.privacy.sealing import mask_numbers
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,11 @@ class Worker:
         consumer: str | None = None,
         on_batch: Callable[[int], Awaitable[None]] | None = None,
         metrics: WorkerMetrics | None = None,
+        personal: PersonalData | None = None,
     ) -> None:
+        """With ``personal``, projections get envelopes with their personal fields opened."""
         self._redis = redis
+        self._personal = personal
         self._metrics = metrics or WorkerMetrics()
         self._projection = projection
         self._settings = settings
@@ -187,10 +192,27 @@ class Worker:
         if not raw:
             return []
         deliveries = await self._deliveries(stream, [entry_id for entry_id, _ in raw])
-        return [
+        entries = [
             self._entry(stream, entry_id, fields, deliveries.get(entry_id, 1))
             for entry_id, fields in raw
         ]
+        return entries if self._personal is None else await self._opened(self._personal, entries)
+
+    @staticmethod
+    async def _opened(personal: PersonalData, entries: list[LogEntry]) -> list[LogEntry]:
+        """The entries with their envelopes' personal values opened (erased ones left out)."""
+        readable = [e for e in entries if e.envelope is not None]
+        opened = iter(await personal.open([e.envelope for e in readable if e.envelope]))
+        result: list[LogEntry] = []
+        for entry in entries:
+            if entry.envelope is None:
+                result.append(entry)
+                continue
+            one = next(opened)
+            if one.unreadable:
+                log.warning("event=sealed_unreadable entry=%s fields=%s", entry.id, one.unreadable)
+            result.append(msgspec.structs.replace(entry, envelope=one.envelope))
+        return result
 
     async def _fill(self, stream: str, room: int) -> list[RawEntry]:
         """More new entries until the batch is full or ``batch_wait_ms`` has passed."""
@@ -334,6 +356,7 @@ class Worker:
             )
 
     async def _dead_letter(self, entry: LogEntry, error: str) -> None:
+        error = mask_numbers(error)  # a target's error may quote a value
         await self._redis.xadd(
             keys.dead_letters(self.group),
             {

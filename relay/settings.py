@@ -38,6 +38,11 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tokens: no other key, the relay's shared one included, can sign for it."""
     publicKeyFile: str | None = None
     """A file holding ``publicKey``, relative to the partners file (read at start)."""
+    personalFields: list[Annotated[str, msgspec.Meta(pattern=whole(r"\w{1,64}"))]] = msgspec.field(
+        default_factory=list
+    )
+    """Event data fields of this partner's that carry personal data, sealed as the
+    contract's own are (``callerANI``, ``dialTo``, ``dialFrom``, ``dialledTo``, ``notes``)."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -86,6 +91,13 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
     with ``tls_key_file``, the relay speaks https/wss and the control API https."""
     tls_key_file: str | None = None
     """The certificate's PEM private key (``SOFTPHONE_RELAY_TLS_KEY_FILE``)."""
+    data_keys: tuple[str, ...] = ()
+    """Key-encryption keys, base64, the current one first (``SOFTPHONE_RELAY_DATA_KEY`` or
+    ``SOFTPHONE_RELAY_DATA_KEY_FILE``): with them, personal fields are sealed in the log."""
+
+    def partner_personal_fields(self) -> dict[str, list[str]]:
+        """Partner id → the extra fields it lists as personal data."""
+        return {p: list(v.personalFields) for p, v in (self.partners or {}).items()}
 
     def partner_keys(self) -> dict[str, str]:
         """Partner id → the PEM text of the keys that alone verify its tokens."""

@@ -9,6 +9,7 @@ The only module of ours that reads these variables (the Salesforce login has its
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ import msgspec
 
 from projections.settings import PROJECTION_DURATIONS, ProjectionSettings
 from relay.errors import ConfigError
+from relay.privacy.keys import parse_data_keys
 from relay.settings import (
     PREFIX,
     RELAY_DURATIONS,
@@ -164,6 +166,18 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]
             put(field, key, path)
     if (get("TLS_CERT_FILE") is None) != (get("TLS_KEY_FILE") is None):
         raise ConfigError(PREFIX + "TLS_CERT_FILE", "set both TLS_CERT_FILE and TLS_KEY_FILE")
+    data_key, data_key_file = get("DATA_KEY"), get("DATA_KEY_FILE")
+    if data_key is not None and data_key_file is not None:
+        raise ConfigError(PREFIX + "DATA_KEY", "set either DATA_KEY or DATA_KEY_FILE, not both")
+    if data_key_file is not None:
+        data_key = _read_key_file(PREFIX + "DATA_KEY_FILE", data_key_file)
+    if data_key is not None:
+        source = "DATA_KEY_FILE" if data_key_file is not None else "DATA_KEY"
+        try:
+            keys = parse_data_keys(data_key)
+        except ValueError as error:
+            raise ConfigError(PREFIX + source, str(error)) from None
+        put("data_keys", source, tuple(base64.b64encode(k).decode() for k in keys))
     if (host := get("HOST")) is not None:
         put("host", "HOST", host)
     for key, field in (

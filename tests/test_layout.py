@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
 ROOMS_ABOVE: dict[str, set[str]] = {
     "relay.wire": {"relay.server", "relay.control"},
     "relay.log": {"relay.server", "relay.control"},
+    "relay.privacy": {"relay.server", "relay.control"},
     "relay.server": {"relay.control"},
     "relay.control": {"relay.server"},
 }
@@ -50,6 +51,8 @@ PURE = (
     "relay.log.delivery_rules",
     "relay.log.request_rules",
     "relay.log.agent_records",
+    "relay.privacy.sealing",
+    "relay.privacy.keys",
     "projections.outcomes",
     "projections.settle",
     "projections.registry",
@@ -61,6 +64,8 @@ PURE = (
     "projections.salesforce.callers",
     "projections.salesforce.failures",
     "projections.salesforce.chunks",
+    "projections.salesforce.doubts",
+    "projections.salesforce.standin.access",
     "projections.salesforce.standin.org",
     "projections.salesforce.standin.schema",
     "projections.salesforce.standin.search",

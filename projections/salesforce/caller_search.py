@@ -23,6 +23,7 @@ from projections.salesforce.callers import (
 )
 from projections.salesforce.chunks import halves
 from projections.salesforce.org_client import REQUEST_TIMEOUT, OrgClient, transient
+from relay.privacy.sealing import mask_numbers
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class CallerSearch:
             except SalesforceError as error:
                 if transient(error) or isinstance(error, SalesforceExpiredSession):
                     raise
-                log.warning("event=caller_search_refused error=%r", str(error)[:300])
+                log.warning("event=caller_search_refused error=%r", mask_numbers(str(error))[:300])
                 return
             found = (answer or {}).get("searchRecords", [])
             if len(found) >= SEARCH_MAX_ROWS and len(numbers) > 1:

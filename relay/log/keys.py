@@ -173,3 +173,17 @@ SALESFORCE_USAGE: Final = "sp:salesforce:usage"
 
 REQUEST_ID_SECRET: Final = "sp:secret:requestids"
 """The deployment's secret for request ids derived from ``Idempotency-Key`` (made once)."""
+
+
+def data_key(subject: str) -> str:
+    """A subject's wrapped data key (``relay/privacy``): deleting it erases the subject."""
+    return f"sp:pii:key:{subject}"
+
+
+PARTY_INDEX_KEY: Final = "sp:pii:index-key"
+"""The wrapped key of the keyed hash that stands for phone numbers in lookups."""
+
+
+def party_conversations(party: str) -> str:
+    """The conversations about one party (a phone number, by its keyed hash)."""
+    return f"sp:pii:party:{party}"

@@ -35,6 +35,7 @@ from relay.log.event_log import (
     EventLog,
     Prepared,
 )
+from relay.privacy.personal import PersonalData, SealPlan
 from relay.server.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,19 @@ class BatchingAppender:
     """Gathers appends from all connections into batches and writes them in order."""
 
     def __init__(
-        self, log_: EventLog, metrics: RelayMetrics, *, max_batch: int = MAX_BATCH
+        self,
+        log_: EventLog,
+        metrics: RelayMetrics,
+        *,
+        max_batch: int = MAX_BATCH,
+        personal: PersonalData | None = None,
     ) -> None:
+        """With ``personal``, envelopes are stored with their personal fields sealed."""
         self._log = log_
+        self._personal = personal
+        self._unsealed: deque[tuple[Envelope, AppendReceiver, float, SealPlan | None]] = deque()
+        """Envelopes waiting for their data keys, and every one that came after them."""
+        self._want_keys = asyncio.Event()
         self._metrics = metrics
         self._max_batch = max_batch
         self._pending: deque[Pending] = deque()
@@ -105,8 +116,28 @@ class BatchingAppender:
         if not self._up:
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
+        personal = self._personal
+        plan = personal.plan(envelope) if personal is not None else None
+        if self._unsealed or (plan is not None and not personal.ready(plan)):  # type: ignore[union-attr]
+            # Its data key is to be made: it waits, and what comes after waits behind it.
+            self._unsealed.append((envelope, receiver, received, plan))
+            self._want_keys.set()
+            return
+        self._enqueue(envelope, receiver, received, plan)
+
+    def _enqueue(
+        self,
+        envelope: Envelope,
+        receiver: AppendReceiver,
+        received: float,
+        plan: SealPlan | None,
+    ) -> None:
         try:
-            prepared = self._log.prepare(envelope)
+            stored = envelope
+            if plan is not None:
+                assert self._personal is not None
+                stored = self._personal.seal(envelope, plan)
+            prepared = self._log.prepare(stored)
         except Exception:  # a bulkhead: an envelope the encoder cannot take
             log.exception("event=append_unencodable id=%r", envelope.id)
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
@@ -127,6 +158,8 @@ class BatchingAppender:
         cancelled."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._probe())
+            if self._personal is not None:
+                tasks.create_task(self._make_keys(self._personal))
             pipe = self._log.pipe()
             if pipe is None:
                 await self._write_one_at_a_time()
@@ -220,6 +253,26 @@ class BatchingAppender:
         self._room.set()
         self._fail(refused)
         await pipe.reset()
+
+    async def _make_keys(self, personal: PersonalData) -> None:
+        """Make the data keys the waiting envelopes need (one round trip for all of them),
+        then hand them on in order; refuse them (the clients resend) if Redis fails."""
+        while True:
+            await self._want_keys.wait()
+            self._want_keys.clear()
+            while self._unsealed:
+                waiting = len(self._unsealed)
+                plans = [p[3] for p in self._unsealed if p[3] is not None]
+                try:
+                    await personal.make(p for p in plans if not personal.ready(p))
+                except Exception as error:  # Redis failed, or (a bulkhead) the client did
+                    log.warning("event=data_keys_failed error=%r", f"{type(error).__name__}")
+                    for _ in range(waiting):
+                        envelope, receiver, _, _ = self._unsealed.popleft()
+                        receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
+                    continue
+                for _ in range(waiting):
+                    self._enqueue(*self._unsealed.popleft())
 
     async def _probe(self) -> None:
         """Whenever the log goes down, ping it until it answers, then take appends again."""

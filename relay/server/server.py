@@ -26,6 +26,7 @@ from relay.log.clients import LOG_ERRORS
 from relay.log.commands import CommandLog
 from relay.log.event_log import EventLog
 from relay.log.requests import RequestStore
+from relay.privacy.personal import personal_data
 from relay.server.appender import BatchingAppender
 from relay.server.connection import Connection, Endpoint
 from relay.server.delivery import CommandDelivery, CommandHub
@@ -73,7 +74,8 @@ class Relay:
         self.requests = RequestStore(redis)
         event_log = EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl)
         self._event_log = event_log
-        self._appender = BatchingAppender(event_log, self.metrics)
+        self._personal = personal_data(redis, settings)
+        self._appender = BatchingAppender(event_log, self.metrics, personal=self._personal)
         self._delivery = CommandDelivery(self.commands, self.requests, self.metrics)
         self._hub = CommandHub(redis, sweep_interval=settings.heartbeat, wake=self._delivery.wake)
         self._services = Services(
@@ -120,6 +122,9 @@ class Relay:
         """Start serving; raises if Redis is unreachable (the caller decides what then)."""
         await self._hub.start()
         await self._event_log.start()
+        if self._personal is not None:
+            await self._personal.start()
+            log.info("event=personal_data sealed=true key=%s", self._personal.vault.kek.key_id)
         await self.dispositions.refresh()
         self._tasks = [
             asyncio.create_task(self._appender.run(), name="appender"),

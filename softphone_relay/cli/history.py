@@ -38,13 +38,14 @@ from projections.salesforce.sink import SalesforceSink
 from relay.errors import ConfigError
 from relay.log import clients
 from relay.log.streams import parse_stream_id
+from relay.privacy.personal import started_personal_data
 from relay.settings import parse_duration
 from softphone_relay.cli.dev import DevState, running_standin
 from softphone_relay.cli.log_commands import event_line
 from softphone_relay.cli.progress import ProgressPrinter
 from softphone_relay.cli.runtime import data_dir, settings_and_url
 from softphone_relay.ops.log_range import EventFilter, position
-from softphone_relay.ops.log_reader import read_range, shard_count
+from softphone_relay.ops.log_reader import opened, read_range, shard_count
 from softphone_relay.ops.replay import Replay, ReplayTarget
 from softphone_relay.ops.replay_plan import Change, ReplayReport
 from softphone_relay.ops.replay_targets import JsonlTarget, SalesforceTarget
@@ -269,6 +270,7 @@ async def replay(args: ReplayOptions) -> int:
                 on_change=show,
                 stop=stop,
                 archive=open_catalog(settings.projections.archive_url),
+                personal=await started_personal_data(redis, settings.relay),
             )
             report = await runner.run(start, end, _filter(args))
     finally:
@@ -290,7 +292,7 @@ async def replay(args: ReplayOptions) -> int:
     return 1 if report.failed or report.busy else 0
 
 
-def _output(path: str | None) -> IO[str]:
+def private_output(path: str | None) -> IO[str]:
     """Where ``export`` writes: stdout, or a new file only its owner can read (the log holds
     callers' numbers; closed by the caller)."""
     if path in (None, "-"):
@@ -308,7 +310,7 @@ async def export(args: ExportOptions) -> int:
     start, end = _range(args)
     settings, url = settings_and_url(args.data_dir)
     redis = clients.connect(url, timeout=10.0)
-    out = _output(args.out)
+    out = private_output(args.out)
     stop = asyncio.Event()
     count, last = 0, None
     began = time.monotonic()
@@ -316,8 +318,10 @@ async def export(args: ExportOptions) -> int:
         with _stop_on_interrupt(stop):
             shards = max(settings.relay.shards, await shard_count(redis))
             archive = open_catalog(settings.projections.archive_url)
-            async for event in read_range(
-                redis, start, end, _filter(args), shards=shards, archive=archive
+            personal = await started_personal_data(redis, settings.relay)
+            async for event in opened(
+                read_range(redis, start, end, _filter(args), shards=shards, archive=archive),
+                personal,
             ):
                 out.write(event_line(event, as_json=True) + "\n")
                 count, last = count + 1, event.id

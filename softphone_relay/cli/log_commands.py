@@ -13,10 +13,12 @@ from projections.registry import DEAD_LETTER_GROUPS as GROUPS
 from relay.errors import ConfigError
 from relay.log import clients, keys
 from relay.log.streams import parse_stream_id
+from relay.privacy.personal import started_personal_data
+from relay.privacy.sealing import ERASED
 from softphone_relay.cli.runtime import settings_and_url
 from softphone_relay.ops.dead_letters import DeadLetter, DeadLetters
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent, position
-from softphone_relay.ops.log_reader import follow, read_range, shard_count
+from softphone_relay.ops.log_reader import follow, opened, read_range, shard_count
 from softphone_relay.ops.status import gather as gather_status
 from softphone_relay.ops.status import render as render_status
 
@@ -129,13 +131,16 @@ def event_line(event: LoggedEvent, as_json: bool) -> str:
     """One event as ``tail`` and ``export`` print it: a readable line, or one JSON object."""
     envelope = event.envelope
     if as_json:
+        fields = msgspec.to_builtins(envelope)
+        fields["data"] |= dict.fromkeys(event.erased, ERASED)
         return json.dumps(
-            {"stream": event.stream, "entryId": event.id, **msgspec.to_builtins(envelope)},
-            separators=(",", ":"),
+            {"stream": event.stream, "entryId": event.id, **fields}, separators=(",", ":")
         )
     at = envelope.at.isoformat().replace("+00:00", "Z")
     conversation = f" conv={envelope.conversationId}" if envelope.conversationId else ""
-    data = json.dumps(envelope.data, separators=(",", ":"))
+    data = json.dumps(
+        {**envelope.data, **dict.fromkeys(event.erased, ERASED)}, separators=(",", ":")
+    )
     return (
         f"{at}  {event.id:<17} {envelope.name:<22} agent={envelope.agentId}{conversation}  {data}"
     )
@@ -149,6 +154,7 @@ async def tail(args: TailOptions) -> int:
     redis = clients.connect(url, timeout=5.0, max_connections=max(64, settings.relay.shards + 8))
     try:
         shards = max(settings.relay.shards, await shard_count(redis))
+        personal = await started_personal_data(redis, settings.relay)
         streams = [keys.event_stream(s) for s in range(shards)]
         archive = open_catalog(settings.projections.archive_url) if args.from_ else None
         # Where each shard is now, as a concrete id: following from ``$`` would skip what a
@@ -162,14 +168,15 @@ async def tail(args: TailOptions) -> int:
         if args.from_ is not None:
             start = position("--from", args.from_)
             # Up to where the log is now; what comes after is followed below, once.
-            async for event in read_range(
-                redis, start, "+", event_filter, shards=shards, archive=archive
+            async for event in opened(
+                read_range(redis, start, "+", event_filter, shards=shards, archive=archive),
+                personal,
             ):
                 if parse_stream_id(event.id) <= parse_stream_id(last[event.stream]):
                     print(event_line(event, args.json), flush=True)
         if args.follow:
             cluster = clients.cluster_seed(url) is not None
-            async for event in follow(redis, last, cluster, PAGE_SIZE):
+            async for event in opened(follow(redis, last, cluster, PAGE_SIZE), personal, 1):
                 if event_filter.matches(event.envelope):
                     print(event_line(event, args.json), flush=True)
     finally:

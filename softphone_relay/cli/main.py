@@ -144,6 +144,17 @@ def _history_parsers(sub: Any) -> None:
     export = sub.add_parser("export", help="write a range of the log as JSONL")
     _range_arguments(export)
     export.add_argument("--out", help="file to write (default stdout)")
+    erase = sub.add_parser("erase", help="erase a caller's or a conversation's personal data")
+    erase.add_argument("--caller", help="the caller's number (+country, or with --region)")
+    erase.add_argument("--conversation", help="one conversation id")
+    erase.add_argument("--region", help="where a national --caller number is (ISO 3166: GB)")
+    erase.add_argument("--by", help="who asks (logged; default: this OS user)")
+    erase.add_argument("--dry-run", action="store_true", help="say what would go, erase nothing")
+    erase.add_argument("--json", action="store_true", help="the report as JSON")
+    subject = sub.add_parser("subject", help="every event about a caller, opened, as JSONL")
+    subject.add_argument("--caller", required=True, help="the caller's number")
+    subject.add_argument("--region", help="where a national --caller number is (ISO 3166)")
+    subject.add_argument("--out", help="file to write (default stdout; made owner-only)")
     trim = sub.add_parser("trim", help="apply the retention: trim old, processed entries")
     trim.add_argument("--older-than", help="a duration such as 90d (default: the retention)")
     trim.add_argument("--dry-run", action="store_true", help="count, remove nothing")
@@ -244,6 +255,14 @@ def dispatch(args: argparse.Namespace) -> int:
             from softphone_relay.cli.history import ExportOptions, export
 
             return run(export(_options(args, ExportOptions)))
+        case "erase":
+            from softphone_relay.cli.privacy import EraseOptions, erase
+
+            return run(erase(_options(args, EraseOptions)))
+        case "subject":
+            from softphone_relay.cli.privacy import SubjectOptions, subject
+
+            return run(subject(_options(args, SubjectOptions)))
         case "trim":
             from softphone_relay.cli.history import TrimOptions, trim
 

@@ -22,6 +22,7 @@ from projections.settings import ProjectionSettings
 from projections.worker import Worker, WorkerSettings
 from relay.errors import ConfigError, reason
 from relay.log import clients
+from relay.privacy.personal import personal_data
 from relay.settings import RelaySettings
 from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.ops.retention import keep_trimmed
@@ -106,6 +107,9 @@ class Workers:
             if created:
                 log.info("event=archive_group_created streams=%s", ",".join(created))
         metrics = WorkerMetrics(self._metrics_registry)
+        personal = personal_data(self.redis, self.settings.relay)
+        if personal is not None:
+            await personal.start()
         workers: list[registry.Runner] = []
         for name in groups:
             group = registry.group(name)
@@ -122,7 +126,9 @@ class Workers:
                 workers.append(cast(registry.Runner, built))
             else:
                 projection = cast("Projection", built)
-                workers.append(Worker(self.redis, projection, reads, metrics=metrics))
+                workers.append(
+                    Worker(self.redis, projection, reads, metrics=metrics, personal=personal)
+                )
         return workers
 
     def chores(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:

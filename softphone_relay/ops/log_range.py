@@ -61,3 +61,5 @@ class LoggedEvent(msgspec.Struct, frozen=True):
     stream: str
     id: str
     envelope: Envelope
+    erased: tuple[str, ...] = ()
+    """Personal fields whose key was erased (left out of the envelope's data)."""

@@ -25,6 +25,7 @@ from projections.archive.catalog import ArchiveCatalog
 from relay.log import keys
 from relay.log.envelope import decode_stored
 from relay.log.streams import parse_stream_id
+from relay.privacy.personal import PersonalData
 from softphone_relay.ops.log_range import EventFilter, LoggedEvent
 
 PAGE: Final = 1000
@@ -181,3 +182,32 @@ async def follow(
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def opened(
+    events: AsyncIterator[LoggedEvent], personal: PersonalData | None, page: int = PAGE
+) -> AsyncIterator[LoggedEvent]:
+    """``events`` with their personal fields opened (erased ones named), ``page`` at a time
+    (one key lookup a page; 1 to pass each on at once, as following does)."""
+    if personal is None:
+        async for event in events:
+            yield event
+        return
+    batch: list[LoggedEvent] = []
+
+    async def flush() -> list[LoggedEvent]:
+        found = await personal.open([e.envelope for e in batch])
+        return [
+            msgspec.structs.replace(e, envelope=o.envelope, erased=o.erased + o.unreadable)
+            for e, o in zip(batch, found, strict=True)
+        ]
+
+    async for event in events:
+        batch.append(event)
+        if len(batch) >= page:
+            for done in await flush():
+                yield done
+            batch = []
+    if batch:
+        for done in await flush():
+            yield done

@@ -23,8 +23,9 @@ from projections.calls.projection import ConversationLocks
 from projections.outcomes import Done, Outcome, Pause
 from relay.log import keys
 from relay.log.streams import parse_stream_id
+from relay.privacy.personal import PersonalData
 from softphone_relay.ops.log_range import EventFilter
-from softphone_relay.ops.log_reader import read_range
+from softphone_relay.ops.log_reader import opened, read_range
 from softphone_relay.ops.replay_plan import (
     CHUNK,
     Change,
@@ -81,6 +82,7 @@ class Replay:
         on_change: Callable[[Change], None] = lambda _: None,
         stop: asyncio.Event | None = None,
         archive: ArchiveCatalog | None = None,
+        personal: PersonalData | None = None,
     ) -> None:
         self._redis = redis
         self._archive = archive
@@ -91,6 +93,7 @@ class Replay:
         self._on_progress = on_progress
         self._on_change = on_change
         self._stop = stop or asyncio.Event()
+        self._personal = personal
         self._locks = ConversationLocks(redis) if target.locks and not dry_run else None
 
     async def run(self, start: str, end: str, event_filter: EventFilter) -> ReplayReport:
@@ -100,8 +103,11 @@ class Replay:
         fold = ConversationFold(end, include_partial=self._include_partial)
         low, high = await self._span(start, end)
         last_report = 0.0
-        async for event in read_range(
-            self._redis, start, "+", event_filter, shards=self._shards, archive=self._archive
+        async for event in opened(
+            read_range(
+                self._redis, start, "+", event_filter, shards=self._shards, archive=self._archive
+            ),
+            self._personal,
         ):
             fold.add(event)
             now = time.monotonic()

@@ -1,0 +1,1 @@
+"""Callers' personal data: sealed in the log under per-subject data keys, erasable."""

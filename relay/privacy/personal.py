@@ -1,0 +1,160 @@
+"""The one way personal data goes into the log and comes out of it: envelopes sealed before
+the append, opened for every reader.
+
+An envelope's personal fields (``sealing.PERSONAL_FIELDS`` and those its partner lists as
+``personalFields``) are sealed under the data key of its subject: its conversation, else the
+other party's number (by keyed hash), else the event itself. The numbers it names are
+entered in the party index, so that erasing a caller reaches every conversation about them.
+A reader gets the envelope with its values opened, and the names of the fields whose key was
+erased (left out of ``data``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+import redis.asyncio as aioredis
+
+from relay.log.envelope import Envelope
+from relay.privacy.keys import LocalKeys
+from relay.privacy.sealing import (
+    NUMBER_FIELDS,
+    conversation_subject,
+    open_data,
+    party_hash,
+    party_subject,
+    personal_fields,
+    seal_data,
+    subjects_of,
+)
+from relay.privacy.vault import Vault
+from relay.settings import RelaySettings
+from relay.wire.phone import NotAPhoneNumber, to_e164
+
+
+@dataclass(frozen=True, slots=True)
+class SealPlan:
+    """What sealing an envelope takes: its fields, its subject and the parties it names."""
+
+    fields: tuple[str, ...]
+    subject: str
+    parties: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An envelope with its personal values opened; the fields whose key was erased, and
+    those that did not open (altered, or sealed elsewhere), both left out of ``data``."""
+
+    envelope: Envelope
+    erased: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+
+class PersonalData:
+    """Seals and opens envelopes' personal fields through one :class:`Vault`."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        partner_fields: Mapping[str, Iterable[str]] | None = None,
+        regions: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """``partner_fields``: each partner's extra personal fields; ``regions``: where each
+        partner's national numbers are (its ``region``)."""
+        self.vault = vault
+        self._partner_fields = {p: tuple(f) for p, f in (partner_fields or {}).items()}
+        self._regions = dict(regions or {})
+
+    async def start(self) -> None:
+        """Read (or make) the deployment's index key: before the first seal or erasure."""
+        await self.vault.start()
+
+    def party_of(self, number: str, region: str | None = None) -> str:
+        """A phone number's keyed hash, of its E.164 form where it has one (so a number
+        written nationally, with ``region``, is the same party)."""
+        with contextlib.suppress(NotAPhoneNumber):  # else hashed by its digits as written
+            number = to_e164(number, region)
+        return party_hash(self.vault.index_key, number)
+
+    def plan(self, envelope: Envelope) -> SealPlan | None:
+        """What sealing ``envelope`` takes; None when it carries no personal data."""
+        data = envelope.data
+        fields = personal_fields(data, self._partner_fields.get(envelope.partnerId, ()))
+        if not fields:
+            return None
+        region = self._regions.get(envelope.partnerId)
+        parties = tuple(
+            self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS and data[f]
+        )
+        if envelope.conversationId:
+            subject = conversation_subject(envelope.conversationId)
+        elif parties:
+            subject = party_subject(parties[0])
+        else:
+            subject = "e:" + envelope.id
+        return SealPlan(tuple(fields), subject, parties)
+
+    def ready(self, plan: SealPlan) -> bool:
+        """Whether this process can seal by ``plan`` without asking Redis."""
+        vault = self.vault
+        return vault.cached(plan.subject) is not None and all(
+            vault.indexed(p, plan.subject) for p in plan.parties
+        )
+
+    async def make(self, plans: Iterable[SealPlan]) -> None:
+        """Make the keys and index entries ``plans`` need (one Redis round trip)."""
+        plans = list(plans)
+        await self.vault.make(
+            (p.subject for p in plans), ((party, p.subject) for p in plans for party in p.parties)
+        )
+
+    def seal(self, envelope: Envelope, plan: SealPlan) -> Envelope:
+        """``envelope`` with its personal fields sealed (its key made: :meth:`ready`)."""
+        key = self.vault.cached(plan.subject)
+        assert key is not None, "PersonalData.make() first"
+        data = seal_data(envelope.data, plan.fields, key, plan.subject, envelope.id)
+        return msgspec.structs.replace(envelope, data=data)
+
+    async def open(self, envelopes: list[Envelope]) -> list[Opened]:
+        """Each envelope with its sealed values opened (one round trip for keys not cached)."""
+        wanted = {s for e in envelopes for s in subjects_of(e.data)}
+        if not wanted:
+            return [Opened(e) for e in envelopes]
+        keys = await self.vault.fetch(wanted)
+        opened: list[Opened] = []
+        for envelope in envelopes:
+            if not subjects_of(envelope.data):
+                opened.append(Opened(envelope))
+                continue
+            data, erased, unreadable = open_data(envelope.data, keys, envelope.id)
+            opened.append(
+                Opened(
+                    msgspec.structs.replace(envelope, data=data), tuple(erased), tuple(unreadable)
+                )
+            )
+        return opened
+
+
+def personal_data(redis: aioredis.Redis, settings: RelaySettings) -> PersonalData | None:
+    """The deployment's :class:`PersonalData` when data keys are configured (``start()``
+    it before use), else None (personal fields are stored as given)."""
+    if not settings.data_keys:
+        return None
+    kek = LocalKeys([base64.b64decode(k) for k in settings.data_keys])
+    regions = {p: v.region for p, v in (settings.partners or {}).items()}
+    return PersonalData(Vault(redis, kek), settings.partner_personal_fields(), regions)
+
+
+async def started_personal_data(
+    redis: aioredis.Redis, settings: RelaySettings
+) -> PersonalData | None:
+    """:func:`personal_data`, started (for the operator tools)."""
+    personal = personal_data(redis, settings)
+    if personal is not None:
+        await personal.start()
+    return personal

@@ -1,0 +1,150 @@
+"""Callers' personal data in the log: which fields carry it, and how they are sealed. Pure.
+
+A personal field's value is replaced, before the append, by a sealed value::
+
+    {"sealed": "c:<conversationId>", "v": "<base64 of nonce | AES-256-GCM ciphertext and tag>"}
+
+``sealed`` names the *subject* whose data key sealed it: the conversation (``c:``), or, for
+an event about no conversation (a click-to-dial request), the other party's number by its
+keyed hash (``n:``). The additional data binds the value to its event and field, so a value
+copied elsewhere does not open. Everything that reads the log opens values through
+:func:`open_data`; a value whose key was erased opens as *erased* (left out of the data and
+named), never as an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PERSONAL_FIELDS: Final = frozenset({"callerANI", "dialTo", "dialFrom", "dialledTo", "notes"})
+"""The contract's fields that carry personal data (numbers, and the agent's free text)."""
+NUMBER_FIELDS: Final = frozenset({"callerANI", "dialTo", "dialFrom", "dialledTo"})
+"""The personal fields that hold the other party's phone number."""
+SEALED: Final = "sealed"
+ERASED: Final = "[erased]"
+"""How a reader shows a value whose key was erased."""
+_NONCE: Final = 12
+
+
+class SealingError(ValueError):
+    """A sealed value that is not one (tampered, or sealed for another event or field)."""
+
+
+def conversation_subject(conversation: str) -> str:
+    """The subject of a conversation's personal data."""
+    return "c:" + conversation
+
+
+def party_subject(party: str) -> str:
+    """The subject of personal data about a number outside any conversation (by its hash)."""
+    return "n:" + party
+
+
+def party_hash(index_key: bytes, number: str) -> str:
+    """The keyed hash of a phone number (its digits, so ``+1 888 397-3342`` and
+    ``+18883973342`` are one party): what lookups and the erasure index use, never the
+    number."""
+    digits = re.sub(r"\D", "", number)
+    return hmac.new(index_key, digits.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether ``value`` is a sealed value."""
+    return isinstance(value, dict) and isinstance(value.get(SEALED), str) and "v" in value
+
+
+def _aad(event_id: str, field: str) -> bytes:
+    return f"{event_id}\n{field}".encode()
+
+
+def seal_value(key: bytes, subject: str, event_id: str, field: str, value: Any) -> dict[str, str]:
+    """``value`` (any JSON value) sealed under ``key`` for ``event_id``'s ``field``."""
+    clear = msgspec.json.encode(value)
+    nonce = os.urandom(_NONCE)
+    sealed = AESGCM(key).encrypt(nonce, clear, _aad(event_id, field))
+    return {SEALED: subject, "v": base64.b64encode(nonce + sealed).decode()}
+
+
+def open_value(key: bytes, event_id: str, field: str, sealed: Mapping[str, Any]) -> Any:
+    """The value sealed in ``sealed``; :class:`SealingError` if it does not open."""
+    try:
+        raw = base64.b64decode(sealed["v"], validate=True)
+        clear = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _aad(event_id, field))
+    except (InvalidTag, ValueError, TypeError) as error:
+        raise SealingError(f"{field} of event {event_id} does not open") from error
+    return msgspec.json.decode(clear)
+
+
+def personal_fields(data: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
+    """The fields of ``data`` that carry personal data and are not sealed yet."""
+    wanted = PERSONAL_FIELDS.union(extra)
+    return [f for f, v in data.items() if f in wanted and v not in (None, "") and not is_sealed(v)]
+
+
+def seal_data(
+    data: Mapping[str, Any], fields: Iterable[str], key: bytes, subject: str, event_id: str
+) -> dict[str, Any]:
+    """``data`` with ``fields`` sealed under ``key``."""
+    sealed = dict(data)
+    for field in fields:
+        sealed[field] = seal_value(key, subject, event_id, field, data[field])
+    return sealed
+
+
+def subjects_of(data: Mapping[str, Any]) -> set[str]:
+    """The subjects whose keys ``data``'s sealed values need."""
+    return {v[SEALED] for v in data.values() if is_sealed(v)}
+
+
+def open_data(
+    data: Mapping[str, Any], keys: Mapping[str, bytes | None], event_id: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """``data`` with its sealed values opened; the fields whose key is gone (erased), and
+    those that do not open (:class:`SealingError`), both left out. ``keys`` maps each
+    subject to its data key, None when erased."""
+    opened: dict[str, Any] = {}
+    erased: list[str] = []
+    unreadable: list[str] = []
+    for field, value in data.items():
+        if not is_sealed(value):
+            opened[field] = value
+            continue
+        key = keys.get(value[SEALED])
+        if key is None:
+            erased.append(field)
+            continue
+        try:
+            opened[field] = open_value(key, event_id, field, value)
+        except SealingError:
+            unreadable.append(field)
+    return opened, erased, unreadable
+
+
+_NUMBER_RUN: Final = re.compile(r"\+?\(?\d[\d ().-]{5,}\d")
+_NOT_A_NUMBER: Final = re.compile(r"\d{4}-\d{2}-\d{2}.*|\d{13}-\d+")
+"""Dates and stream ids, which look like runs of digits too."""
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every phone-number-like run (7 digits or more, maybe with separators)
+    masked but for its last two digits, for log lines and error texts (which must hold no
+    caller's number); dates and stream ids are left alone."""
+
+    def mask(match: re.Match[str]) -> str:
+        found = match.group()
+        digits = re.sub(r"\D", "", found)
+        if len(digits) < 7 or _NOT_A_NUMBER.fullmatch(found):
+            return found
+        return "***" + digits[-2:]
+
+    return _NUMBER_RUN.sub(mask, text)

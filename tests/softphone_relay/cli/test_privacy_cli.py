@@ -1,0 +1,105 @@
+"""``erase`` and ``subject`` from the installed command line, on a log sealed by a relay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relay.server.server import Relay
+from tests.helpers import (
+    AgentFactory,
+    RelayFactory,
+    call_data,
+    clean_env,
+    conversation_ids,
+    run_cli,
+)
+from tests.relay.privacy.test_sealed_log import ANA, BEN, DATA_KEYS, NOTES
+
+ENV = clean_env() | {"SOFTPHONE_RELAY_DATA_KEY": DATA_KEYS[0]}
+
+
+async def two_callers(relay: Relay, open_agent: AgentFactory) -> dict[str, str]:
+    """Ana and Ben call once each, with notes: their conversation ids."""
+    agent = await open_agent(relay)
+    conversations = dict(zip(("ana", "ben"), conversation_ids(2), strict=True))
+    for who, number in (("ana", ANA), ("ben", BEN)):
+        await agent.event("incomingCall", call_data(conversations[who], callerANI=number))
+        await agent.next("ack")
+        await agent.event(
+            "callNotesSubmitted", call_data(conversations[who], notes=f"{who}: {NOTES}")
+        )
+        await agent.next("ack")
+    return conversations
+
+
+def exported(redis_url: str, tmp_path: Path) -> list[dict[str, object]]:
+    result = run_cli(redis_url, tmp_path, "export", env=ENV)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+async def test_erase_a_caller_then_export_shows_their_fields_erased(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_url: str, tmp_path: Path
+) -> None:
+    relay = await start_relay(data_keys=DATA_KEYS)
+    conversations = await two_callers(relay, open_agent)
+    dry = run_cli(
+        redis_url,
+        tmp_path,
+        "erase",
+        "--caller",
+        "020 7946 0958",
+        "--region",
+        "GB",
+        "--dry-run",
+        "--json",
+        env=ENV,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) | {"seq": None} == {
+        "what": "caller",
+        "conversations": [conversations["ana"]],
+        "keys": 1,
+        "dry_run": True,
+        "seq": None,
+    }
+    done = run_cli(
+        redis_url, tmp_path, "erase", "--caller", ANA, "--by", "dpo@acme.example", env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    assert "erased caller: 1 conversation(s), 1 data key(s)" in done.stdout
+    events = {
+        e["data"].get("notes", e["data"].get("callerANI")): e for e in exported(redis_url, tmp_path)
+    }
+    assert "[erased]" in events and f"ben: {NOTES}" in events and BEN in events
+    ana = [e for e in exported(redis_url, tmp_path) if e["conversationId"] == conversations["ana"]]
+    assert [e["data"].get("callerANI", e["data"].get("notes")) for e in ana] == ["[erased]"] * 2
+    (logged,) = [e for e in exported(redis_url, tmp_path) if e["name"] == "personalDataErased"]
+    assert logged["agentId"] == "operator:dpo@acme.example"
+
+
+async def test_subject_writes_every_event_about_a_caller_in_clear(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_url: str, tmp_path: Path
+) -> None:
+    relay = await start_relay(data_keys=DATA_KEYS)
+    conversations = await two_callers(relay, open_agent)
+    out = tmp_path / "ben.jsonl"
+    result = run_cli(redis_url, tmp_path, "subject", "--caller", BEN, "--out", str(out), env=ENV)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {e["conversationId"] for e in events} == {conversations["ben"]}
+    assert [e["name"] for e in events] == ["incomingCall", "callNotesSubmitted"]
+    assert events[0]["data"]["callerANI"] == BEN and events[1]["data"]["notes"] == f"ben: {NOTES}"
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_erase_without_a_data_key_says_so(redis_url: str, tmp_path: Path) -> None:
+    result = run_cli(redis_url, tmp_path, "erase", "--conversation", "c1")
+    assert result.returncode == 2
+    assert "SOFTPHONE_RELAY_DATA_KEY" in result.stderr and "not sealed" in result.stderr
+
+
+def test_erase_needs_one_of_caller_and_conversation(redis_url: str, tmp_path: Path) -> None:
+    both = run_cli(redis_url, tmp_path, "erase", "--caller", ANA, "--conversation", "c1", env=ENV)
+    assert both.returncode == 2 and "--caller NUMBER or --conversation ID" in both.stderr
