@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from projections.outcomes import Projection
     from projections.settings import ProjectionSettings
     from projections.worker import WorkerSettings
+    from relay.privacy.personal import PersonalData
     from relay.settings import RelaySettings
 
 
@@ -128,6 +129,10 @@ class BuildContext(Protocol):
     @property
     def call_sink(self) -> Callable[[], Awaitable[RecordSink]]:
         """Opens where call records are written (the org, logged in; or the stand-in)."""
+
+    @property
+    def personal(self) -> PersonalData | None:
+        """Seals and opens callers' personal data, when data keys are configured."""
 
 
 Builder = Callable[[BuildContext], Awaitable["Projection | Runner"]]

@@ -33,6 +33,7 @@ from projections.calls.fold import (
 from projections.outcomes import Done, LogEntry, Outcome, Retry
 from relay.log import keys
 from relay.log.clients import execute_loading_scripts, queue_script
+from relay.privacy.personal import PersonalData
 
 if TYPE_CHECKING:
     from projections.registry import BuildContext
@@ -103,8 +104,17 @@ class CallRecordsProjection:
 
     group = "calls"
 
-    def __init__(self, redis: aioredis.Redis, sink: RecordSink, *, lock_ms: int = LOCK_MS) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        sink: RecordSink,
+        *,
+        lock_ms: int = LOCK_MS,
+        personal: PersonalData | None = None,
+    ) -> None:
+        """With ``personal``, the facts kept between batches are stored sealed."""
         self._redis = redis
+        self._personal = personal
         self._sink = sink
         self._locks = ConversationLocks(redis, lock_ms=lock_ms)
 
@@ -158,7 +168,13 @@ class CallRecordsProjection:
         self, groups: dict[tuple[int, str], list[LogEntry]]
     ) -> dict[tuple[int, str], CallFacts]:
         keys_ = list(groups)
-        stored = await self._redis.mget([keys.call_facts(s, c) for s, c in keys_]) if keys_ else []
+        found = await self._redis.mget([keys.call_facts(s, c) for s, c in keys_]) if keys_ else []
+        stored: list[bytes | None] = [raw if isinstance(raw, bytes) else None for raw in found]
+        if self._personal is not None:
+            opened = await self._personal.open_states(
+                {c: raw for (_, c), raw in zip(keys_, stored, strict=True)}
+            )
+            stored = [opened[c] for _, c in keys_]
         merged: dict[tuple[int, str], CallFacts] = {}
         for key, raw in zip(keys_, stored, strict=True):
             facts = _facts.decode(raw) if raw else None
@@ -173,11 +189,14 @@ class CallRecordsProjection:
     async def _store(self, accepted: dict[tuple[int, str], CallFacts]) -> None:
         if not accepted:
             return
+        states = {c: _encoder.encode(facts) for (_, c), facts in accepted.items()}
+        if self._personal is not None:  # the facts hold numbers and notes: sealed like them
+            states = await self._personal.seal_states(states)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for (shard, conversation), facts in accepted.items():
+            for shard, conversation in accepted:
                 pipe.set(
                     keys.call_facts(shard, conversation),
-                    _encoder.encode(facts),
+                    states[conversation],
                     ex=FACTS_TTL_SECONDS,
                 )
             await pipe.execute()
@@ -188,5 +207,8 @@ async def build(context: BuildContext) -> CallRecordsProjection:
     conversation lock lasts four times the claim idle time."""
     sink = await context.call_sink()
     return CallRecordsProjection(
-        context.redis, sink, lock_ms=4 * context.worker_settings.claim_idle_ms
+        context.redis,
+        sink,
+        lock_ms=4 * context.worker_settings.claim_idle_ms,
+        personal=context.personal,
     )

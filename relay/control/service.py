@@ -37,6 +37,7 @@ from relay.log.commands import CommandLog
 from relay.log.event_log import EventLog
 from relay.log.request_rules import RequestStatus
 from relay.log.requests import RequestIntake, RequestStore
+from relay.privacy.personal import personal_data
 from relay.settings import RelaySettings
 from relay.wire.contract import Id, ParticipantType
 from relay.wire.phone import NotAPhoneNumber, to_e164
@@ -113,6 +114,7 @@ class Control:
         self._intake = RequestIntake(
             EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl),
             self._requests,
+            personal_data(redis, settings),
         )
 
     async def agent(self, agent_id: str, partner_id: str | None) -> AgentInfo:

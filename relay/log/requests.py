@@ -30,6 +30,7 @@ from relay.log import keys
 from relay.log.envelope import Envelope
 from relay.log.event_log import EventLog
 from relay.log.request_rules import RequestState, RequestStatus
+from relay.privacy.personal import PersonalData
 from relay.wire.contract import validate_event_data
 
 STATUS_TTL_SECONDS: Final = 24 * 3600
@@ -94,9 +95,13 @@ class RequestStore:
 class RequestIntake:
     """Turns a request into an event in the log and records it as accepted."""
 
-    def __init__(self, log: EventLog, store: RequestStore) -> None:
+    def __init__(
+        self, log: EventLog, store: RequestStore, personal: PersonalData | None = None
+    ) -> None:
+        """With ``personal``, a request's personal fields are stored sealed."""
         self._log = log
         self._store = store
+        self._personal = personal
 
     async def submit(
         self,
@@ -126,6 +131,8 @@ class RequestIntake:
             sessionId=source,
             data=payload,
         )
+        if self._personal is not None:
+            envelope = await self._personal.sealed(envelope)
         [result] = await self._log.append_all([envelope])
         if not result.duplicate:
             await self._store.advance(

@@ -12,11 +12,15 @@ what to do).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import Final
 
 import msgspec
+import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from relay.log.envelope import Envelope
@@ -27,6 +31,8 @@ from relay.privacy.sealing import conversation_subject, party_subject
 log = logging.getLogger(__name__)
 
 ERASED_EVENT = "personalDataErased"
+AOF_REWRITE_WAIT: Final = 120.0
+"""How long an erasure waits for a rewrite already running to end, to start its own."""
 
 
 class ErasureReport(msgspec.Struct, kw_only=True):
@@ -93,10 +99,7 @@ async def _erase(
         ]
     )
     report.seq = result.seq
-    try:
-        await log_.redis.bgrewriteaof()
-    except ResponseError as error:  # one already running: it starts another when done
-        log.info("event=aof_rewrite_pending error=%r", str(error))
+    await _rewrite_aof(log_.redis)
     log.info(
         "event=personal_data_erased what=%s conversations=%d keys=%d by=%s",
         what,
@@ -105,3 +108,18 @@ async def _erase(
         by,
     )
     return report
+
+
+async def _rewrite_aof(redis: aioredis.Redis) -> None:
+    """Start an AOF rewrite after the deletes, so the deleted keys leave Redis's disk; one
+    already running began before them, so wait for it to end and start another."""
+    deadline = time.monotonic() + AOF_REWRITE_WAIT
+    while True:
+        try:
+            await redis.bgrewriteaof()
+            return
+        except ResponseError as error:
+            if "in progress" not in str(error) or time.monotonic() > deadline:
+                log.warning("event=aof_rewrite_not_started error=%r", str(error))
+                return
+        await asyncio.sleep(0.1)

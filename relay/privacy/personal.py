@@ -15,6 +15,7 @@ import base64
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
@@ -23,12 +24,16 @@ from relay.log.envelope import Envelope
 from relay.privacy.keys import LocalKeys
 from relay.privacy.sealing import (
     NUMBER_FIELDS,
+    SEALED,
+    SealingError,
     conversation_subject,
     open_data,
+    open_value,
     party_hash,
     party_subject,
     personal_fields,
     seal_data,
+    seal_value,
     subjects_of,
 )
 from relay.privacy.vault import Vault
@@ -120,6 +125,18 @@ class PersonalData:
         data = seal_data(envelope.data, plan.fields, key, plan.subject, envelope.id)
         return msgspec.structs.replace(envelope, data=data)
 
+    async def sealed(self, envelope: Envelope) -> Envelope:
+        """``envelope`` with its personal fields sealed, keys made as needed (for appends
+        outside the relay's appender: the control API's requests)."""
+        if not self.vault.started:
+            await self.start()
+        plan = self.plan(envelope)
+        if plan is None:
+            return envelope
+        if not self.ready(plan):
+            await self.make([plan])
+        return self.seal(envelope, plan)
+
     async def open(self, envelopes: list[Envelope]) -> list[Opened]:
         """Each envelope with its sealed values opened (one round trip for keys not cached)."""
         wanted = {s for e in envelopes for s in subjects_of(e.data)}
@@ -138,6 +155,44 @@ class PersonalData:
                 )
             )
         return opened
+
+    async def seal_states(self, states: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Each conversation's stored state (a projection's, by conversation id) sealed under
+        the conversation's data key (made if it has none yet)."""
+        subjects = {c: conversation_subject(c) for c in states}
+        await self.vault.make([s for s in subjects.values() if self.vault.cached(s) is None], ())
+        sealed: dict[str, bytes] = {}
+        for conversation, state in states.items():
+            key = self.vault.cached(subjects[conversation])
+            assert key is not None
+            value = seal_value(key, subjects[conversation], STATE, conversation, state.decode())
+            sealed[conversation] = msgspec.json.encode(value)
+        return sealed
+
+    async def open_states(self, states: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
+        """Stored states opened (one sealed by :meth:`seal_states`, or one stored before
+        sealing, as it is); None for none, or one whose key was erased."""
+        sealed = {c: v for c, v in states.items() if v is not None and v.startswith(_SEALED_JSON)}
+        keys = await self.vault.fetch(conversation_subject(c) for c in sealed)
+        opened: dict[str, bytes | None] = {}
+        for conversation, state in states.items():
+            if conversation not in sealed:
+                opened[conversation] = state
+                continue
+            value = msgspec.json.decode(sealed[conversation])
+            key = keys.get(conversation_subject(conversation))
+            try:
+                opened[conversation] = (
+                    open_value(key, STATE, conversation, value).encode() if key else None
+                )
+            except SealingError:
+                opened[conversation] = None
+        return opened
+
+
+STATE: Final = "state"
+"""What a projection's sealed state is bound to in place of an event id."""
+_SEALED_JSON: Final = b'{"' + SEALED.encode() + b'":'
 
 
 def personal_data(redis: aioredis.Redis, settings: RelaySettings) -> PersonalData | None:

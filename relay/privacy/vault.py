@@ -46,6 +46,11 @@ class Vault:
         self._index_key: bytes | None = None
 
     @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has read the index key."""
+        return self._index_key is not None
+
+    @property
     def index_key(self) -> bytes:
         """The key of the keyed hash that stands for phone numbers (after :meth:`start`)."""
         assert self._index_key is not None, "Vault.start() first"

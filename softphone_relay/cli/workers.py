@@ -22,7 +22,7 @@ from projections.settings import ProjectionSettings
 from projections.worker import Worker, WorkerSettings
 from relay.errors import ConfigError, reason
 from relay.log import clients
-from relay.privacy.personal import personal_data
+from relay.privacy.personal import PersonalData, personal_data
 from relay.settings import RelaySettings
 from softphone_relay.cli.runtime import stop_on_signals
 from softphone_relay.ops.retention import keep_trimmed
@@ -56,6 +56,7 @@ class GroupContext:
     projection_settings: ProjectionSettings
     worker_settings: WorkerSettings
     call_sink: Callable[[], Awaitable[RecordSink]]
+    personal: PersonalData | None = None
 
 
 class Workers:
@@ -120,6 +121,7 @@ class Workers:
                 self.settings.projections,
                 reads,
                 self.call_sink,
+                personal,
             )
             built = await registry.builder(group)(context)
             if group.reads_itself:

@@ -8,6 +8,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from projections.calls.fold import CallRecord
+from projections.calls.projection import CallRecordsProjection
 from projections.outcomes import Done, LogEntry, Outcome
 from projections.worker import Worker, WorkerSettings
 from relay.log import keys
@@ -148,3 +150,66 @@ async def test_erasing_a_conversation_leaves_the_callers_other_calls(
     data = await read_all(redis_client)
     assert "callerANI" not in data[ids["ana_1"]]
     assert data[ids["ana_2"]]["callerANI"] == ANA
+
+
+class Records:
+    """A record sink that keeps what it is given."""
+
+    api_usage = None
+
+    def __init__(self) -> None:
+        self.written: list[CallRecord] = []
+
+    async def write(self, records: list[CallRecord]) -> dict[str, Outcome]:
+        self.written += records
+        return {r.conversationId: Done() for r in records}
+
+
+async def project_calls(redis_client: aioredis.Redis, sink: Records) -> None:
+    reader = await a_reader(redis_client)
+    projection = CallRecordsProjection(redis_client, sink, personal=reader)
+    await Worker(redis_client, projection, WorkerSettings(block_ms=50), personal=reader).run(
+        burst=True
+    )
+
+
+async def test_the_calls_state_between_batches_is_stored_sealed(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """A call in progress leaves its facts (number, notes) in sp:call:*: sealed like the log;
+    the call's end, in a later batch, still writes the number it holds."""
+    relay = await start_relay(data_keys=DATA_KEYS)
+    agent = await open_agent(relay)
+    (conversation,) = conversation_ids(1)
+    await agent.event("incomingCall", call_data(conversation, callerANI=ANA))
+    await agent.next("ack")
+    sink = Records()
+    await project_calls(redis_client, sink)
+    state = await redis_client.get(keys.call_facts(0, conversation))
+    assert state is not None and b"2079460958" not in state and b'"sealed"' in state
+    await agent.event("callEnded", call_data(conversation, duration=95, notes=NOTES))
+    await agent.next("ack")
+    await project_calls(redis_client, sink)
+    (record,) = sink.written
+    assert record.callerNumber == ANA and record.notes == NOTES
+    stored = await redis_client.get(keys.call_facts(0, conversation))
+    assert stored is not None and b"refund" not in stored
+
+
+async def test_an_erased_conversations_state_opens_as_none(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    relay = await start_relay(data_keys=DATA_KEYS)
+    agent = await open_agent(relay)
+    (conversation,) = conversation_ids(1)
+    await agent.event("incomingCall", call_data(conversation, callerANI=ANA))
+    await agent.next("ack")
+    await project_calls(redis_client, Records())
+    eraser = await a_reader(redis_client)
+    await erase_conversation(
+        eraser, EventLog(redis_client, shards=1, dedupe_ttl=60), conversation, by="dpo"
+    )
+    state = await redis_client.get(keys.call_facts(0, conversation))
+    assert (await (await a_reader(redis_client)).open_states({conversation: state})) == {
+        conversation: None
+    }
