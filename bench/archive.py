@@ -12,7 +12,8 @@ append script (5 events each, the contract's ``callAccepted`` data, UUID ids), a
 - the archive: every shard's entries written into segments (``Archiver``), entries/s, and
   compressed bytes per event, for these repeated calls and again for as many varied ones
   (each its own caller, country, language, IVR path, duration, dispositions and notes of
-  10 to 400 characters), which compress less and are what sizing should use;
+  10 to 400 characters), which compress less and are what sizing should use, and those
+  again with their personal fields sealed (``SOFTPHONE_RELAY_DATA_KEY``);
 - replay of the calls projection into JSONL, all of the log from Redis, then (the log trimmed
   from Redis) all of it from the archive: events/s each.
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import os
 import random
 import string
 import tempfile
@@ -42,11 +45,15 @@ from relay.log import keys
 from relay.log.clients import connect
 from relay.log.envelope import Envelope, encode_stored
 from relay.log.event_log import EventLog
+from relay.privacy.personal import personal_data
+from relay.settings import RelaySettings
 from softphone_relay.embedded import EmbeddedServer
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.replay import Replay
 from softphone_relay.ops.replay_targets import JsonlTarget
 from softphone_relay.ops.retention import trim
+
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 
 LATER = 2**45
 CALL_DATA: dict[str, Any] = {
@@ -153,6 +160,7 @@ async def run(
     redis_url: str,
     store: ArchiveStore,
     varied_store: ArchiveStore,
+    sealed_store: ArchiveStore,
     tmp: Path,
 ) -> None:
     redis = connect(redis_url, timeout=30.0)
@@ -214,6 +222,28 @@ async def run(
         f"{archived / seconds:,.0f} events/s written, {size / archived:,.1f} bytes per event "
         f"({size / 1e6:,.1f} MB)"
     )
+
+    await redis.execute_command("FLUSHALL", "SYNC")
+    personal = personal_data(redis, RelaySettings(data_keys=(DATA_KEY,)))
+    assert personal is not None
+    await personal.start()
+    rng = random.Random(26)  # the same varied calls, their personal fields sealed
+    for start in range(0, args.calls, 200):
+        batch = [
+            e
+            for n in range(start, min(args.calls, start + 200))
+            for e in varied_call_events(rng, f"agent-{n % 200:04d}@example.com", sessions[0])
+        ]
+        plans = [personal.plan(e) for e in batch]
+        await personal.make([p for p in plans if p is not None and not personal.ready(p)])
+        await log.append_all(
+            [e if p is None else personal.seal(e, p) for e, p in zip(batch, plans, strict=True)]
+        )
+    sealed, _, _, sealed_size = await archive_all(redis, sealed_store, args.shards)
+    print(
+        f"archive, varied calls, personal fields sealed: {sealed_size / sealed:,.1f} bytes per "
+        f"event ({sealed_size / sealed / (size / archived):.0%} of as given)"
+    )
     await redis.aclose()
 
 
@@ -254,11 +284,13 @@ def main() -> None:
         if args.store == "s3":
             store, moto = s3_store()
             varied = open_store("s3://bench/varied")
+            sealed = open_store("s3://bench/sealed")
         else:
             store = open_store(f"file://{tmp / 'archive'}")
             varied = open_store(f"file://{tmp / 'varied'}")
+            sealed = open_store(f"file://{tmp / 'sealed'}")
         try:
-            asyncio.run(run(args, server.url, store, varied, tmp))
+            asyncio.run(run(args, server.url, store, varied, sealed, tmp))
         finally:
             if moto is not None:
                 moto.stop()

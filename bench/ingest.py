@@ -21,7 +21,8 @@ Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and re
 With ``--cluster``, also saturated ingest with the log in 6 shards, on one node and on a
 three-primary Redis Cluster (``redis+cluster://``) started the same way, in the same run.
 With ``--sealing``, also saturated ingest with personal fields sealed against stored as
-given (the events carry ``notes``; 5,000 conversations, so most keys are cached).
+given, each client sending calls of its own (incomingCall with the caller's number,
+callAccepted, callEnded and callNotesSubmitted with notes): a data key made per call.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import msgspec
 import redis
@@ -79,8 +82,35 @@ def event_frame(event_id: str, n: int) -> bytes:
     )
 
 
+CALL: Final = (
+    ("incomingCall", {"callerANI": "+442079460958"}),
+    ("callAccepted", {}),
+    ("callEnded", {"duration": 184, "callType": "inbound", "notes": "Changed travel dates"}),
+    ("callNotesSubmitted", {"notes": "Changed travel dates to 12 May", "disposition": "code1"}),
+)
+"""A call's events, for loads where each client handles calls of its own."""
+
+
+def call_frame(event_id: str, n: int) -> bytes:
+    """Event ``n`` of a client's calls, one after the other (a new conversation every four
+    events): what a real agent sends, where :func:`event_frame` spreads every client's events
+    over the same few thousand conversations."""
+    client = event_id.rsplit("-", 1)[0]
+    name, fields = CALL[n % len(CALL)]
+    conversation = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{client}/{n // len(CALL)}"))
+    data = {"partnerId": PARTNER, "conversationId": conversation, **fields}
+    return msgspec.json.encode(
+        {"type": "event", "id": event_id, "name": name, "at": "2026-11-24T10:00:00Z", "data": data}
+    )
+
+
 async def phase(
-    url: str, clients: int, window: int, seconds: float, rate: float | None
+    url: str,
+    clients: int,
+    window: int,
+    seconds: float,
+    rate: float | None,
+    frame: Callable[[str, int], bytes] = event_frame,
 ) -> tuple[float, list[float]]:
     """``clients`` agents at once: saturating (``window`` in flight each) or paced at
     ``rate`` events/s in total; acked events/s and every ack's latency."""
@@ -95,7 +125,7 @@ async def phase(
                 json.dumps(
                     {"type": "hello", "token": mint_token(SECRET, f"bench-{i}", PARTNER, 3600)}
                 ).encode(),
-                event_frame,
+                frame,
                 f"{run}-{i}",
             )
             for i in range(clients)
@@ -146,10 +176,16 @@ def raw_baseline(url: str, total: int = 200_000, pipeline_size: int = 1000) -> f
 
 
 def saturate(
-    redis_url: str, shards: int, args: argparse.Namespace, data_key: str | None = None
+    redis_url: str,
+    shards: int,
+    args: argparse.Namespace,
+    data_key: str | None = None,
+    pin: tuple[int, int] | None = None,
+    frame: Callable[[str, int], bytes] = event_frame,
 ) -> float:
     """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards (sealing
-    personal fields under ``data_key`` when given)."""
+    personal fields under ``data_key`` when given; ``pin``: the relay's core, and the one
+    this process takes, as the main run does)."""
     port = free_port()
     env = {
         **os.environ,
@@ -164,10 +200,12 @@ def saturate(
     relay = subprocess.Popen(
         [sys.executable, "-m", "softphone_relay", "--log-level", "warning", "serve"], env=env
     )
+    if pin is not None:
+        os.sched_setaffinity(relay.pid, {pin[0]})
     try:
         wait_for_port(port, relay)
         url = f"ws://127.0.0.1:{port}/v1/socket"
-        rate, _ = asyncio.run(phase(url, args.clients, args.window, args.seconds, None))
+        rate, _ = asyncio.run(phase(url, args.clients, args.window, args.seconds, None, frame))
     finally:
         relay.terminate()
         relay.wait(20)
@@ -195,15 +233,24 @@ def sealing_comparison(args: argparse.Namespace, pairs: int = 3) -> None:
     off: list[float] = []
     on: list[float] = []
     key = base64.b64encode(os.urandom(32)).decode()
+    cores = list(range(os.cpu_count() or 1))  # the main run may have pinned this process
+    os.sched_setaffinity(0, cores)
+    pin = (cores[0], cores[1]) if args.pin and len(cores) >= 2 else None
     for _ in range(pairs):
         for rates, data_key in ((off, None), (on, key)):
             with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(Path(tmp) / "r") as server:
-                rates.append(saturate(server.url, 1, args, data_key))
+                if pin is not None:
+                    os.sched_setaffinity(server.pid, {pin[1]})
+                    os.sched_setaffinity(0, {pin[1]})
+                rates.append(saturate(server.url, 1, args, data_key, pin, call_frame))
+    if pin is not None:
+        os.sched_setaffinity(0, set(cores))
     plain, sealed = statistics.median(off), statistics.median(on)
     print(
-        f"sealing:   saturated, median of {pairs}: personal fields as given {plain:,.0f} acked "
-        f"events/s, sealed (AES-GCM, a data key per conversation) {sealed:,.0f} "
-        f"({sealed / plain:.0%} of as given)"
+        f"sealing:   saturated, each client its own calls of 4 events, median of {pairs}: "
+        f"personal fields as given {plain:,.0f} acked events/s, sealed (AES-GCM, a data key "
+        f"per conversation) {sealed:,.0f} "
+        f"({sealed / plain:.0%} of as given)" + (f", relay pinned to CPU {pin[0]}" if pin else "")
     )
 
 

@@ -19,6 +19,7 @@ RUNS = {
             "bytes per event",
             "from the archive (0 entries left in Redis)",
             "archive, varied calls",
+            "personal fields sealed:",
         ],
     ),
     "calls.py": (
@@ -58,9 +59,11 @@ RUNS = {
             "--cluster",
             "--dedupe-days",
             "1",
+            "--sealing",
         ],
-        ["relay/raw", "three-primary cluster"],
+        ["relay/raw", "three-primary cluster", "sealing:"],
     ),
+    "erase.py": (["--conversations", "20", "--others", "30"], ["erase: a caller with 20 conv"]),
     "replay.py": (["--calls", "100"], ["the stand-in holds 100 Tasks"]),
     "sockets.py": (
         ["--sessions", "10", "--concurrency", "5", "--idle-seconds", "0.5"],

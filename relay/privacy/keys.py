@@ -20,6 +20,8 @@ from typing import Final, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from relay.privacy.sealing import random_nonce
+
 KEY_BYTES: Final = 32
 _FORMAT: Final = b"\x01"
 _ID_BYTES: Final = 8
@@ -58,6 +60,12 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=8 * KEY_BYTES)
 
 
+def new_data_keys(count: int) -> list[bytes]:
+    """``count`` fresh random AES-256 data keys (one call to the OS's generator)."""
+    pool = os.urandom(KEY_BYTES * count)
+    return [pool[i : i + KEY_BYTES] for i in range(0, len(pool), KEY_BYTES)]
+
+
 class LocalKeys:
     """Key-encryption keys from the configuration: the first wraps, each unwraps its own."""
 
@@ -68,7 +76,8 @@ class LocalKeys:
             if len(secret) != KEY_BYTES:
                 raise ValueError(f"a key-encryption key is {KEY_BYTES} bytes, not {len(secret)}")
         self._current = secrets[0]
-        self._by_id = {bytes.fromhex(key_id_of(s)): s for s in secrets}
+        self._by_id = {bytes.fromhex(key_id_of(s)): AESGCM(s) for s in secrets}
+        self._current_id = bytes.fromhex(key_id_of(secrets[0]))
 
     @property
     def key_id(self) -> str:
@@ -83,21 +92,21 @@ class LocalKeys:
 
     def wrap(self, data_key: bytes) -> bytes:
         """``data_key`` wrapped by the current key (format, key id, nonce, AES-GCM)."""
-        nonce = os.urandom(_NONCE)
-        sealed = AESGCM(self._current).encrypt(nonce, data_key, _PURPOSE)
-        return _FORMAT + bytes.fromhex(self.key_id) + nonce + sealed
+        nonce = random_nonce()
+        sealed = self._by_id[self._current_id].encrypt(nonce, data_key, _PURPOSE)
+        return _FORMAT + self._current_id + nonce + sealed
 
     def unwrap(self, wrapped: bytes) -> bytes:
         """The data key in ``wrapped``; :class:`UnwrapError` naming the key it needs."""
         if wrapped[:1] != _FORMAT or len(wrapped) < 1 + _ID_BYTES + _NONCE:
             raise UnwrapError("not a wrapped data key")
         key_id = wrapped[1 : 1 + _ID_BYTES]
-        secret = self._by_id.get(key_id)
-        if secret is None:
+        cipher = self._by_id.get(key_id)
+        if cipher is None:
             raise UnwrapError(f"wrapped by key {key_id.hex()}, which is not configured")
         nonce = wrapped[1 + _ID_BYTES : 1 + _ID_BYTES + _NONCE]
         try:
-            return AESGCM(secret).decrypt(nonce, wrapped[1 + _ID_BYTES + _NONCE :], _PURPOSE)
+            return cipher.decrypt(nonce, wrapped[1 + _ID_BYTES + _NONCE :], _PURPOSE)
         except InvalidTag:
             raise UnwrapError(f"key {key_id.hex()} does not open it (corrupt)") from None
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +25,7 @@ from relay.log.envelope import Envelope
 from relay.privacy.keys import LocalKeys
 from relay.privacy.sealing import (
     NUMBER_FIELDS,
+    PERSONAL_FIELDS,
     SEALED,
     SealingError,
     conversation_subject,
@@ -41,8 +43,7 @@ from relay.settings import RelaySettings
 from relay.wire.phone import NotAPhoneNumber, to_e164
 
 
-@dataclass(frozen=True, slots=True)
-class SealPlan:
+class SealPlan(msgspec.Struct, frozen=True):
     """What sealing an envelope takes: its fields, its subject and the parties it names."""
 
     fields: tuple[str, ...]
@@ -72,8 +73,10 @@ class PersonalData:
         """``partner_fields``: each partner's extra personal fields; ``regions``: where each
         partner's national numbers are (its ``region``)."""
         self.vault = vault
-        self._partner_fields = {p: tuple(f) for p, f in (partner_fields or {}).items()}
+        self._wanted = {p: PERSONAL_FIELDS.union(f) for p, f in (partner_fields or {}).items() if f}
         self._regions = dict(regions or {})
+        self._parties: dict[tuple[str, str | None], str] = {}
+        """Numbers' hashes, as callers call again (in memory only, never stored)."""
 
     async def start(self) -> None:
         """Read (or make) the deployment's index key: before the first seal or erasure."""
@@ -82,16 +85,48 @@ class PersonalData:
     def party_of(self, number: str, region: str | None = None) -> str:
         """A phone number's keyed hash, of its E.164 form where it has one (so a number
         written nationally, with ``region``, is the same party)."""
-        with contextlib.suppress(NotAPhoneNumber):  # else hashed by its digits as written
-            number = to_e164(number, region)
-        return party_hash(self.vault.index_key, number)
+        found = self._parties.get((number, region))
+        if found is None:
+            normal = number
+            if not _E164.fullmatch(number):  # the contract's numbers are E.164 already
+                with contextlib.suppress(NotAPhoneNumber):  # else hashed by its digits
+                    normal = to_e164(number, region)
+            found = self._parties[(number, region)] = party_hash(self.vault.index_key, normal)
+            if len(self._parties) > PARTY_CACHE:
+                del self._parties[next(iter(self._parties))]
+        return found
+
+    def seal_now(self, envelope: Envelope, held: Container[str] = ()) -> Envelope | SealPlan:
+        """``envelope`` with its personal fields sealed (itself if it has none), when this
+        process holds what that takes and its subject is not in ``held`` (envelopes waiting
+        for their key, which it must not overtake); else the plan to make it possible."""
+        data = envelope.data
+        wanted = self._wanted.get(envelope.partnerId, PERSONAL_FIELDS)
+        if wanted.isdisjoint(data):
+            return envelope
+        fields = personal_fields(data, wanted)
+        if not fields:
+            return envelope
+        conversation = envelope.conversationId
+        if conversation and NUMBER_FIELDS.isdisjoint(fields):  # the common case: a key only
+            subject = "c:" + conversation
+            key = self.vault.cached(subject)
+            if key is not None and subject not in held:
+                sealed = seal_data(data, fields, key, subject, envelope.id, conversation)
+                return msgspec.structs.replace(envelope, data=sealed)
+        plan = self._plan(envelope, fields)
+        if plan.subject in held or not self.ready(plan):
+            return plan
+        return self.seal(envelope, plan)
 
     def plan(self, envelope: Envelope) -> SealPlan | None:
         """What sealing ``envelope`` takes; None when it carries no personal data."""
         data = envelope.data
-        fields = personal_fields(data, self._partner_fields.get(envelope.partnerId, ()))
-        if not fields:
-            return None
+        fields = personal_fields(data, self._wanted.get(envelope.partnerId, PERSONAL_FIELDS))
+        return self._plan(envelope, fields) if fields else None
+
+    def _plan(self, envelope: Envelope, fields: list[str]) -> SealPlan:
+        data = envelope.data
         region = self._regions.get(envelope.partnerId)
         parties = tuple(
             self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS and data[f]
@@ -107,9 +142,9 @@ class PersonalData:
     def ready(self, plan: SealPlan) -> bool:
         """Whether this process can seal by ``plan`` without asking Redis."""
         vault = self.vault
-        return vault.cached(plan.subject) is not None and all(
-            vault.indexed(p, plan.subject) for p in plan.parties
-        )
+        if vault.cached(plan.subject) is None:
+            return False
+        return not plan.parties or all(vault.indexed(p, plan.subject) for p in plan.parties)
 
     async def make(self, plans: Iterable[SealPlan]) -> None:
         """Make the keys and index entries ``plans`` need (one Redis round trip)."""
@@ -122,7 +157,9 @@ class PersonalData:
         """``envelope`` with its personal fields sealed (its key made: :meth:`ready`)."""
         key = self.vault.cached(plan.subject)
         assert key is not None, "PersonalData.make() first"
-        data = seal_data(envelope.data, plan.fields, key, plan.subject, envelope.id)
+        data = seal_data(
+            envelope.data, plan.fields, key, plan.subject, envelope.id, envelope.conversationId
+        )
         return msgspec.structs.replace(envelope, data=data)
 
     async def sealed(self, envelope: Envelope) -> Envelope:
@@ -139,16 +176,18 @@ class PersonalData:
 
     async def open(self, envelopes: list[Envelope]) -> list[Opened]:
         """Each envelope with its sealed values opened (one round trip for keys not cached)."""
-        wanted = {s for e in envelopes for s in subjects_of(e.data)}
+        wanted = {s for e in envelopes for s in subjects_of(e.data, e.conversationId)}
         if not wanted:
             return [Opened(e) for e in envelopes]
         keys = await self.vault.fetch(wanted)
         opened: list[Opened] = []
         for envelope in envelopes:
-            if not subjects_of(envelope.data):
+            if not subjects_of(envelope.data, envelope.conversationId):
                 opened.append(Opened(envelope))
                 continue
-            data, erased, unreadable = open_data(envelope.data, keys, envelope.id)
+            data, erased, unreadable = open_data(
+                envelope.data, keys, envelope.id, envelope.conversationId
+            )
             opened.append(
                 Opened(
                     msgspec.structs.replace(envelope, data=data), tuple(erased), tuple(unreadable)
@@ -190,6 +229,8 @@ class PersonalData:
         return opened
 
 
+PARTY_CACHE: Final = 100_000
+_E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 STATE: Final = "state"
 """What a projection's sealed state is bound to in place of an event id."""
 _SEALED_JSON: Final = b'{"' + SEALED.encode() + b'":'

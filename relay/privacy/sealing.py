@@ -2,12 +2,13 @@
 
 A personal field's value is replaced, before the append, by a sealed value::
 
-    {"sealed": "c:<conversationId>", "v": "<base64 of nonce | AES-256-GCM ciphertext and tag>"}
+    {"sealed": "c", "v": "<base64 of nonce | AES-256-GCM ciphertext and tag>"}
 
-``sealed`` names the *subject* whose data key sealed it: the conversation (``c:``), or, for
-an event about no conversation (a click-to-dial request), the other party's number by its
-keyed hash (``n:``). The additional data binds the value to its event and field, so a value
-copied elsewhere does not open. Everything that reads the log opens values through
+``sealed`` names the *subject* whose data key sealed it: ``c``, the event's own conversation
+(whose subject is ``c:<conversationId>``), or, for an event about no conversation (a
+click-to-dial request), the other party's number by its keyed hash (``n:<hash>``). The
+additional data binds the value to its event and field, so a value copied elsewhere does not
+open. Everything that reads the log opens values through
 :func:`open_data`; a value whose key was erased opens as *erased* (left out of the data and
 named), never as an error.
 """
@@ -15,11 +16,10 @@ named), never as an error.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -55,7 +55,18 @@ def party_hash(index_key: bytes, number: str) -> str:
     ``+18883973342`` are one party): what lookups and the erasure index use, never the
     number."""
     digits = re.sub(r"\D", "", number)
-    return hmac.new(index_key, digits.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(index_key, digits.encode(), "sha256").hex()[:32]
+
+
+class DataKey:
+    """A subject's data key, with its AES-GCM cipher made once (making one per value costs
+    as much as the encryption)."""
+
+    __slots__ = ("cipher", "secret")
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.cipher = AESGCM(secret)
 
 
 def is_sealed(value: Any) -> bool:
@@ -63,51 +74,96 @@ def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get(SEALED), str) and "v" in value
 
 
+class _Nonces:
+    """Random 96-bit nonces (random nonces are safe for far more values than one data key
+    ever seals), from the OS's generator a few thousand at a time: one ``getrandom`` call
+    per value cost the relay more than the encryption."""
+
+    def __init__(self, at_once: int = 4096) -> None:
+        self._size = _NONCE * at_once
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> bytes:
+        at = self._at
+        if at + _NONCE > len(self._pool):
+            self._pool, at = os.urandom(self._size), 0
+        self._at = at + _NONCE
+        return self._pool[at : at + _NONCE]
+
+
+random_nonce: Final = _Nonces()
+"""A random 96-bit AES-GCM nonce."""
+
+
 def _aad(event_id: str, field: str) -> bytes:
     return f"{event_id}\n{field}".encode()
 
 
-def seal_value(key: bytes, subject: str, event_id: str, field: str, value: Any) -> dict[str, str]:
+def seal_value(key: DataKey, subject: str, event_id: str, field: str, value: Any) -> dict[str, str]:
     """``value`` (any JSON value) sealed under ``key`` for ``event_id``'s ``field``."""
     clear = msgspec.json.encode(value)
-    nonce = os.urandom(_NONCE)
-    sealed = AESGCM(key).encrypt(nonce, clear, _aad(event_id, field))
+    nonce = random_nonce()
+    sealed = key.cipher.encrypt(nonce, clear, _aad(event_id, field))
     return {SEALED: subject, "v": base64.b64encode(nonce + sealed).decode()}
 
 
-def open_value(key: bytes, event_id: str, field: str, sealed: Mapping[str, Any]) -> Any:
+def open_value(key: DataKey, event_id: str, field: str, sealed: Mapping[str, Any]) -> Any:
     """The value sealed in ``sealed``; :class:`SealingError` if it does not open."""
     try:
         raw = base64.b64decode(sealed["v"], validate=True)
-        clear = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _aad(event_id, field))
+        clear = key.cipher.decrypt(raw[:_NONCE], raw[_NONCE:], _aad(event_id, field))
     except (InvalidTag, ValueError, TypeError) as error:
         raise SealingError(f"{field} of event {event_id} does not open") from error
     return msgspec.json.decode(clear)
 
 
-def personal_fields(data: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
-    """The fields of ``data`` that carry personal data and are not sealed yet."""
-    wanted = PERSONAL_FIELDS.union(extra)
+def personal_fields(data: Mapping[str, Any], wanted: Container[str] = PERSONAL_FIELDS) -> list[str]:
+    """The fields of ``data`` among ``wanted`` (by default the contract's) that hold a value
+    not sealed yet."""
     return [f for f, v in data.items() if f in wanted and v not in (None, "") and not is_sealed(v)]
 
 
+THIS_CONVERSATION: Final = "c"
+"""How a sealed value names its own event's conversation as its subject (shorter than the
+subject written out, on every personal field of every call event)."""
+
+
+def _ref(subject: str, conversation: str | None) -> str:
+    return THIS_CONVERSATION if conversation and subject == "c:" + conversation else subject
+
+
+def _subject(ref: str, conversation: str | None) -> str:
+    return "c:" + conversation if ref == THIS_CONVERSATION and conversation else ref
+
+
 def seal_data(
-    data: Mapping[str, Any], fields: Iterable[str], key: bytes, subject: str, event_id: str
+    data: Mapping[str, Any],
+    fields: Iterable[str],
+    key: DataKey,
+    subject: str,
+    event_id: str,
+    conversation: str | None = None,
 ) -> dict[str, Any]:
-    """``data`` with ``fields`` sealed under ``key``."""
+    """``data`` (of an event about ``conversation``) with ``fields`` sealed under ``key``."""
     sealed = dict(data)
+    ref = _ref(subject, conversation)
     for field in fields:
-        sealed[field] = seal_value(key, subject, event_id, field, data[field])
+        sealed[field] = seal_value(key, ref, event_id, field, data[field])
     return sealed
 
 
-def subjects_of(data: Mapping[str, Any]) -> set[str]:
-    """The subjects whose keys ``data``'s sealed values need."""
-    return {v[SEALED] for v in data.values() if is_sealed(v)}
+def subjects_of(data: Mapping[str, Any], conversation: str | None = None) -> set[str]:
+    """The subjects whose keys the sealed values of ``data`` (of an event about
+    ``conversation``) need."""
+    return {_subject(v[SEALED], conversation) for v in data.values() if is_sealed(v)}
 
 
 def open_data(
-    data: Mapping[str, Any], keys: Mapping[str, bytes | None], event_id: str
+    data: Mapping[str, Any],
+    keys: Mapping[str, DataKey | None],
+    event_id: str,
+    conversation: str | None = None,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """``data`` with its sealed values opened; the fields whose key is gone (erased), and
     those that do not open (:class:`SealingError`), both left out. ``keys`` maps each
@@ -119,7 +175,7 @@ def open_data(
         if not is_sealed(value):
             opened[field] = value
             continue
-        key = keys.get(value[SEALED])
+        key = keys.get(_subject(value[SEALED], conversation))
         if key is None:
             erased.append(field)
             continue

@@ -93,8 +93,9 @@ class BatchingAppender:
         """With ``personal``, envelopes are stored with their personal fields sealed."""
         self._log = log_
         self._personal = personal
-        self._unsealed: deque[tuple[Envelope, AppendReceiver, float, SealPlan | None]] = deque()
-        """Envelopes waiting for their data keys, and every one that came after them."""
+        self._unsealed: dict[str, list[tuple[Envelope, AppendReceiver, float, SealPlan]]] = {}
+        """Envelopes waiting for their subject's data key, by subject, in order (later ones
+        of the same subject wait behind them; others go on)."""
         self._want_keys = asyncio.Event()
         self._metrics = metrics
         self._max_batch = max_batch
@@ -116,27 +117,23 @@ class BatchingAppender:
         if not self._up:
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
-        personal = self._personal
-        plan = personal.plan(envelope) if personal is not None else None
-        if self._unsealed or (plan is not None and not personal.ready(plan)):  # type: ignore[union-attr]
-            # Its data key is to be made: it waits, and what comes after waits behind it.
-            self._unsealed.append((envelope, receiver, received, plan))
-            self._want_keys.set()
-            return
-        self._enqueue(envelope, receiver, received, plan)
+        stored = envelope
+        if self._personal is not None:
+            sealed = self._personal.seal_now(envelope, self._unsealed)
+            if isinstance(sealed, SealPlan):
+                # Its data key is to be made: it waits, its subject's later events behind it.
+                waiting = self._unsealed.setdefault(sealed.subject, [])
+                waiting.append((envelope, receiver, received, sealed))
+                self._want_keys.set()
+                return
+            stored = sealed
+        self._enqueue(envelope, receiver, received, stored)
 
     def _enqueue(
-        self,
-        envelope: Envelope,
-        receiver: AppendReceiver,
-        received: float,
-        plan: SealPlan | None,
+        self, envelope: Envelope, receiver: AppendReceiver, received: float, stored: Envelope
     ) -> None:
+        """Take ``envelope`` in, as ``stored`` (its personal fields sealed)."""
         try:
-            stored = envelope
-            if plan is not None:
-                assert self._personal is not None
-                stored = self._personal.seal(envelope, plan)
             prepared = self._log.prepare(stored)
         except Exception:  # a bulkhead: an envelope the encoder cannot take
             log.exception("event=append_unencodable id=%r", envelope.id)
@@ -255,24 +252,30 @@ class BatchingAppender:
         await pipe.reset()
 
     async def _make_keys(self, personal: PersonalData) -> None:
-        """Make the data keys the waiting envelopes need (one round trip for all of them),
-        then hand them on in order; refuse them (the clients resend) if Redis fails."""
+        """Make the data keys (and party index entries) the waiting envelopes need, one
+        round trip for every subject waiting, then hand each subject's envelopes on in
+        order; refuse them (the clients resend) if Redis fails."""
         while True:
             await self._want_keys.wait()
             self._want_keys.clear()
             while self._unsealed:
-                waiting = len(self._unsealed)
-                plans = [p[3] for p in self._unsealed if p[3] is not None]
+                subjects = list(self._unsealed)
                 try:
-                    await personal.make(p for p in plans if not personal.ready(p))
+                    await personal.make({p for s in subjects for *_, p in self._unsealed[s]})
                 except Exception as error:  # Redis failed, or (a bulkhead) the client did
                     log.warning("event=data_keys_failed error=%r", f"{type(error).__name__}")
-                    for _ in range(waiting):
-                        envelope, receiver, _, _ = self._unsealed.popleft()
-                        receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
+                    for subject in subjects:
+                        for envelope, receiver, _, _ in self._unsealed.pop(subject, []):
+                            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
                     continue
-                for _ in range(waiting):
-                    self._enqueue(*self._unsealed.popleft())
+                for subject in subjects:
+                    queue = self._unsealed.pop(subject, [])
+                    while queue and personal.ready(queue[0][3]):
+                        envelope, receiver, received, plan = queue.pop(0)
+                        sealed = personal.seal(envelope, plan)
+                        self._enqueue(envelope, receiver, received, sealed)
+                    if queue:  # came in meanwhile, naming a party not indexed yet
+                        self._unsealed[subject] = queue
 
     async def _probe(self) -> None:
         """Whenever the log goes down, ping it until it answers, then take appends again."""

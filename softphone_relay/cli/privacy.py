@@ -119,7 +119,9 @@ async def subject(args: SubjectOptions) -> int:
             everything = read_range(redis, "-", "+", EventFilter(), shards=shards, archive=archive)
             async for event in everything:
                 envelope = event.envelope
-                if envelope.conversationId in conversations or theirs & subjects_of(envelope.data):
+                if envelope.conversationId in conversations or theirs & subjects_of(
+                    envelope.data, envelope.conversationId
+                ):
                     yield event
 
         async for event in opened(about_them(), personal):

@@ -15,8 +15,9 @@ from projections.worker import Worker, WorkerSettings
 from relay.log import keys
 from relay.log.event_log import EventLog
 from relay.privacy.erasure import ERASED_EVENT, erase_caller, erase_conversation
-from relay.privacy.keys import new_data_key
+from relay.privacy.keys import LocalKeys, new_data_key
 from relay.privacy.personal import PersonalData, personal_data
+from relay.privacy.vault import Vault
 from relay.server.server import Relay
 from tests.helpers import AgentFactory, RelayFactory, call_data, conversation_ids, make_settings
 
@@ -213,3 +214,19 @@ async def test_an_erased_conversations_state_opens_as_none(
     assert (await (await a_reader(redis_client)).open_states({conversation: state})) == {
         conversation: None
     }
+
+
+async def test_two_processes_making_keys_at_once_agree_on_each(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A key made first by one process is the one the other gets, wherever it falls among
+    the keys the other makes (no reply shifted by a key that was already there)."""
+    kek = LocalKeys([new_data_key()])
+    first, second = Vault(redis_client, kek), Vault(redis_client, kek)
+    await first.make(["c:b"], [])
+    await second.make(["c:a", "c:b", "c:c"], [("party", "c:a")])
+    made = {s: second.cached(s) for s in ("c:a", "c:b", "c:c")}
+    assert all(made.values())
+    assert made["c:b"].secret == first.cached("c:b").secret  # type: ignore[union-attr]
+    assert len({k.secret for k in made.values() if k}) == 3
+    assert await redis_client.smembers(keys.party_conversations("party")) == {b"c:a"}

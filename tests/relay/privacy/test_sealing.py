@@ -9,6 +9,7 @@ import pytest
 
 from relay.privacy.keys import LocalKeys, UnwrapError, key_id_of, new_data_key, parse_data_keys
 from relay.privacy.sealing import (
+    DataKey,
     conversation_subject,
     is_sealed,
     mask_numbers,
@@ -26,18 +27,18 @@ NOTES = "Caller asked to cancel the booking for 12 May; wants a refund to her Vi
 DATA = {"conversationId": CONVERSATION, "callerANI": "+442079460958", "notes": NOTES}
 
 
-def sealed_data(key: bytes) -> dict[str, object]:
+def sealed_data(key: DataKey) -> dict[str, object]:
     return seal_data(DATA, personal_fields(DATA), key, SUBJECT, EVENT)
 
 
 def test_the_contracts_personal_fields_are_sealed_and_nothing_else() -> None:
     data = {**DATA, "dialTo": "", "queueName": "Billing", "duration": 95}
     assert personal_fields(data) == ["callerANI", "notes"]
-    assert personal_fields({"orderRef": "A-17"}, extra=["orderRef"]) == ["orderRef"]
+    assert personal_fields({"orderRef": "A-17"}, wanted={"orderRef"}) == ["orderRef"]
 
 
 def test_a_sealed_value_holds_no_clear_text_and_opens_with_its_key() -> None:
-    key = new_data_key()
+    key = DataKey(new_data_key())
     sealed = sealed_data(key)
     assert is_sealed(sealed["callerANI"]) and sealed["conversationId"] == CONVERSATION
     text = repr(sealed)
@@ -47,13 +48,14 @@ def test_a_sealed_value_holds_no_clear_text_and_opens_with_its_key() -> None:
 
 
 def test_a_value_whose_key_is_erased_opens_as_erased() -> None:
-    opened, erased, unreadable = open_data(sealed_data(new_data_key()), {SUBJECT: None}, EVENT)
+    sealed = sealed_data(DataKey(new_data_key()))
+    opened, erased, unreadable = open_data(sealed, {SUBJECT: None}, EVENT)
     assert opened == {"conversationId": CONVERSATION}
     assert erased == ["callerANI", "notes"] and unreadable == []
 
 
 def test_a_value_moved_to_another_event_or_field_does_not_open() -> None:
-    key = new_data_key()
+    key = DataKey(new_data_key())
     sealed = sealed_data(key)
     swapped = {**sealed, "callerANI": sealed["notes"], "notes": sealed["callerANI"]}
     assert open_data(swapped, {SUBJECT: key}, EVENT)[2] == ["callerANI", "notes"]
@@ -61,8 +63,8 @@ def test_a_value_moved_to_another_event_or_field_does_not_open() -> None:
 
 
 def test_a_value_sealed_under_another_key_does_not_open() -> None:
-    sealed = sealed_data(new_data_key())
-    assert open_data(sealed, {SUBJECT: new_data_key()}, EVENT)[2] == ["callerANI", "notes"]
+    sealed = sealed_data(DataKey(new_data_key()))
+    assert open_data(sealed, {SUBJECT: DataKey(new_data_key())}, EVENT)[2] == ["callerANI", "notes"]
 
 
 def test_a_number_hashes_alike_in_every_format_and_differently_under_another_key() -> None:
