@@ -236,12 +236,19 @@ STATE: Final = "state"
 _SEALED_JSON: Final = b'{"' + SEALED.encode() + b'":'
 
 
+def local_keys(settings: RelaySettings) -> LocalKeys | None:
+    """The configured key-encryption keys, if any."""
+    if not settings.data_keys:
+        return None
+    return LocalKeys([base64.b64decode(k) for k in settings.data_keys])
+
+
 def personal_data(redis: aioredis.Redis, settings: RelaySettings) -> PersonalData | None:
     """The deployment's :class:`PersonalData` when data keys are configured (``start()``
     it before use), else None (personal fields are stored as given)."""
-    if not settings.data_keys:
+    kek = local_keys(settings)
+    if kek is None:
         return None
-    kek = LocalKeys([base64.b64decode(k) for k in settings.data_keys])
     regions = {p: v.region for p, v in (settings.partners or {}).items()}
     return PersonalData(Vault(redis, kek), settings.partner_personal_fields(), regions)
 

@@ -151,6 +151,11 @@ def _history_parsers(sub: Any) -> None:
     erase.add_argument("--by", help="who asks (logged; default: this OS user)")
     erase.add_argument("--dry-run", action="store_true", help="say what would go, erase nothing")
     erase.add_argument("--json", action="store_true", help="the report as JSON")
+    rewrap = sub.add_parser(
+        "rewrap", help="move every data key to the current key-encryption key (a rotation)"
+    )
+    rewrap.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    rewrap.add_argument("--json", action="store_true", help="the report as JSON")
     subject = sub.add_parser("subject", help="every event about a caller, opened, as JSONL")
     subject.add_argument("--caller", required=True, help="the caller's number")
     subject.add_argument("--region", help="where a national --caller number is (ISO 3166)")
@@ -259,6 +264,10 @@ def dispatch(args: argparse.Namespace) -> int:
             from softphone_relay.cli.privacy import EraseOptions, erase
 
             return run(erase(_options(args, EraseOptions)))
+        case "rewrap":
+            from softphone_relay.cli.privacy import RewrapOptions, rewrap_keys
+
+            return run(rewrap_keys(_options(args, RewrapOptions)))
         case "subject":
             from softphone_relay.cli.privacy import SubjectOptions, subject
 

@@ -14,7 +14,8 @@ from relay.errors import ConfigError
 from relay.log import clients
 from relay.log.event_log import EventLog
 from relay.privacy.erasure import ErasureReport, erase_caller, erase_conversation
-from relay.privacy.personal import PersonalData, started_personal_data
+from relay.privacy.personal import PersonalData, local_keys, started_personal_data
+from relay.privacy.rewrap import rewrap
 from relay.privacy.sealing import party_subject, subjects_of
 from relay.wire.phone import NotAPhoneNumber, to_e164
 from softphone_relay.cli.history import private_output
@@ -31,6 +32,14 @@ class EraseOptions(msgspec.Struct, kw_only=True):
     conversation: str | None = None
     region: str | None = None
     by: str | None = None
+    dry_run: bool = False
+    json: bool = False
+    data_dir: str | None = None
+
+
+class RewrapOptions(msgspec.Struct, kw_only=True):
+    """``rewrap``'s arguments."""
+
     dry_run: bool = False
     json: bool = False
     data_dir: str | None = None
@@ -133,4 +142,28 @@ async def subject(args: SubjectOptions) -> int:
         await redis.aclose()
     where = "stdout" if out is sys.stdout else args.out
     print(f"{count:,} events about that caller written to {where}", file=sys.stderr)
+    return 0
+
+
+async def rewrap_keys(args: RewrapOptions) -> int:
+    """``rewrap``: every data key moved to the current key-encryption key."""
+    settings, url = settings_and_url(args.data_dir)
+    kek = local_keys(settings.relay)
+    if kek is None:
+        _needs(None)
+        return 2
+    redis = clients.connect(url, timeout=10.0)
+    try:
+        report = await rewrap(redis, kek, dry_run=args.dry_run)
+    finally:
+        await redis.aclose()
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        verb = "would re-wrap" if report.dry_run else "re-wrapped"
+        before = ", ".join(f"{count:,} by {key}" for key, count in sorted(report.before.items()))
+        print(
+            f"{verb} {report.rewrapped:,} of {report.keys:,} wrapped keys with key "
+            f"{report.current} (before: {before or 'none'})"
+        )
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+from relay.privacy.keys import new_data_key
 from relay.server.server import Relay
 from tests.helpers import (
     AgentFactory,
@@ -103,3 +105,26 @@ def test_erase_without_a_data_key_says_so(redis_url: str, tmp_path: Path) -> Non
 def test_erase_needs_one_of_caller_and_conversation(redis_url: str, tmp_path: Path) -> None:
     both = run_cli(redis_url, tmp_path, "erase", "--caller", ANA, "--conversation", "c1", env=ENV)
     assert both.returncode == 2 and "--caller NUMBER or --conversation ID" in both.stderr
+
+
+async def test_rewrap_moves_every_key_to_the_new_key_so_the_old_one_can_go(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Sealed under the old key; the new key put first, the old one after; rewrap; then
+    with the new key alone everything still opens."""
+    relay = await start_relay(data_keys=DATA_KEYS)
+    await two_callers(relay, open_agent)
+    new = base64.b64encode(new_data_key()).decode()
+    both = clean_env() | {"SOFTPHONE_RELAY_DATA_KEY": f"{new},{DATA_KEYS[0]}"}
+    dry = run_cli(redis_url, tmp_path, "rewrap", "--dry-run", "--json", env=both)
+    assert dry.returncode == 0, dry.stderr
+    counted = json.loads(dry.stdout)
+    assert counted["keys"] == counted["rewrapped"] == 3  # two conversations, the index key
+    done = run_cli(redis_url, tmp_path, "rewrap", env=both)
+    assert done.returncode == 0 and "re-wrapped 3 of 3 wrapped keys" in done.stdout
+    again = json.loads(run_cli(redis_url, tmp_path, "rewrap", "--json", env=both).stdout)
+    assert again["rewrapped"] == 0 and list(again["before"]) == [again["current"]]
+    alone = clean_env() | {"SOFTPHONE_RELAY_DATA_KEY": new}
+    result = run_cli(redis_url, tmp_path, "export", env=alone)
+    assert result.returncode == 0, result.stderr
+    assert ANA in result.stdout and f"ben: {NOTES}" in result.stdout
