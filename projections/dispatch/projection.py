@@ -25,6 +25,7 @@ from relay.log.commands import CommandLog
 from relay.log.envelope import Envelope
 from relay.log.request_rules import RequestStatus
 from relay.log.requests import RequestStore
+from relay.privacy.personal import PersonalData
 from relay.settings import Partner
 from relay.wire.contract import REQUESTS
 
@@ -43,12 +44,18 @@ class DispatchProjection:
     group = "dispatch"
 
     def __init__(
-        self, redis: aioredis.Redis, *, partners: dict[str, Partner] | None, ttl: float
+        self,
+        redis: aioredis.Redis,
+        *,
+        partners: dict[str, Partner] | None,
+        ttl: float,
+        personal: PersonalData | None = None,
     ) -> None:
+        """With ``personal``, the commands' numbers are stored sealed."""
         self._redis = redis
         self._partners = partners or {}
         self._ttl = ttl
-        self._commands = CommandLog(redis)
+        self._commands = CommandLog(redis, personal)
         self._requests = RequestStore(redis)
         self._agents = AgentDirectory(redis)
 
@@ -131,4 +138,5 @@ async def build(context: BuildContext) -> DispatchProjection:
         context.redis,
         partners=context.relay_settings.partners,
         ttl=context.relay_settings.command_ttl,
+        personal=context.personal,
     )

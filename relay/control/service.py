@@ -109,12 +109,13 @@ class Control:
         self._redis = redis
         self._secret: bytes | None = None
         self._agents = AgentDirectory(redis)
-        self._commands = CommandLog(redis)
+        personal = personal_data(redis, settings)
+        self._commands = CommandLog(redis, personal)
         self._requests = RequestStore(redis)
         self._intake = RequestIntake(
             EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl),
             self._requests,
-            personal_data(redis, settings),
+            personal,
         )
 
     async def agent(self, agent_id: str, partner_id: str | None) -> AgentInfo:

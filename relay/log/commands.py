@@ -25,6 +25,7 @@ from relay.log.clients import LOG_ERRORS, execute_loading_scripts, queue_script
 from relay.log.delivery_rules import COMMAND_PAGE, StoredCommand
 from relay.log.resume import StreamState, is_recovered, later_of
 from relay.log.streams import is_missing_key, optional_text
+from relay.privacy.personal import PersonalData
 from relay.wire.contract import validate_command
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
@@ -84,11 +85,20 @@ _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(StoredCommand)
 
 
+def _binding(agent_id: str, request_id: str | None) -> str:
+    """What a command's sealed values are bound to (its id is not known before it is
+    stored)."""
+    return f"command\n{agent_id}\n{request_id or ''}"
+
+
 class CommandLog:
     """The agents' command streams."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, personal: PersonalData | None = None) -> None:
+        """With ``personal``, commands' personal fields (a number to dial) are stored sealed,
+        under that number's key, and opened when read."""
         self._redis = redis
+        self._personal = personal
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
         self._enqueue_once = redis.register_script(ENQUEUE_ONCE_SCRIPT)
         self._record_ack = redis.register_script(RECORD_ACK_SCRIPT)
@@ -112,6 +122,8 @@ class CommandLog:
         if not 0 < ttl_seconds * 1000 < COMMAND_RETENTION_MS:
             raise InvalidEvent(f"{name}: the expiry must be within 24 h, got {ttl_seconds} s")
         expires = datetime.fromtimestamp(time.time() + ttl_seconds, UTC)
+        if self._personal is not None:
+            payload = await self._personal.seal_fields(payload, _binding(agent_id, request_id))
         stored = StoredCommand(name=name, data=payload, expiresAt=expires, requestId=request_id)
         cutoff = max(0, int(time.time() * 1000) - COMMAND_RETENTION_MS)
         args: list[bytes | str | int] = [
@@ -142,7 +154,18 @@ class CommandLog:
                 keys.command_stream(agent_id), min=start, max="+", count=count
             ),
         )
-        return [(entry_id.decode(), _decoder.decode(fields[b"c"])) for entry_id, fields in entries]
+        found = [(entry_id.decode(), _decoder.decode(fields[b"c"])) for entry_id, fields in entries]
+        if self._personal is None:
+            return found
+        opened: list[tuple[str, StoredCommand]] = []
+        for command_id, command in found:
+            binding = _binding(agent_id, command.requestId)
+            data, lost = await self._personal.open_fields(command.data, binding)
+            if lost:  # its number was erased: not to be dialled, so expired
+                command.expiresAt = datetime.fromtimestamp(0, UTC)
+            command.data = data
+            opened.append((command_id, command))
+        return opened
 
     async def record_ack(self, agent_id: str, command_id: str) -> None:
         """Remember the newest command the agent acked (never moves backwards)."""

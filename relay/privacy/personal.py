@@ -16,7 +16,7 @@ import contextlib
 import re
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
@@ -173,6 +173,39 @@ class PersonalData:
         if not self.ready(plan):
             await self.make([plan])
         return self.seal(envelope, plan)
+
+    async def seal_fields(self, data: Any, binding: str, partner: str | None = None) -> Any:
+        """A value outside the log (a command's data) with its personal fields sealed, bound
+        to ``binding``: under the key of the number it names, so erasing that caller reaches
+        it."""
+        if not isinstance(data, dict):
+            return data
+        fields = personal_fields(data, self._wanted.get(partner or "", PERSONAL_FIELDS))
+        if not fields:
+            return data
+        if not self.vault.started:
+            await self.start()
+        region = self._regions.get(partner or "")
+        parties = tuple(self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS)
+        subject = party_subject(parties[0]) if parties else "e:" + binding
+        plan = SealPlan(tuple(fields), subject, parties)
+        if not self.ready(plan):
+            await self.make([plan])
+        key = self.vault.cached(subject)
+        assert key is not None
+        return seal_data(data, fields, key, subject, binding)
+
+    async def open_fields(self, data: Any, binding: str) -> tuple[Any, tuple[str, ...]]:
+        """A value sealed by :meth:`seal_fields`, opened; and its fields that did not open
+        (erased, or not openable), left out."""
+        if not isinstance(data, dict):
+            return data, ()
+        subjects = subjects_of(data)
+        if not subjects:
+            return data, ()
+        keys = await self.vault.fetch(subjects)
+        opened, erased, unreadable = open_data(data, keys, binding)
+        return opened, tuple(erased + unreadable)
 
     async def open(self, envelopes: list[Envelope]) -> list[Opened]:
         """Each envelope with its sealed values opened (one round trip for keys not cached)."""

@@ -68,13 +68,13 @@ class Relay:
         self.instance_id = uuid.uuid4().hex[:12]
         self.metrics = RelayMetrics()
         self._redis = redis
-        self.commands = CommandLog(redis)
+        self._personal = personal_data(redis, settings)
+        self.commands = CommandLog(redis, self._personal)
         self.dispositions = DispositionCodes(settings, redis)
         self.agents = AgentDirectory(redis)
         self.requests = RequestStore(redis)
         event_log = EventLog(redis, shards=settings.shards, dedupe_ttl=settings.dedupe_ttl)
         self._event_log = event_log
-        self._personal = personal_data(redis, settings)
         self._appender = BatchingAppender(event_log, self.metrics, personal=self._personal)
         self._delivery = CommandDelivery(self.commands, self.requests, self.metrics)
         self._hub = CommandHub(redis, sweep_interval=settings.heartbeat, wake=self._delivery.wake)

@@ -61,10 +61,12 @@ async def send(
     except json.JSONDecodeError as error:
         raise ConfigError("JSON", f"not valid JSON: {error}") from None
     from relay.log.commands import CommandLog
+    from relay.privacy.personal import started_personal_data
 
     redis = clients.connect(url)
     try:
-        command_id = await CommandLog(redis).enqueue(
+        personal = await started_personal_data(redis, settings.relay)
+        command_id = await CommandLog(redis, personal).enqueue(
             agent, name, data, ttl_seconds=ttl or settings.relay.command_ttl
         )
     finally:
