@@ -418,3 +418,22 @@ async def http_exchange(port: int, raw: bytes) -> bytes:
         answer = await reader.read()
     writer.close()
     return answer
+
+
+def standin_user(standin: StandIn, name: str, role: str | None) -> str:
+    """A User of the stand-in's org, in ``role`` of its activity sharing (None: no role)."""
+    org = standin.state.org
+    user_id = org.create("User", {"Username": f"{name}@acme.example", "LastName": name})
+    if role is not None:
+        assert org.sharing is not None
+        org.sharing.roles[user_id] = role
+    return user_id
+
+
+async def late_inserts_committed(standin: StandIn) -> None:
+    """Wait until every late insert of the stand-in has tried to commit."""
+    for _ in range(200):
+        if not standin.state.late_pending:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("a late insert never committed")

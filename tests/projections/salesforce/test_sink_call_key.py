@@ -4,7 +4,6 @@ refuses a second one (``DUPLICATE_VALUE``) however late a slow first insert comm
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -17,7 +16,13 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, WITH_KIT, RecordRefused
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping, task_fields
-from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks
+from tests.helpers import (
+    ConnectionFactory,
+    call_record,
+    conversation_ids,
+    late_inserts_committed,
+    tasks,
+)
 
 KEYED = TaskMapping(key_field=CALL_ID_FIELD)
 
@@ -54,15 +59,6 @@ def test_the_stand_in_refuses_a_second_record_with_a_unique_value() -> None:
     assert first in error.message
 
 
-async def committed(standin: StandIn) -> None:
-    """Wait until every late insert has tried to commit."""
-    for _ in range(200):
-        if not standin.state.late_pending:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("a late insert never committed")
-
-
 async def test_a_create_whose_first_insert_commits_after_the_client_gave_up_makes_one_task(
     standin: StandIn, connection: ConnectionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,7 +72,7 @@ async def test_a_create_whose_first_insert_commits_after_the_client_gave_up_make
     sink = SalesforceSink(connection(), KEYED, retry_base=0.01)
     assert await sink.write(records(ids)) == {c: Done() for c in ids}
     assert standin.state.late_pending == 1  # written before the first insert committed
-    await committed(standin)
+    await late_inserts_committed(standin)
     found = tasks(standin)
     assert sorted(found) == sorted(ids)
     assert all(t["Description"] == "Booked two nights" for t in found.values())

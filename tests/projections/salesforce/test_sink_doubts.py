@@ -17,7 +17,13 @@ from projections.salesforce.doubts import Step, UnansweredCreates
 from projections.salesforce.sink import SalesforceSink
 from projections.salesforce.standin.server import StandIn
 from projections.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record, conversation_ids, tasks_of
+from tests.helpers import (
+    ConnectionFactory,
+    call_record,
+    conversation_ids,
+    late_inserts_committed,
+    tasks_of,
+)
 
 
 def test_a_call_with_no_unanswered_create_is_written() -> None:
@@ -51,15 +57,6 @@ def records(ids: list[str], **fields: Any) -> list[CallRecord]:
     return [call_record(c, **{"notes": "Booked two nights", **fields}) for c in ids]
 
 
-async def committed(standin: StandIn) -> None:
-    """Wait until every late insert has tried to commit."""
-    for _ in range(200):
-        if not standin.state.late_pending:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("a late insert never committed")
-
-
 def creates(standin: StandIn) -> int:
     return sum(1 for m, p in standin.state.requests if m == "POST" and p.endswith("/sobjects"))
 
@@ -82,7 +79,7 @@ async def test_a_create_that_commits_after_the_client_gave_up_makes_one_task(
     again = await sink.write(records(ids))
     assert all(isinstance(o, Wait) for o in again.values())
     assert len(standin.state.requests) == requests_before, "a wait between looks asks nothing"
-    await committed(standin)
+    await late_inserts_committed(standin)
     await asyncio.sleep(0.2)
     assert await sink.write(records(ids, notes="Called back")) == {c: Done() for c in ids}
     found = tasks_of(standin)

@@ -15,7 +15,7 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, WITH_KIT
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
-from tests.helpers import ConnectionFactory, call_record, conversation_ids
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, standin_user
 
 (CALL,) = conversation_ids(1)
 
@@ -28,21 +28,12 @@ def standin_state() -> StandInState:
     return StandInState(org=org)
 
 
-def user(standin: StandIn, name: str, role: str | None) -> str:
-    org = standin.state.org
-    user_id = org.create("User", {"Username": f"{name}@acme.example", "LastName": name})
-    if role is not None:
-        assert org.sharing is not None
-        org.sharing.roles[user_id] = role
-    return user_id
-
-
 def sink(
     standin: StandIn, connection: ConnectionFactory, role: str | None, mapping: TaskMapping
 ) -> tuple[SalesforceSink, str]:
     """A sink running as an integration user with ``role``, and an agent who owns Tasks."""
-    agent = user(standin, "agent", "Agent")
-    integration = user(standin, "integration", role)
+    agent = standin_user(standin, "agent", "Agent")
+    integration = standin_user(standin, "integration", role)
     auth = SessionAuth(standin.instance_url, standin.state.new_session(integration))
     return SalesforceSink(connection(auth), mapping), agent
 

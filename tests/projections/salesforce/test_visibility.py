@@ -16,7 +16,7 @@ from projections.salesforce.standin.schema import WITH_KIT
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
 from projections.salesforce.visibility import Reach, verdict
-from tests.helpers import ConnectionFactory, call_record, conversation_ids
+from tests.helpers import ConnectionFactory, call_record, conversation_ids, standin_user
 
 USER = "005Hs00000ABCDeIAX"
 
@@ -67,21 +67,12 @@ def standin_state() -> StandInState:
     return StandInState(org=org)
 
 
-def add_user(standin: StandIn, name: str, role: str | None) -> str:
-    org = standin.state.org
-    user_id = org.create("User", {"Username": f"{name}@acme.example", "LastName": name})
-    if role is not None:
-        assert org.sharing is not None
-        org.sharing.roles[user_id] = role
-    return user_id
-
-
 async def write_a_call(
     standin: StandIn, connection: ConnectionFactory, integration: str | None
 ) -> SalesforceSink:
     """One call by an agent, written by a sink running as ``integration`` (None: a session
     with no user of its own, an administrator's)."""
-    agent = add_user(standin, "agent", "Agent")
+    agent = standin_user(standin, "agent", "Agent")
     session = standin.state.new_session(integration)
     writer = SalesforceSink(connection(SessionAuth(standin.instance_url, session)), TaskMapping())
     (call,) = conversation_ids(1)
@@ -118,7 +109,7 @@ async def test_the_first_write_logs_one_line_on_the_integration_users_reach(
 ) -> None:
     """The probe reads the user (UserInfo), its permission sets and its role as the org
     holds them, and says in one line whether the agents' Tasks are within its reach."""
-    integration = add_user(standin, "integration", role)
+    integration = standin_user(standin, "integration", role)
     if modify_all:
         assert standin.state.org.sharing is not None
         standin.state.org.sharing.modify_all.add(integration)
@@ -143,9 +134,9 @@ async def test_the_probe_runs_once_per_sink(
     standin: StandIn, connection: ConnectionFactory
 ) -> None:
     """Later writes ask nothing more: one UserInfo request and four queries in all."""
-    writer = await write_a_call(standin, connection, add_user(standin, "integration", "CEO"))
+    writer = await write_a_call(standin, connection, standin_user(standin, "integration", "CEO"))
     (call,) = conversation_ids(1)
-    await writer.write([call_record(call, ownerId=add_user(standin, "agent2", "Agent"))])
+    await writer.write([call_record(call, ownerId=standin_user(standin, "agent2", "Agent"))])
     paths = [path for _, path in standin.state.requests]
     assert paths.count("/services/oauth2/userinfo") == 1
     probes = [q for q in standin.state.queries if "PermissionSet" in q or "Role" in q]
@@ -159,6 +150,6 @@ async def test_an_org_that_will_not_say_is_logged_and_the_call_is_still_written(
     said once, and stops nothing."""
     standin.state.org.objects.pop("PermissionSetAssignment")
     with caplog.at_level(logging.INFO, logger="projections.salesforce.visibility"):
-        await write_a_call(standin, connection, add_user(standin, "integration", "CEO"))
+        await write_a_call(standin, connection, standin_user(standin, "integration", "CEO"))
     ((level, line),) = visibility_lines(caplog)
     assert level == logging.WARNING and line.startswith("event=task_visibility_unknown")
