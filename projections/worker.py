@@ -27,14 +27,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from projections.metrics import WorkerMetrics
-from projections.outcomes import LogEntry, Outcome, Projection, Reject, Retry
+from projections.outcomes import LogEntry, Outcome, Pause, Projection, Reject, Retry
 from projections.settle import retry_delay_ms, settle
 from relay.backoff import Backoff
 from relay.log import keys
@@ -42,9 +42,15 @@ from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope, decode_stored
 from relay.log.streams import parse_stream_id
 from relay.privacy.personal import PersonalData
-from relay.privacy.sealing import mask_numbers
+from relay.privacy.sealing import mask_numbers, subjects_of
 
 log = logging.getLogger(__name__)
+
+NO_DATA_KEY: Final = (
+    "personal fields are sealed in the log and this worker has no SOFTPHONE_RELAY_DATA_KEY: "
+    "give it the relays' keys"
+)
+NO_DATA_KEY_PAUSE: Final = 30.0
 
 
 RawEntry = tuple[bytes, dict[bytes, bytes]]
@@ -297,6 +303,10 @@ class Worker:
         good = [e for e in entries if e.envelope is not None]
         started = time.perf_counter()
         outcomes: dict[str, Outcome] = dict(undecodable)
+        if self._personal is None:  # sealed values it cannot open must not reach a target
+            sealed = {e.id for e in good if e.envelope and subjects_of(e.envelope.data)}
+            outcomes |= {i: Pause(NO_DATA_KEY, NO_DATA_KEY_PAUSE) for i in sealed}
+            good = [e for e in good if e.id not in sealed]
         if good:
             try:
                 outcomes |= await self._projection.handle(good)

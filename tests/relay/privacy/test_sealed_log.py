@@ -3,6 +3,7 @@ append, opened for the projections, erased by caller or by conversation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -230,3 +231,25 @@ async def test_two_processes_making_keys_at_once_agree_on_each(
     assert made["c:b"].secret == first.cached("c:b").secret  # type: ignore[union-attr]
     assert len({k.secret for k in made.values() if k}) == 3
     assert await redis_client.smembers(keys.party_conversations("party")) == {b"c:a"}
+
+
+async def test_a_worker_without_the_data_key_holds_sealed_entries_back(
+    start_relay: RelayFactory, open_agent: AgentFactory, redis_client: aioredis.Redis
+) -> None:
+    """A worker whose configuration lacks the key pauses on sealed entries (no attempt, no
+    dead letter, nothing handed to its target); once given the key, it handles them."""
+    relay = await start_relay(data_keys=DATA_KEYS)
+    ids = await calls(relay, open_agent)
+    collector = Collector()
+    settings = WorkerSettings(block_ms=50, retry_after_ms=50)
+    keyless = Worker(redis_client, collector, settings, consumer="worker-1")
+    running = asyncio.create_task(keyless.run())
+    await asyncio.sleep(0.5)
+    keyless.stop()
+    await running
+    assert collector.data == {}
+    assert await redis_client.xlen(keys.dead_letters("calls")) == 0
+    reader = await a_reader(redis_client)
+    keyed = Worker(redis_client, collector, settings, consumer="worker-1", personal=reader)
+    await keyed.run(burst=True)
+    assert collector.data[ids["ana_1"]]["callerANI"] == ANA
