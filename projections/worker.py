@@ -207,8 +207,7 @@ class Worker:
     @staticmethod
     async def _opened(personal: PersonalData, entries: list[LogEntry]) -> list[LogEntry]:
         """The entries with their envelopes' personal values opened (erased ones left out)."""
-        readable = [e for e in entries if e.envelope is not None]
-        opened = iter(await personal.open([e.envelope for e in readable if e.envelope]))
+        opened = iter(await personal.open([e.envelope for e in entries if e.envelope]))
         result: list[LogEntry] = []
         for entry in entries:
             if entry.envelope is None:

@@ -39,15 +39,12 @@ class KeyEncryptionKey(Protocol):
     @property
     def key_id(self) -> str:
         """The id of the key that wraps new data keys."""
-        ...
 
     def wrap(self, data_key: bytes) -> bytes:
         """``data_key`` wrapped by the current key."""
-        ...
 
     def unwrap(self, wrapped: bytes) -> bytes:
         """The data key in ``wrapped``; :class:`UnwrapError` if no known key opens it."""
-        ...
 
 
 def key_id_of(secret: bytes) -> str:

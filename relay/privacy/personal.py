@@ -27,6 +27,7 @@ from relay.privacy.sealing import (
     NUMBER_FIELDS,
     PERSONAL_FIELDS,
     SEALED,
+    DataKey,
     SealingError,
     conversation_subject,
     open_data,
@@ -40,6 +41,7 @@ from relay.privacy.sealing import (
 )
 from relay.privacy.vault import Vault
 from relay.settings import RelaySettings
+from relay.wire.contract import E164_PATTERN
 from relay.wire.phone import NotAPhoneNumber, to_e164
 
 
@@ -88,7 +90,7 @@ class PersonalData:
         found = self._parties.get((number, region))
         if found is None:
             normal = number
-            if not _E164.fullmatch(number):  # the contract's numbers are E.164 already
+            if not _E164.match(number):  # the contract's numbers are E.164 already
                 with contextlib.suppress(NotAPhoneNumber):  # else hashed by its digits
                     normal = to_e164(number, region)
             found = self._parties[(number, region)] = party_hash(self.vault.index_key, normal)
@@ -126,17 +128,30 @@ class PersonalData:
         return self._plan(envelope, fields) if fields else None
 
     def _plan(self, envelope: Envelope, fields: list[str]) -> SealPlan:
-        data = envelope.data
-        region = self._regions.get(envelope.partnerId)
+        return self._plan_of(
+            envelope.data, fields, envelope.partnerId, envelope.conversationId, envelope.id
+        )
+
+    def _plan_of(
+        self,
+        data: Mapping[str, Any],
+        fields: list[str],
+        partner: str,
+        conversation: str | None,
+        binding: str,
+    ) -> SealPlan:
+        """The plan for ``fields`` of ``data``: the conversation's key, else that of the first
+        number named, else one of the value's own (``binding``)."""
+        region = self._regions.get(partner)
         parties = tuple(
             self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS and data[f]
         )
-        if envelope.conversationId:
-            subject = conversation_subject(envelope.conversationId)
+        if conversation:
+            subject = conversation_subject(conversation)
         elif parties:
             subject = party_subject(parties[0])
         else:
-            subject = "e:" + envelope.id
+            subject = "e:" + binding
         return SealPlan(tuple(fields), subject, parties)
 
     def ready(self, plan: SealPlan) -> bool:
@@ -170,8 +185,7 @@ class PersonalData:
         plan = self.plan(envelope)
         if plan is None:
             return envelope
-        if not self.ready(plan):
-            await self.make([plan])
+        await self._made(plan)
         return self.seal(envelope, plan)
 
     async def seal_fields(self, data: Any, binding: str, partner: str | None = None) -> Any:
@@ -185,15 +199,17 @@ class PersonalData:
             return data
         if not self.vault.started:
             await self.start()
-        region = self._regions.get(partner or "")
-        parties = tuple(self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS)
-        subject = party_subject(parties[0]) if parties else "e:" + binding
-        plan = SealPlan(tuple(fields), subject, parties)
+        plan = self._plan_of(data, fields, partner or "", None, binding)
+        return seal_data(data, fields, await self._made(plan), plan.subject, binding)
+
+    async def _made(self, plan: SealPlan) -> DataKey:
+        """The data key ``plan`` needs, made (with its index entries) if this process lacks
+        it."""
         if not self.ready(plan):
             await self.make([plan])
-        key = self.vault.cached(subject)
+        key = self.vault.cached(plan.subject)
         assert key is not None
-        return seal_data(data, fields, key, subject, binding)
+        return key
 
     async def open_fields(self, data: Any, binding: str) -> tuple[Any, tuple[str, ...]]:
         """A value sealed by :meth:`seal_fields`, opened; and its fields that did not open
@@ -209,13 +225,14 @@ class PersonalData:
 
     async def open(self, envelopes: list[Envelope]) -> list[Opened]:
         """Each envelope with its sealed values opened (one round trip for keys not cached)."""
-        wanted = {s for e in envelopes for s in subjects_of(e.data, e.conversationId)}
+        needs = [subjects_of(e.data, e.conversationId) for e in envelopes]
+        wanted = set().union(*needs)
         if not wanted:
             return [Opened(e) for e in envelopes]
         keys = await self.vault.fetch(wanted)
         opened: list[Opened] = []
-        for envelope in envelopes:
-            if not subjects_of(envelope.data, envelope.conversationId):
+        for envelope, subjects in zip(envelopes, needs, strict=True):
+            if not subjects:
                 opened.append(Opened(envelope))
                 continue
             data, erased, unreadable = open_data(
@@ -263,7 +280,7 @@ class PersonalData:
 
 
 PARTY_CACHE: Final = 100_000
-_E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
+_E164: Final = re.compile(E164_PATTERN)
 STATE: Final = "state"
 """What a projection's sealed state is bound to in place of an event id."""
 _SEALED_JSON: Final = b'{"' + SEALED.encode() + b'":'

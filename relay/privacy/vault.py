@@ -99,15 +99,16 @@ class Vault:
         fresh = new_data_keys(len(wanted))
         names = [keys.data_key(s) for s in wanted] + [keys.party_conversations(p) for p, _ in pairs]
         values = [self.kek.wrap(k) for k in fresh] + [s for _, s in pairs]
+        made = len(wanted)
         if isinstance(self._redis, RedisCluster):  # the keys live in many slots
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name, value in zip(names[: len(wanted)], values, strict=False):
+                for name, value in zip(names[:made], values[:made], strict=True):
                     pipe.set(name, value, nx=True, get=True)
-                for name, value in zip(names[len(wanted) :], values[len(wanted) :], strict=True):
+                for name, value in zip(names[made:], values[made:], strict=True):
                     pipe.sadd(name, value)
                 replies = await pipe.execute()
         else:  # one script call: a pipeline of two commands a call costs the relay more
-            replies = await self._make_script(keys=names, args=[len(wanted), *values])
+            replies = await self._make_script(keys=names, args=[made, *values])
         for subject, key, existing in zip(wanted, fresh, replies, strict=False):
             # Ours if there was none; else the one another process made first.
             self._remember(subject, DataKey(self.kek.unwrap(existing) if existing else key))
