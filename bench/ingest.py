@@ -21,8 +21,9 @@ Prints acked events/s, ack latency p50/p99 for both phases, the baseline, and re
 With ``--cluster``, also saturated ingest with the log in 6 shards, on one node and on a
 three-primary Redis Cluster (``redis+cluster://``) started the same way, in the same run.
 With ``--sealing``, also saturated ingest with personal fields sealed against stored as
-given, each client sending calls of its own (incomingCall with the caller's number,
-callAccepted, callEnded and callNotesSubmitted with notes): a data key made per call.
+given, each client sending calls of its own, with the payloads of the contract's examples
+(``tests/data/contract-examples.json``: the caller's number on incomingCall and callAccepted,
+notes on callEnded and callNotesSubmitted): a data key made per call.
 """
 
 from __future__ import annotations
@@ -83,12 +84,36 @@ def event_frame(event_id: str, n: int) -> bytes:
 
 
 CALL: Final = (
-    ("incomingCall", {"callerANI": "+442079460958"}),
-    ("callAccepted", {}),
-    ("callEnded", {"duration": 184, "callType": "inbound", "notes": "Changed travel dates"}),
-    ("callNotesSubmitted", {"notes": "Changed travel dates to 12 May", "disposition": "code1"}),
+    ("incomingCall", {"callerANI": "+18883973342", "language": "en_US"}),
+    (
+        "callAccepted",
+        {
+            "callerANI": "+18883973342",
+            "language": "en_US",
+            "ivrExitPath": "change_booking",
+            "channelName": "voice",
+            "reservationStartDate": "2026-12-01",
+            "specialEvent": "",
+            "escalationType": "none",
+            "recordingStatus": "ON",
+        },
+    ),
+    (
+        "callEnded",
+        {
+            "duration": 184,
+            "disposition": "code1",
+            "notes": "Changed travel dates",
+            "callType": "inbound",
+        },
+    ),
+    (
+        "callNotesSubmitted",
+        {"disposition": "code2", "notes": "Changed travel dates; refund issued"},
+    ),
 )
-"""A call's events, for loads where each client handles calls of its own."""
+"""A call's events, for loads where each client handles calls of its own: the payloads of
+the contract's examples (``tests/data/contract-examples.json``), every field."""
 
 
 def call_frame(event_id: str, n: int) -> bytes:

@@ -53,6 +53,7 @@ PURE = (
     "relay.log.agent_records",
     "relay.privacy.sealing",
     "relay.privacy.keys",
+    "relay.privacy.conversations",
     "projections.outcomes",
     "projections.settle",
     "projections.registry",

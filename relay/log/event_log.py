@@ -30,6 +30,7 @@ from relay.errors import BatchRefused, Forbidden, FrameRefused, Unavailable
 from relay.log import keys
 from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope, encode_stored
+from relay.log.keys import NO_KEY_WRITES, KeyWrites
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,25 @@ APPEND_SCRIPT: Final = """
 local buckets = tonumber(ARGV[2])
 local owner_ttl = ARGV[3]
 local legacy_keys = tonumber(ARGV[4])
-local events = (#ARGV - 4) / 3
+local events = (#ARGV - 5) / 6
 local live = {KEYS[2]}
 for b = 3, buckets do
   if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
 end
 local out = {}
 local checked = 0
+local at = buckets + legacy_keys + tonumber(ARGV[5])
 for k = 1, events do
-  local digest, stored, partner = ARGV[k * 3 + 2], ARGV[k * 3 + 3], ARGV[k * 3 + 4]
+  local a = 5 + (k - 1) * 6
+  local digest, stored, partner = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local wrapped, indexes, member = ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
+  local data_key = false
+  if wrapped ~= '' then
+    at = at + 1
+    data_key = KEYS[at]
+  end
+  local first_index = at + 1
+  at = at + indexes
   local seen = false
   for _, bucket in ipairs(live) do
     seen = redis.call('HGET', bucket, digest)
@@ -66,15 +77,27 @@ for k = 1, events do
         'SET', KEYS[buckets + legacy_keys + checked], partner, 'NX', 'GET', 'EX', owner_ttl)
     end
   end
+  local there = false
+  if seen or (owner and owner ~= partner) then
+    there = false
+  elseif data_key then
+    -- The conversation's data key, made by the relay: stored unless one is there already.
+    there = redis.call('SET', data_key, wrapped, 'NX', 'GET')
+    if there == wrapped then there = false end
+  end
   if seen then
     out[#out + 1] = seen
     out[#out + 1] = 1
   elseif owner and owner ~= partner then
     out[#out + 1] = owner
     out[#out + 1] = 2
+  elseif there then
+    out[#out + 1] = there
+    out[#out + 1] = 3
   else
     local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
     redis.call('HSET', KEYS[2], digest, id)
+    for i = first_index, at do redis.call('SADD', KEYS[i], member) end
     out[#out + 1] = id
     out[#out + 1] = 0
   end
@@ -83,16 +106,21 @@ redis.call('EXPIREAT', KEYS[2], ARGV[1])
 return out
 """
 """Append a shard's batch with dedupe, each conversation kept to the partner that first used
-it. KEYS: the stream, today's dedupe bucket (written, always searched), the other buckets a
-resend may be remembered in (searched if they exist, checked once per batch: tomorrow's rarely
-does), then, while dedupe keys of the format before buckets may live (:meth:`EventLog.start`),
-each event's such key (read only), then the conversation owner key of each event whose owner
-is to be checked, in order. ARGV: when today's bucket expires, how many buckets (the stream
-included), how long an owner is kept, how many keys of the old format there are (0 or one per
-event), then each event's digest, stored envelope and partner ('' when there is nothing to
-check: no conversation, or an owner known already).
+it, and each conversation's data key stored with the first event sealed under it. KEYS: the
+stream, today's dedupe bucket (written, always searched), the other buckets a resend may be
+remembered in (searched if they exist, checked once per batch: tomorrow's rarely does), then,
+while dedupe keys of the format before buckets may live (:meth:`EventLog.start`), each
+event's such key (read only), then the conversation owner key of each event whose owner is to
+be checked, in order, then for each event in order its data key to store (if it has one) and
+the party index sets to add its subject to. ARGV: when today's bucket expires, how many
+buckets (the stream included), how long an owner is kept, how many keys of the old format
+there are (0 or one per event), how many owner keys, then for each event its digest, stored
+envelope, partner ('' when there is nothing to check: no conversation, or an owner known
+already), wrapped data key ('' for none), how many party index sets, and the subject they
+list.
 Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its conversation's
-partner and 2 (refused: another partner's conversation)."""
+partner and 2 (refused: another partner's conversation); or the conversation's data key and
+3 (refused: sealed under another key than the one there)."""
 
 OWNERS_KEPT: Final = 200_000
 """Confirmed conversation owners an event log remembers at most (about 30 MB)."""
@@ -120,11 +148,11 @@ def dedupe_buckets(shard: int, now: float, dedupe_ttl: int) -> tuple[list[str], 
     return [keys.seen_bucket(shard, day) for day in days], (today + 1) * DAY + dedupe_ttl + 1
 
 
-Prepared = tuple[int, bytes, bytes, str | None, str | None, str]
+Prepared = tuple[int, bytes, bytes, str | None, str | None, str, KeyWrites]
 """An envelope ready to append: its shard, dedupe digest, stored JSON, dedupe key of the format
-before buckets (None once none can live), and
-its conversation's owner key and partner to check (None and '' when there is nothing to
-check: no conversation, or an owner this process saw confirmed)."""
+before buckets (None once none can live), its conversation's owner key and partner to check
+(None and '' when there is nothing to check: no conversation, or an owner this process saw
+confirmed), and the keys to store beside it."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -132,6 +160,13 @@ class AppendResult(msgspec.Struct, frozen=True):
 
     seq: str
     duplicate: bool
+
+
+class KeyTaken(msgspec.Struct, frozen=True):
+    """An event not appended: sealed under a data key its relay made, while its
+    conversation had one already (``wrapped``), under which it is to be sealed again."""
+
+    wrapped: bytes
 
 
 class EventLog:
@@ -203,9 +238,10 @@ class EventLog:
         except LOG_ERRORS:
             return False
 
-    def prepare(self, envelope: Envelope) -> Prepared:
+    def prepare(self, envelope: Envelope, writes: KeyWrites = NO_KEY_WRITES) -> Prepared:
         """What appending ``envelope`` needs, computed ahead (the relay does it as the event
-        arrives, while Redis works on the previous batch)."""
+        arrives, while Redis works on the previous batch), with ``writes`` stored beside
+        it."""
         shard = self.shard_of(envelope)
         conversation = envelope.conversationId
         partner = envelope.partnerId
@@ -221,13 +257,18 @@ class EventLog:
             keys.seen(shard, envelope.agentId, envelope.id) if self._legacy_until else None,
             owner_key,
             partner,
+            writes,
         )
 
-    async def append_batch(self, envelopes: list[Envelope]) -> list[AppendResult | FrameRefused]:
+    async def append_batch(
+        self, envelopes: list[Envelope]
+    ) -> list[AppendResult | KeyTaken | FrameRefused]:
         """Append all envelopes (:meth:`append_prepared`)."""
         return await self.append_prepared([self.prepare(envelope) for envelope in envelopes])
 
-    async def append_prepared(self, batch: list[Prepared]) -> list[AppendResult | FrameRefused]:
+    async def append_prepared(
+        self, batch: list[Prepared]
+    ) -> list[AppendResult | KeyTaken | FrameRefused]:
         """Append a batch: one script call per shard, the shards concurrently (on a cluster
         they live on different nodes); each envelope's result, in order.
 
@@ -249,7 +290,7 @@ class EventLog:
         outcomes = await asyncio.gather(
             *(self._append_shard(shard, [batch[i] for i in ix]) for shard, ix in by_shard.items())
         )
-        results: list[AppendResult | FrameRefused | None] = [None] * len(batch)
+        results: list[AppendResult | KeyTaken | FrameRefused | None] = [None] * len(batch)
         for indexes, outcome in zip(by_shard.values(), outcomes, strict=True):
             for position, index in enumerate(indexes):
                 results[index] = outcome if isinstance(outcome, Unavailable) else outcome[position]
@@ -265,7 +306,7 @@ class EventLog:
 
     async def _append_shard(
         self, shard: int, batch: list[Prepared]
-    ) -> list[AppendResult | Forbidden] | Unavailable:
+    ) -> list[AppendOutcome] | Unavailable:
         keys_, args = self.shard_call(shard, batch)
         try:
             reply = await self._script(keys=keys_, args=args)
@@ -291,11 +332,21 @@ class EventLog:
         old_format = [p[3] for p in batch if p[3] is not None]
         if len(old_format) != len(batch):  # the window closed within this batch
             old_format = []
-        args: list[Any] = [expire_at, len(buckets) + 1, CONVERSATION_OWNER_TTL, len(old_format)]
-        for _, digest, stored, _, _, partner in batch:
-            args += (digest, stored, partner)
-        keys_ = [self._streams[shard], *buckets, *old_format]
-        keys_ += [p[4] for p in batch if p[4] is not None]
+        owners = [p[4] for p in batch if p[4] is not None]
+        args: list[Any] = [
+            expire_at,
+            len(buckets) + 1,
+            CONVERSATION_OWNER_TTL,
+            len(old_format),
+            len(owners),
+        ]
+        keys_ = [self._streams[shard], *buckets, *old_format, *owners]
+        for _, digest, stored, _, _, partner, writes in batch:
+            data_key, wrapped, party_sets, subject = writes
+            args += (digest, stored, partner, wrapped, len(party_sets), subject)
+            if data_key is not None:
+                keys_.append(data_key)
+            keys_ += party_sets
         return keys_, args
 
     def pipe(self) -> AppendPipe | None:
@@ -327,13 +378,18 @@ CONVERSATION_TAKEN: Final = Forbidden(
 """The refusal of an event about another partner's conversation (its owner is not said)."""
 
 
-def results_of(reply: list[Any]) -> list[AppendResult | Forbidden]:
+AppendOutcome = AppendResult | Forbidden | KeyTaken
+"""What the append script answers for one event."""
+
+
+def results_of(reply: list[Any]) -> list[AppendOutcome]:
     """The append script's reply: each event's stream id and whether it was there already,
-    or its refusal (another partner's conversation)."""
+    or its refusal (another partner's conversation), or the data key it is to be sealed
+    under."""
     return [
-        CONVERSATION_TAKEN
-        if reply[n + 1] == 2
-        else AppendResult(reply[n].decode(), bool(reply[n + 1]))
+        AppendResult(reply[n].decode(), bool(reply[n + 1]))
+        if reply[n + 1] < 2
+        else (CONVERSATION_TAKEN if reply[n + 1] == 2 else KeyTaken(reply[n]))
         for n in range(0, len(reply), 2)
     ]
 
@@ -362,7 +418,7 @@ class AppendPipe:
         command = ("EVALSHA", self._log.script_sha, len(keys_), *keys_, *args)
         await connection.send_packed_command(pack_command(command), check_health=False)
 
-    async def receive(self, shard: int) -> list[AppendResult | Forbidden] | BatchRefused:
+    async def receive(self, shard: int) -> list[AppendOutcome] | BatchRefused:
         """The reply to the oldest call not yet answered (sent for ``shard``); an error reply
         other than a forgotten script refuses that call alone (the connection is fine)."""
         connection = self._connection

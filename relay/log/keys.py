@@ -9,7 +9,7 @@ presence and its online flag share ``{agentId}``.
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import Final, NamedTuple
 
 
 def event_stream(shard: int) -> str:
@@ -176,14 +176,40 @@ REQUEST_ID_SECRET: Final = "sp:secret:requestids"
 
 
 def data_key(subject: str) -> str:
-    """A subject's wrapped data key (``relay/privacy``): deleting it erases the subject."""
+    """A subject's wrapped data key (``relay/privacy``), for a subject outside any
+    conversation (a number's, an event's own): deleting it erases the subject."""
     return f"sp:pii:key:{subject}"
 
+
+def conversation_data_key(shard: int, conversation_id: str) -> str:
+    """A conversation's wrapped data key, in its shard's slot: the append script sets it
+    with the conversation's first sealed event."""
+    return f"sp:pii:key:{{{shard}}}:c:{conversation_id}"
+
+
+DATA_KEY_PATTERN: Final = "sp:pii:key:*"
+"""Every data key, for ``SCAN``."""
 
 PARTY_INDEX_KEY: Final = "sp:pii:index-key"
 """The wrapped key of the keyed hash that stands for phone numbers in lookups."""
 
 
-def party_conversations(party: str) -> str:
-    """The conversations about one party (a phone number, by its keyed hash)."""
-    return f"sp:pii:party:{party}"
+def party_conversations(party: str, shard: int | None = None) -> str:
+    """The subjects about one party (a phone number, by its keyed hash): one set per shard
+    for the conversations whose events named it (written by the append script, in the
+    shard's slot), one outside any shard for the rest."""
+    return f"sp:pii:party:{party}" if shard is None else f"sp:pii:party:{{{shard}}}:{party}"
+
+
+class KeyWrites(NamedTuple):
+    """What the append script stores beside an event sealed under its conversation's key:
+    the key, if the relay made it (``SET NX``), and the party index sets that list the
+    conversation's subject."""
+
+    data_key: str | None
+    wrapped: bytes
+    party_sets: tuple[str, ...]
+    subject: str
+
+
+NO_KEY_WRITES: Final = KeyWrites(None, b"", (), "")

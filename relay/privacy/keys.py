@@ -20,7 +20,7 @@ from typing import Final, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relay.privacy.sealing import random_nonce
+from relay.privacy.sealing import RandomPool, random_nonce
 
 KEY_BYTES: Final = 32
 _FORMAT: Final = b"\x01"
@@ -52,9 +52,8 @@ def key_id_of(secret: bytes) -> str:
     return hashlib.sha256(secret).hexdigest()[: 2 * _ID_BYTES]
 
 
-def new_data_key() -> bytes:
-    """A fresh random AES-256 data key."""
-    return AESGCM.generate_key(bit_length=8 * KEY_BYTES)
+new_data_key: Final = RandomPool(KEY_BYTES, 512).take
+"""A fresh random AES-256 data key."""
 
 
 def new_data_keys(count: int) -> list[bytes]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,7 +23,10 @@ from typing import Any, Final
 import msgspec
 import redis.asyncio as aioredis
 
+from relay.log import keys
 from relay.log.envelope import Envelope
+from relay.log.keys import NO_KEY_WRITES, KeyWrites
+from relay.privacy.conversations import SEALING_SECONDS, ConversationSeal
 from relay.privacy.keys import LocalKeys
 from relay.privacy.sealing import (
     NUMBER_FIELDS,
@@ -77,8 +82,10 @@ class PersonalData:
         self.vault = vault
         self._wanted = {p: PERSONAL_FIELDS.union(f) for p, f in (partner_fields or {}).items() if f}
         self._regions = dict(regions or {})
-        self._parties: dict[tuple[str, str | None], str] = {}
+        self._parties: OrderedDict[tuple[str, str | None], str] = OrderedDict()
         """Numbers' hashes, as callers call again (in memory only, never stored)."""
+        self._seals: OrderedDict[str, ConversationSeal] = OrderedDict()
+        """How this process seals each conversation it saw lately, by id."""
 
     async def start(self) -> None:
         """Read (or make) the deployment's index key: before the first seal or erasure."""
@@ -95,13 +102,18 @@ class PersonalData:
                     normal = to_e164(number, region)
             found = self._parties[(number, region)] = party_hash(self.vault.index_key, normal)
             if len(self._parties) > PARTY_CACHE:
-                del self._parties[next(iter(self._parties))]
+                self._parties.popitem(last=False)
         return found
 
-    def seal_now(self, envelope: Envelope, held: Container[str] = ()) -> Envelope | SealPlan:
-        """``envelope`` with its personal fields sealed (itself if it has none), when this
-        process holds what that takes and its subject is not in ``held`` (envelopes waiting
-        for their key, which it must not overtake); else the plan to make it possible."""
+    def seal_now(
+        self, envelope: Envelope, held: Container[str] = ()
+    ) -> Envelope | tuple[Envelope, ConversationSeal] | SealPlan:
+        """``envelope`` with its personal fields sealed (itself if it has none): under its
+        conversation's key at once (with its :class:`ConversationSeal` while the append
+        script is to store something beside it: its ``writes``); about no conversation,
+        when this process holds the key and its subject is not in ``held`` (envelopes
+        waiting for their key, which it must not overtake), else the plan to make it
+        possible."""
         data = envelope.data
         wanted = self._wanted.get(envelope.partnerId, PERSONAL_FIELDS)
         if wanted.isdisjoint(data):
@@ -110,16 +122,62 @@ class PersonalData:
         if not fields:
             return envelope
         conversation = envelope.conversationId
-        if conversation and NUMBER_FIELDS.isdisjoint(fields):  # the common case: a key only
-            subject = "c:" + conversation
-            key = self.vault.cached(subject)
-            if key is not None and subject not in held:
-                sealed = seal_data(data, fields, key, subject, envelope.id, conversation)
-                return msgspec.structs.replace(envelope, data=sealed)
+        if conversation:  # the common case: under the conversation's key, no wait
+            return self._seal_in_conversation(envelope, fields, conversation)
         plan = self._plan(envelope, fields)
         if plan.subject in held or not self.ready(plan):
             return plan
         return self.seal(envelope, plan)
+
+    def _seal_in_conversation(
+        self, envelope: Envelope, fields: list[str], conversation: str
+    ) -> Envelope | tuple[Envelope, ConversationSeal]:
+        """``envelope`` sealed under its conversation's key (:class:`ConversationSeal`)."""
+        seal = self._seals.get(conversation)
+        now = time.monotonic()
+        if seal is None:
+            seal = self._seal_of(conversation, now)
+        elif seal.until < now:
+            seal.renew(now + SEALING_SECONDS)
+        data = envelope.data
+        if seal.key is not None and not NUMBER_FIELDS.isdisjoint(fields):
+            region = self._regions.get(envelope.partnerId)
+            for field in fields:
+                if field in NUMBER_FIELDS:
+                    seal.name(self.party_of(str(data[field]), region))
+        sealed = msgspec.structs.replace(
+            envelope,
+            data=seal_data(data, fields, seal.key, seal.subject, envelope.id, conversation),
+        )
+        return sealed if seal.writes is NO_KEY_WRITES else (sealed, seal)
+
+    def _seal_of(self, conversation: str, now: float) -> ConversationSeal:
+        """A conversation's seal as this process starts sealing it: under a key of its own
+        (the append script keeps the one there, if any), or as erased."""
+        vault = self.vault
+        subject = conversation_subject(conversation)
+        key, wrapped = (None, b"") if vault.erased(subject) else vault.new_key(subject)
+        shard = keys.shard_of(conversation, vault.shards)
+        seal = ConversationSeal(conversation, shard, key, wrapped, now + SEALING_SECONDS)
+        seals = self._seals
+        seals[conversation] = seal
+        if len(seals) > SEALS_KEPT:
+            seals.popitem(last=False)
+        return seal
+
+    def stored(self, seal: ConversationSeal, writes: KeyWrites) -> None:
+        """An event carrying ``writes`` is in the log, and so are they."""
+        vault = self.vault
+        if writes.data_key is not None and seal.key is not None:
+            vault.remember(seal.subject, seal.key)
+        for party in seal.stored(writes):
+            vault.index(party, seal.subject)
+
+    def found(self, seal: ConversationSeal, wrapped: bytes) -> None:
+        """An event was refused: its conversation had a key already (``wrapped``, or a
+        tombstone), under which it is to be sealed again (raises
+        :class:`~relay.privacy.keys.UnwrapError` if this process cannot unwrap it)."""
+        seal.found(self.vault.learn(seal.subject, wrapped), wrapped)
 
     def plan(self, envelope: Envelope) -> SealPlan | None:
         """What sealing ``envelope`` takes; None when it carries no personal data."""
@@ -157,6 +215,8 @@ class PersonalData:
     def ready(self, plan: SealPlan) -> bool:
         """Whether this process can seal by ``plan`` without asking Redis."""
         vault = self.vault
+        if vault.erased(plan.subject):
+            return True
         if vault.cached(plan.subject) is None:
             return False
         return not plan.parties or all(vault.indexed(p, plan.subject) for p in plan.parties)
@@ -169,9 +229,10 @@ class PersonalData:
         )
 
     def seal(self, envelope: Envelope, plan: SealPlan) -> Envelope:
-        """``envelope`` with its personal fields sealed (its key made: :meth:`ready`)."""
+        """``envelope`` with its personal fields sealed (its key made: :meth:`ready`; as
+        erased, if its subject is)."""
         key = self.vault.cached(plan.subject)
-        assert key is not None, "PersonalData.make() first"
+        assert key is not None or self.vault.erased(plan.subject), "PersonalData.make() first"
         data = seal_data(
             envelope.data, plan.fields, key, plan.subject, envelope.id, envelope.conversationId
         )
@@ -202,13 +263,13 @@ class PersonalData:
         plan = self._plan_of(data, fields, partner or "", None, binding)
         return seal_data(data, fields, await self._made(plan), plan.subject, binding)
 
-    async def _made(self, plan: SealPlan) -> DataKey:
+    async def _made(self, plan: SealPlan) -> DataKey | None:
         """The data key ``plan`` needs, made (with its index entries) if this process lacks
-        it."""
+        it; None if its subject is erased."""
         if not self.ready(plan):
             await self.make([plan])
         key = self.vault.cached(plan.subject)
-        assert key is not None
+        assert key is not None or self.vault.erased(plan.subject)
         return key
 
     async def open_fields(self, data: Any, binding: str) -> tuple[Any, tuple[str, ...]]:
@@ -249,11 +310,10 @@ class PersonalData:
         """Each conversation's stored state (a projection's, by conversation id) sealed under
         the conversation's data key (made if it has none yet)."""
         subjects = {c: conversation_subject(c) for c in states}
-        await self.vault.make([s for s in subjects.values() if self.vault.cached(s) is None], ())
+        await self.vault.make(subjects.values(), ())
         sealed: dict[str, bytes] = {}
         for conversation, state in states.items():
-            key = self.vault.cached(subjects[conversation])
-            assert key is not None
+            key = self.vault.cached(subjects[conversation])  # None: erased, and so is this
             value = seal_value(key, subjects[conversation], STATE, conversation, state.decode())
             sealed[conversation] = msgspec.json.encode(value)
         return sealed
@@ -280,6 +340,9 @@ class PersonalData:
 
 
 PARTY_CACHE: Final = 100_000
+SEALS_KEPT: Final = 100_000
+"""Conversations whose seal a process keeps (one dropped only costs its next event a
+refusal and a second try, if its key was made here and stored meanwhile)."""
 _E164: Final = re.compile(E164_PATTERN)
 STATE: Final = "state"
 """What a projection's sealed state is bound to in place of an event id."""
@@ -300,7 +363,8 @@ def personal_data(redis: aioredis.Redis, settings: RelaySettings) -> PersonalDat
     if kek is None:
         return None
     regions = {p: v.region for p, v in (settings.partners or {}).items()}
-    return PersonalData(Vault(redis, kek), settings.partner_personal_fields(), regions)
+    vault = Vault(redis, kek, shards=settings.shards)
+    return PersonalData(vault, settings.partner_personal_fields(), regions)
 
 
 async def started_personal_data(

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from relay.log import keys
 from relay.privacy.keys import LocalKeys
+from relay.privacy.vault import TOMBSTONE
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ async def rewrap(redis: aioredis.Redis, kek: LocalKeys, *, dry_run: bool = False
     before: Counter[str] = Counter()
     moved = 0
     page: list[str] = [keys.PARTY_INDEX_KEY]
-    async for name in redis.scan_iter(match=keys.data_key("*"), count=PAGE):
+    async for name in redis.scan_iter(match=keys.DATA_KEY_PATTERN, count=PAGE):
         page.append(name.decode() if isinstance(name, bytes) else str(name))
         if len(page) >= PAGE:
             moved += await _rewrap_page(redis, kek, page, before, dry_run)
@@ -69,8 +70,8 @@ async def _rewrap_page(
         found = await pipe.execute()
     stale: list[tuple[str, bytes]] = []
     for name, wrapped in zip(names, found, strict=True):
-        if not wrapped:
-            continue  # erased meanwhile
+        if not wrapped or wrapped == TOMBSTONE:
+            continue  # erased (meanwhile)
         owner = kek.wrapped_by(wrapped)
         before[owner] += 1
         if owner != kek.key_id:

@@ -19,7 +19,8 @@ import base64
 import hmac
 import os
 import re
-from collections.abc import Container, Iterable, Mapping
+from binascii import b2a_base64
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -74,38 +75,46 @@ def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get(SEALED), str) and "v" in value
 
 
-class _Nonces:
-    """Random 96-bit nonces (random nonces are safe for far more values than one data key
-    ever seals), from the OS's generator a few thousand at a time: one ``getrandom`` call
-    per value cost the relay more than the encryption."""
+class RandomPool:
+    """Random byte strings of one size (nonces, keys), from the OS's generator a few thousand
+    at a time: one ``getrandom`` call per value cost the relay more than the encryption."""
 
-    def __init__(self, at_once: int = 4096) -> None:
-        self._size = _NONCE * at_once
+    __slots__ = ("_at", "_pool", "_size", "_width")
+
+    def __init__(self, width: int, at_once: int = 4096) -> None:
+        self._width = width
+        self._size = width * at_once
         self._pool = b""
         self._at = 0
 
-    def __call__(self) -> bytes:
-        at = self._at
-        if at + _NONCE > len(self._pool):
+    def take(self) -> bytes:
+        """The next unused value."""
+        at, width = self._at, self._width
+        if at + width > len(self._pool):
             self._pool, at = os.urandom(self._size), 0
-        self._at = at + _NONCE
-        return self._pool[at : at + _NONCE]
+        self._at = at + width
+        return self._pool[at : at + width]
 
 
-random_nonce: Final = _Nonces()
-"""A random 96-bit AES-GCM nonce."""
+random_nonce: Final = RandomPool(_NONCE).take
+"""A random 96-bit AES-GCM nonce (random nonces are safe for far more values than one data
+key ever seals)."""
 
 
 def _aad(event_id: str, field: str) -> bytes:
     return f"{event_id}\n{field}".encode()
 
 
-def seal_value(key: DataKey, subject: str, event_id: str, field: str, value: Any) -> dict[str, str]:
-    """``value`` (any JSON value) sealed under ``key`` for ``event_id``'s ``field``."""
-    clear = msgspec.json.encode(value)
+def seal_value(
+    key: DataKey | None, subject: str, event_id: str, field: str, value: Any
+) -> dict[str, str]:
+    """``value`` (any JSON value) sealed under ``key`` for ``event_id``'s ``field``; under no
+    key (the subject is erased), as erased: nothing of it is kept."""
+    if key is None:
+        return {SEALED: subject, "v": ""}
     nonce = random_nonce()
-    sealed = key.cipher.encrypt(nonce, clear, _aad(event_id, field))
-    return {SEALED: subject, "v": base64.b64encode(nonce + sealed).decode()}
+    sealed = key.cipher.encrypt(nonce, msgspec.json.encode(value), _aad(event_id, field))
+    return {SEALED: subject, "v": b2a_base64(nonce + sealed, newline=False).decode()}
 
 
 def open_value(key: DataKey, event_id: str, field: str, sealed: Mapping[str, Any]) -> Any:
@@ -118,10 +127,16 @@ def open_value(key: DataKey, event_id: str, field: str, sealed: Mapping[str, Any
     return msgspec.json.decode(clear)
 
 
-def personal_fields(data: Mapping[str, Any], wanted: Container[str] = PERSONAL_FIELDS) -> list[str]:
+def personal_fields(
+    data: Mapping[str, Any], wanted: Collection[str] = PERSONAL_FIELDS
+) -> list[str]:
     """The fields of ``data`` among ``wanted`` (by default the contract's) that hold a value
     not sealed yet."""
-    return [f for f, v in data.items() if f in wanted and v not in (None, "") and not is_sealed(v)]
+    return [
+        f
+        for f, v in data.items()
+        if f in wanted and v not in (None, "") and (type(v) is not dict or not is_sealed(v))
+    ]
 
 
 THIS_CONVERSATION: Final = "c"
@@ -140,16 +155,24 @@ def _subject(ref: str, conversation: str | None) -> str:
 def seal_data(
     data: Mapping[str, Any],
     fields: Iterable[str],
-    key: DataKey,
+    key: DataKey | None,
     subject: str,
     event_id: str,
     conversation: str | None = None,
 ) -> dict[str, Any]:
-    """``data`` (of an event about ``conversation``) with ``fields`` sealed under ``key``."""
+    """``data`` (of an event about ``conversation``) with ``fields`` sealed under ``key``
+    (None: the subject is erased, and so are the values)."""
     sealed = dict(data)
     ref = _ref(subject, conversation)
-    for field in fields:
-        sealed[field] = seal_value(key, ref, event_id, field, data[field])
+    if key is None:
+        for field in fields:
+            sealed[field] = {SEALED: ref, "v": ""}
+        return sealed
+    encrypt, encode, prefix = key.cipher.encrypt, msgspec.json.encode, event_id + "\n"
+    for field in fields:  # seal_value's steps, without a call per value
+        nonce = random_nonce()
+        cipher = encrypt(nonce, encode(data[field]), (prefix + field).encode())
+        sealed[field] = {SEALED: ref, "v": b2a_base64(nonce + cipher, newline=False).decode()}
     return sealed
 
 

@@ -1,19 +1,24 @@
 """Data keys in Redis: one per subject, wrapped, created on first use, cached for a while.
 
-``sp:pii:key:{subject}`` holds a subject's wrapped data key (``keys.py``); deleting it erases
-every value sealed under it, in every copy of the log (Redis, the archive, backups, exports),
-at once. ``sp:pii:party:{hash}`` lists the conversations about a phone number (by its keyed
-hash, under the index key kept wrapped in ``sp:pii:index-key``), so erasing a caller reaches
-all of them. Two relays that create a subject's key at once agree on it: ``SET NX GET`` keeps
-the first and answers it to the second.
+A conversation's wrapped data key lives in ``sp:pii:key:{S}:c:<id>``, in the slot of its
+shard ``S`` of the log, and the conversations about a phone number (by its keyed hash, under
+the index key kept wrapped in ``sp:pii:index-key``) in ``sp:pii:party:{S}:<hash>``: the relay
+makes a conversation's key itself, seals with it at once, and the append script stores it
+with the first event sealed under it (``SET NX``; a key there already wins, and the event is
+sealed again under it), so a new call costs no round trip of its own. Other subjects (a
+number outside any conversation, an event's own) have ``sp:pii:key:<subject>``, made ahead by
+:meth:`Vault.make`. Deleting a key erases every value sealed under it, in every copy of the
+log (Redis, the archive, backups, exports), at once.
 
-Keys are cached in each process for :data:`CACHE_SECONDS` (erased ones too), so a reader
-elsewhere stops opening an erased subject's values within that time.
+Erasing a conversation leaves a :data:`TOMBSTONE` in its key. Keys are cached in each
+process for :data:`CACHE_SECONDS` (erased ones too), so a reader elsewhere stops opening an
+erased subject's values within that time.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -37,6 +42,10 @@ return found
 """
 """Each data key set unless there is one (the one there answered), then the party index
 entries added: what :meth:`Vault.make` does in one call on a single Redis."""
+TOMBSTONE: Final = b"erased"
+"""What an erasure leaves in a conversation's key (no key material): the conversation stays
+erased, its later events' personal fields are stored as erased, and no new key makes the
+erased values look merely unreadable."""
 CACHE_SECONDS: Final = 30.0
 CACHE_SIZE: Final = 200_000
 
@@ -49,15 +58,22 @@ class Vault:
         redis: aioredis.Redis,
         kek: KeyEncryptionKey,
         *,
+        shards: int = 1,
         cache_seconds: float = CACHE_SECONDS,
         clock: Any = time.monotonic,
     ) -> None:
+        """``shards``: the log's (``SOFTPHONE_RELAY_SHARDS``), which says where each
+        conversation's key is."""
         self._redis = redis
         self.kek = kek
+        self.shards = shards
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._keys: dict[str, tuple[DataKey | None, float]] = {}
-        self._indexed: dict[tuple[str, str], None] = {}
+        self._keys: OrderedDict[str, tuple[DataKey | None, float]] = OrderedDict()
+        """Keys by subject, and when they were read (None: erased), oldest first."""
+        self._erased: OrderedDict[str, None] = OrderedDict()
+        """Subjects found erased (a tombstone never goes away)."""
+        self._indexed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._index_key: bytes | None = None
         self._make_script = redis.register_script(MAKE_SCRIPT)
 
@@ -78,12 +94,43 @@ class Vault:
         existing = await self._redis.set(keys.PARTY_INDEX_KEY, wrapped, nx=True, get=True)
         self._index_key = self.kek.unwrap(existing if isinstance(existing, bytes) else wrapped)
 
+    def name_of(self, subject: str) -> str:
+        """Where ``subject``'s wrapped key is."""
+        if subject.startswith("c:"):
+            conversation = subject[2:]
+            shard = keys.shard_of(conversation, self.shards)
+            return keys.conversation_data_key(shard, conversation)
+        return keys.data_key(subject)
+
     def cached(self, subject: str) -> DataKey | None:
         """``subject``'s data key if this process holds it (not expired), else None."""
         found = self._keys.get(subject)
-        if found is None or found[1] < self._clock():
+        if found is None or found[1] + self._cache_seconds < self._clock():
             return None
         return found[0]
+
+    def erased(self, subject: str) -> bool:
+        """Whether this process found ``subject`` erased."""
+        return subject in self._erased
+
+    def new_key(self, subject: str) -> tuple[DataKey, bytes]:
+        """A new data key for ``subject``, and it wrapped, to be stored by whoever seals
+        with it (the append script, for a conversation's)."""
+        secret = new_data_key()
+        return DataKey(secret), self.kek.wrap(secret)
+
+    def learn(self, subject: str, wrapped: bytes) -> DataKey | None:
+        """``subject``'s key as found stored (``wrapped``; None for a tombstone), kept."""
+        key = self._unwrapped(subject, wrapped)
+        self.remember(subject, key)
+        return key
+
+    def index(self, party: str, subject: str) -> None:
+        """Record that ``subject`` is in ``party``'s index (the append script added it)."""
+        indexed = self._indexed
+        indexed[(party, subject)] = None
+        if len(indexed) > CACHE_SIZE:
+            indexed.popitem(last=False)
 
     def indexed(self, party: str, subject: str) -> bool:
         """Whether this process has recorded that ``subject`` is about ``party``."""
@@ -92,12 +139,14 @@ class Vault:
     async def make(self, subjects: Iterable[str], parties: Iterable[tuple[str, str]]) -> None:
         """Make sure each subject has a data key (making the missing ones) and each
         (party, subject) pair is in the party index: one pipeline."""
-        wanted = [s for s in dict.fromkeys(subjects) if self.cached(s) is None]
+        wanted = [
+            s for s in dict.fromkeys(subjects) if self.cached(s) is None and s not in self._erased
+        ]
         pairs = [p for p in dict.fromkeys(parties) if p not in self._indexed]
         if not wanted and not pairs:
             return
         fresh = new_data_keys(len(wanted))
-        names = [keys.data_key(s) for s in wanted] + [keys.party_conversations(p) for p, _ in pairs]
+        names = [self.name_of(s) for s in wanted] + [keys.party_conversations(p) for p, _ in pairs]
         values = [self.kek.wrap(k) for k in fresh] + [s for _, s in pairs]
         made = len(wanted)
         if isinstance(self._redis, RedisCluster):  # the keys live in many slots
@@ -111,11 +160,9 @@ class Vault:
             replies = await self._make_script(keys=names, args=[made, *values])
         for subject, key, existing in zip(wanted, fresh, replies, strict=False):
             # Ours if there was none; else the one another process made first.
-            self._remember(subject, DataKey(self.kek.unwrap(existing) if existing else key))
-        for pair in pairs:
-            self._indexed[pair] = None
-            if len(self._indexed) > CACHE_SIZE:
-                del self._indexed[next(iter(self._indexed))]
+            self.remember(subject, self._unwrapped(subject, existing) if existing else DataKey(key))
+        for party, subject in pairs:
+            self.index(party, subject)
 
     async def fetch(self, subjects: Iterable[str]) -> dict[str, DataKey | None]:
         """Each subject's data key, None for an erased one (one pipeline for those not
@@ -125,51 +172,77 @@ class Vault:
         now = self._clock()
         for subject in dict.fromkeys(subjects):
             cached = self._keys.get(subject)
-            if cached is not None and cached[1] >= now:
+            if cached is not None and cached[1] + self._cache_seconds >= now:
                 found[subject] = cached[0]
             else:
                 missing.append(subject)
         if missing:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for subject in missing:
-                    pipe.get(keys.data_key(subject))
+                    pipe.get(self.name_of(subject))
                 replies = await pipe.execute()
             for subject, wrapped in zip(missing, replies, strict=True):
-                key = DataKey(self.kek.unwrap(wrapped)) if wrapped else None
-                self._remember(subject, key)
+                key = self._unwrapped(subject, wrapped) if wrapped else None
+                self.remember(subject, key)
                 found[subject] = key
         return found
 
+    def _unwrapped(self, subject: str, wrapped: bytes) -> DataKey | None:
+        """The data key stored for ``subject``, None for a tombstone."""
+        if wrapped == TOMBSTONE:
+            self._erased[subject] = None
+            if len(self._erased) > CACHE_SIZE:
+                self._erased.popitem(last=False)
+            return None
+        return DataKey(self.kek.unwrap(wrapped))
+
     async def subjects_of_party(self, party: str) -> set[str]:
-        """The subjects (conversations) the party index lists for ``party``."""
-        members = await self._redis.smembers(keys.party_conversations(party))
-        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        """The subjects (conversations) the party index lists for ``party``, in every
+        shard."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in self._party_index(party):
+                pipe.smembers(name)
+            found = await pipe.execute()
+        return {m.decode() if isinstance(m, bytes) else str(m) for ms in found for m in ms}
+
+    def _party_index(self, party: str) -> list[str]:
+        """Every set of the party index that may list ``party``'s subjects."""
+        shards = [keys.party_conversations(party, s) for s in range(self.shards)]
+        return [keys.party_conversations(party), *shards]
 
     async def existing(self, subjects: Iterable[str]) -> set[str]:
-        """Which of ``subjects`` still have a data key."""
+        """Which of ``subjects`` still have a data key (not erased)."""
         wanted = list(subjects)
         if not wanted:
             return set()
         async with self._redis.pipeline(transaction=False) as pipe:
             for subject in wanted:
-                pipe.exists(keys.data_key(subject))
+                pipe.get(self.name_of(subject))
             replies = await pipe.execute()
-        return {s for s, there in zip(wanted, replies, strict=True) if there}
+        return {s for s, there in zip(wanted, replies, strict=True) if there and there != TOMBSTONE}
 
     async def erase(self, subjects: Iterable[str], parties: Iterable[str] = ()) -> None:
-        """Delete the subjects' data keys (and the parties' index entries)."""
+        """Erase the subjects' data keys (a conversation's replaced by a :data:`TOMBSTONE`,
+        others deleted) and delete the parties' index entries."""
         subjects = list(subjects)
-        doomed = [keys.data_key(s) for s in subjects]
-        doomed += [keys.party_conversations(p) for p in parties]
-        if doomed:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in doomed:
-                    pipe.delete(key)
-                await pipe.execute()
+        doomed = [self.name_of(s) for s in subjects if not s.startswith("c:")]
+        doomed += [name for p in parties for name in self._party_index(p)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for subject in subjects:
+                if subject.startswith("c:"):
+                    pipe.set(self.name_of(subject), TOMBSTONE)
+            for key in doomed:
+                pipe.delete(key)
+            await pipe.execute()
         for subject in subjects:
             self._keys.pop(subject, None)
+            if subject.startswith("c:"):
+                self._erased[subject] = None
 
-    def _remember(self, subject: str, key: DataKey | None) -> None:
-        self._keys[subject] = (key, self._clock() + self._cache_seconds)
-        if len(self._keys) > CACHE_SIZE:
-            del self._keys[next(iter(self._keys))]
+    def remember(self, subject: str, key: DataKey | None) -> None:
+        """Keep ``subject``'s key (None: it has none) as read now."""
+        cached = self._keys
+        cached[subject] = (key, self._clock())
+        cached.move_to_end(subject)
+        if len(cached) > CACHE_SIZE:
+            cached.popitem(last=False)

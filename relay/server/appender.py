@@ -33,8 +33,12 @@ from relay.log.event_log import (
     AppendPipe,
     AppendResult,
     EventLog,
+    KeyTaken,
     Prepared,
 )
+from relay.log.keys import NO_KEY_WRITES
+from relay.privacy.conversations import ConversationSeal
+from relay.privacy.keys import UnwrapError
 from relay.privacy.personal import PersonalData, SealPlan
 from relay.server.metrics import RelayMetrics
 
@@ -57,9 +61,14 @@ class AppendReceiver(Protocol):
         """The envelope could not be stored; nothing was."""
 
 
-Pending = tuple[Envelope, AppendReceiver, float, Prepared]
-"""An envelope, who submitted it, when its frame arrived (``time.perf_counter``), and what
-appending it needs (computed as it arrives)."""
+Pending = tuple[Envelope, AppendReceiver, float, Prepared, ConversationSeal | None]
+"""An envelope, who submitted it, when its frame arrived (``time.perf_counter``), what
+appending it needs, and the seal of its conversation when keys are stored beside it
+(``Prepared``'s last item)."""
+Arrived = tuple[Envelope, AppendReceiver, float, Prepared | None, ConversationSeal | None]
+"""A :data:`Pending` as it waits for its batch; with no ``Prepared`` yet when its personal
+fields are to be sealed as the batch is taken (a batch's sealing in one pass costs the relay
+less than an event's at a time: ``bench/ingest.py --sealing``)."""
 
 
 class _Awaited:
@@ -99,7 +108,7 @@ class BatchingAppender:
         self._want_keys = asyncio.Event()
         self._metrics = metrics
         self._max_batch = max_batch
-        self._pending: deque[Pending] = deque()
+        self._pending: deque[Arrived] = deque()
         self._work = asyncio.Event()
         self._up = True
         self._went_down = asyncio.Event()
@@ -117,30 +126,44 @@ class BatchingAppender:
         if not self._up:
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
-        stored = envelope
-        if self._personal is not None:
-            sealed = self._personal.seal_now(envelope, self._unsealed)
-            if isinstance(sealed, SealPlan):
-                # Its data key is to be made: it waits, its subject's later events behind it.
-                waiting = self._unsealed.setdefault(sealed.subject, [])
-                waiting.append((envelope, receiver, received, sealed))
-                self._want_keys.set()
-                return
-            stored = sealed
-        self._enqueue(envelope, receiver, received, stored)
+        if self._personal is None:
+            self._enqueue(envelope, receiver, received, envelope)
+            return
+        if envelope.conversationId is not None:  # sealed under its key as its batch is taken
+            self._arrived((envelope, receiver, received, None, None))
+            return
+        sealed = self._personal.seal_now(envelope, self._unsealed)
+        if isinstance(sealed, SealPlan):
+            # Its data key is to be made: it waits, its subject's later events behind it.
+            waiting = self._unsealed.setdefault(sealed.subject, [])
+            waiting.append((envelope, receiver, received, sealed))
+            self._want_keys.set()
+        elif isinstance(sealed, tuple):
+            self._enqueue(envelope, receiver, received, *sealed)
+        else:
+            self._enqueue(envelope, receiver, received, sealed)
 
     def _enqueue(
-        self, envelope: Envelope, receiver: AppendReceiver, received: float, stored: Envelope
+        self,
+        envelope: Envelope,
+        receiver: AppendReceiver,
+        received: float,
+        stored: Envelope,
+        seal: ConversationSeal | None = None,
     ) -> None:
-        """Take ``envelope`` in, as ``stored`` (its personal fields sealed)."""
+        """Take ``envelope`` in, as ``stored`` (its personal fields sealed; ``seal`` when
+        keys are to be stored beside it)."""
         try:
-            prepared = self._log.prepare(stored)
+            prepared = self._log.prepare(stored, NO_KEY_WRITES if seal is None else seal.writes)
         except Exception:  # a bulkhead: an envelope the encoder cannot take
             log.exception("event=append_unencodable id=%r", envelope.id)
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
             return
+        self._arrived((envelope, receiver, received, prepared, seal))
+
+    def _arrived(self, arrived: Arrived) -> None:
         pending = self._pending
-        pending.append((envelope, receiver, received, prepared))
+        pending.append(arrived)
         if len(pending) == 1:  # else the run loop is awake already, or busy and will see it
             self._work.set()
 
@@ -168,18 +191,45 @@ class BatchingAppender:
                     await pipe.reset()
 
     def _take(self) -> list[Pending]:
+        """The next batch (empty if all of it was refused)."""
         pending = self._pending
-        batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
+        batch: list[Pending] = []
+        for _ in range(min(len(pending), self._max_batch)):
+            envelope, receiver, received, prepared, seal = pending.popleft()
+            if prepared is None:
+                sealed = self._sealed(envelope, receiver)
+                if sealed is None:
+                    continue
+                prepared, seal = sealed
+            batch.append((envelope, receiver, received, prepared, seal))
         self._metrics.append_batch_size.observe(len(batch))
         self._metrics.events_received.inc(len(batch))
         return batch
+
+    def _sealed(
+        self, envelope: Envelope, receiver: AppendReceiver
+    ) -> tuple[Prepared, ConversationSeal | None] | None:
+        """An envelope of a conversation, sealed and prepared; None if it was refused."""
+        assert self._personal is not None
+        try:
+            sealed = self._personal.seal_now(envelope)
+            assert not isinstance(sealed, SealPlan), "an envelope of a conversation needs none"
+            if isinstance(sealed, tuple):
+                return self._log.prepare(sealed[0], sealed[1].writes), sealed[1]
+            return self._log.prepare(sealed), None
+        except Exception:  # a bulkhead: an envelope the encoder cannot take
+            log.exception("event=append_unencodable id=%r", envelope.id)
+            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
+            return None
 
     async def _write_one_at_a_time(self) -> None:
         while True:
             await self._work.wait()
             self._work.clear()
             while self._pending:
-                await self._write(self._take())
+                batch = self._take()
+                if batch:
+                    await self._write(batch)
 
     async def _send_pipelined(self, pipe: AppendPipe) -> None:
         while True:
@@ -190,7 +240,10 @@ class BatchingAppender:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                parts = by_shard(self._take())
+                batch = self._take()
+                if not batch:
+                    continue
+                parts = by_shard(batch)
                 generation = self._generation
                 for index, (shard, part) in enumerate(parts):
                     try:
@@ -243,8 +296,9 @@ class BatchingAppender:
             log.error("event=append_crashed error=%r", why, exc_info=error)
         elif self._up:
             log.warning("event=append_failed error=%r", why)
-        refused = [pending for part in self._in_flight for pending in part]
-        refused += unsent + list(self._pending)
+        refused: list[Arrived] = [pending for part in self._in_flight for pending in part]
+        refused += unsent
+        refused += self._pending
         self._in_flight.clear()
         self._pending.clear()
         self._room.set()
@@ -265,7 +319,7 @@ class BatchingAppender:
                 except Exception as error:  # Redis failed, or (a bulkhead) the client did
                     log.warning("event=data_keys_failed error=%r", f"{type(error).__name__}")
                     for subject in subjects:
-                        for envelope, receiver, _, _ in self._unsealed.pop(subject, []):
+                        for envelope, receiver, *_ in self._unsealed.pop(subject, []):
                             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
                     continue
                 for subject in subjects:
@@ -290,14 +344,14 @@ class BatchingAppender:
             self._work.set()
             log.info("event=append_recovered down_for=%.2fs", time.monotonic() - started)
 
-    def _fail(self, batch: list[Pending]) -> None:
+    def _fail(self, batch: Sequence[Arrived]) -> None:
         """Refuse the batch ``unavailable`` (the clients resend) and probe until the log
         answers: none of it may be assumed stored, and the appender goes on. The clients get
         a stable message; the cause was logged."""
         self._up = False
         self._went_down.set()
         error = Unavailable(UNAVAILABLE)
-        for envelope, receiver, _, _ in batch:
+        for envelope, receiver, *_ in batch:
             receiver.append_refused(envelope, error)
 
     async def _write(self, batch: list[Pending]) -> None:
@@ -325,18 +379,27 @@ class BatchingAppender:
         # Redis, so the acks are encoded and written while Redis works on it.
         asyncio.get_running_loop().call_soon(self._settle, batch, results)
 
-    def _settle(self, batch: list[Pending], results: Sequence[AppendResult | FrameRefused]) -> None:
+    def _settle(
+        self, batch: list[Pending], results: Sequence[AppendResult | KeyTaken | FrameRefused]
+    ) -> None:
         metrics = self._metrics
         duplicates = stored = 0
         confirm = self._log.confirm_owner
-        for (envelope, receiver, _, prepared), result in zip(batch, results, strict=True):
+        for (envelope, receiver, received, prepared, seal), result in zip(
+            batch, results, strict=True
+        ):
             if isinstance(result, FrameRefused):
                 receiver.append_refused(envelope, result)
+            elif isinstance(result, KeyTaken):
+                self._seal_again(envelope, receiver, received, seal, result)
             else:
                 duplicates += result.duplicate
                 stored += not result.duplicate
-                if prepared[5] and not result.duplicate:  # its owner was checked: confirmed
-                    confirm(envelope)
+                if not result.duplicate:
+                    if prepared[5]:  # its owner was checked: confirmed
+                        confirm(envelope)
+                    if seal is not None and self._personal is not None:
+                        self._personal.stored(seal, prepared[6])
                 receiver.appended(envelope, result)
         # Metrics once per batch: counts, and the latency of its oldest event (the batch's
         # worst), not a histogram update per event.
@@ -345,6 +408,27 @@ class BatchingAppender:
         if duplicates:
             metrics.events_acked.labels("true").inc(duplicates)
         metrics.ack_latency.observe(time.perf_counter() - batch[0][2])
+
+    def _seal_again(
+        self,
+        envelope: Envelope,
+        receiver: AppendReceiver,
+        received: float,
+        seal: ConversationSeal | None,
+        taken: KeyTaken,
+    ) -> None:
+        """``envelope`` was sealed under a key made here while its conversation had one (made
+        by another relay, or read here too long ago): sealed under that one and submitted
+        again (a key no configured key unwraps refuses it: nothing may be stored under a
+        key no one can read)."""
+        assert seal is not None and self._personal is not None
+        try:
+            self._personal.found(seal, taken.wrapped)
+        except UnwrapError as error:
+            log.error("event=data_key_unreadable id=%r error=%r", envelope.id, str(error))
+            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
+            return
+        self.submit(envelope, receiver, received)
 
 
 def by_shard(batch: list[Pending]) -> list[tuple[int, list[Pending]]]:

@@ -25,7 +25,7 @@ from projections.worker import Worker, WorkerSettings
 from relay.log import clients, keys
 from relay.log.event_log import EventLog
 from relay.privacy.erasure import erase_caller, erase_conversation
-from relay.privacy.sealing import ERASED, conversation_subject
+from relay.privacy.sealing import ERASED
 from softphone_relay.embedded import EmbeddedServer
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.log_reader import opened, read_range
@@ -181,7 +181,7 @@ async def test_nothing_of_an_erased_caller_is_stored_in_clear_or_opens_afterward
         assert sum(ANA in str(d) for d, _ in events_before.values()) == 3
         replay_before = await replayed(redis, tmp_path / "before.jsonl")
         erased_keys = [
-            await redis.get(keys.data_key(conversation_subject(c)))
+            await redis.get(keys.conversation_data_key(keys.shard_of(c, 1), c))
             for c in calls["ana"] + calls["carl"][:1]
         ]
 
