@@ -22,6 +22,7 @@ from projections.archive.segments import (
     SegmentIndex,
     decode_index,
     decode_segment,
+    index_name,
     is_index,
     shard_prefix,
 )
@@ -80,6 +81,10 @@ class ArchiveCatalog:
                 self._indexes[name] = index
             found.append(index)
         return sorted(found, key=lambda index: parse_stream_id(index.first))
+
+    def replaced(self, index: SegmentIndex) -> None:
+        """``index`` now stands where one of the same range stood (``reseal``)."""
+        self._indexes[index_name(index.segment)] = index
 
     async def high_water(self, shard: int) -> str | None:
         """The last archived stream id of ``shard``; None when nothing is archived."""

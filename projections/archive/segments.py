@@ -19,6 +19,7 @@ readable.
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -62,11 +63,14 @@ class SegmentIndex(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int
     """The compressed segment's size."""
     sha256: str
+    generation: int = 0
+    """How many times the segment was written again (``reseal``): each time under a new
+    name, which this index, replaced, then names."""
 
     @property
     def segment(self) -> str:
         """The name of the segment this index describes."""
-        return segment_name(self.shard, self.first, self.last)
+        return segment_name(self.shard, self.first, self.last, self.generation)
 
     def holds(self, conversation: str | None, agent: str | None) -> bool:
         """Whether the segment may hold events of this conversation and agent (None: any)."""
@@ -114,15 +118,20 @@ def shard_prefix(shard: int) -> str:
     return f"{FORMAT}/shard-{shard:04d}/"
 
 
-def segment_name(shard: int, first: str, last: str) -> str:
-    """A segment's name: its shard, the hour of its first entry, its id range."""
+def segment_name(shard: int, first: str, last: str, generation: int = 0) -> str:
+    """A segment's name: its shard, the hour of its first entry, its id range, and (written
+    again) its generation: ``<first>_<last>.g2.jsonl.zst``."""
     hour = datetime.fromtimestamp(parse_stream_id(first)[0] / 1000, UTC)
-    return f"{shard_prefix(shard)}{hour:%Y/%m/%d/%H}/{first}_{last}{SEGMENT_SUFFIX}"
+    again = f".g{generation}" if generation else ""
+    return f"{shard_prefix(shard)}{hour:%Y/%m/%d/%H}/{first}_{last}{again}{SEGMENT_SUFFIX}"
+
+
+_GENERATION: Final = re.compile(r"\.g\d+$")
 
 
 def index_name(segment: str) -> str:
-    """The index beside a segment."""
-    return segment.removesuffix(SEGMENT_SUFFIX) + INDEX_SUFFIX
+    """The index beside a segment (one per id range, whichever generation it names)."""
+    return _GENERATION.sub("", segment.removesuffix(SEGMENT_SUFFIX)) + INDEX_SUFFIX
 
 
 def is_index(name: str) -> bool:

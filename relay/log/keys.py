@@ -63,6 +63,10 @@ def dead_letters(group: str) -> str:
     return f"sp:dlq:{{{group}}}"
 
 
+DEAD_LETTERS_PATTERN: Final = "sp:dlq:*"
+"""Every :func:`dead_letters` stream, for ``SCAN``."""
+
+
 def shard_of(key: str, shards: int) -> int:
     """Stable shard of a conversation (or agent) id: CRC-32 modulo the shard count."""
     return zlib.crc32(key.encode()) % shards
@@ -71,6 +75,10 @@ def shard_of(key: str, shards: int) -> int:
 def call_facts(shard: int, conversation_id: str) -> str:
     """What the calls projection knows of one conversation (its folded facts)."""
     return f"sp:call:{{{shard}}}:{conversation_id}"
+
+
+CALL_FACTS_PATTERN: Final = "sp:call:*"
+"""Every :func:`call_facts` key, for ``SCAN``."""
 
 
 def conversation_partner(shard: int, conversation_id: str) -> str:

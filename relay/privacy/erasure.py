@@ -47,6 +47,9 @@ class ErasureReport(msgspec.Struct, kw_only=True):
     dry_run: bool
     seq: str | None = None
     """Where the erasure's own event is in the log."""
+    events: dict[str, int] | None = None
+    """How many events each tier holds whose sealed values the erased keys opened (counted
+    afterwards by reading the log: ``softphone_relay.ops.erased_events``)."""
 
 
 async def erase_caller(

@@ -318,6 +318,11 @@ class PersonalData:
             sealed[conversation] = msgspec.json.encode(value)
         return sealed
 
+    @staticmethod
+    def is_sealed_state(state: bytes) -> bool:
+        """Whether a stored state was sealed by :meth:`seal_states`."""
+        return state.startswith(_SEALED_JSON)
+
     async def open_states(self, states: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
         """Stored states opened (one sealed by :meth:`seal_states`, or one stored before
         sealing, as it is); None for none, or one whose key was erased."""

@@ -156,6 +156,11 @@ def _history_parsers(sub: Any) -> None:
     )
     rewrap.add_argument("--dry-run", action="store_true", help="count, change nothing")
     rewrap.add_argument("--json", action="store_true", help="the report as JSON")
+    reseal = sub.add_parser(
+        "reseal", help="seal what Redis and the archive hold in clear from before the data key"
+    )
+    reseal.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    reseal.add_argument("--json", action="store_true", help="the report as JSON")
     subject = sub.add_parser("subject", help="every event about a caller, opened, as JSONL")
     subject.add_argument("--caller", required=True, help="the caller's number")
     subject.add_argument("--region", help="where a national --caller number is (ISO 3166)")
@@ -268,6 +273,10 @@ def dispatch(args: argparse.Namespace) -> int:
             from softphone_relay.cli.privacy import RewrapOptions, rewrap_keys
 
             return run(rewrap_keys(_options(args, RewrapOptions)))
+        case "reseal":
+            from softphone_relay.cli.privacy import ResealOptions, reseal
+
+            return run(reseal(_options(args, ResealOptions)))
         case "subject":
             from softphone_relay.cli.privacy import SubjectOptions, subject
 

@@ -19,14 +19,16 @@ import redis.asyncio as aioredis
 import zstandard
 
 from projections.archive.archiver import Archiver
+from projections.archive.catalog import ArchiveCatalog
 from projections.archive.stores import FileStore
 from projections.outcomes import Done, LogEntry, Outcome, Reject
 from projections.worker import Worker, WorkerSettings
 from relay.log import clients, keys
 from relay.log.event_log import EventLog
 from relay.privacy.erasure import erase_caller, erase_conversation
-from relay.privacy.sealing import ERASED
+from relay.privacy.sealing import ERASED, conversation_subject
 from softphone_relay.embedded import EmbeddedServer
+from softphone_relay.ops.erased_events import erased_events
 from softphone_relay.ops.log_range import EventFilter
 from softphone_relay.ops.log_reader import opened, read_range
 from softphone_relay.ops.replay import Replay
@@ -192,6 +194,15 @@ async def test_nothing_of_an_erased_caller_is_stored_in_clear_or_opens_afterward
         ana = await erase_caller(eraser, log_, "+44 20 7946 0958", by="dpo")
         assert sorted(ana.conversations) == sorted(calls["ana"])
         await erase_conversation(eraser, log_, calls["carl"][0], by="dpo")
+        reached = {conversation_subject(c) for c in calls["ana"]}
+        tiers = await erased_events(redis, ArchiveCatalog(FileStore(archive)), 1, reached)
+        ana_events = [
+            d
+            for d, _ in events_before.values()
+            if d.get("conversationId") in calls["ana"] and ("callerANI" in d or "notes" in d)
+        ]
+        assert tiers["redis"] + tiers["archive"] == len(ana_events)
+        assert tiers["archive"] > 0 and tiers["dead_letters"] > 0
 
         after = await all_stored(redis, server, archive)
         assert leaks(after) == []

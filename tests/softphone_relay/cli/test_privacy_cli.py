@@ -6,6 +6,8 @@ import base64
 import json
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from relay.privacy.keys import new_data_key
 from relay.server.server import Relay
 from tests.helpers import (
@@ -65,12 +67,16 @@ async def test_erase_a_caller_then_export_shows_their_fields_erased(
         "keys": 1,
         "dry_run": True,
         "seq": None,
+        "events": {"redis": 2, "archive": 0, "dead_letters": 0},
     }
     done = run_cli(
         redis_url, tmp_path, "erase", "--caller", ANA, "--by", "dpo@acme.example", env=ENV
     )
     assert done.returncode == 0, done.stderr
-    assert "erased caller: 1 conversation(s), 1 data key(s)" in done.stdout
+    assert (
+        "erased caller: 1 conversation(s), 1 data key(s), the personal fields of events "
+        "(2 in redis, 0 in archive, 0 in dead_letters)" in done.stdout
+    )
     events = {
         e["data"].get("notes", e["data"].get("callerANI")): e for e in exported(redis_url, tmp_path)
     }
@@ -128,3 +134,29 @@ async def test_rewrap_moves_every_key_to_the_new_key_so_the_old_one_can_go(
     result = run_cli(redis_url, tmp_path, "export", env=alone)
     assert result.returncode == 0, result.stderr
     assert ANA in result.stdout and f"ben: {NOTES}" in result.stdout
+
+
+async def test_reseal_seals_a_log_written_before_the_data_key_and_erase_then_reaches_it(
+    start_relay: RelayFactory,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """A relay without the data key stored the calls in clear; ``reseal`` seals them (the
+    export still shows them), and erasing Ana afterwards reaches her call."""
+    relay = await start_relay()
+    conversations = await two_callers(relay, open_agent)
+    result = run_cli(redis_url, tmp_path, "reseal", "--json", env=ENV)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [s["sealed"] for s in report["redis"]["streams"]] == [4]
+    assert report["archive"] is None
+    raw = await redis_client.xrange("sp:events:{0}")
+    assert not any(ANA.encode() in f[b"e"] or b"Visa" in f[b"e"] for _, f in raw)
+    notes = {e["conversationId"]: e["data"].get("notes") for e in exported(redis_url, tmp_path)}
+    assert notes[conversations["ana"]] == f"ana: {NOTES}"
+    erased = run_cli(redis_url, tmp_path, "erase", "--caller", ANA, "--json", env=ENV)
+    assert json.loads(erased.stdout)["conversations"] == [conversations["ana"]]
+    again = run_cli(redis_url, tmp_path, "reseal", env=ENV)
+    assert "sealed 0 of 5 entries" in again.stdout  # the 4, and the erasure's own event
