@@ -267,6 +267,36 @@ KIT_TASK: Final = ObjectSpec(
 WITH_KIT: Final = (KIT_TASK, CONTACT, LEAD, USER, TASK_STATUS, *ACCESS)
 """A vanilla org with the kit deployed (its Activity field on Task)."""
 
+VOICE_CALL: Final = ObjectSpec(
+    "VoiceCall",
+    "0LQ",
+    {
+        f.name: f
+        for f in [
+            _id_field(),
+            _s("VendorCallKey", "Vendor Call Key", 255),
+            FieldSpec(
+                name="CallType",
+                label="Call Type",
+                type="picklist",
+                picklist=("Inbound", "Outbound", "Transfer", "Callback", "Internal"),
+            ),
+            FieldSpec(name="FromPhoneNumber", label="From", type="phone", length=40),
+            FieldSpec(name="ToPhoneNumber", label="To", type="phone", length=40),
+            _s("CallStartDateTime", "Call Started", 40),
+            _s("CallEndDateTime", "Call Ended", 40),
+            _s("CallDisposition", "Call Status", 255),
+            _s("CallOrigin", "Call Origin", 255),
+            _s("Disposition__c", "Disposition", 255),
+            FieldSpec(name="Notes__c", label="Notes", type="textarea", length=32_000),
+        ]
+    },
+)
+"""A Voice org's VoiceCall (the fields the Telephony Integration API sets, and the kit's
+disposition and notes); its times are plain strings here, and its key prefix is assumed."""
+WITH_VOICE: Final = (*WITH_KIT, VOICE_CALL)
+"""An org with the kit and Salesforce Voice (VoiceCall)."""
+
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID: Final = re.compile(r"^[a-zA-Z0-9]{15}([A-Z0-5]{3})?$")

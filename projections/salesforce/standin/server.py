@@ -53,11 +53,15 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import RecordRefused, SalesforceError, describe_object
 from projections.salesforce.standin.search import run_phone_search
 from projections.salesforce.standin.soql import run_query
+from projections.salesforce.standin.telephony import BASE as TELEPHONY_BASE
+from projections.salesforce.standin.telephony import TelephonyIntegration
+from projections.salesforce.standin.telephony import add_routes as add_telephony_routes
 
 MAX_COLLECTION: Final = 200
 PARSER_LIMIT: Final = 65_536
 """aiohttp's own line and header limits, raised so the org's limit is the one that answers."""
-LOGIN_PATHS: Final = ("/services/Soap/", "/services/oauth2/")
+LOGIN_PATHS: Final = ("/services/Soap/", "/services/oauth2/", TELEPHONY_BASE)
+"""Paths without a session: logins, and Salesforce Voice's API (its own JWT)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -76,6 +80,7 @@ class StandInState:
     api_usage: int = 0
     api_max: int = 100_000
     faults: Faults = field(default_factory=Faults)
+    telephony: TelephonyIntegration = field(default_factory=TelephonyIntegration)
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request, for tests and ``up`` to show."""
     in_flight: int = 0
@@ -403,6 +408,7 @@ def build_app(state: StandInState) -> web.Application:
     for method, path, handler in routes:
         app.router.add_route(method, base + path, handler)
         app.router.add_route(method, base + path + "/", handler)
+    add_telephony_routes(app, lambda: state.org, state.telephony)
     return app
 
 
