@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from projections.calls.projection import RecordSink
     from projections.outcomes import Projection
+    from projections.salesforce.connect import SalesforceConnection
     from projections.settings import ProjectionSettings
     from projections.worker import WorkerSettings
     from relay.privacy.personal import PersonalData
@@ -86,6 +87,13 @@ GROUPS: Final = (
         "agent presence, echoes suppressed",
         claim_idle=LATENCY_CRITICAL_CLAIM_IDLE,
     ),
+    ProjectionGroup(
+        "voicecalls",
+        "projections.voice.projection",
+        "inbound calls as VoiceCalls in Salesforce Voice (SOFTPHONE_RELAY_TELEPHONY_URL)",
+        claim_idle=LATENCY_CRITICAL_CLAIM_IDLE,
+        needs="telephony_url",
+    ),
 )
 NAMES: Final = tuple(group.name for group in GROUPS)
 DEAD_LETTER_GROUPS: Final = tuple(group.name for group in GROUPS if not group.reads_itself)
@@ -129,6 +137,10 @@ class BuildContext(Protocol):
     @property
     def call_sink(self) -> Callable[[], Awaitable[RecordSink]]:
         """Opens where call records are written (the org, logged in; or the stand-in)."""
+
+    @property
+    def salesforce(self) -> Callable[[], Awaitable[SalesforceConnection]]:
+        """Opens the org's REST API (logged in; or the stand-in)."""
 
     @property
     def personal(self) -> PersonalData | None:

@@ -39,6 +39,21 @@ class ProjectionSettings(msgspec.Struct, kw_only=True, frozen=True):
     Readers (``replay``, ``tail``, ``export``, ``status``) read it as the older part of the log."""
     archive_segment: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
     """The span of entries one archive segment holds (``SOFTPHONE_RELAY_ARCHIVE_SEGMENT``)."""
+    telephony_url: str | None = None
+    """Salesforce Voice's Telephony Integration API, where the ``voicecalls`` group writes
+    (``SOFTPHONE_RELAY_TELEPHONY_URL``: ``https://{MyDomain}.my.salesforce-scrt.com/telephony/v1``);
+    None: no VoiceCalls."""
+    telephony_org_id: str | None = None
+    """The org's id, the tokens' issuer (``SOFTPHONE_RELAY_TELEPHONY_ORG_ID``)."""
+    telephony_call_center: str | None = None
+    """The contact center's API name, the tokens' subject
+    (``SOFTPHONE_RELAY_TELEPHONY_CALL_CENTER``)."""
+    telephony_key_file: str | None = None
+    """The private key (PEM) of the certificate on the contact center
+    (``SOFTPHONE_RELAY_TELEPHONY_KEY_FILE``)."""
+    telephony_number: str | None = None
+    """The contact center's number, each VoiceCall's ``to`` (``SOFTPHONE_RELAY_TELEPHONY_NUMBER``:
+    the contract's events name none)."""
 
 
 PROJECTION_DURATIONS: Final = frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -43,6 +43,9 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     """Event data fields of this partner's that carry personal data, sealed as the
     contract's own are (``callerANI``, ``dialTo``, ``dialFrom``, ``dialledTo``, ``notes``)."""
+    records: Literal["tasks", "voicecalls", "both"] = "tasks"
+    """What its calls become in Salesforce: Tasks (an Open CTI org, the ``calls`` group),
+    VoiceCalls (Salesforce Voice, the ``voicecalls`` group), or both."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):

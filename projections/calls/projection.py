@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Container
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -65,11 +66,15 @@ class RecordSink(Protocol):
 
 
 class ConversationLocks:
-    """One writer per conversation at a time, across workers and replays (``SET NX PX``)."""
+    """One writer per conversation at a time, across workers and replays (``SET NX PX``);
+    ``kind`` names what is written (each projection has its own locks)."""
 
-    def __init__(self, redis: aioredis.Redis, *, lock_ms: int = LOCK_MS) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, lock_ms: int = LOCK_MS, kind: str = "calls"
+    ) -> None:
         self._redis = redis
         self._lock_ms = lock_ms
+        self._kind = kind
         self._owner = uuid.uuid4().hex
         self._release = redis.register_script(RELEASE_SCRIPT)
 
@@ -78,7 +83,10 @@ class ConversationLocks:
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard, conversation in conversations:
                 pipe.set(
-                    keys.call_lock(shard, conversation), self._owner, nx=True, px=self._lock_ms
+                    keys.call_lock(shard, conversation, self._kind),
+                    self._owner,
+                    nx=True,
+                    px=self._lock_ms,
                 )
             replies = await pipe.execute()
         return {c for c, ok in zip(conversations, replies, strict=True) if ok}
@@ -90,9 +98,8 @@ class ConversationLocks:
 
         def fill(pipe: Pipeline) -> None:
             for shard, conversation in conversations:
-                queue_script(
-                    pipe, self._release, [keys.call_lock(shard, conversation)], [self._owner]
-                )
+                lock = keys.call_lock(shard, conversation, self._kind)
+                queue_script(pipe, self._release, [lock], [self._owner])
 
         for reply in await execute_loading_scripts(self._redis, fill, [self._release]):
             if isinstance(reply, Exception):
@@ -111,10 +118,13 @@ class CallRecordsProjection:
         *,
         lock_ms: int = LOCK_MS,
         personal: PersonalData | None = None,
+        voice_only: Container[str] = (),
     ) -> None:
-        """With ``personal``, the facts kept between batches are stored sealed."""
+        """With ``personal``, the facts kept between batches are stored sealed;
+        ``voice_only``: partners whose calls become VoiceCalls only (no Task)."""
         self._redis = redis
         self._personal = personal
+        self._voice_only = voice_only
         self._sink = sink
         self._locks = ConversationLocks(redis, lock_ms=lock_ms)
 
@@ -124,8 +134,13 @@ class CallRecordsProjection:
         by_conversation: dict[tuple[int, str], list[LogEntry]] = defaultdict(list)
         for entry in entries:
             envelope = entry.envelope
-            if envelope is None or envelope.name not in CALL_EVENTS or not envelope.conversationId:
-                outcomes[entry.id] = Done()  # not about a call: nothing to write
+            if (
+                envelope is None
+                or envelope.name not in CALL_EVENTS
+                or not envelope.conversationId
+                or envelope.partnerId in self._voice_only
+            ):
+                outcomes[entry.id] = Done()  # not about a call, or not one for a Task
                 continue
             shard = keys.shard_of_stream(entry.stream)
             by_conversation[(shard, envelope.conversationId)].append(entry)
@@ -206,9 +221,11 @@ async def build(context: BuildContext) -> CallRecordsProjection:
     """The ``calls`` projection of the registry, writing through the context's sink; a
     conversation lock lasts four times the claim idle time."""
     sink = await context.call_sink()
+    partners = context.relay_settings.partners or {}
     return CallRecordsProjection(
         context.redis,
         sink,
         lock_ms=4 * context.worker_settings.claim_idle_ms,
         personal=context.personal,
+        voice_only={p for p, partner in partners.items() if partner.records == "voicecalls"},
     )

@@ -86,9 +86,16 @@ def conversation_partner(shard: int, conversation_id: str) -> str:
     return f"sp:convpartner:{{{shard}}}:{conversation_id}"
 
 
-def call_lock(shard: int, conversation_id: str) -> str:
-    """Held by the one worker writing a conversation's record at a time."""
-    return f"sp:lock:{{{shard}}}:calls:{conversation_id}"
+def call_lock(shard: int, conversation_id: str, kind: str = "calls") -> str:
+    """Held by the one worker writing a conversation's record (of ``kind``: ``calls`` for
+    its Task, ``voice`` for its VoiceCall) at a time."""
+    return f"sp:lock:{{{shard}}}:{kind}:{conversation_id}"
+
+
+def voice_call(shard: int, conversation_id: str) -> str:
+    """What the ``voicecalls`` projection did for one conversation: its VoiceCall's id, and
+    whether it was ended (a hash)."""
+    return f"sp:voice:{{{shard}}}:{conversation_id}"
 
 
 def archive_lease(shard: int) -> str:

@@ -56,6 +56,7 @@ class GroupContext:
     projection_settings: ProjectionSettings
     worker_settings: WorkerSettings
     call_sink: Callable[[], Awaitable[RecordSink]]
+    salesforce: Callable[[], Awaitable[SalesforceConnection]]
     personal: PersonalData | None = None
 
 
@@ -77,14 +78,22 @@ class Workers:
 
     async def call_sink(self) -> RecordSink:
         """The Salesforce sink, logged in (a refused login stops here, clearly)."""
-        from projections.salesforce.connect import SalesforceConnection
         from projections.salesforce.metrics import SalesforceMetrics
         from projections.salesforce.sink import SalesforceSink
+
+        connection = await self.salesforce_connection()
+        assert self._salesforce is not None
+        metrics = SalesforceMetrics(self._metrics_registry)
+        return SalesforceSink(connection, self._salesforce.mapping, metrics=metrics)
+
+    async def salesforce_connection(self) -> SalesforceConnection:
+        """The org's REST API, logged in (a refused login stops here, clearly)."""
+        from projections.salesforce.connect import SalesforceConnection
 
         if self._salesforce is None:
             raise ConfigError(
                 "SOFTPHONE_RELAY_SF_INSTANCE_URL",
-                "the calls group needs a Salesforce org: JWT bearer (SF_USERNAME, "
+                "the calls and voicecalls groups need a Salesforce org: JWT bearer (SF_USERNAME, "
                 "SF_CONSUMER_KEY, SF_PRIVATE_KEY_FILE), client credentials, or a session",
             )
         self.connection = SalesforceConnection(self._salesforce)
@@ -96,8 +105,7 @@ class Workers:
             log.warning(
                 "event=salesforce_unreachable flow=%r error=%r", self.connection.flow, str(error)
             )
-        metrics = SalesforceMetrics(self._metrics_registry)
-        return SalesforceSink(self.connection, self._salesforce.mapping, metrics=metrics)
+        return self.connection
 
     async def build(self, groups: Sequence[str]) -> list[registry.Runner]:
         """One worker per group named, in the order given. With an archive configured, its
@@ -121,6 +129,7 @@ class Workers:
                 self.settings.projections,
                 reads,
                 self.call_sink,
+                self.salesforce_connection,
                 personal,
             )
             built = await registry.builder(group)(context)

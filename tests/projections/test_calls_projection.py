@@ -239,3 +239,24 @@ async def test_salesforce_trouble_is_survived_without_loss_or_dead_letters(
     await asyncio.wait_for(running, 30)
     assert set(tasks(standin)) == {"answered", "declined", "rang-out", "dialled"}
     assert await redis_client.xlen(keys.dead_letters("calls")) == 0
+
+
+async def test_a_partner_on_voice_calls_only_gets_no_task(
+    relay: Relay,
+    open_agent: AgentFactory,
+    redis_client: aioredis.Redis,
+    standin: StandIn,
+    sink: SalesforceSink,
+) -> None:
+    """``records = "voicecalls"``: its calls become VoiceCalls (the voicecalls group), not
+    Tasks; the calls group acks them and writes nothing."""
+    await send_calls(relay, open_agent)
+    projection = CallRecordsProjection(redis_client, sink, voice_only={PARTNER})
+    await Worker(redis_client, projection, SETTINGS).run(burst=True)
+    assert tasks(standin) == {}
+    assert await redis_client.xpending(keys.event_stream(0), "calls") == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }

@@ -44,10 +44,17 @@ def test_the_archive_runs_by_default_only_where_an_archive_is_configured() -> No
     """``project`` with no --group runs every group it can: the archive needs its URL."""
     assert "archive" not in registry.default_groups(ProjectionSettings())
     configured = ProjectionSettings(archive_url="file:///var/lib/softphone-relay/archive")
-    assert registry.default_groups(configured) == list(registry.NAMES)
+    assert registry.default_groups(configured) == [n for n in registry.NAMES if n != "voicecalls"]
+
+
+def test_voice_calls_run_by_default_only_where_the_telephony_api_is_configured() -> None:
+    """Salesforce Voice is opt-in: an Open CTI deployment never starts its group."""
+    assert "voicecalls" not in registry.default_groups(ProjectionSettings())
+    voice = ProjectionSettings(telephony_url="https://acme.my.salesforce-scrt.com/telephony/v1")
+    assert "voicecalls" in registry.default_groups(voice)
 
 
 def test_the_archive_has_no_dead_letters() -> None:
     """It keeps every entry as it is: dlq and status list only the worker-run groups."""
     assert "archive" not in registry.DEAD_LETTER_GROUPS
-    assert set(registry.DEAD_LETTER_GROUPS) == {"calls", "dispatch", "presence"}
+    assert set(registry.DEAD_LETTER_GROUPS) == {"calls", "dispatch", "presence", "voicecalls"}

@@ -229,3 +229,32 @@ def test_a_missing_partner_key_file_names_the_partners_setting(tmp_path: Path) -
     )
     with pytest.raises(ConfigError, match=r"PARTNERS_FILE.*gone\.crt"):
         settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
+
+
+def test_salesforce_voice_settings_and_a_partners_records_are_read(tmp_path: Path) -> None:
+    """``SOFTPHONE_RELAY_TELEPHONY_*`` configure the voicecalls group; a partner's
+    ``records`` says what its calls become (anything else is refused, naming the field)."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[partners.p1]\nbusinessSegmentId = "b"\nchannelOriginId = "c"\nrecords = "both"\n'
+    )
+    url = "https://acme.my.salesforce-scrt.com/telephony/v1"
+    settings = settings_from_env(
+        {
+            "SOFTPHONE_RELAY_PARTNERS_FILE": str(path),
+            "SOFTPHONE_RELAY_TELEPHONY_URL": url,
+            "SOFTPHONE_RELAY_TELEPHONY_ORG_ID": "00D5g0000000001EAA",
+            "SOFTPHONE_RELAY_TELEPHONY_CALL_CENTER": "ACME_Voice",
+            "SOFTPHONE_RELAY_TELEPHONY_KEY_FILE": "/run/secrets/telephony_key",
+            "SOFTPHONE_RELAY_TELEPHONY_NUMBER": "+442079460000",
+        }
+    )
+    projections = settings.projections
+    assert (projections.telephony_url, projections.telephony_call_center) == (url, "ACME_Voice")
+    assert projections.telephony_number == "+442079460000"
+    assert settings.relay.partners is not None and settings.relay.partners["p1"].records == "both"
+    path.write_text(
+        '[partners.p1]\nbusinessSegmentId = "b"\nchannelOriginId = "c"\nrecords = "voice"\n'
+    )
+    with pytest.raises(ConfigError, match=r"records"):
+        settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})

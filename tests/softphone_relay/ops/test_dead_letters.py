@@ -98,7 +98,7 @@ async def test_show_and_drop_by_id(
     [
         (
             ["list", "--group", "nope"],
-            "--group: unknown group nope; one of calls, dispatch, presence",
+            "--group: unknown group nope; one of calls, dispatch, presence, voicecalls",
         ),
         (["show", "1-0"], "ID: no dead letter 1-0 in calls"),
         (["requeue"], "dlq: name dead letters by ID..., or --error TEXT, or --all"),

@@ -63,7 +63,7 @@ async def test_status_shows_lengths_lag_pending_and_agents(
     [group] = shard["groups"]
     assert (group["group"], group["lag"], group["pending"]) == ("calls", 3, 0)
     assert found["onlineAgents"] == {relay.instance_id: 1}
-    assert found["deadLetters"] == {"calls": 0, "presence": 0, "dispatch": 0}
+    assert found["deadLetters"] == {"calls": 0, "presence": 0, "dispatch": 0, "voicecalls": 0}
     assert "SHARD" in run_cli(redis_url, tmp_path, "status").stdout
 
 

@@ -1,0 +1,239 @@
+"""The ``voicecalls`` projection: each inbound call as one VoiceCall in Salesforce Voice.
+
+On a call's ``incomingCall`` it creates the VoiceCall through the Telephony Integration API
+(``vendorCallKey`` = the conversation id, which the connector's ``callId`` is too), so that
+the connector can announce the call with its id; on ``callEnded`` or ``callRejected`` it
+ends it, once (the API overwrites what a second PATCH leaves out), with the disposition and
+notes known then in the kit's VoiceCall fields; notes submitted afterwards go to the same
+fields through the REST API (VoiceCall supports ``update()``). Calls the softphone placed
+(``outboundCallInitiated``) are left to Salesforce, which makes their VoiceCall from the
+connector's ``CALL_STARTED``.
+
+One VoiceCall per conversation: what was done is kept in ``sp:voice:{S}:<id>`` (its id,
+whether it was ended) and a conversation is worked by one worker at a time (its lock), so a
+redelivered entry changes nothing. A create whose answer was lost is looked up by its key
+through the REST API before it is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Container
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from simple_salesforce.api import SFType
+
+from projections.calls.projection import ConversationLocks
+from projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
+from projections.salesforce.connect import SalesforceConnection
+from projections.salesforce.telephony import (
+    CreateInDoubt,
+    Participant,
+    TelephonyClient,
+    TelephonyError,
+    VoiceCallCreate,
+)
+from relay.errors import ConfigError
+from relay.log import keys
+from relay.log.envelope import Envelope
+
+if TYPE_CHECKING:
+    from projections.registry import BuildContext
+    from relay.settings import RelaySettings
+
+VOICE_EVENTS: Final = frozenset({"incomingCall", "callEnded", "callRejected", "callNotesSubmitted"})
+STATE_TTL_SECONDS: Final = 30 * 24 * 3600
+DISPOSITION_FIELD: Final = "Disposition__c"
+NOTES_FIELD: Final = "Notes__c"
+
+
+class VoiceCallsProjection:
+    """Creates, ends and annotates the VoiceCalls of inbound calls."""
+
+    group = "voicecalls"
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        telephony: TelephonyClient,
+        salesforce: SalesforceConnection,
+        *,
+        number: str,
+        partners: Container[str] | None = None,
+        lock_ms: int = 120_000,
+    ) -> None:
+        """``number``: the contact center's number (the API wants a ``to``, the contract's
+        events name none); ``partners``: those whose calls become VoiceCalls (None: all)."""
+        self._redis = redis
+        self._telephony = telephony
+        self._salesforce = salesforce
+        self._number = number
+        self._partners = partners
+        self._locks = ConversationLocks(redis, lock_ms=lock_ms, kind="voice")
+
+    async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
+        """Each entry's outcome: its conversation's VoiceCall made, ended or annotated."""
+        outcomes: dict[str, Outcome] = {}
+        calls: dict[tuple[int, str], list[LogEntry]] = defaultdict(list)
+        for entry in entries:
+            envelope = entry.envelope
+            if (
+                envelope is None
+                or envelope.name not in VOICE_EVENTS
+                or not envelope.conversationId
+                or (self._partners is not None and envelope.partnerId not in self._partners)
+            ):
+                outcomes[entry.id] = Done()
+                continue
+            calls[(keys.shard_of_stream(entry.stream), envelope.conversationId)].append(entry)
+        locked = await self._locks.take(list(calls))
+        try:
+            for key, group in calls.items():
+                outcome = await self._call(key, group) if key in locked else None
+                for entry in group:
+                    outcomes[entry.id] = outcome or Retry(f"{key[1]} is being worked elsewhere")
+        finally:
+            await self._locks.release(locked)
+        return outcomes
+
+    async def _call(self, key: tuple[int, str], entries: list[LogEntry]) -> Outcome:
+        """Apply one conversation's entries in order; the first that cannot be done now
+        decides the outcome of them all (the done ones are kept, so nothing repeats)."""
+        state_key = keys.voice_call(*key)
+        state = {_text(k): _text(v) for k, v in (await self._redis.hgetall(state_key)).items()}
+        try:
+            for entry in entries:
+                assert entry.envelope is not None
+                changed = await self._apply(key[1], entry.envelope, state)
+                if changed:
+                    await self._redis.hset(state_key, mapping=cast(dict[Any, Any], changed))
+                    await self._redis.expire(state_key, STATE_TTL_SECONDS)
+                    state |= changed
+        except TelephonyError as error:
+            if error.status in (401, 403) or error.status >= 500 or error.status == 429:
+                return Retry(str(error))
+            return Reject(str(error))
+        except CreateInDoubt as error:
+            return Retry(str(error))
+        except OSError as error:  # the REST API (requests' errors are OSErrors)
+            return Retry(f"{type(error).__name__}: {error}")
+        return Done()
+
+    async def _apply(
+        self, conversation: str, envelope: Envelope, state: dict[str, str]
+    ) -> dict[str, str]:
+        """One event's effect; what to remember of it."""
+        data = envelope.data
+        voice_call = state.get("id")
+        if envelope.name == "incomingCall":
+            return {} if voice_call else {"id": await self._create(conversation, envelope)}
+        if voice_call is None:
+            return {}  # not an inbound call of ours (or its create failed for good)
+        fields = _fields(data)
+        if envelope.name in ("callEnded", "callRejected") and not state.get("ended"):
+            changes: dict[str, Any] = {"endTime": _iso(envelope), "isActiveCall": False}
+            if fields:
+                changes["callAttributes"] = msgspec.json.encode(fields).decode()
+            await self._telephony.update(voice_call, changes)
+            return {"ended": "1"}
+        if envelope.name == "callNotesSubmitted" and fields:
+            client = await asyncio.to_thread(self._salesforce.client)
+            voice_calls = cast(SFType, client.VoiceCall)
+            await asyncio.to_thread(voice_calls.update, voice_call, fields)
+        return {}
+
+    async def _create(self, conversation: str, envelope: Envelope) -> str:
+        """The VoiceCall of an inbound call: made, or found after a lost answer."""
+        caller = str(envelope.data.get("callerANI") or "anonymous")
+        call = VoiceCallCreate(
+            callCenterApiName=self._telephony.call_center,
+            vendorCallKey=conversation,
+            to=self._number,
+            from_=caller,
+            startTime=_iso(envelope),
+            participants=[Participant(caller)],
+        )
+        try:
+            return (await self._telephony.create(call)).voiceCallId
+        except CreateInDoubt:
+            found = await self._find(conversation)
+            if found is None:
+                raise
+            return found
+
+    async def _find(self, conversation: str) -> str | None:
+        """The VoiceCall made for ``conversation``, if one was (the oldest)."""
+        client = await asyncio.to_thread(self._salesforce.client)
+        soql = (
+            "SELECT Id FROM VoiceCall WHERE VendorCallKey = '"
+            + conversation.replace("\\", "\\\\").replace("'", "\\'")
+            + "'"
+        )
+        found = (await asyncio.to_thread(client.query, soql))["records"]
+        return str(found[0]["Id"]) if found else None
+
+
+def _fields(data: dict[str, Any]) -> dict[str, str]:
+    """The kit's VoiceCall fields an event fills."""
+    fields = {}
+    if data.get("disposition"):
+        fields[DISPOSITION_FIELD] = str(data["disposition"])
+    if data.get("notes"):
+        fields[NOTES_FIELD] = str(data["notes"])
+    return fields
+
+
+def _iso(envelope: Envelope) -> str:
+    return envelope.at.isoformat().replace("+00:00", "Z")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def voice_partners(settings: RelaySettings) -> set[str] | None:
+    """The partners whose calls become VoiceCalls (``records``: voicecalls or both); None
+    when there is no partners file (every call does)."""
+    if settings.partners is None:
+        return None
+    return {p for p, partner in settings.partners.items() if partner.records != "tasks"}
+
+
+async def build(context: BuildContext) -> VoiceCallsProjection:
+    """The ``voicecalls`` projection of the registry, from the ``SOFTPHONE_RELAY_TELEPHONY_*``
+    settings; a conversation lock lasts four times the claim idle time."""
+    settings = context.projection_settings
+    needed = {
+        "TELEPHONY_URL": settings.telephony_url,
+        "TELEPHONY_ORG_ID": settings.telephony_org_id,
+        "TELEPHONY_CALL_CENTER": settings.telephony_call_center,
+        "TELEPHONY_KEY_FILE": settings.telephony_key_file,
+        "TELEPHONY_NUMBER": settings.telephony_number,
+    }
+    for name, value in needed.items():
+        if not value:
+            raise ConfigError("SOFTPHONE_RELAY_" + name, "the voicecalls group needs it")
+    assert settings.telephony_url and settings.telephony_org_id and settings.telephony_number
+    assert settings.telephony_call_center and settings.telephony_key_file
+    try:
+        key = await asyncio.to_thread(Path(settings.telephony_key_file).read_bytes)
+    except OSError as error:
+        raise ConfigError("SOFTPHONE_RELAY_TELEPHONY_KEY_FILE", str(error.strerror)) from None
+    client = TelephonyClient(
+        settings.telephony_url,
+        org_id=settings.telephony_org_id,
+        call_center=settings.telephony_call_center,
+        private_key=key,
+    )
+    return VoiceCallsProjection(
+        context.redis,
+        client,
+        await context.salesforce(),
+        number=settings.telephony_number,
+        partners=voice_partners(context.relay_settings),
+        lock_ms=4 * context.worker_settings.claim_idle_ms,
+    )
