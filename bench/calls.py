@@ -3,7 +3,7 @@
     .venv/bin/python bench/calls.py [--calls 10000] [--rate 500] [--workers 1]
         [--drop-every 50] [--late-every 50 --late-seconds 3 --client-timeout 2]
         [--commit-window 5] [--call-key]
-        [--sharing] [--longest-ids]
+        [--sharing] [--longest-ids] [--voice]
 
 Starts its own Redis-compatible server and the stand-in (HTTPS, in a thread of its own), then
 appends ``--calls`` calls of 5 events each (incomingCall, callAccepted, callEnded,
@@ -19,23 +19,32 @@ create waits ``--commit-window`` seconds before it may be sent again. ``--call-k
 the kit's unique ``Softphone_Call_Id__c`` on Task and writes Tasks keyed by it
 (``key_field``). ``--sharing`` turns the stand-in's activity sharing on: each call's Task is
 owned by its agent's User, and the workers run as an integration user whose role is above
-the agents' (the README's setup).
+the agents' (the README's setup). ``--voice`` also runs the ``voicecalls`` group against the
+stand-in's Telephony Integration API (every call an inbound VoiceCall, a partner on ``both``)
+and prints its requests per 1,000 calls and the lag from appending ``incomingCall`` to its
+VoiceCall being created (p50/p99: it sits on the ring path, before the connector can
+announce the call).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from measure import percentile
 
 from projections.calls.fold import CallRecord
@@ -48,10 +57,12 @@ from projections.salesforce.doubts import UnansweredCreates
 from projections.salesforce.sink import SalesforceSink
 from projections.salesforce.standin.access import ActivitySharing
 from projections.salesforce.standin.org import Org
-from projections.salesforce.standin.schema import CALL_ID_FIELD, VANILLA, WITH_KIT
+from projections.salesforce.standin.schema import CALL_ID_FIELD, VANILLA, WITH_KIT, WITH_VOICE
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
+from projections.salesforce.telephony import TelephonyClient, VoiceCallCreate, VoiceCallCreated
 from projections.settings import ProjectionSettings
+from projections.voice.projection import VoiceCallsProjection
 from projections.worker import Worker, WorkerSettings
 from relay.log import keys
 from relay.log.clients import connect
@@ -210,10 +221,27 @@ async def run(
                 ),
             )
         )
+    voice, projection = None, None
+    if args.voice:
+        voice = MeasuringTelephony(standin, ended_at, args.calls)
+        projection = VoiceCallsProjection(
+            client,
+            voice,
+            SalesforceConnection(
+                SalesforceSettings(
+                    auth=SessionAuth(standin.instance_url, standin.state.new_session(integration)),
+                    ca_file=str(standin.ca_file),
+                )
+            ),
+            number="+442079460000",
+        )
+        workers.append(Worker(client, projection, WorkerSettings(batch_size=200, block_ms=50)))
     started = time.perf_counter()
     running = [asyncio.create_task(w.run()) for w in workers]
     await produce(client, args, ended_at, agent_users)
     await all_written.wait()
+    if voice is not None:
+        await voice.all_ended.wait()
     elapsed = time.perf_counter() - started
     for worker in workers:
         worker.stop()
@@ -255,6 +283,75 @@ async def run(
         f"lag callEnded -> record written: p50 {percentile(lags, 0.5) * 1000:.0f} ms  "
         f"p99 {percentile(lags, 0.99) * 1000:.0f} ms"
     )
+    if voice is not None and projection is not None:
+        print_voice(args, standin, voice, projection.rest_requests)
+
+
+class MeasuringTelephony(TelephonyClient):
+    """The Telephony Integration client, noting when each call's VoiceCall was created (from
+    when its events were appended) and how many calls were ended."""
+
+    def __init__(self, standin: StandIn, appended_at: dict[str, float], calls: int) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        standin.state.telephony.certificates["Bench_Voice"] = certificate.public_bytes(
+            serialization.Encoding.PEM
+        )
+        super().__init__(
+            standin.instance_url + "/telephony/v1",
+            org_id=standin.state.telephony.org_id,
+            call_center="Bench_Voice",
+            private_key=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            ssl_context=ssl.create_default_context(cafile=str(standin.ca_file)),
+        )
+        self.appended_at = appended_at
+        self.lags: list[float] = []
+        self.ended = 0
+        self.calls = calls
+        self.all_ended = asyncio.Event()
+
+    async def create(self, call: VoiceCallCreate) -> VoiceCallCreated:
+        created = await super().create(call)
+        self.lags.append(time.perf_counter() - self.appended_at[call.vendorCallKey])
+        return created
+
+    async def update(self, key: str, changes: dict[str, Any]) -> None:
+        await super().update(key, changes)
+        self.ended += 1
+        if self.ended >= self.calls:
+            self.all_ended.set()
+
+
+def print_voice(
+    args: argparse.Namespace, standin: StandIn, voice: MeasuringTelephony, rest: int
+) -> None:
+    """The voicecalls group's figures."""
+    made = [r for r in standin.state.org.records.values() if r["attributes"]["type"] == "VoiceCall"]
+    keys_ = [r["VendorCallKey"] for r in made]
+    telephony = [p for _, p in standin.state.requests if p.startswith("/telephony/")]
+    print(
+        f"voice: {len(made)} VoiceCalls, {len(keys_) - len(set(keys_))} calls with more than one; "
+        f"Telephony Integration requests {len(telephony)} = "
+        f"{len(telephony) * 1000 / args.calls:.1f} per 1,000 calls, REST (later notes, "
+        f"lookups) {rest * 1000 / args.calls:.1f} per 1,000 calls"
+    )
+    p50, p99 = percentile(voice.lags, 0.5) * 1000, percentile(voice.lags, 0.99) * 1000
+    print(f"lag incomingCall appended -> VoiceCall created: p50 {p50:.0f} ms  p99 {p99:.0f} ms")
 
 
 def sharing_users(org: Org) -> tuple[list[str], str | None]:
@@ -277,7 +374,9 @@ def serve_standin(
     """Run the stand-in on an event loop of its own thread, as a separate server would; it
     goes to ``holder``, then the users that own Tasks (none without ``--sharing``)."""
     loop = asyncio.new_event_loop()
-    org = Org(WITH_KIT if args and args.call_key else VANILLA)
+    org = Org(
+        WITH_VOICE if args and args.voice else WITH_KIT if args and args.call_key else VANILLA
+    )
     users = sharing_users(org) if args and args.sharing else ([], None)
     standin = StandIn(StandInState(org=org))
     loop.run_until_complete(standin.start())
@@ -344,6 +443,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--longest-ids", action="store_true", help="conversation ids of 128 characters"
+    )
+    parser.add_argument(
+        "--voice", action="store_true", help="also VoiceCalls through Salesforce Voice's API"
     )
     args = parser.parse_args()
     if args.commit_window is None:

@@ -123,9 +123,13 @@ class Worker:
     async def run(self, *, burst: bool = False) -> None:
         """Process until :meth:`stop` (or, with ``burst``, until every shard is drained)."""
         await self.ensure_groups()
-        async with asyncio.TaskGroup() as tasks:
-            for shard in range(self._settings.shards):
-                tasks.create_task(self._run_shard(keys.event_stream(shard), burst))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for shard in range(self._settings.shards):
+                    tasks.create_task(self._run_shard(keys.event_stream(shard), burst))
+        finally:  # a projection that holds connections open (``aclose``) closes them
+            if (aclose := getattr(self._projection, "aclose", None)) is not None:
+                await aclose()
 
     async def _run_shard(self, stream: str, burst: bool) -> None:
         backoff = Backoff(base=0.1, cap=5.0)

@@ -47,6 +47,10 @@ RUNS = {
         ],
         ["0 calls with more than one", "key field on, sharing on"],
     ),
+    "calls.py --voice": (
+        ["--calls", "30", "--rate", "200", "--voice"],
+        ["voice: 30 VoiceCalls, 0 calls with more than one", "VoiceCall created: p50"],
+    ),
     "dial.py": (["--requests", "3", "--background-rate", "20"], ["click-to-dials"]),
     "ingest.py": (
         [

@@ -18,6 +18,7 @@ through the REST API before it is tried again.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Container
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
-from simple_salesforce.api import SFType
 
 from projections.calls.projection import ConversationLocks
 from projections.outcomes import Done, LogEntry, Outcome, Reject, Retry
@@ -45,8 +45,17 @@ if TYPE_CHECKING:
     from projections.registry import BuildContext
     from relay.settings import RelaySettings
 
+log = logging.getLogger(__name__)
+
 VOICE_EVENTS: Final = frozenset({"incomingCall", "callEnded", "callRejected", "callNotesSubmitted"})
 STATE_TTL_SECONDS: Final = 30 * 24 * 3600
+Notes = dict[tuple[int, str], tuple[str, dict[str, str]]]
+"""Later notes of a batch's calls, by conversation: its VoiceCall's id and the fields."""
+COLLECTION: Final = 200
+"""Records in one sObject Collections request."""
+CONCURRENT_CALLS: Final = 32
+"""Conversations of a batch worked at once (each one's events in order): a create sits on
+the ring path, so one slow answer must not hold the others back."""
 DISPOSITION_FIELD: Final = "Disposition__c"
 NOTES_FIELD: Final = "Notes__c"
 
@@ -74,6 +83,13 @@ class VoiceCallsProjection:
         self._number = number
         self._partners = partners
         self._locks = ConversationLocks(redis, lock_ms=lock_ms, kind="voice")
+        self.rest_requests = 0
+        """REST API requests made (sObject Collections of later notes, lookups)."""
+
+    async def aclose(self) -> None:
+        """Close the Telephony Integration API's connections (the worker calls it at the
+        end of its run)."""
+        await self._telephony.close()
 
     async def handle(self, entries: list[LogEntry]) -> dict[str, Outcome]:
         """Each entry's outcome: its conversation's VoiceCall made, ended or annotated."""
@@ -91,24 +107,47 @@ class VoiceCallsProjection:
                 continue
             calls[(keys.shard_of_stream(entry.stream), envelope.conversationId)].append(entry)
         locked = await self._locks.take(list(calls))
+        room = asyncio.Semaphore(CONCURRENT_CALLS)
+
+        notes: Notes = {}
+
+        async def work(key: tuple[int, str], part: list[LogEntry]) -> Outcome:
+            async with room:
+                return await self._call(key, part, notes) if part else Done()
+
         try:
+            order = list(locked)
+            # The creates first (they sit on the ring path), then the rest, each call in order.
+            rings = [calls[k][:1] if _rings(calls[k][0]) else [] for k in order]
+            first = await asyncio.gather(*map(work, order, rings))
+            rest = [
+                calls[k][len(r) :] if o == Done() else []
+                for k, r, o in zip(order, rings, first, strict=True)
+            ]
+            later = await asyncio.gather(*map(work, order, rest))
+            unwritten = await self._write_notes(notes)
+            decided = {
+                k: Retry(unwritten[k]) if k in unwritten else (o if o != Done() else o2)
+                for k, o, o2 in zip(order, first, later, strict=True)
+            }
             for key, group in calls.items():
-                outcome = await self._call(key, group) if key in locked else None
+                outcome = decided.get(key) or Retry(f"{key[1]} is being worked elsewhere")
                 for entry in group:
-                    outcomes[entry.id] = outcome or Retry(f"{key[1]} is being worked elsewhere")
+                    outcomes[entry.id] = outcome
         finally:
             await self._locks.release(locked)
         return outcomes
 
-    async def _call(self, key: tuple[int, str], entries: list[LogEntry]) -> Outcome:
-        """Apply one conversation's entries in order; the first that cannot be done now
+    async def _call(self, key: tuple[int, str], entries: list[LogEntry], notes: Notes) -> Outcome:
+        """Apply one conversation's entries in order (its later notes into ``notes``, by
+        VoiceCall id, written for the whole batch at once); the first that cannot be done now
         decides the outcome of them all (the done ones are kept, so nothing repeats)."""
         state_key = keys.voice_call(*key)
         state = {_text(k): _text(v) for k, v in (await self._redis.hgetall(state_key)).items()}
         try:
             for entry in entries:
                 assert entry.envelope is not None
-                changed = await self._apply(key[1], entry.envelope, state)
+                changed = await self._apply(key, entry.envelope, state, notes)
                 if changed:
                     await self._redis.hset(state_key, mapping=cast(dict[Any, Any], changed))
                     await self._redis.expire(state_key, STATE_TTL_SECONDS)
@@ -124,13 +163,17 @@ class VoiceCallsProjection:
         return Done()
 
     async def _apply(
-        self, conversation: str, envelope: Envelope, state: dict[str, str]
+        self,
+        key: tuple[int, str],
+        envelope: Envelope,
+        state: dict[str, str],
+        notes: Notes,
     ) -> dict[str, str]:
         """One event's effect; what to remember of it."""
         data = envelope.data
         voice_call = state.get("id")
         if envelope.name == "incomingCall":
-            return {} if voice_call else {"id": await self._create(conversation, envelope)}
+            return {} if voice_call else {"id": await self._create(key[1], envelope)}
         if voice_call is None:
             return {}  # not an inbound call of ours (or its create failed for good)
         fields = _fields(data)
@@ -141,10 +184,39 @@ class VoiceCallsProjection:
             await self._telephony.update(voice_call, changes)
             return {"ended": "1"}
         if envelope.name == "callNotesSubmitted" and fields:
-            client = await asyncio.to_thread(self._salesforce.client)
-            voice_calls = cast(SFType, client.VoiceCall)
-            await asyncio.to_thread(voice_calls.update, voice_call, fields)
+            notes[key] = (voice_call, notes.get(key, (voice_call, {}))[1] | fields)
         return {}
+
+    async def _write_notes(self, notes: Notes) -> dict[tuple[int, str], str]:
+        """Later notes into their VoiceCalls, 200 a request (sObject Collections); why each
+        call's were not written, by conversation."""
+        if not notes:
+            return {}
+        client = await asyncio.to_thread(self._salesforce.client)
+        keys_ = list(notes)
+        failed: dict[tuple[int, str], str] = {}
+        for at in range(0, len(keys_), COLLECTION):
+            part = keys_[at : at + COLLECTION]
+            records = [
+                {"attributes": {"type": "VoiceCall"}, "Id": notes[k][0], **notes[k][1]}
+                for k in part
+            ]
+            self.rest_requests += 1
+            try:
+                answer = await asyncio.to_thread(
+                    client.restful,
+                    "composite/sobjects",
+                    method="PATCH",
+                    json={"allOrNone": False, "records": records},
+                )
+            except OSError as error:  # requests' errors are OSErrors
+                failed |= dict.fromkeys(part, f"{type(error).__name__}: {error}")
+                continue
+            results = cast(list[dict[str, Any]], answer)
+            for k, done in zip(part, results, strict=True):
+                if not done["success"]:
+                    failed[k] = str(done["errors"])[:300]
+        return failed
 
     async def _create(self, conversation: str, envelope: Envelope) -> str:
         """The VoiceCall of an inbound call: made, or found after a lost answer."""
@@ -168,6 +240,7 @@ class VoiceCallsProjection:
     async def _find(self, conversation: str) -> str | None:
         """The VoiceCall made for ``conversation``, if one was (the oldest)."""
         client = await asyncio.to_thread(self._salesforce.client)
+        self.rest_requests += 1
         soql = (
             "SELECT Id FROM VoiceCall WHERE VendorCallKey = '"
             + conversation.replace("\\", "\\\\").replace("'", "\\'")
@@ -175,6 +248,10 @@ class VoiceCallsProjection:
         )
         found = (await asyncio.to_thread(client.query, soql))["records"]
         return str(found[0]["Id"]) if found else None
+
+
+def _rings(entry: LogEntry) -> bool:
+    return entry.envelope is not None and entry.envelope.name == "incomingCall"
 
 
 def _fields(data: dict[str, Any]) -> dict[str, str]:

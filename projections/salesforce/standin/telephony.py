@@ -22,6 +22,7 @@ shape), 404 for a PATCH of an unknown call, 200 for a create, and the body of a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -68,6 +69,12 @@ class TelephonyIntegration:
     """Creates received."""
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(certificate: bytes) -> Any:
+    """The public key of an uploaded certificate (read once)."""
+    return x509.load_pem_x509_certificate(certificate).public_key()
+
+
 def _refusal(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"errorCode": code, "message": message}, status=status)
 
@@ -102,11 +109,11 @@ class TelephonyApi:
         certificate = self.telephony.certificates.get(str(subject))
         if certificate is None:
             return f"no certificate for contact center {subject!r}"
-        key = x509.load_pem_x509_certificate(certificate).public_key()
+        key = _public_key(certificate)
         try:
             claims = jwt.decode(
                 token,
-                key,  # type: ignore[arg-type]
+                key,
                 algorithms=["RS256"],
                 issuer=self.telephony.org_id,
                 options={"require": ["iss", "sub", "iat", "exp"], "verify_aud": False},

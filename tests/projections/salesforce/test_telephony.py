@@ -8,17 +8,15 @@ import asyncio
 import ssl
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import jwt
 import msgspec
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from simple_salesforce import Salesforce
 
 from projections.salesforce.standin.org import Org
@@ -31,14 +29,11 @@ from projections.salesforce.telephony import (
     TelephonyError,
     VoiceCallCreate,
 )
+from tests.certificates import org_certificate
 
 ORG_ID = "00D5g0000000001EAA"
 CALL_CENTER = "ACME_Voice"
 CALLER = "+18883973342"
-
-
-def a_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -49,31 +44,15 @@ def pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def self_signed(key: rsa.RSAPrivateKey) -> bytes:
-    """What ``openssl req -x509 -sha256 -days 365`` makes: the certificate the admin uploads."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "softphone-relay")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
-KEY = a_key()
+KEY, CERTIFICATE = org_certificate()
+"""The contact center's key, and the self-signed certificate the admin uploads."""
 
 
 @pytest.fixture
 def standin_state() -> StandInState:
     state = StandInState(org=Org(WITH_VOICE))
     state.telephony.org_id = ORG_ID
-    state.telephony.certificates[CALL_CENTER] = self_signed(KEY)
+    state.telephony.certificates[CALL_CENTER] = CERTIFICATE.encode()
     return state
 
 
@@ -81,15 +60,29 @@ def trusting(standin: StandIn) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(standin.ca_file))
 
 
+OPENED: list[TelephonyClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def closed_clients() -> AsyncIterator[None]:
+    """Every client a test opened is closed after it (their connections are kept open)."""
+    yield
+    while OPENED:
+        await OPENED.pop().close()
+
+
 def a_client(standin: StandIn, key: rsa.RSAPrivateKey = KEY) -> TelephonyClient:
-    return TelephonyClient(
-        standin.instance_url + "/telephony/v1",
-        org_id=ORG_ID,
-        call_center=CALL_CENTER,
-        private_key=pem(key),
-        ssl_context=trusting(standin),
-        retry_delay=0.01,
+    OPENED.append(
+        client := TelephonyClient(
+            standin.instance_url + "/telephony/v1",
+            org_id=ORG_ID,
+            call_center=CALL_CENTER,
+            private_key=pem(key),
+            ssl_context=trusting(standin),
+            retry_delay=0.01,
+        )
     )
+    return client
 
 
 def an_inbound_call(key: str | None = None, **extra: Any) -> VoiceCallCreate:
@@ -157,7 +150,10 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 
 BAD_TOKENS = {
-    "signed by another key": (lambda: jwt.encode(claims(), pem(a_key()), "RS256"), "Signature"),
+    "signed by another key": (
+        lambda: jwt.encode(claims(), pem(org_certificate()[0]), "RS256"),
+        "Signature",
+    ),
     "HS256": (
         lambda: jwt.encode(claims(), "a shared secret of 32 bytes or more", "HS256"),
         "not RS256",
@@ -203,7 +199,7 @@ async def test_a_token_used_twice_is_refused_the_second_time(standin: StandIn) -
 async def test_a_token_for_another_contact_center_than_the_body_names_is_refused(
     standin: StandIn,
 ) -> None:
-    standin.state.telephony.certificates["Other_CC"] = self_signed(KEY)
+    standin.state.telephony.certificates["Other_CC"] = CERTIFICATE.encode()
     token = jwt.encode(claims(sub="Other_CC"), pem(KEY), "RS256")
     status, body = await post(standin, token, msgspec.json.encode(an_inbound_call()))
     assert status == 401 and "is not callCenterApiName" in body["message"]

@@ -5,6 +5,7 @@ answers as told): one VoiceCall per call, ended once, its notes written."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,20 +23,28 @@ from relay.log.event_log import EventLog
 from tests.helpers import LOG_PARTNER, ConnectionFactory, call, conversation_ids, envelope
 from tests.projections.salesforce.test_telephony import (
     CALL_CENTER,
-    KEY,
+    CERTIFICATE,
+    OPENED,
     ORG_ID,
     a_client,
-    self_signed,
 )
 
 NUMBER = "+442079460000"
+
+
+@pytest.fixture(autouse=True)
+async def closed_clients() -> AsyncIterator[None]:
+    """Every Telephony Integration client a test opened is closed after it."""
+    yield
+    while OPENED:
+        await OPENED.pop().close()
 
 
 @pytest.fixture
 def standin_state() -> StandInState:
     state = StandInState(org=Org(WITH_VOICE))
     state.telephony.org_id = ORG_ID
-    state.telephony.certificates[CALL_CENTER] = self_signed(KEY)
+    state.telephony.certificates[CALL_CENTER] = CERTIFICATE.encode()
     return state
 
 
