@@ -35,16 +35,14 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from measure import percentile
 
 from projections.calls.fold import CallRecord
@@ -60,7 +58,12 @@ from projections.salesforce.standin.org import Org
 from projections.salesforce.standin.schema import CALL_ID_FIELD, VANILLA, WITH_KIT, WITH_VOICE
 from projections.salesforce.standin.server import StandIn, StandInState
 from projections.salesforce.task_mapping import TaskMapping
-from projections.salesforce.telephony import TelephonyClient, VoiceCallCreate, VoiceCallCreated
+from projections.salesforce.telephony import (
+    TelephonyClient,
+    VoiceCallCreate,
+    VoiceCallCreated,
+    contact_center_certificate,
+)
 from projections.settings import ProjectionSettings
 from projections.voice.projection import VoiceCallsProjection
 from projections.worker import Worker, WorkerSettings
@@ -293,21 +296,7 @@ class MeasuringTelephony(TelephonyClient):
 
     def __init__(self, standin: StandIn, appended_at: dict[str, float], calls: int) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=1))
-            .sign(key, hashes.SHA256())
-        )
-        standin.state.telephony.certificates["Bench_Voice"] = certificate.public_bytes(
-            serialization.Encoding.PEM
-        )
+        standin.state.telephony.certificates["Bench_Voice"] = contact_center_certificate(key)
         super().__init__(
             standin.instance_url + "/telephony/v1",
             org_id=standin.state.telephony.org_id,

@@ -51,6 +51,9 @@ class ProjectionSettings(msgspec.Struct, kw_only=True, frozen=True):
     telephony_key_file: str | None = None
     """The private key (PEM) of the certificate on the contact center
     (``SOFTPHONE_RELAY_TELEPHONY_KEY_FILE``)."""
+    telephony_ca_file: str | None = None
+    """Certificates (PEM) to trust for the Telephony Integration API instead of the system's
+    (``SOFTPHONE_RELAY_TELEPHONY_CA_FILE``: ``up`` sets the stand-in's)."""
     telephony_number: str | None = None
     """The contact center's number, each VoiceCall's ``to`` (``SOFTPHONE_RELAY_TELEPHONY_NUMBER``:
     the contract's events name none)."""

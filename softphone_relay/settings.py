@@ -180,7 +180,7 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]
         put("data_keys", source, tuple(base64.b64encode(k).decode() for k in keys))
     if (host := get("HOST")) is not None:
         put("host", "HOST", host)
-    for key in ("URL", "ORG_ID", "CALL_CENTER", "KEY_FILE", "NUMBER"):
+    for key in ("URL", "ORG_ID", "CALL_CENTER", "KEY_FILE", "CA_FILE", "NUMBER"):
         if (text := get("TELEPHONY_" + key)) is not None:
             put("telephony_" + key.lower(), "TELEPHONY_" + key, text)
     for key, field in (

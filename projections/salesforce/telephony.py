@@ -16,12 +16,16 @@ import asyncio
 import ssl
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
 import jwt
 import msgspec
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from relay.errors import RelayError
 
@@ -161,3 +165,21 @@ class TelephonyClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def contact_center_certificate(key: rsa.RSAPrivateKey, days: int = 365) -> bytes:
+    """A self-signed certificate (PEM) of ``key``, as ``openssl req -x509 -sha256 -days 365``
+    makes the one an admin uploads to the contact center (for ``up`` and the benchmarks)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "softphone-relay")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import defaultdict
 from collections.abc import Container
 from pathlib import Path
@@ -300,11 +301,13 @@ async def build(context: BuildContext) -> VoiceCallsProjection:
         key = await asyncio.to_thread(Path(settings.telephony_key_file).read_bytes)
     except OSError as error:
         raise ConfigError("SOFTPHONE_RELAY_TELEPHONY_KEY_FILE", str(error.strerror)) from None
+    trusted = settings.telephony_ca_file
     client = TelephonyClient(
         settings.telephony_url,
         org_id=settings.telephony_org_id,
         call_center=settings.telephony_call_center,
         private_key=key,
+        ssl_context=ssl.create_default_context(cafile=trusted) if trusted else None,
     )
     return VoiceCallsProjection(
         context.redis,

@@ -23,6 +23,7 @@ DEV_PARTNERS = {
         businessSegmentId="d6afeaa7-39be-4935-981f-2670215fd887",
         channelOriginId="57053e21-0440-4689-a27a-513d7dceebde",
         dialFrom="+18449401117",
+        records="both",
     )
 }
 DEV_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")

@@ -22,7 +22,9 @@ from projections.salesforce.connect import (
     SessionAuth,
     salesforce_settings_from_env,
 )
-from projections.salesforce.standin.server import StandIn
+from projections.salesforce.standin.org import Org
+from projections.salesforce.standin.schema import VANILLA, VOICE_CALL
+from projections.salesforce.standin.server import StandIn, StandInState
 from relay.control.api import ControlApi
 from relay.errors import ConfigError
 from relay.log import clients
@@ -38,6 +40,7 @@ from softphone_relay.cli.dev import (
     StandInAddress,
     record_standin,
 )
+from softphone_relay.cli.dev_voice import dev_voice
 from softphone_relay.cli.runtime import data_dir as resolve_data_dir
 from softphone_relay.cli.runtime import raise_open_file_limit, stop_on_signals
 from softphone_relay.cli.serve import start_api, start_relay
@@ -149,7 +152,7 @@ async def _run(
     if relay is None:
         return
     raise_open_file_limit()
-    standin = StandIn(ca_dir=state.data_dir)
+    standin = StandIn(StandInState(org=Org((*VANILLA, VOICE_CALL))), ca_dir=state.data_dir)
     client = clients.connect(url)
     api = ControlApi(settings.relay, client)
     workers: Workers | None = None
@@ -165,10 +168,13 @@ async def _run(
             record_standin(
                 state, StandInAddress(standin.instance_url, session, str(standin.ca_file))
             )
+            if settings.projections.telephony_url is None:  # Salesforce Voice: the stand-in's
+                voice = await asyncio.to_thread(dev_voice, state.data_dir, standin)
+                settings = with_fields(settings, voice)
         workers = Workers(client, settings, relay.metrics.registry, salesforce)
         running = await workers.build(registry.default_groups(settings.projections))
         print_welcome(settings, relay, api, url, embedded)
-        print_salesforce(standin if standin.port else None, salesforce)
+        print_salesforce(standin if standin.port else None, salesforce, settings)
         print("\nCtrl-C stops everything this started.", flush=True)
         await run_workers(running, stop, workers.chores(stop))
     finally:
@@ -180,7 +186,9 @@ async def _run(
         await client.aclose()
 
 
-def print_salesforce(standin: StandIn | None, salesforce: SalesforceSettings) -> None:
+def print_salesforce(
+    standin: StandIn | None, salesforce: SalesforceSettings, settings: Settings
+) -> None:
     """Where call records go, and how to see them in the stand-in."""
     if standin is None or not isinstance(salesforce.auth, SessionAuth):
         print("\nCall records go to your Salesforce org.", flush=True)
@@ -198,6 +206,16 @@ List the Tasks it holds:
     '{standin.instance_url}/services/data/v59.0/query?q={query}'""",
         flush=True,
     )
+    voice = settings.projections.telephony_url
+    if voice is not None and voice.startswith(standin.instance_url):
+        calls = "SELECT+Id,VendorCallKey,CallDisposition,Notes__c+FROM+VoiceCall"
+        print(
+            f"""Inbound calls also become VoiceCalls (Salesforce Voice) through the stand-in's
+Telephony Integration API at {voice} (README: Salesforce Voice). List them:
+  curl -s --cacert {standin.ca_file} -H 'Authorization: Bearer {session}' \\
+    '{standin.instance_url}/services/data/v59.0/query?q={calls}'""",
+            flush=True,
+        )
 
 
 def print_welcome(

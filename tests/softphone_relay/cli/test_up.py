@@ -9,14 +9,19 @@ import re
 import signal
 import socket
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from relay.errors import ConfigError
-from softphone_relay.cli.dev import DevState
+from relay.log.envelope import Envelope, encode_stored
+from softphone_relay.cli.dev import DEV_PARTNER_ID, DevState
 from softphone_relay.cli.up import up_settings
 from softphone_relay.embedded import free_port
 from tests.helpers import CLI, SECRET, clean_env
@@ -211,3 +216,53 @@ def test_up_refuses_tls_settings_naming_serve(
     monkeypatch.setenv("SOFTPHONE_RELAY_TLS_KEY_FILE", str(tmp_path / "tls.key"))
     with pytest.raises(ConfigError, match="TLS is for serve"):
         up_settings(DevState(tmp_path), None, None, None)
+
+
+def test_up_makes_an_inbound_call_a_voice_call_in_the_stand_in(start_up: type[Up]) -> None:
+    """With no org configured, ``up`` wires the voicecalls group to the stand-in's
+    Telephony Integration API (a key and certificate of its own): an inbound call in the log
+    becomes one VoiceCall, ended, which the printed query lists."""
+    running = start_up()
+    found = re.search(
+        r"curl -s --cacert (\S+) -H 'Authorization: Bearer (\S+)' \\\n\s+'(\S+FROM\+VoiceCall)'",
+        running.output,
+    )
+    assert found is not None, running.output
+    ca_file, session, query = found.groups()
+    conversation = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    events = [
+        Envelope(
+            id=str(uuid.uuid4()),
+            name=name,
+            agentId="dev-agent",
+            partnerId=DEV_PARTNER_ID,
+            conversationId=conversation,
+            at=now,
+            receivedAt=now,
+            sessionId="s",
+            data={"partnerId": DEV_PARTNER_ID, "conversationId": conversation, **data},
+        )
+        for name, data in (
+            ("incomingCall", {"callerANI": "+18883973342"}),
+            ("callEnded", {"duration": 10, "callType": "inbound", "notes": "Refund issued"}),
+        )
+    ]
+    client = redis.Redis.from_url(running.redis_url)
+    try:
+        for event in events:
+            client.xadd("sp:events:{0}", {"e": encode_stored(event)})
+    finally:
+        client.close()
+    deadline = time.monotonic() + 20
+    while True:
+        answer = requests.get(
+            query, headers={"Authorization": f"Bearer {session}"}, verify=ca_file, timeout=10
+        )
+        records = [r for r in answer.json()["records"] if r["VendorCallKey"] == conversation]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(r["CallDisposition"], r["Notes__c"]) for r in records] == [
+        ("completed", "Refund issued")
+    ]
