@@ -41,8 +41,6 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from measure import percentile
 
 from projections.calls.fold import CallRecord
@@ -62,7 +60,7 @@ from projections.salesforce.telephony import (
     TelephonyClient,
     VoiceCallCreate,
     VoiceCallCreated,
-    contact_center_certificate,
+    new_contact_center_key,
 )
 from projections.settings import ProjectionSettings
 from projections.voice.projection import VoiceCallsProjection
@@ -295,17 +293,12 @@ class MeasuringTelephony(TelephonyClient):
     when its events were appended) and how many calls were ended."""
 
     def __init__(self, standin: StandIn, appended_at: dict[str, float], calls: int) -> None:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        standin.state.telephony.certificates["Bench_Voice"] = contact_center_certificate(key)
+        key, standin.state.telephony.certificates["Bench_Voice"] = new_contact_center_key()
         super().__init__(
             standin.instance_url + "/telephony/v1",
             org_id=standin.state.telephony.org_id,
             call_center="Bench_Voice",
-            private_key=key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
+            private_key=key,
             ssl_context=ssl.create_default_context(cafile=str(standin.ca_file)),
         )
         self.appended_at = appended_at

@@ -258,19 +258,21 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float, step: 
 LOG_PARTNER = "p1"
 
 
-def envelope(name: str, conversation: str, second: int, **data: Any) -> Envelope:
-    """An event of ``conversation`` said ``second`` seconds after START."""
+def envelope(
+    name: str, conversation: str, second: int, *, partner: str = LOG_PARTNER, **data: Any
+) -> Envelope:
+    """An event of ``conversation`` (of ``partner``) said ``second`` seconds after START."""
     at = START + timedelta(seconds=second)
     return Envelope(
         id=str(uuid.uuid4()),
         name=name,
         agentId="agent-1",
-        partnerId=LOG_PARTNER,
+        partnerId=partner,
         conversationId=conversation,
         at=at,
         receivedAt=at,
         sessionId="s",
-        data={"partnerId": LOG_PARTNER, "conversationId": conversation, **data},
+        data={"partnerId": partner, "conversationId": conversation, **data},
     )
 
 

@@ -27,8 +27,8 @@ from projections.archive.segments import (
     is_index,
     shard_prefix,
 )
-from relay.log.envelope import decode_stored, encode_stored
 from relay.privacy.personal import PersonalData
+from relay.privacy.reseal import resealed_entry
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,9 @@ async def _reseal_segment(
     sealed = 0
     for entry in await catalog.entries(index):
         raw = bytes(entry.e)
-        try:
-            envelope = decode_stored(raw, entry.id)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            entries.append((entry.id, raw))  # archived as the log held it: kept so
-            continue
-        if personal.plan(envelope) is None:
-            entries.append((entry.id, raw))
-            continue
-        entries.append((entry.id, encode_stored(await personal.sealed(envelope))))
-        sealed += 1
+        resealed = await resealed_entry(personal, raw, entry.id)
+        entries.append((entry.id, raw if resealed is None else resealed))
+        sealed += resealed is not None
     if not sealed or dry_run:
         return sealed
     data, written = encode_segment(index.shard, entries)

@@ -167,9 +167,11 @@ class TelephonyClient:
             self._session = None
 
 
-def contact_center_certificate(key: rsa.RSAPrivateKey, days: int = 365) -> bytes:
-    """A self-signed certificate (PEM) of ``key``, as ``openssl req -x509 -sha256 -days 365``
-    makes the one an admin uploads to the contact center (for ``up`` and the benchmarks)."""
+def new_contact_center_key(days: int = 365) -> tuple[bytes, bytes]:
+    """A new RSA 2048 key (PEM) and its self-signed certificate (PEM), as ``openssl req
+    -x509 -sha256 -days 365`` makes the one an admin uploads to the contact center (for
+    ``up`` and the benchmarks)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "softphone-relay")])
     now = datetime.now(UTC)
     certificate = (
@@ -182,4 +184,9 @@ def contact_center_certificate(key: rsa.RSAPrivateKey, days: int = 365) -> bytes
         .not_valid_after(now + timedelta(days=days))
         .sign(key, hashes.SHA256())
     )
-    return certificate.public_bytes(serialization.Encoding.PEM)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return private, certificate.public_bytes(serialization.Encoding.PEM)

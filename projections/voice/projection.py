@@ -41,6 +41,7 @@ from projections.salesforce.telephony import (
 from relay.errors import ConfigError
 from relay.log import keys
 from relay.log.envelope import Envelope
+from relay.log.streams import text
 
 if TYPE_CHECKING:
     from projections.registry import BuildContext
@@ -140,18 +141,20 @@ class VoiceCallsProjection:
         return outcomes
 
     async def _call(self, key: tuple[int, str], entries: list[LogEntry], notes: Notes) -> Outcome:
-        """Apply one conversation's entries in order (its later notes into ``notes``, by
-        VoiceCall id, written for the whole batch at once); the first that cannot be done now
-        decides the outcome of them all (the done ones are kept, so nothing repeats)."""
+        """Apply one conversation's entries in order (its later notes into ``notes``,
+        written for the whole batch at once); the first that cannot be done now decides the
+        outcome of them all (the done ones are kept, so nothing repeats)."""
         state_key = keys.voice_call(*key)
-        state = {_text(k): _text(v) for k, v in (await self._redis.hgetall(state_key)).items()}
+        state = {text(k): text(v) for k, v in (await self._redis.hgetall(state_key)).items()}
         try:
             for entry in entries:
                 assert entry.envelope is not None
                 changed = await self._apply(key, entry.envelope, state, notes)
                 if changed:
-                    await self._redis.hset(state_key, mapping=cast(dict[Any, Any], changed))
-                    await self._redis.expire(state_key, STATE_TTL_SECONDS)
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        pipe.hset(state_key, mapping=cast(dict[Any, Any], changed))
+                        pipe.expire(state_key, STATE_TTL_SECONDS)
+                        await pipe.execute()
                     state |= changed
         except TelephonyError as error:
             if error.status in (401, 403) or error.status >= 500 or error.status == 429:
@@ -267,10 +270,6 @@ def _fields(data: dict[str, Any]) -> dict[str, str]:
 
 def _iso(envelope: Envelope) -> str:
     return envelope.at.isoformat().replace("+00:00", "Z")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def voice_partners(settings: RelaySettings) -> set[str] | None:

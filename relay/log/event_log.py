@@ -77,29 +77,25 @@ for k = 1, events do
         'SET', KEYS[buckets + legacy_keys + checked], partner, 'NX', 'GET', 'EX', owner_ttl)
     end
   end
-  local there = false
-  if seen or (owner and owner ~= partner) then
-    there = false
-  elseif data_key then
-    -- The conversation's data key, made by the relay: stored unless one is there already.
-    there = redis.call('SET', data_key, wrapped, 'NX', 'GET')
-    if there == wrapped then there = false end
-  end
   if seen then
     out[#out + 1] = seen
     out[#out + 1] = 1
   elseif owner and owner ~= partner then
     out[#out + 1] = owner
     out[#out + 1] = 2
-  elseif there then
-    out[#out + 1] = there
-    out[#out + 1] = 3
   else
-    local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
-    redis.call('HSET', KEYS[2], digest, id)
-    for i = first_index, at do redis.call('SADD', KEYS[i], member) end
-    out[#out + 1] = id
-    out[#out + 1] = 0
+    -- The conversation's data key, made by the relay: stored unless one is there already.
+    local there = data_key and redis.call('SET', data_key, wrapped, 'NX', 'GET')
+    if there and there ~= wrapped then
+      out[#out + 1] = there
+      out[#out + 1] = 3
+    else
+      local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
+      redis.call('HSET', KEYS[2], digest, id)
+      for i = first_index, at do redis.call('SADD', KEYS[i], member) end
+      out[#out + 1] = id
+      out[#out + 1] = 0
+    end
   end
 end
 redis.call('EXPIREAT', KEYS[2], ARGV[1])

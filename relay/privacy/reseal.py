@@ -137,9 +137,10 @@ async def reseal_stream(
         copied: list[tuple[str, Any]] = []
         for raw_id, fields in page:
             entry_id = text(raw_id)
-            resealed = await _resealed(personal, entry_id, fields)
-            sealed += resealed is not fields
-            copied.append((entry_id, resealed))
+            raw = fields.get(b"e")
+            resealed = None if raw is None else await resealed_entry(personal, raw, entry_id)
+            sealed += resealed is not None
+            copied.append((entry_id, fields if resealed is None else {**fields, b"e": resealed}))
         entries += len(page)
         last = copied[-1][0]
         if not dry_run:
@@ -155,19 +156,16 @@ async def reseal_stream(
     return StreamResealed(stream=stream, entries=entries, sealed=sealed)
 
 
-async def _resealed(
-    personal: PersonalData, entry_id: str, fields: dict[Any, Any]
-) -> dict[Any, Any]:
-    """An entry's fields with its envelope's personal fields sealed; ``fields`` itself when
-    there is nothing to seal."""
-    raw = fields.get(b"e")
-    if raw is None:
-        return fields
-    envelope = decode_stored(raw, entry_id)
-    if personal.plan(envelope) is None:
-        return fields
+async def resealed_entry(personal: PersonalData, raw: bytes, entry_id: str) -> bytes | None:
+    """A stored envelope (field ``e`` of entry ``entry_id``, in Redis or the archive) with
+    its personal fields sealed; None when there is nothing to seal (none in clear, or not an
+    envelope: kept as the log holds it)."""
+    try:
+        envelope = decode_stored(raw, entry_id)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
     sealed = await personal.sealed(envelope)
-    return {**fields, b"e": encode_stored(sealed)}
+    return None if sealed is envelope else encode_stored(sealed)
 
 
 async def reseal_states(

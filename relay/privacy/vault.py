@@ -190,11 +190,15 @@ class Vault:
     def _unwrapped(self, subject: str, wrapped: bytes) -> DataKey | None:
         """The data key stored for ``subject``, None for a tombstone."""
         if wrapped == TOMBSTONE:
-            self._erased[subject] = None
-            if len(self._erased) > CACHE_SIZE:
-                self._erased.popitem(last=False)
+            self._note_erased(subject)
             return None
         return DataKey(self.kek.unwrap(wrapped))
+
+    def _note_erased(self, subject: str) -> None:
+        erased = self._erased
+        erased[subject] = None
+        if len(erased) > CACHE_SIZE:
+            erased.popitem(last=False)
 
     async def subjects_of_party(self, party: str) -> set[str]:
         """The subjects (conversations) the party index lists for ``party``, in every
@@ -237,7 +241,7 @@ class Vault:
         for subject in subjects:
             self._keys.pop(subject, None)
             if subject.startswith("c:"):
-                self._erased[subject] = None
+                self._note_erased(subject)
 
     def remember(self, subject: str, key: DataKey | None) -> None:
         """Keep ``subject``'s key (None: it has none) as read now."""

@@ -36,7 +36,6 @@ from relay.log.event_log import (
     KeyTaken,
     Prepared,
 )
-from relay.log.keys import NO_KEY_WRITES
 from relay.privacy.conversations import ConversationSeal
 from relay.privacy.keys import UnwrapError
 from relay.privacy.personal import PersonalData, SealPlan
@@ -65,6 +64,9 @@ Pending = tuple[Envelope, AppendReceiver, float, Prepared, ConversationSeal | No
 """An envelope, who submitted it, when its frame arrived (``time.perf_counter``), what
 appending it needs, and the seal of its conversation when keys are stored beside it
 (``Prepared``'s last item)."""
+Stored = Envelope | tuple[Envelope, ConversationSeal]
+"""An envelope as it is to be stored: its personal fields sealed, with the seal of its
+conversation while keys are stored beside its events."""
 Arrived = tuple[Envelope, AppendReceiver, float, Prepared | None, ConversationSeal | None]
 """A :data:`Pending` as it waits for its batch; with no ``Prepared`` yet when its personal
 fields are to be sealed as the batch is taken (a batch's sealing in one pass costs the relay
@@ -138,28 +140,36 @@ class BatchingAppender:
             waiting = self._unsealed.setdefault(sealed.subject, [])
             waiting.append((envelope, receiver, received, sealed))
             self._want_keys.set()
-        elif isinstance(sealed, tuple):
-            self._enqueue(envelope, receiver, received, *sealed)
         else:
             self._enqueue(envelope, receiver, received, sealed)
 
     def _enqueue(
-        self,
-        envelope: Envelope,
-        receiver: AppendReceiver,
-        received: float,
-        stored: Envelope,
-        seal: ConversationSeal | None = None,
+        self, envelope: Envelope, receiver: AppendReceiver, received: float, stored: Stored
     ) -> None:
-        """Take ``envelope`` in, as ``stored`` (its personal fields sealed; ``seal`` when
-        keys are to be stored beside it)."""
+        """Take ``envelope`` in, as ``stored`` (its personal fields sealed)."""
+        ready = self._prepared(envelope, receiver, stored)
+        if ready is not None:
+            self._arrived((envelope, receiver, received, *ready))
+
+    def _prepared(
+        self, envelope: Envelope, receiver: AppendReceiver, stored: Stored | None
+    ) -> tuple[Prepared, ConversationSeal | None] | None:
+        """What appending ``envelope`` as ``stored`` takes (None: sealed first, under its
+        conversation's key), and the seal whose keys are stored beside it; None when it was
+        refused."""
         try:
-            prepared = self._log.prepare(stored, NO_KEY_WRITES if seal is None else seal.writes)
-        except Exception:  # a bulkhead: an envelope the encoder cannot take
+            if stored is None:
+                assert self._personal is not None
+                sealed = self._personal.seal_now(envelope)
+                assert not isinstance(sealed, SealPlan), "an envelope of a conversation needs none"
+                stored = sealed
+            if isinstance(stored, tuple):
+                return self._log.prepare(stored[0], stored[1].writes), stored[1]
+            return self._log.prepare(stored), None
+        except Exception:  # a bulkhead: an envelope the sealing or the encoder cannot take
             log.exception("event=append_unencodable id=%r", envelope.id)
             receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
-            return
-        self._arrived((envelope, receiver, received, prepared, seal))
+            return None
 
     def _arrived(self, arrived: Arrived) -> None:
         pending = self._pending
@@ -197,30 +207,14 @@ class BatchingAppender:
         for _ in range(min(len(pending), self._max_batch)):
             envelope, receiver, received, prepared, seal = pending.popleft()
             if prepared is None:
-                sealed = self._sealed(envelope, receiver)
-                if sealed is None:
+                ready = self._prepared(envelope, receiver, None)
+                if ready is None:
                     continue
-                prepared, seal = sealed
+                prepared, seal = ready
             batch.append((envelope, receiver, received, prepared, seal))
         self._metrics.append_batch_size.observe(len(batch))
         self._metrics.events_received.inc(len(batch))
         return batch
-
-    def _sealed(
-        self, envelope: Envelope, receiver: AppendReceiver
-    ) -> tuple[Prepared, ConversationSeal | None] | None:
-        """An envelope of a conversation, sealed and prepared; None if it was refused."""
-        assert self._personal is not None
-        try:
-            sealed = self._personal.seal_now(envelope)
-            assert not isinstance(sealed, SealPlan), "an envelope of a conversation needs none"
-            if isinstance(sealed, tuple):
-                return self._log.prepare(sealed[0], sealed[1].writes), sealed[1]
-            return self._log.prepare(sealed), None
-        except Exception:  # a bulkhead: an envelope the encoder cannot take
-            log.exception("event=append_unencodable id=%r", envelope.id)
-            receiver.append_refused(envelope, Unavailable(UNAVAILABLE))
-            return None
 
     async def _write_one_at_a_time(self) -> None:
         while True:

@@ -8,11 +8,8 @@ import os
 from pathlib import Path
 from typing import Final
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from projections.salesforce.standin.server import StandIn
-from projections.salesforce.telephony import contact_center_certificate
+from projections.salesforce.telephony import new_contact_center_key
 
 DEV_CALL_CENTER: Final = "Softphone_Relay_Dev"
 DEV_NUMBER: Final = "+18005550100"
@@ -22,18 +19,12 @@ DEV_NUMBER: Final = "+18005550100"
 def dev_voice(data_dir: Path, standin: StandIn) -> dict[str, object]:
     """The ``SOFTPHONE_RELAY_TELEPHONY_*`` settings (by field) that point the ``voicecalls``
     group at the running stand-in, whose contact center now holds the certificate."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key, certificate = new_contact_center_key()
     key_file = data_dir / "telephony.key"
     descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    standin.state.telephony.certificates[DEV_CALL_CENTER] = contact_center_certificate(key)
+        file.write(key)
+    standin.state.telephony.certificates[DEV_CALL_CENTER] = certificate
     return {
         "telephony_url": standin.instance_url + "/telephony/v1",
         "telephony_org_id": standin.state.telephony.org_id,

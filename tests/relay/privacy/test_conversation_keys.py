@@ -9,7 +9,6 @@ import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from relay.privacy.vault import TOMBSTONE
 from relay.server.appender import BatchingAppender
 from relay.server.metrics import RelayMetrics
 from softphone_relay.embedded import EmbeddedCluster
-from tests.helpers import PARTNER, cluster_url, conversation_ids, make_settings
+from tests.helpers import PARTNER, cluster_url, conversation_ids, envelope, make_settings
 
 DATA_KEYS = (base64.b64encode(new_data_key()).decode(),)
 CALLER = "+442079460958"
@@ -34,21 +33,8 @@ CALLER = "+442079460958"
 
 def an_event(conversation: str, **data: Any) -> Envelope:
     """An event of ``conversation`` carrying ``data`` (the caller's number by default)."""
-    now = datetime.now(UTC)
-    return Envelope(
-        id=str(uuid.uuid4()),
-        name="callAccepted",
-        agentId="agent-1",
-        partnerId=PARTNER,
-        conversationId=conversation,
-        at=now,
-        receivedAt=now,
-        sessionId="s",
-        data={
-            "partnerId": PARTNER,
-            "conversationId": conversation,
-            **(data or {"callerANI": CALLER}),
-        },
+    return envelope(
+        "callAccepted", conversation, 0, partner=PARTNER, **(data or {"callerANI": CALLER})
     )
 
 

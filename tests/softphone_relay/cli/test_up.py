@@ -12,7 +12,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ import redis
 import requests
 
 from relay.errors import ConfigError
-from relay.log.envelope import Envelope, encode_stored
+from relay.log.envelope import encode_stored
 from softphone_relay.cli.dev import DEV_PARTNER_ID, DevState
 from softphone_relay.cli.up import up_settings
 from softphone_relay.embedded import free_port
-from tests.helpers import CLI, SECRET, clean_env
+from tests.helpers import CLI, SECRET, clean_env, envelope
 
 READY = "Ctrl-C stops everything this started."
 
@@ -230,23 +229,17 @@ def test_up_makes_an_inbound_call_a_voice_call_in_the_stand_in(start_up: type[Up
     assert found is not None, running.output
     ca_file, session, query = found.groups()
     conversation = str(uuid.uuid4())
-    now = datetime.now(UTC)
     events = [
-        Envelope(
-            id=str(uuid.uuid4()),
-            name=name,
-            agentId="dev-agent",
-            partnerId=DEV_PARTNER_ID,
-            conversationId=conversation,
-            at=now,
-            receivedAt=now,
-            sessionId="s",
-            data={"partnerId": DEV_PARTNER_ID, "conversationId": conversation, **data},
-        )
-        for name, data in (
-            ("incomingCall", {"callerANI": "+18883973342"}),
-            ("callEnded", {"duration": 10, "callType": "inbound", "notes": "Refund issued"}),
-        )
+        envelope("incomingCall", conversation, 0, partner=DEV_PARTNER_ID, callerANI="+18883973342"),
+        envelope(
+            "callEnded",
+            conversation,
+            10,
+            partner=DEV_PARTNER_ID,
+            duration=10,
+            callType="inbound",
+            notes="Refund issued",
+        ),
     ]
     client = redis.Redis.from_url(running.redis_url)
     try:
