@@ -46,6 +46,18 @@ class Partner(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     records: Literal["tasks", "voicecalls", "both"] = "tasks"
     """What its calls become in Salesforce: Tasks (an Open CTI org, the ``calls`` group),
     VoiceCalls (Salesforce Voice, the ``voicecalls`` group), or both."""
+    voicePresence: dict[
+        Annotated[str, msgspec.Meta(min_length=1, max_length=255)],
+        Annotated[str, msgspec.Meta(min_length=1, max_length=128)],
+    ] = msgspec.field(default_factory=dict)
+    """Salesforce Voice: a Salesforce presence status's name (as the org's Omni-Channel
+    shows it) → the softphone's status id (``softphoneId``), both ways: the connector turns
+    an agent's status change in Salesforce into ``update_presence`` and ``statusChanged``
+    back into the Salesforce status. A status not listed is not carried over."""
+
+
+VOICE_PRESENCE: Final = "voicePresence"
+"""The key of a partner's presence mapping in its session ``config`` (the connector's only)."""
 
 
 class PartnersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -124,6 +136,7 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
                 "businessSegmentId": partner.businessSegmentId,
                 "channelOriginId": partner.channelOriginId,
             },
+            VOICE_PRESENCE: dict(partner.voicePresence),
         }
 
 

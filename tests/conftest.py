@@ -98,6 +98,7 @@ async def open_agent() -> AsyncIterator[AgentFactory]:
             hello: bool = True,
             agent: str = "agent-1",
             last_command_id: str | None = None,
+            role: str | None = None,
             **kwargs: Any,
         ) -> Agent:
             ws = await stack.enter_async_context(
@@ -110,7 +111,7 @@ async def open_agent() -> AsyncIterator[AgentFactory]:
             )
             client = Agent(ws)
             if hello:
-                await client.hello(token(agent), last_command_id)
+                await client.hello(token(agent), last_command_id, role)
             return client
 
         yield open_

@@ -118,14 +118,17 @@ class Agent:
                 pass
         return frame
 
-    async def hello(self, tok: str | None = None, last_command_id: str | None = None) -> None:
-        """Say hello and keep the welcome."""
+    async def hello(
+        self, tok: str | None = None, last_command_id: str | None = None, role: str | None = None
+    ) -> None:
+        """Say hello (as ``role``, else the softphone) and keep the welcome."""
         await self.send(
             {
                 "type": "hello",
                 "token": tok or token(),
                 "lastCommandId": last_command_id,
                 "client": "tests/1",
+                **({"role": role} if role else {}),
             }
         )
         self.welcome = await self.recv()

@@ -9,6 +9,12 @@ fields through the REST API (VoiceCall supports ``update()``). Calls the softpho
 (``outboundCallInitiated``) are left to Salesforce, which makes their VoiceCall from the
 connector's ``CALL_STARTED``.
 
+Each call hook and presence change then goes to the agent's connector as a feed item
+(:mod:`projections.voice.feed`), once per event (its id is the item's request id), after the
+VoiceCall it names exists. A create that still fails after the client's tries does not hold
+the ring back (Salesforce's resiliency guidance): the call is announced without an id, and
+Salesforce makes its VoiceCall from the connector's event.
+
 One VoiceCall per conversation: what was done is kept in ``sp:voice:{S}:<id>`` (its id,
 whether it was ended) and a conversation is worked by one worker at a time (its lock), so a
 redelivered entry changes nothing. A create whose answer was lost is looked up by its key
@@ -38,18 +44,33 @@ from projections.salesforce.telephony import (
     TelephonyError,
     VoiceCallCreate,
 )
+from projections.voice.feed import CALL_TYPE_FIELD, call_type, feed_item
 from relay.errors import ConfigError
 from relay.log import keys
+from relay.log.commands import CommandLog
 from relay.log.envelope import Envelope
 from relay.log.streams import text
 
 if TYPE_CHECKING:
     from projections.registry import BuildContext
+    from relay.privacy.personal import PersonalData
     from relay.settings import RelaySettings
 
 log = logging.getLogger(__name__)
 
-VOICE_EVENTS: Final = frozenset({"incomingCall", "callEnded", "callRejected", "callNotesSubmitted"})
+VOICE_EVENTS: Final = frozenset(
+    {
+        "incomingCall",
+        "outboundCallInitiated",
+        "callAccepted",
+        "callEnded",
+        "callRejected",
+        "callNotesSubmitted",
+    }
+)
+FEED_TTL_SECONDS: Final = 300.0
+"""How long a feed item waits for the agent's connector: a page reload takes seconds; a
+connector away longer starts from the calls it kept (and what comes next)."""
 STATE_TTL_SECONDS: Final = 30 * 24 * 3600
 Notes = dict[tuple[int, str], tuple[str, dict[str, str]]]
 """Later notes of a batch's calls, by conversation: its VoiceCall's id and the fields."""
@@ -76,10 +97,13 @@ class VoiceCallsProjection:
         number: str,
         partners: Container[str] | None = None,
         lock_ms: int = 120_000,
+        personal: PersonalData | None = None,
     ) -> None:
         """``number``: the contact center's number (the API wants a ``to``, the contract's
-        events name none); ``partners``: those whose calls become VoiceCalls (None: all)."""
+        events name none); ``partners``: those whose calls become VoiceCalls (None: all);
+        ``personal``: seals the numbers of the connectors' feed items."""
         self._redis = redis
+        self._feed = CommandLog(redis, personal)
         self._telephony = telephony
         self._salesforce = salesforce
         self._number = number
@@ -97,17 +121,23 @@ class VoiceCallsProjection:
         """Each entry's outcome: its conversation's VoiceCall made, ended or annotated."""
         outcomes: dict[str, Outcome] = {}
         calls: dict[tuple[int, str], list[LogEntry]] = defaultdict(list)
+        statuses: list[LogEntry] = []
         for entry in entries:
             envelope = entry.envelope
-            if (
-                envelope is None
-                or envelope.name not in VOICE_EVENTS
-                or not envelope.conversationId
-                or (self._partners is not None and envelope.partnerId not in self._partners)
+            if envelope is None or (
+                self._partners is not None and envelope.partnerId not in self._partners
             ):
                 outcomes[entry.id] = Done()
-                continue
-            calls[(keys.shard_of_stream(entry.stream), envelope.conversationId)].append(entry)
+            elif envelope.name == "statusChanged":
+                statuses.append(entry)
+            elif envelope.name in VOICE_EVENTS and envelope.conversationId:
+                calls[(keys.shard_of_stream(entry.stream), envelope.conversationId)].append(entry)
+            else:
+                outcomes[entry.id] = Done()
+        for entry in statuses:
+            assert entry.envelope is not None
+            await self._announce(entry.envelope, None, None)
+            outcomes[entry.id] = Done()
         locked = await self._locks.take(list(calls))
         room = asyncio.Semaphore(CONCURRENT_CALLS)
 
@@ -148,14 +178,19 @@ class VoiceCallsProjection:
         state = {text(k): text(v) for k, v in (await self._redis.hgetall(state_key)).items()}
         try:
             for entry in entries:
-                assert entry.envelope is not None
-                changed = await self._apply(key, entry.envelope, state, notes)
+                envelope = entry.envelope
+                assert envelope is not None
+                changed = await self._apply(key, envelope, state, notes)
+                kind = call_type(envelope, state.get(CALL_TYPE_FIELD))
+                if kind is not None and kind != state.get(CALL_TYPE_FIELD):
+                    changed[CALL_TYPE_FIELD] = kind
                 if changed:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         pipe.hset(state_key, mapping=cast(dict[Any, Any], changed))
                         pipe.expire(state_key, STATE_TTL_SECONDS)
                         await pipe.execute()
                     state |= changed
+                await self._announce(envelope, kind, state.get("id"))
         except TelephonyError as error:
             if error.status in (401, 403) or error.status >= 500 or error.status == 429:
                 return Retry(str(error))
@@ -177,9 +212,9 @@ class VoiceCallsProjection:
         data = envelope.data
         voice_call = state.get("id")
         if envelope.name == "incomingCall":
-            return {} if voice_call else {"id": await self._create(key[1], envelope)}
-        if voice_call is None:
-            return {}  # not an inbound call of ours (or its create failed for good)
+            return {} if voice_call is not None else {"id": await self._create(key[1], envelope)}
+        if not voice_call:
+            return {}  # not an inbound call of ours (or Salesforce made its VoiceCall)
         fields = _fields(data)
         if envelope.name in ("callEnded", "callRejected") and not state.get("ended"):
             changes: dict[str, Any] = {"endTime": _iso(envelope), "isActiveCall": False}
@@ -240,6 +275,28 @@ class VoiceCallsProjection:
             if found is None:
                 raise
             return found
+        except TelephonyError as error:
+            # Tried as often as Salesforce advises: ring anyway, without an id (an empty one
+            # is remembered, so nothing creates it later beside Salesforce's own).
+            log.warning(
+                "event=voicecall_not_created conversation=%s status=%s error=%r",
+                conversation,
+                error.status,
+                str(error),
+            )
+            return ""
+
+    async def _announce(self, envelope: Envelope, kind: str | None, voice_call: str | None) -> None:
+        """Tell the agent's connector, once per event."""
+        item = feed_item(envelope, kind, voice_call)
+        if item is not None:
+            await self._feed.enqueue(
+                keys.connector_mailbox(envelope.agentId),
+                item[0],
+                item[1],
+                ttl_seconds=FEED_TTL_SECONDS,
+                request_id=envelope.id,
+            )
 
     async def _find(self, conversation: str) -> str | None:
         """The VoiceCall made for ``conversation``, if one was (the oldest)."""
@@ -315,4 +372,5 @@ async def build(context: BuildContext) -> VoiceCallsProjection:
         number=settings.telephony_number,
         partners=voice_partners(context.relay_settings),
         lock_ms=4 * context.worker_settings.claim_idle_ms,
+        personal=context.personal,
     )

@@ -113,19 +113,22 @@ class AgentDirectory:
             args=[session_id, int(identity.issued_at)],
         )
 
-    async def check_admission(self, identity: Identity) -> str:
+    async def check_admission(self, identity: Identity, mailbox: str | None = None) -> str:
         """Whether ``identity``'s token may open a session of its agent: ``ok``, or why not
         (``partner``, ``flood``, ``revoked``, ``older``); the first session of an agent pins it
-        to the token's partner (atomically: of two first sessions at once, one wins)."""
+        to the token's partner (atomically: of two first sessions at once, one wins). For a
+        connector's ``mailbox``, starts are counted apart and ``older`` never applies (the
+        connector holds no online mark: the softphone's tokens do not outrank it)."""
         agent = identity.agent_id
+        mailbox = mailbox or agent
         verdict = await self._check(
             keys=[
                 keys.agent_partner(agent),
                 keys.agent_record(agent),
-                keys.agent_online(agent),
+                keys.agent_online(mailbox),
                 keys.revoked_before(agent),
                 keys.revoked_token(agent, identity.token_id or ""),
-                keys.session_starts(agent),
+                keys.session_starts(mailbox),
             ],
             args=[
                 identity.partner_id,

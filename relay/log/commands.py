@@ -1,4 +1,8 @@
-"""Per-agent command streams ``sp:cmd:{agentId}``: enqueue, read, acks, sessions.
+"""Per-mailbox command streams ``sp:cmd:{agentId}``: enqueue, read, acks, sessions.
+
+A mailbox is an agent's softphone's (named by the agent id) or its Salesforce connector's
+(``keys.connector_mailbox``: its feed, :mod:`relay.wire.connector`); each has its own stream,
+acks and sessions, so neither session ever replaces the other.
 
 A command's id is its stream id, so "every command after the last ack" is an ``XRANGE`` and
 ids order themselves. Enqueueing publishes on ``sp:notify:{agentId}`` in the same script, so a
@@ -26,6 +30,7 @@ from relay.log.delivery_rules import COMMAND_PAGE, StoredCommand
 from relay.log.resume import StreamState, is_recovered, later_of
 from relay.log.streams import is_missing_key, optional_text
 from relay.privacy.personal import PersonalData
+from relay.wire.connector import validate_feed_item
 from relay.wire.contract import validate_command
 
 COMMAND_RETENTION_MS: Final = 24 * 3600 * 1000
@@ -113,12 +118,14 @@ class CommandLog:
         ttl_seconds: float,
         request_id: str | None = None,
     ) -> str:
-        """Validate and append a command for the agent; return its id. Notifies the relays.
+        """Validate and append a command for the mailbox ``agent_id`` (an agent's, or its
+        connector's: then a feed item); return its id. Notifies the relays.
 
         With ``request_id``, at most one command is ever appended for that request: asking
         again returns the first command's id.
         """
-        payload = validate_command(name, data)
+        _, role = keys.split_mailbox(agent_id)
+        payload = validate_feed_item(name, data) if role else validate_command(name, data)
         if not 0 < ttl_seconds * 1000 < COMMAND_RETENTION_MS:
             raise InvalidEvent(f"{name}: the expiry must be within 24 h, got {ttl_seconds} s")
         expires = datetime.fromtimestamp(time.time() + ttl_seconds, UTC)
@@ -172,12 +179,13 @@ class CommandLog:
         await self._record_ack(keys=[keys.command_ack(agent_id)], args=[command_id])
 
     async def supersede(self, agent_id: str) -> int:
-        """Make every session of the agent outdated, as a newer session would (each relay
-        holding one closes it, 4409): after a revocation, the tab comes back with a new token
-        or not at all. The new generation."""
-        generation = await self._claim(
-            keys=[keys.session_counter(agent_id)], args=[keys.agent_channel(agent_id), "revoked"]
-        )
+        """Make every session of the agent, its connector's too, outdated, as a newer session
+        would (each relay holding one closes it, 4409): after a revocation, the tab comes back
+        with a new token or not at all. The softphone mailbox's new generation."""
+        for mailbox in (keys.connector_mailbox(agent_id), agent_id):
+            generation = await self._claim(
+                keys=[keys.session_counter(mailbox)], args=[keys.agent_channel(mailbox), "revoked"]
+            )
         return int(generation)
 
     async def admit(

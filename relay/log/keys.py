@@ -4,6 +4,11 @@ Names carry ``{...}`` hash tags so that the keys one script touches share a Redi
 slot: an event shard's stream and its dedupe records share ``{S}``; an agent's command stream,
 its ack position, its session counter, its notification channel, its dispatch markers, its
 presence and its online flag share ``{agentId}``.
+
+A *mailbox* is what a session receives commands in: an agent's own (its softphone's, named by
+the agent id) or its connector's (``agentId/connector``, :func:`connector_mailbox`: the
+Salesforce Voice connector's feed). A mailbox's keys share its agent's slot; the softphone's
+keep the names they always had, a connector's end in ``:connector``.
 """
 
 from __future__ import annotations
@@ -33,29 +38,51 @@ def seen(shard: int, agent_id: str, event_id: str) -> str:
     return f"sp:seen:{{{shard}}}:{agent_id}:{event_id}"
 
 
-def command_stream(agent_id: str) -> str:
-    """An agent's commands, oldest first."""
-    return f"sp:cmd:{{{agent_id}}}"
+CONNECTOR: Final = "connector"
+"""The role of a Salesforce Voice connector's session (``hello``'s ``role``)."""
 
 
-def command_ack(agent_id: str) -> str:
-    """The newest command id the agent's softphone acked."""
-    return f"sp:cmdack:{{{agent_id}}}"
+def connector_mailbox(agent_id: str) -> str:
+    """The mailbox of the agent's connector (``/`` is in no agent id)."""
+    return f"{agent_id}/{CONNECTOR}"
 
 
-def session_counter(agent_id: str) -> str:
-    """Incremented by each new session of the agent: the newest session wins."""
-    return f"sp:session:{{{agent_id}}}"
+def split_mailbox(mailbox: str) -> tuple[str, str]:
+    """A mailbox's agent and role (empty for the softphone's)."""
+    agent_id, _, role = mailbox.partition("/")
+    return agent_id, role
 
 
-def agent_channel(agent_id: str) -> str:
-    """Pub/sub channel telling relays about an agent's new commands and new sessions."""
-    return f"sp:notify:{{{agent_id}}}"
+def _in_mailbox(prefix: str, mailbox: str) -> str:
+    agent_id, role = split_mailbox(mailbox)
+    return f"{prefix}{{{agent_id}}}:{role}" if role else f"{prefix}{{{agent_id}}}"
+
+
+def command_stream(mailbox: str) -> str:
+    """A mailbox's commands, oldest first."""
+    return _in_mailbox("sp:cmd:", mailbox)
+
+
+def command_ack(mailbox: str) -> str:
+    """The newest command id the mailbox's session acked."""
+    return _in_mailbox("sp:cmdack:", mailbox)
+
+
+def session_counter(mailbox: str) -> str:
+    """Incremented by each new session of the mailbox: the newest session wins."""
+    return _in_mailbox("sp:session:", mailbox)
+
+
+def agent_channel(mailbox: str) -> str:
+    """Pub/sub channel telling relays about a mailbox's new commands and new sessions."""
+    return _in_mailbox("sp:notify:", mailbox)
 
 
 def agent_of_channel(channel: str) -> str:
-    """The agent an :func:`agent_channel` is about."""
-    return channel.removeprefix("sp:notify:{").removesuffix("}")
+    """The mailbox an :func:`agent_channel` is about."""
+    agent_id, _, role = channel.removeprefix("sp:notify:{").partition("}")
+    role = role.removeprefix(":")
+    return f"{agent_id}/{role}" if role else agent_id
 
 
 def dead_letters(group: str) -> str:
@@ -119,9 +146,9 @@ def agent_partner(agent_id: str) -> str:
     return f"sp:agentpartner:{{{agent_id}}}"
 
 
-def session_starts(agent_id: str) -> str:
-    """How many sessions of the agent started in the current minute (expires with it)."""
-    return f"sp:starts:{{{agent_id}}}"
+def session_starts(mailbox: str) -> str:
+    """How many sessions of the mailbox started in the current minute (expires with it)."""
+    return _in_mailbox("sp:starts:", mailbox)
 
 
 def revoked_before(agent_id: str) -> str:
@@ -153,9 +180,10 @@ def agent_of_online(key: str) -> str:
     return key.removeprefix("sp:online:{").removesuffix("}")
 
 
-def dispatched(agent_id: str, request_id: str) -> str:
-    """The command a request became (set with the enqueue, so a request dials once)."""
-    return f"sp:dispatched:{{{agent_id}}}:{request_id}"
+def dispatched(mailbox: str, request_id: str) -> str:
+    """The command a request (or a logged event) became (set with the enqueue, so a request
+    dials once)."""
+    return f"{_in_mailbox('sp:dispatched:', mailbox)}:{request_id}"
 
 
 def request_status(request_id: str) -> str:

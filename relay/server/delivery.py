@@ -77,6 +77,8 @@ class LiveSession:
     """A session this relay holds open: what the hub and the delivery need to reach it."""
 
     agent_id: str
+    """The session's mailbox: its agent's id, or its agent's connector's
+    (:func:`relay.log.keys.connector_mailbox`)."""
     session_id: str
     send: Send
     replace: Callable[[], None]
@@ -95,6 +97,12 @@ class LiveSession:
     """A delivery task is reading its command stream."""
     ended: bool = False
     """The connection is over: its delivery stops."""
+
+    @property
+    def answers_requests(self) -> bool:
+        """Its commands answer requests whose status moves with them (a connector's feed
+        items are once per logged event, no request of their own)."""
+        return not keys.split_mailbox(self.agent_id)[1]
 
 
 class CommandHub:
@@ -375,14 +383,14 @@ class CommandDelivery:
             )
             live.send(frame)
             self._metrics.commands_delivered.labels(command.name).inc()
-            if command.requestId is not None:
+            if command.requestId is not None and live.answers_requests:
                 if live.sent is None:
                     live.sent = {}
                 live.sent[step.command_id] = command.requestId
         else:
             self._metrics.commands_expired.inc()
         state = request_state_after(step)
-        if state is not None and command.requestId is not None:
+        if state is not None and command.requestId is not None and live.answers_requests:
             await self._request_state(command.requestId, state, step.command_id)
 
     async def record_ack(self, live: LiveSession, command_id: str) -> None:

@@ -21,6 +21,7 @@ from typing import Self
 import redis.asyncio as aioredis
 
 from relay.errors import ConfigError, reason
+from relay.log import keys
 from relay.log.agents import AgentDirectory
 from relay.log.clients import LOG_ERRORS
 from relay.log.commands import CommandLog
@@ -243,7 +244,11 @@ class Relay:
         which fails requests fast rather than queueing them."""
         while True:
             await asyncio.sleep(self.settings.heartbeat)
-            marks = [(live.agent_id, live.session_id) for live in self._hub.live_sessions()]
+            marks = [
+                (live.agent_id, live.session_id)
+                for live in self._hub.live_sessions()
+                if not keys.split_mailbox(live.agent_id)[1]  # a connector is no online mark
+            ]
             try:
                 await self.agents.refresh_online(marks, self._services.online_ttl)
             except LOG_ERRORS as error:

@@ -174,7 +174,7 @@ class AgentConnection:
     async def _admit(self, admit: Admit) -> None:
         identity = admit.identity
         try:
-            verdict = await self._services.agents.check_admission(identity)
+            verdict = await self._services.agents.check_admission(identity, admit.mailbox)
         except LOG_ERRORS as error:
             log.warning("event=admission_unavailable agent=%r error=%r", identity.agent_id, error)
             self.close(self.session.unavailable(UNAVAILABLE))
@@ -194,7 +194,7 @@ class AgentConnection:
             else:
                 self.close(self.session.token_refused(REFUSALS[verdict]))
             return
-        live = LiveSession(identity.agent_id, self.session.session_id, self.send, self._replaced)
+        live = LiveSession(admit.mailbox, self.session.session_id, self.send, self._replaced)
         self.live = live
         try:
             await self._services.hub.attach(live)
@@ -219,19 +219,24 @@ class AgentConnection:
         try:
             # One round trip: newest session, resume position, record and online mark
             # (online before the welcome: a click-to-dial right after it finds the agent).
+            # A connector's session is neither the agent's record nor its online mark.
             admission = await services.commands.admit(
-                identity.agent_id,
+                admit.mailbox,
                 live.session_id,
                 admit.last_command_id,
-                lambda pipe: services.agents.stage_session_opened(
-                    pipe,
-                    identity.agent_id,
-                    identity.partner_id,
-                    live.session_id,
-                    services.instance_id,
-                    services.online_ttl,
-                    identity.salesforce_user_id,
-                    identity.issued_at,
+                lambda pipe: (
+                    None
+                    if admit.connector
+                    else services.agents.stage_session_opened(
+                        pipe,
+                        identity.agent_id,
+                        identity.partner_id,
+                        live.session_id,
+                        services.instance_id,
+                        services.online_ttl,
+                        identity.salesforce_user_id,
+                        identity.issued_at,
+                    )
                 ),
             )
         except LOG_ERRORS as error:
@@ -246,11 +251,12 @@ class AgentConnection:
         self.send(self.session.open(recovered=admission.recovered))
         services.sessions.add(self)
         log.info(
-            "event=session_opened agent=%s partner=%s session=%s recovered=%s",
+            "event=session_opened agent=%s partner=%s session=%s recovered=%s role=%s",
             identity.agent_id,
             identity.partner_id,
             live.session_id,
             admission.recovered,
+            "connector" if admit.connector else "softphone",
         )
         live.position = admission.position
         live.admitted = True

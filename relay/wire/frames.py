@@ -11,7 +11,7 @@ cannot see websocket-level pings, so this is how clientjs detects a dead relay.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -35,6 +35,9 @@ class Hello(ClientFrame, tag="hello"):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
     lastCommandId: StreamId | None = None
     client: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    role: Literal["softphone", "connector"] = "softphone"
+    """``connector``: the agent's Salesforce Voice connector (:mod:`relay.wire.connector`), a
+    session beside the softphone's that receives the agent's feed and sends requests only."""
 
 
 class EventFrame(ClientFrame, tag="event"):

@@ -43,10 +43,12 @@ from relay.errors import (
     SessionReplaced,
     TryAgainLater,
 )
+from relay.log import keys
 from relay.log.envelope import Envelope
-from relay.settings import RateLimit
+from relay.settings import VOICE_PRESENCE, RateLimit
 from relay.wire.auth import LEEWAY_SECONDS, Identity, TokenVerifier
-from relay.wire.contract import validate_event_data
+from relay.wire.connector import CONNECTOR_EVENTS
+from relay.wire.contract import EVENTS, validate_event_data
 from relay.wire.frames import (
     CommandAck,
     EventAck,
@@ -101,6 +103,13 @@ class Admit:
     identity: Identity
     last_command_id: str | None
     config: dict[str, Any]
+    mailbox: str
+    """Where the session's commands are: the agent's own, or its connector's feed."""
+
+    @property
+    def connector(self) -> bool:
+        """A Salesforce Voice connector's session (no online mark, no agent record)."""
+        return self.mailbox != self.identity.agent_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +180,8 @@ class Session:
         self._strikes_allowed = rate_limit.burst
         self._strikes = 0
         self._config: dict[str, Any] = {}
+        self.connector = False
+        """The session is a Salesforce Voice connector's: it may send requests only."""
 
     # -- the opening -----------------------------------------------------------------------
 
@@ -196,18 +207,27 @@ class Session:
         self.identity = identity
         self._config = config
         self.state = State.ADMITTING
-        return Admit(identity, frame.lastCommandId, config)
+        self.connector = frame.role == keys.CONNECTOR
+        mailbox = keys.connector_mailbox(identity.agent_id) if self.connector else identity.agent_id
+        return Admit(identity, frame.lastCommandId, config, mailbox)
 
     def open(self, *, recovered: bool) -> Welcome:
-        """The session is claimed: the welcome frame to send."""
+        """The session is claimed: the welcome frame to send (a connector's ``config`` is
+        its partner's presence mapping, Salesforce status name → softphone status id)."""
         assert self.identity is not None and self.state is State.ADMITTING
         self.state = State.OPEN
+        presence = self._config.get(VOICE_PRESENCE, {})
+        config = (
+            {"presence": presence}
+            if self.connector
+            else {k: v for k, v in self._config.items() if k != VOICE_PRESENCE}
+        )
         return Welcome(
             sessionId=self.session_id,
             agentId=self.identity.agent_id,
             partnerId=self.identity.partner_id,
             heartbeatSec=self._heartbeat,
-            config=self._config,
+            config=config,
             recovered=recovered,
             expiresAt=int(self.identity.expires_at),
         )
@@ -289,6 +309,11 @@ class Session:
             raise InvalidEvent(
                 f"$.at {frame.at.isoformat()} is outside the dates Salesforce can store "
                 f"({EARLIEST.date()} to {LATEST.date()})"
+            )
+        if self.connector and frame.name not in CONNECTOR_EVENTS and frame.name in EVENTS:
+            raise Forbidden(
+                f"a connector session sends requests only ({', '.join(sorted(CONNECTOR_EVENTS))})"
+                f"; {frame.name!r} is the softphone's to report"
             )
         data = validate_event_data(frame.name, frame.data)
         claimed = data.get("partnerId")

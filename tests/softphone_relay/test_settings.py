@@ -91,16 +91,19 @@ def test_secret_and_public_key_are_exclusive(tmp_path: Path) -> None:
 
 
 def test_partners_file_gives_the_welcome_config(tmp_path: Path) -> None:
-    """The TOML partners file supplies disposition codes and partner_config."""
+    """The TOML partners file supplies disposition codes and partner_config (and, for a
+    connector's welcome, the Salesforce Voice presence table)."""
     path = tmp_path / "partners.toml"
     path.write_text(
         '[partners.p1]\ndisposition = ["sale", "no-sale"]\n'
         'businessSegmentId = "b"\nchannelOriginId = "c"\n'
+        'voicePresence = { "Available for Voice" = "ready-1" }\n'
     )
     settings = settings_from_env({"SOFTPHONE_RELAY_PARTNERS_FILE": str(path)})
     assert settings.relay.partner_config("p1") == {
         "disposition": ["sale", "no-sale"],
         "partner_config": {"partnerId": "p1", "businessSegmentId": "b", "channelOriginId": "c"},
+        "voicePresence": {"Available for Voice": "ready-1"},
     }
     assert settings.relay.partner_config("p2") is None
 

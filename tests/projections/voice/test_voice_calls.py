@@ -5,7 +5,6 @@ answers as told): one VoiceCall per call, ended once, its notes written."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,20 +23,14 @@ from tests.helpers import LOG_PARTNER, ConnectionFactory, call, conversation_ids
 from tests.projections.salesforce.test_telephony import (
     CALL_CENTER,
     CERTIFICATE,
-    OPENED,
     ORG_ID,
     a_client,
 )
+from tests.projections.salesforce.test_telephony import (
+    closed_clients as closed_clients,  # closes the clients each test opened
+)
 
 NUMBER = "+442079460000"
-
-
-@pytest.fixture(autouse=True)
-async def closed_clients() -> AsyncIterator[None]:
-    """Every Telephony Integration client a test opened is closed after it."""
-    yield
-    while OPENED:
-        await OPENED.pop().close()
 
 
 @pytest.fixture
@@ -118,15 +111,30 @@ async def test_a_create_whose_answer_was_lost_makes_no_second_voice_call(
     assert standin.state.telephony.creates == 1
 
 
-async def test_an_api_that_refuses_for_a_while_is_retried_until_it_takes_the_call(
+async def test_an_api_that_refuses_for_a_while_is_tried_again_within_the_create(
     redis_client: aioredis.Redis, standin: StandIn, connection: ConnectionFactory
 ) -> None:
-    """Four 503s in a row: the client's three tries fail, the worker retries the entry."""
-    standin.state.telephony.fail_next = [503] * 4
+    """Two 503s, then the API takes the call: one VoiceCall, the ring held back only by the
+    client's own tries."""
+    standin.state.telephony.fail_next = [503] * 2
     [conversation] = conversation_ids(1)
     await EventLog(redis_client, shards=1, dedupe_ttl=3600).append_all(call(conversation))
     await work(redis_client, a_projection(redis_client, standin, connection))
     assert [r["VendorCallKey"] for r in voice_calls(standin)] == [conversation]
+
+
+async def test_a_create_that_fails_every_try_rings_without_an_id_and_is_not_made_later(
+    redis_client: aioredis.Redis, standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """Salesforce's resiliency guidance: after the tries, route the call anyway (Salesforce
+    makes its VoiceCall from the connector's CALL_STARTED); nothing creates a second one."""
+    standin.state.telephony.fail_next = [503] * 4
+    [conversation] = conversation_ids(1)
+    await EventLog(redis_client, shards=1, dedupe_ttl=3600).append_all(call(conversation))
+    await work(redis_client, a_projection(redis_client, standin, connection))
+    await work(redis_client, a_projection(redis_client, standin, connection))
+    assert voice_calls(standin) == [] and ends(standin) == 0
+    assert standin.state.telephony.creates == 0
 
 
 async def test_a_partner_on_tasks_only_gets_no_voice_call(
