@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run every check. Sets up: a .venv with the project and its test tools at
 # the versions constraints.txt pins (scripts/lock.sh refreshes it); the npm packages of clientjs/
-# (tsc), of the browser tests' driver and of the Salesforce kit's Apex check (each from its
+# (tsc, esbuild, the pinned Salesforce Voice SDK, bundled into clientjs/connector.js), of the browser tests' driver and of the Salesforce kit's Apex check (each from its
 # lockfile); Debian's Chromium. Runs: clientjs's unit tests (node --test) and tsc checking
 # softphone.js against softphone.d.ts, the Apex syntax check, ruff (lint + format), mypy --strict,
 # then the whole test suite against real servers and a real browser.
@@ -27,6 +27,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 (cd clientjs && npm ci --no-audit --no-fund --silent)
+echo "== the Salesforce Voice connector: clientjs/connector.js from the pinned scv-connector-base"
+(cd clientjs && npm run build --silent)
 (cd tests/clientjs && npm ci --no-audit --no-fund --silent)
 (cd tests/salesforce_kit && npm ci --no-audit --no-fund --silent)
 echo "== node --test (clientjs), and tsc: softphone.js against softphone.d.ts"

@@ -130,6 +130,7 @@ def test_the_wheel_ships_the_wrapper_library_and_nothing_of_its_tooling(
         )
     assert shipped == [
         "__init__.py",
+        "connector.js",
         "contract.schema.json",
         "demo.html",
         "softphone.d.ts",
@@ -178,6 +179,8 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_up_from_an_empty_directory(
         assert get(base + "/healthz") == (200, b"ok\n")
         shipped = resources.files("clientjs")
         assert get(base + "/softphone.js") == (200, shipped.joinpath("softphone.js").read_bytes())
+        status, connector = get(base + "/connector.js")
+        assert status == 200 and b"scv-connector-base 3.6.2, unmodified" in connector
         status, page = get(base + "/demo")
         assert status == 200 and page == shipped.joinpath("demo.html").read_bytes()
     finally:

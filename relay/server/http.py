@@ -3,7 +3,8 @@
 Every request on the relay's port comes here first (``relay/server/connection.py``): ``/v1/socket``
 continues to the websocket handshake when its Origin is allowed (else 403); ``/healthz``,
 ``/readyz`` and ``/metrics`` are answered here, and the wrapper library's files
-(``/softphone.js``, ``/softphone.mjs``, ``/softphone.d.ts``, ``/contract.schema.json``) with
+(``/softphone.js``, ``/softphone.mjs``, ``/softphone.d.ts``, ``/contract.schema.json``, and the
+Salesforce Voice connector ``/connector.js``) with
 caching and CORS headers, for the softphone to load from another origin; ``up`` adds the demo
 page (``/demo`` and ``/demo/token``); anything else is 404.
 """
@@ -85,17 +86,29 @@ CONTENT_TYPES: Final = {
     ".json": "application/json",
     ".html": "text/html; charset=utf-8",
 }
-CLIENT_FILES: Final = ("softphone.js", "softphone.mjs", "softphone.d.ts", "contract.schema.json")
+CLIENT_FILES: Final = (
+    "softphone.js",
+    "softphone.mjs",
+    "softphone.d.ts",
+    "contract.schema.json",
+    "connector.js",
+)
+BUILT_FILES: Final = {"connector.js": "cd clientjs && npm ci && npm run build"}
+"""Files a wheel always has but a checkout only once built: the command that builds each."""
 CACHE_SECONDS: Final = 300
 
 
 def load_static(names: tuple[str, ...]) -> dict[str, StaticFile]:
     """The wrapper library's files named ``names``, by URL path, read from the installed
-    package (``clientjs``): the same files from a wheel, an image or a checkout.
+    package (``clientjs``): the same files from a wheel, an image or a checkout. A file of
+    :data:`BUILT_FILES` not built yet (a checkout) is left out: its URL answers 404 saying how
+    to build it.
     """
     directory = resources.files("clientjs")
     found: dict[str, StaticFile] = {}
     for name in names:
+        if name in BUILT_FILES and not directory.joinpath(name).is_file():
+            continue
         body = directory.joinpath(name).read_bytes()
         found["/" + name] = StaticFile(
             body=body,
@@ -160,6 +173,9 @@ class HttpRoutes:
         served = self._files.get("/demo.html" if path == "/demo" else path)
         if served is not None and (path != "/demo.html" or self._demo_token is not None):
             return self._static(protocol, request, served)
+        unbuilt = BUILT_FILES.get(path.removeprefix("/"))
+        if unbuilt is not None:
+            return protocol.reject(404, f"{path} is not built in this checkout: {unbuilt}\n")
         return protocol.reject(404, f"no such endpoint: {path}\n")
 
     def _static(self, protocol: ServerProtocol, request: Request, served: StaticFile) -> Response:

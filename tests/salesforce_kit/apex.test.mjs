@@ -31,6 +31,10 @@ const DECLARING = [
 const CLASSES = fileURLToPath(
   new URL("../../salesforce-kit/force-app/main/default/classes/", import.meta.url)
 );
+/** The Salesforce Voice part of the kit (its own package directory, for Voice orgs). */
+const VOICE_CLASSES = fileURLToPath(
+  new URL("../../salesforce-kit/voice/main/default/classes/", import.meta.url)
+);
 
 class Collect extends ApexErrorListener {
   constructor() {
@@ -68,10 +72,14 @@ function reservedNames(source) {
   return found;
 }
 
-const files = readdirSync(CLASSES).filter((name) => name.endsWith(".cls"));
+const classesIn = (directory) =>
+  readdirSync(directory).filter((name) => name.endsWith(".cls")).map((name) => [directory, name]);
+const files = [...classesIn(CLASSES), ...classesIn(VOICE_CLASSES)];
 
-test("the kit has the token and dial classes and their test classes", () => {
-  assert.deepEqual(files.sort(), [
+test("the kit has the token, dial and connector classes and their test classes", () => {
+  assert.deepEqual(files.map(([, name]) => name).sort(), [
+    "SoftphoneRelayConnectorToken.cls",
+    "SoftphoneRelayConnectorTokenTest.cls",
     "SoftphoneRelayDial.cls",
     "SoftphoneRelayDialTest.cls",
     "SoftphoneRelayToken.cls",
@@ -79,15 +87,15 @@ test("the kit has the token and dial classes and their test classes", () => {
   ]);
 });
 
-for (const name of files) {
+for (const [directory, name] of files) {
   test(`${name} parses as Apex`, () => {
-    assert.deepEqual(syntaxErrors(readFileSync(join(CLASSES, name), "utf8")), []);
+    assert.deepEqual(syntaxErrors(readFileSync(join(directory, name), "utf8")), []);
   });
   test(`${name} declares no name Apex reserves`, () => {
-    assert.deepEqual(reservedNames(readFileSync(join(CLASSES, name), "utf8")), []);
+    assert.deepEqual(reservedNames(readFileSync(join(directory, name), "utf8")), []);
   });
   test(`${name} has its metadata file`, () => {
-    const meta = readFileSync(join(CLASSES, `${name}-meta.xml`), "utf8");
+    const meta = readFileSync(join(directory, `${name}-meta.xml`), "utf8");
     assert.match(meta, /<apiVersion>\d+\.0<\/apiVersion>/);
   });
 }
@@ -117,4 +125,10 @@ test("the dial action is an invocable callout to the control API for the running
   assert.match(source, /@InvocableMethod\(\s*label='Dial on my softphone'[\s\S]*?callout=true\s*\)/);
   assert.ok(source.includes("'callout:Softphone_Relay/v1/agents/' + UserInfo.getUserId() + '/calls'"));
   assert.match(source, /getStatusCode\(\) != 202/);
+});
+
+test("the connector's token is a remote action of the page's controller, minting as the user", () => {
+  const source = readFileSync(join(VOICE_CLASSES, "SoftphoneRelayConnectorToken.cls"), "utf8");
+  assert.match(source, /global\s+with sharing\s+class\s+SoftphoneRelayConnectorToken/);
+  assert.match(source, /@RemoteAction\s+global\s+static\s+String\s+mint\(\)\s*\{\s*return SoftphoneRelayToken\.mint\(\);/);
 });
