@@ -44,6 +44,9 @@ class ProjectionGroup(msgspec.Struct, frozen=True):
     needs: str | None = None
     """The setting (a ``Settings`` field) without which the group is left out when no group
     is named; naming it anyway stops with that setting's name."""
+    uses_salesforce: bool = False
+    """The group writes through the org's REST API: the command line reads the
+    ``SOFTPHONE_RELAY_SF_*`` settings when it runs."""
     claim_idle: float | None = None
     """Seconds an entry may stay unacked at a consumer before another worker takes it over;
     None: ``SOFTPHONE_RELAY_CLAIM_IDLE``. Latency-critical groups take a dead worker's entries
@@ -67,6 +70,7 @@ GROUPS: Final = (
         "call records written to Salesforce",
         waits_for_batches=True,
         batch_size=CALLS_BATCH_SIZE,
+        uses_salesforce=True,
     ),
     ProjectionGroup(
         "archive",
@@ -93,6 +97,7 @@ GROUPS: Final = (
         "inbound calls as VoiceCalls in Salesforce Voice (SOFTPHONE_RELAY_TELEPHONY_URL)",
         claim_idle=LATENCY_CRITICAL_CLAIM_IDLE,
         needs="telephony_url",
+        uses_salesforce=True,
     ),
 )
 NAMES: Final = tuple(group.name for group in GROUPS)

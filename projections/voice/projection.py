@@ -17,7 +17,8 @@ Salesforce makes its VoiceCall from the connector's event.
 
 One VoiceCall per conversation: what was done is kept in ``sp:voice:{S}:<id>`` (its id,
 whether it was ended) and a conversation is worked by one worker at a time (its lock), so a
-redelivered entry changes nothing. A create whose answer was lost is looked up by its key
+redelivered entry changes nothing. A create whose answer was lost, or that a worker was
+making when it died (an intent is stored before each create), is looked up by its key
 through the REST API before it is tried again.
 """
 
@@ -79,6 +80,8 @@ COLLECTION: Final = 200
 CONCURRENT_CALLS: Final = 32
 """Conversations of a batch worked at once (each one's events in order): a create sits on
 the ring path, so one slow answer must not hold the others back."""
+CREATING: Final = "creating"
+"""The state field set before a create is sent: a create may have been made, answer unseen."""
 DISPOSITION_FIELD: Final = "Disposition__c"
 NOTES_FIELD: Final = "Notes__c"
 
@@ -212,7 +215,7 @@ class VoiceCallsProjection:
         data = envelope.data
         voice_call = state.get("id")
         if envelope.name == "incomingCall":
-            return {} if voice_call is not None else {"id": await self._create(key[1], envelope)}
+            return {} if voice_call is not None else {"id": await self._made(key, envelope, state)}
         if not voice_call:
             return {}  # not an inbound call of ours (or Salesforce made its VoiceCall)
         fields = _fields(data)
@@ -256,6 +259,21 @@ class VoiceCallsProjection:
                 if not done["success"]:
                     failed[k] = str(done["errors"])[:300]
         return failed
+
+    async def _made(self, key: tuple[int, str], envelope: Envelope, state: dict[str, str]) -> str:
+        """The call's VoiceCall: the one a worker that died during its create made, if it
+        did (an intent is kept before each create: a redelivered ring after a kill looks the
+        key up first), else a new one."""
+        if state.get(CREATING):
+            found = await self._find(key[1])
+            if found is not None:
+                return found
+        state_key = keys.voice_call(*key)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(state_key, CREATING, "1")
+            pipe.expire(state_key, STATE_TTL_SECONDS)
+            await pipe.execute()
+        return await self._create(key[1], envelope)
 
     async def _create(self, conversation: str, envelope: Envelope) -> str:
         """The VoiceCall of an inbound call: made, or found after a lost answer."""

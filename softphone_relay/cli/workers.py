@@ -223,7 +223,7 @@ async def project(*, group: str | None, data_dir: str | None = None) -> int:
         parse_groups(group) if group is not None else registry.default_groups(settings.projections)
     )
     salesforce = None
-    if "calls" in groups:
+    if any(g.uses_salesforce for g in registry.GROUPS if g.name in groups):
         from projections.salesforce.connect import salesforce_settings_from_env
 
         salesforce = salesforce_settings_from_env(os.environ)

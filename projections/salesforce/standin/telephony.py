@@ -22,6 +22,7 @@ shape), 404 for a PATCH of an unknown call, 200 for a create, and the body of a 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class TelephonyIntegration:
     """Statuses (429, 503) to answer the next requests with, in order, changing nothing."""
     drop_next_creates: int = 0
     """How many of the next creates take effect, then lose their connection."""
+    hold_seconds: float = 0.0
+    """How long a create that took effect waits before it answers (a worker may die meanwhile)."""
     creates: int = 0
     """Creates received."""
 
@@ -163,6 +166,8 @@ class TelephonyApi:
         except RecordRefused as refused_record:
             return _refusal(400, "INVALID_INPUT", refused_record.errors[0].message)
         self.telephony.creates += 1
+        if self.telephony.hold_seconds:
+            await asyncio.sleep(self.telephony.hold_seconds)
         response = web.json_response({"voiceCallId": voice_call_id, "errors": errors})
         if self.telephony.drop_next_creates > 0 and request.transport is not None:
             self.telephony.drop_next_creates -= 1
