@@ -11,7 +11,8 @@ const sdk = join(here, "..", "node_modules", "@salesforce", "scv-connector-base"
 const { version } = JSON.parse(readFileSync(join(sdk, "package.json"), "utf8"));
 const notice = (name) => readFileSync(join(sdk, name), "utf8").trim().replace(/\*\//g, "* /");
 const banner = [
-  "/* softphone-relay connector for Salesforce Voice (Apache-2.0). Built by clientjs/connector/build.mjs.",
+  "/* softphone-relay connector for Salesforce Voice (Apache-2.0).",
+  " * Built by clientjs/connector/build.mjs.",
   ` * It bundles @salesforce/scv-connector-base ${version}, unmodified, under these terms:`,
   " *",
   notice("LICENSE.txt"),

@@ -192,11 +192,13 @@ export function createConnector(options) {
       );
     },
     getActiveCalls() {
-      return Promise.resolve(new scv.ActiveCallsResult({ activeCalls: book.active().map(phoneCall) }));
+      const activeCalls = book.active().map(phoneCall);
+      return Promise.resolve(new scv.ActiveCallsResult({ activeCalls }));
     },
     /** @param {any} contact */
     dial(contact) {
-      const number = [contact && contact.prefix, contact && contact.phoneNumber].filter(Boolean).join("");
+      const parts = [contact && contact.prefix, contact && contact.phoneNumber];
+      const number = parts.filter(Boolean).join("");
       if (!number) return Promise.reject(new Error("nothing to dial"));
       const id = book.dial(number, Date.now() + DIAL_WAIT_MS);
       /** @type {Record<string, unknown>} */

@@ -103,7 +103,8 @@ export class RelaySession {
     this.state = "waiting";
     this.attempt += 1;
     const random = this.options.random || Math.random;
-    this.timers.reconnect = setTimeout(() => this.connect(), reconnectDelay(this.attempt, random()));
+    const delay = reconnectDelay(this.attempt, random());
+    this.timers.reconnect = setTimeout(() => this.connect(), delay);
   }
 
   /** @param {string} token */
