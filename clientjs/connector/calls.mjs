@@ -102,6 +102,7 @@ export class CallBook {
       out.push({ type: "CALL_CONNECTED", call: { ...call } });
       return out;
     }
+    if (!known && item.state === "ended") return out; // never shown: nothing to close
     if (!known) out.push({ type: "CALL_STARTED", call: { ...call } }); // its ring expired unseen
     if (item.state === "connected") {
       if (known && known.state !== "ringing") return out;

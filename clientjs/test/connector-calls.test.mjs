@@ -85,6 +85,12 @@ test("a call whose ring was never seen is started before it connects", () => {
   ]);
 });
 
+test("the end of a call Salesforce was never shown announces nothing", () => {
+  const book = new CallBook();
+  assert.deepEqual(book.apply({ ...inbound, state: "ended", reason: "ended" }, 0), []);
+  assert.deepEqual(book.active(), []);
+});
+
 test("the calls kept across a reload are the active ones", () => {
   const book = new CallBook();
   book.apply({ ...inbound, state: "ringing" }, 0);

@@ -16,6 +16,10 @@ from typing import Any, Final
 
 from relay.log.envelope import Envelope
 
+LIFETIMES: Final = {"ringing": 60.0, "connected": 300.0, "ended": 1800.0, "status": 300.0}
+"""How long after its event a feed item may still reach the connector, by the call's state (or
+``status``): a ring a minute old is over (a late worker must not ring a ghost in Omni), while
+a late end still closes the call there."""
 CALL_TYPE_FIELD: Final = "type"
 """The state hash's field holding a call's kind (``Inbound`` or ``Outbound``)."""
 FED_EVENTS: Final = frozenset(
@@ -66,3 +70,8 @@ def feed_item(
             item["reason"] = "ended"
             item["afterCallWork"] = True
     return "call", item
+
+
+def lifetime(name: str, data: dict[str, Any]) -> float:
+    """How long after its event the feed item ``name`` (``data``) is worth delivering."""
+    return LIFETIMES["status" if name == "status" else data["state"]]

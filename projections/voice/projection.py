@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections import defaultdict
 from collections.abc import Container
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -45,7 +47,7 @@ from projections.salesforce.telephony import (
     TelephonyError,
     VoiceCallCreate,
 )
-from projections.voice.feed import CALL_TYPE_FIELD, call_type, feed_item
+from projections.voice.feed import CALL_TYPE_FIELD, call_type, feed_item, lifetime
 from relay.errors import ConfigError
 from relay.log import keys
 from relay.log.commands import CommandLog
@@ -69,9 +71,6 @@ VOICE_EVENTS: Final = frozenset(
         "callNotesSubmitted",
     }
 )
-FEED_TTL_SECONDS: Final = 300.0
-"""How long a feed item waits for the agent's connector: a page reload takes seconds; a
-connector away longer starts from the calls it kept (and what comes next)."""
 STATE_TTL_SECONDS: Final = 30 * 24 * 3600
 Notes = dict[tuple[int, str], tuple[str, dict[str, str]]]
 """Later notes of a batch's calls, by conversation: its VoiceCall's id and the fields."""
@@ -305,16 +304,23 @@ class VoiceCallsProjection:
             return ""
 
     async def _announce(self, envelope: Envelope, kind: str | None, voice_call: str | None) -> None:
-        """Tell the agent's connector, once per event."""
+        """Tell the agent's connector, once per event, while it is still worth telling (its
+        lifetime counts from the event, so a worker that catches up late rings no ghosts)."""
         item = feed_item(envelope, kind, voice_call)
-        if item is not None:
-            await self._feed.enqueue(
-                keys.connector_mailbox(envelope.agentId),
-                item[0],
-                item[1],
-                ttl_seconds=FEED_TTL_SECONDS,
-                request_id=envelope.id,
-            )
+        if item is None:
+            return
+        age = (datetime.now(UTC) - envelope.receivedAt).total_seconds()
+        left = lifetime(*item) - max(0.0, age)
+        if left < 1.0:
+            return
+        await self._feed.enqueue(
+            keys.connector_mailbox(envelope.agentId),
+            item[0],
+            item[1],
+            ttl_seconds=left,
+            request_id=envelope.id,
+            remember_seconds=math.ceil(left),
+        )
 
     async def _find(self, conversation: str) -> str | None:
         """The VoiceCall made for ``conversation``, if one was (the oldest)."""

@@ -117,12 +117,14 @@ class CommandLog:
         *,
         ttl_seconds: float,
         request_id: str | None = None,
+        remember_seconds: int = COMMAND_RETENTION_MS // 1000,
     ) -> str:
         """Validate and append a command for the mailbox ``agent_id`` (an agent's, or its
         connector's: then a feed item); return its id. Notifies the relays.
 
         With ``request_id``, at most one command is ever appended for that request: asking
-        again returns the first command's id.
+        again within ``remember_seconds`` (by default as long as commands are kept) returns
+        the first command's id.
         """
         _, role = keys.split_mailbox(agent_id)
         payload = validate_feed_item(name, data) if role else validate_command(name, data)
@@ -144,7 +146,7 @@ class CommandLog:
             else:
                 command_id = await self._enqueue_once(
                     keys=[keys.command_stream(agent_id), keys.dispatched(agent_id, request_id)],
-                    args=[*args, COMMAND_RETENTION_MS // 1000],
+                    args=[*args, remember_seconds],
                 )
         except LOG_ERRORS as error:
             raise Unavailable(f"command stream unavailable: {error}") from None

@@ -4,15 +4,18 @@ exists (real worker, Redis and stand-in)."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from projections.salesforce.standin.server import StandIn
-from projections.voice.feed import feed_item
+from projections.voice.feed import LIFETIMES, feed_item
 from relay.log import keys
 from relay.log.commands import CommandLog
+from relay.log.envelope import encode_stored
 from relay.log.event_log import EventLog
 from tests.helpers import ConnectionFactory, call, conversation_ids, envelope
 from tests.projections.salesforce.test_telephony import (
@@ -25,7 +28,7 @@ from tests.projections.voice.test_voice_calls import (
     work,
 )
 from tests.projections.voice.test_voice_calls import (
-    standin_state as standin_state,
+    standin_state as standin_state,  # the stand-in org with VoiceCall
 )
 
 
@@ -147,3 +150,36 @@ async def test_a_call_whose_start_was_never_logged_is_left_out() -> None:
         "call",
         {"conversationId": conversation, "callType": "Inbound", "state": "connected"},
     )
+
+
+async def test_a_worker_that_catches_up_late_rings_no_ghost_but_still_ends_the_call(
+    redis_client: aioredis.Redis, standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """A feed item lives from its event, not from when a worker got to it: a ring logged two
+    minutes ago is over (not fed); the end logged then still closes the call (fed, expiring
+    half an hour after it)."""
+    [conversation] = conversation_ids(1)
+    ring, end = call(conversation)[0], call(conversation)[2]
+    logged_ms = int(time.time() * 1000) - 120_000
+    for n, event in enumerate((ring, end)):
+        await redis_client.xadd(
+            keys.event_stream(0), {"e": encode_stored(event)}, id=f"{logged_ms + n}-0"
+        )
+    await work(redis_client, a_projection(redis_client, standin, connection))
+    [(_, item)] = await CommandLog(redis_client).read_after(keys.connector_mailbox("agent-1"), None)
+    assert (item.name, item.data["state"]) == ("call", "ended")
+    left = (item.expiresAt - datetime.now(UTC)).total_seconds()
+    assert LIFETIMES["ended"] - 130 < left < LIFETIMES["ended"] - 110
+
+
+async def test_an_event_is_remembered_only_while_its_item_may_be_delivered(
+    redis_client: aioredis.Redis, standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """The once-per-event marker of a ring expires with the ring (a minute), not a day later:
+    the feed leaves no key per event behind."""
+    [conversation] = conversation_ids(1)
+    ring = call(conversation)[0]
+    await EventLog(redis_client, shards=1, dedupe_ttl=3600).append_all([ring])
+    await work(redis_client, a_projection(redis_client, standin, connection))
+    marker = keys.dispatched(keys.connector_mailbox("agent-1"), ring.id)
+    assert 0 < await redis_client.ttl(marker) <= LIFETIMES["ringing"]
