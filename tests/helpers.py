@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -442,3 +443,9 @@ async def late_inserts_committed(standin: StandIn) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("a late insert never committed")
+
+
+def killed(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``process`` (as a crash would end it: nothing of its own runs) and reap it."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)

@@ -16,7 +16,16 @@ import redis.asyncio as aioredis
 from relay.control.service import CallBody, Control
 from relay.log import keys
 from relay.server.server import Relay
-from tests.helpers import CLI, PARTNERS, SECRET, AgentFactory, clean_env, eventually, make_settings
+from tests.helpers import (
+    CLI,
+    PARTNERS,
+    SECRET,
+    AgentFactory,
+    clean_env,
+    eventually,
+    killed,
+    make_settings,
+)
 
 REQUESTS = 40
 
@@ -81,12 +90,8 @@ async def test_requests_held_by_a_killed_dispatch_worker_each_dial_once_in_time(
             for n in range(REQUESTS)
         ]
         held = await redis_client.xpending(keys.event_stream(0), "dispatch")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        killed(first)
     assert int(held["pending"]) >= 1, "the killed worker held no request"
 
     second = dispatch_worker(tmp_path, redis_url)

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from projections.salesforce.standin.server import StandIn
 from relay.log import keys
 from relay.log.envelope import Envelope
-from tests.helpers import PARTNER, conversation_ids, eventually
+from tests.helpers import PARTNER, conversation_ids, eventually, killed
 
 CALLS = 150
 
@@ -87,12 +87,8 @@ async def test_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothin
     first = worker(tmp_path, redis_url, standin)
     try:
         await eventually(some_written, within=20, step=0.01)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        killed(first)
     assert task_count(standin)[0] > 0 and await pending() > 0, "not killed mid-batch"
 
     standin.state.faults.hold_seconds = 0.0

@@ -16,7 +16,7 @@ from projections.salesforce.standin.server import StandIn
 from relay.log import keys
 from relay.log.commands import CommandLog
 from relay.log.event_log import EventLog
-from tests.helpers import call, conversation_ids, eventually
+from tests.helpers import call, conversation_ids, eventually, killed
 from tests.projections.salesforce.test_telephony import CALL_CENTER, KEY, ORG_ID, pem
 from tests.projections.voice.test_voice_calls import NUMBER, voice_calls
 from tests.projections.voice.test_voice_calls import (
@@ -76,12 +76,8 @@ async def test_a_voicecalls_worker_killed_mid_batch_and_restarted_makes_each_voi
     first = worker(tmp_path, redis_url, standin)
     try:
         await eventually(some_made, within=20, step=0.01)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        killed(first)
     assert voice_calls(standin) and await pending() > 0, "not killed mid-batch"
 
     standin.state.telephony.hold_seconds = 0.0
