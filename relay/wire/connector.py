@@ -24,9 +24,6 @@ import msgspec
 from relay.errors import InvalidEvent, UnknownEvent
 from relay.wire.contract import E164, REQUESTS, CallerId, Id
 
-ROLES: Final = ("softphone", "connector")
-"""A session's role (``hello``'s ``role``): the softphone's, or its Salesforce connector's."""
-
 CONNECTOR_EVENTS: Final = frozenset(REQUESTS)
 """What a connector session may send: requests, never a contract hook."""
 
