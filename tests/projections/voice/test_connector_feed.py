@@ -17,7 +17,9 @@ from relay.log import keys
 from relay.log.commands import CommandLog
 from relay.log.envelope import encode_stored
 from relay.log.event_log import EventLog
-from tests.helpers import ConnectionFactory, call, conversation_ids, envelope
+from relay.privacy.erasure import erase_caller
+from relay.privacy.personal import personal_data
+from tests.helpers import ConnectionFactory, call, conversation_ids, envelope, make_settings
 from tests.projections.salesforce.test_telephony import (
     closed_clients as closed_clients,  # closes the clients each test opened
 )
@@ -30,6 +32,7 @@ from tests.projections.voice.test_voice_calls import (
 from tests.projections.voice.test_voice_calls import (
     standin_state as standin_state,  # the stand-in org with VoiceCall
 )
+from tests.relay.privacy.test_sealed_log import DATA_KEYS
 
 
 async def feed(redis: aioredis.Redis, agent: str = "agent-1") -> list[tuple[str, Any]]:
@@ -183,3 +186,25 @@ async def test_an_event_is_remembered_only_while_its_item_may_be_delivered(
     await work(redis_client, a_projection(redis_client, standin, connection))
     marker = keys.dispatched(keys.connector_mailbox("agent-1"), ring.id)
     assert 0 < await redis_client.ttl(marker) <= LIFETIMES["ringing"]
+
+
+async def test_the_callers_number_in_the_feed_is_sealed_and_erasing_the_caller_reaches_it(
+    redis_client: aioredis.Redis, standin: StandIn, connection: ConnectionFactory
+) -> None:
+    """With data keys, a feed item's number is stored sealed under that number's key: not in
+    clear in Redis, opened for the connector, and gone once the caller is erased."""
+    personal = personal_data(redis_client, make_settings(data_keys=DATA_KEYS))
+    assert personal is not None
+    await personal.start()
+    [conversation] = conversation_ids(1)
+    log = EventLog(redis_client, shards=1, dedupe_ttl=3600)
+    await log.append_all(call(conversation)[:1])
+    await work(redis_client, a_projection(redis_client, standin, connection, personal=personal))
+    mailbox = keys.connector_mailbox("agent-1")
+    raw = await redis_client.xrange(keys.command_stream(mailbox))
+    assert raw and not any(b"8883973342" in fields[b"c"] for _, fields in raw)
+    [(_, item)] = await CommandLog(redis_client, personal).read_after(mailbox, None)
+    assert item.data["callerANI"] == "+18883973342"
+    await erase_caller(personal, log, "+18883973342", by="test")
+    [(_, after)] = await CommandLog(redis_client, personal).read_after(mailbox, None)
+    assert "callerANI" not in after.data
