@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from projections.outcomes import Done, LogEntry
-from projections.salesforce.standin.org import Org
-from projections.salesforce.standin.schema import WITH_VOICE
-from projections.salesforce.standin.server import StandIn, StandInState
+from projections.salesforce.standin.server import StandIn
 from projections.voice.projection import VoiceCallsProjection
 from projections.worker import Worker, WorkerSettings
 from relay.log import keys
@@ -21,24 +18,16 @@ from relay.log.envelope import Envelope, decode_stored
 from relay.log.event_log import EventLog
 from tests.helpers import LOG_PARTNER, ConnectionFactory, call, conversation_ids, envelope
 from tests.projections.salesforce.test_telephony import (
-    CALL_CENTER,
-    CERTIFICATE,
-    ORG_ID,
     a_client,
 )
 from tests.projections.salesforce.test_telephony import (
     closed_clients as closed_clients,  # closes the clients each test opened
 )
+from tests.projections.salesforce.test_telephony import (
+    standin_state as standin_state,  # the stand-in org with VoiceCall and the contact center
+)
 
 NUMBER = "+442079460000"
-
-
-@pytest.fixture
-def standin_state() -> StandInState:
-    state = StandInState(org=Org(WITH_VOICE))
-    state.telephony.org_id = ORG_ID
-    state.telephony.certificates[CALL_CENTER] = CERTIFICATE.encode()
-    return state
 
 
 def voice_calls(standin: StandIn) -> list[dict[str, Any]]:
