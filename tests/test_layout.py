@@ -47,6 +47,7 @@ PURE = (
     "relay.wire.connector",
     "relay.log.envelope",
     "relay.log.keys",
+    "relay.log.append_script",
     "relay.log.streams",
     "relay.log.resume",
     "relay.log.delivery_rules",

@@ -28,95 +28,13 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from relay.errors import BatchRefused, Forbidden, FrameRefused, Unavailable
 from relay.log import keys
+from relay.log.append_script import APPEND_SCRIPT
 from relay.log.clients import LOG_ERRORS
 from relay.log.envelope import Envelope, encode_stored
 from relay.log.keys import NO_KEY_WRITES, KeyWrites
 
 log = logging.getLogger(__name__)
 
-APPEND_SCRIPT: Final = """
-local buckets = tonumber(ARGV[2])
-local owner_ttl = ARGV[3]
-local legacy_keys = tonumber(ARGV[4])
-local events = (#ARGV - 5) / 6
-local live = {KEYS[2]}
-for b = 3, buckets do
-  if redis.call('EXISTS', KEYS[b]) == 1 then live[#live + 1] = KEYS[b] end
-end
-local out = {}
-local checked = 0
-local at = buckets + legacy_keys + tonumber(ARGV[5])
-for k = 1, events do
-  local a = 5 + (k - 1) * 6
-  local digest, stored, partner = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local wrapped, indexes, member = ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
-  local data_key = false
-  if wrapped ~= '' then
-    at = at + 1
-    data_key = KEYS[at]
-  end
-  local first_index = at + 1
-  at = at + indexes
-  local seen = false
-  for _, bucket in ipairs(live) do
-    seen = redis.call('HGET', bucket, digest)
-    if seen then break end
-  end
-  if not seen and legacy_keys > 0 then
-    -- A key of the format before buckets; pcall: whatever else holds that name (a day
-    -- bucket, for an agent named "day") is not a record of this event.
-    local legacy = redis.pcall('GET', KEYS[buckets + k])
-    if type(legacy) == 'string' then seen = legacy end
-  end
-  local owner = false
-  if partner ~= '' then
-    checked = checked + 1
-    if not seen then
-      -- The first partner to speak of the conversation owns it (kept 30 days from then).
-      owner = redis.call(
-        'SET', KEYS[buckets + legacy_keys + checked], partner, 'NX', 'GET', 'EX', owner_ttl)
-    end
-  end
-  if seen then
-    out[#out + 1] = seen
-    out[#out + 1] = 1
-  elseif owner and owner ~= partner then
-    out[#out + 1] = owner
-    out[#out + 1] = 2
-  else
-    -- The conversation's data key, made by the relay: stored unless one is there already.
-    local there = data_key and redis.call('SET', data_key, wrapped, 'NX', 'GET')
-    if there and there ~= wrapped then
-      out[#out + 1] = there
-      out[#out + 1] = 3
-    else
-      local id = redis.call('XADD', KEYS[1], '*', 'e', stored)
-      redis.call('HSET', KEYS[2], digest, id)
-      for i = first_index, at do redis.call('SADD', KEYS[i], member) end
-      out[#out + 1] = id
-      out[#out + 1] = 0
-    end
-  end
-end
-redis.call('EXPIREAT', KEYS[2], ARGV[1])
-return out
-"""
-"""Append a shard's batch with dedupe, each conversation kept to the partner that first used
-it, and each conversation's data key stored with the first event sealed under it. KEYS: the
-stream, today's dedupe bucket (written, always searched), the other buckets a resend may be
-remembered in (searched if they exist, checked once per batch: tomorrow's rarely does), then,
-while dedupe keys of the format before buckets may live (:meth:`EventLog.start`), each
-event's such key (read only), then the conversation owner key of each event whose owner is to
-be checked, in order, then for each event in order its data key to store (if it has one) and
-the party index sets to add its subject to. ARGV: when today's bucket expires, how many
-buckets (the stream included), how long an owner is kept, how many keys of the old format
-there are (0 or one per event), how many owner keys, then for each event its digest, stored
-envelope, partner ('' when there is nothing to check: no conversation, or an owner known
-already), wrapped data key ('' for none), how many party index sets, and the subject they
-list.
-Each event's reply: its stream id and 0 (stored) or 1 (stored before); or its conversation's
-partner and 2 (refused: another partner's conversation); or the conversation's data key and
-3 (refused: sealed under another key than the one there)."""
 
 OWNERS_KEPT: Final = 200_000
 """Confirmed conversation owners an event log remembers at most (about 30 MB)."""
@@ -337,12 +255,24 @@ class EventLog:
             len(owners),
         ]
         keys_ = [self._streams[shard], *buckets, *old_format, *owners]
+        slots: dict[int, int] = {}
+        """Each slot's number, by the identity of its writes (alive in ``batch``)."""
+        slot_args: list[Any] = []
+        event_args: list[Any] = []
         for _, digest, stored, _, _, partner, writes in batch:
-            data_key, wrapped, party_sets, subject = writes
-            args += (digest, stored, partner, wrapped, len(party_sets), subject)
-            if data_key is not None:
-                keys_.append(data_key)
-            keys_ += party_sets
+            slot = 0
+            if writes is not NO_KEY_WRITES:
+                slot = slots.get(id(writes), 0)
+                if not slot:
+                    slot = slots[id(writes)] = len(slots) + 1
+                    slot_args += (writes.wrapped, len(writes.party_sets), writes.subject)
+                    if writes.data_key is not None:
+                        keys_.append(writes.data_key)
+                    keys_ += writes.party_sets
+            event_args += (digest, stored, partner, slot)
+        args.append(len(slots))
+        args += slot_args
+        args += event_args
         return keys_, args
 
     def pipe(self) -> AppendPipe | None:

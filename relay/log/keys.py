@@ -14,7 +14,9 @@ keep the names they always had, a connector's end in ``:connector``.
 from __future__ import annotations
 
 import zlib
-from typing import Final, NamedTuple
+from typing import Final
+
+import msgspec
 
 
 def event_stream(shard: int) -> str:
@@ -244,7 +246,7 @@ def party_conversations(party: str, shard: int | None = None) -> str:
     return f"sp:pii:party:{party}" if shard is None else f"sp:pii:party:{{{shard}}}:{party}"
 
 
-class KeyWrites(NamedTuple):
+class KeyWrites(msgspec.Struct, frozen=True):
     """What the append script stores beside an event sealed under its conversation's key:
     the key, if the relay made it (``SET NX``), and the party index sets that list the
     conversation's subject."""
