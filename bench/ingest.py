@@ -47,7 +47,7 @@ from typing import Final
 import msgspec
 import redis
 from loadgen import open_socket
-from measure import cpu_seconds, percentile, wait_for_port
+from measure import cpu_seconds, percentile, rss_bytes, wait_for_port
 
 from relay.log import keys
 from relay.log.event_log import DAY
@@ -207,10 +207,10 @@ def saturate(
     data_key: str | None = None,
     pin: tuple[int, int] | None = None,
     frame: Callable[[str, int], bytes] = event_frame,
-) -> float:
-    """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards (sealing
-    personal fields under ``data_key`` when given; ``pin``: the relay's core, and the one
-    this process takes, as the main run does)."""
+) -> Saturated:
+    """Acked events/s of a fresh ``serve`` on ``redis_url`` with ``shards`` shards, and the
+    relay's CPU and memory (sealing personal fields under ``data_key`` when given; ``pin``:
+    the relay's core, and the one this process takes, as the main run does)."""
     port = free_port()
     env = {
         **os.environ,
@@ -230,11 +230,23 @@ def saturate(
     try:
         wait_for_port(port, relay)
         url = f"ws://127.0.0.1:{port}/v1/socket"
-        rate, _ = asyncio.run(phase(url, args.clients, args.window, args.seconds, None, frame))
+        cpu = cpu_seconds(relay.pid)
+        rate, acks = asyncio.run(phase(url, args.clients, args.window, args.seconds, None, frame))
+        cpu = cpu_seconds(relay.pid) - cpu
+        memory = rss_bytes(relay.pid)
     finally:
         relay.terminate()
         relay.wait(20)
-    return rate
+    return Saturated(rate, cpu / len(acks) * 1e6, memory / 2**20)
+
+
+class Saturated(msgspec.Struct, frozen=True):
+    """One saturated run: acked events/s, the relay's CPU per acked event (us) and its
+    resident memory at the end (MiB)."""
+
+    rate: float
+    relay_us: float
+    relay_mib: float
 
 
 def cluster_comparison(args: argparse.Namespace) -> None:
@@ -242,10 +254,10 @@ def cluster_comparison(args: argparse.Namespace) -> None:
     shards = 6
     with tempfile.TemporaryDirectory() as tmp:
         with EmbeddedServer(Path(tmp) / "one") as server:
-            one = saturate(server.url, shards, args)
+            one = saturate(server.url, shards, args).rate
         with EmbeddedCluster(Path(tmp) / "cluster") as cluster:
             seed = "redis+cluster://" + cluster.url.split("://", 1)[1]
-            three = saturate(seed, shards, args)
+            three = saturate(seed, shards, args).rate
     print(
         f"cluster:   {shards} shards, saturated: one node {one:,.0f} acked events/s, "
         f"three-primary cluster {three:,.0f} acked events/s ({three / one:.0%} of one node)"
@@ -255,8 +267,8 @@ def cluster_comparison(args: argparse.Namespace) -> None:
 def sealing_comparison(args: argparse.Namespace, pairs: int = 3) -> None:
     """Saturated ingest with personal fields stored as given, then sealed, ``pairs`` times
     interleaved (each on a fresh relay and Redis)."""
-    off: list[float] = []
-    on: list[float] = []
+    off: list[Saturated] = []
+    on: list[Saturated] = []
     key = base64.b64encode(os.urandom(32)).decode()
     cores = list(range(os.cpu_count() or 1))  # the main run may have pinned this process
     os.sched_setaffinity(0, cores)
@@ -270,12 +282,19 @@ def sealing_comparison(args: argparse.Namespace, pairs: int = 3) -> None:
                 rates.append(saturate(server.url, 1, args, data_key, pin, call_frame))
     if pin is not None:
         os.sched_setaffinity(0, set(cores))
-    plain, sealed = statistics.median(off), statistics.median(on)
+    plain, sealed = (statistics.median(r.rate for r in runs) for runs in (off, on))
+    plain_us, sealed_us = (statistics.median(r.relay_us for r in runs) for runs in (off, on))
+    plain_mib, sealed_mib = (max(r.relay_mib for r in runs) for runs in (off, on))
     print(
         f"sealing:   saturated, each client its own calls of 4 events, median of {pairs}: "
         f"personal fields as given {plain:,.0f} acked events/s, sealed (AES-GCM, a data key "
         f"per conversation) {sealed:,.0f} "
         f"({sealed / plain:.0%} of as given)" + (f", relay pinned to CPU {pin[0]}" if pin else "")
+    )
+    print(
+        f"           relay CPU per acked event {plain_us:.1f} us as given, {sealed_us:.1f} us "
+        f"sealed (one relay core: {plain_us / sealed_us:.0%} of as given); relay memory at the "
+        f"end {plain_mib:,.0f} MiB as given, {sealed_mib:,.0f} MiB sealed"
     )
 
 

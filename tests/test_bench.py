@@ -65,7 +65,7 @@ RUNS = {
             "1",
             "--sealing",
         ],
-        ["relay/raw", "three-primary cluster", "sealing:"],
+        ["relay/raw", "three-primary cluster", "sealing:", "relay memory at the end"],
     ),
     "erase.py": (["--conversations", "20", "--others", "30"], ["erase: a caller with 20 conv"]),
     "replay.py": (["--calls", "100"], ["the stand-in holds 100 Tasks"]),

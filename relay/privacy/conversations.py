@@ -12,6 +12,7 @@ is there, under which the relay seals it again (as erased, for a tombstone).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from relay.log import keys
@@ -27,40 +28,58 @@ stays unreadable, like the rest; after it, the script answers the erasure's tomb
 
 class ConversationSeal:
     """One conversation's key as this relay seals with it, and what the append script is to
-    store (or check) beside its next events."""
+    store (or check) beside its next events. Compact: a relay keeps one for each of the
+    last 100,000 conversations it sealed."""
 
     __slots__ = (
         "_check",
-        "_data_key",
         "_pending",
+        "conversation",
         "key",
         "named",
         "shard",
-        "subject",
         "until",
         "wrapped",
         "writes",
     )
 
     def __init__(
-        self, conversation: str, shard: int, key: DataKey | None, wrapped: bytes, until: float
+        self,
+        conversation: str,
+        shard: int,
+        key: DataKey | None,
+        wrapped: bytes,
+        until: float,
+        parties: Sequence[str] = (),
     ) -> None:
         """``key`` made here and ``wrapped`` as the script is to store it (None and empty:
         the conversation is erased, its values are sealed as erased); ``until``: when its
-        events are to carry the key for a check again (``time.monotonic``)."""
-        self.subject = "c:" + conversation
+        events are to carry the key for a check again (``time.monotonic``); ``parties``: the
+        numbers (by hash) its first event names."""
+        self.conversation = conversation
         self.shard = shard
         self.key = key
         self.wrapped = wrapped
         self.until = until
-        self.named: set[str] = set()
+        self.named: tuple[str, ...] = ()
         """The parties (number hashes) this conversation's events named."""
-        self._data_key = keys.conversation_data_key(shard, conversation)
+        self._pending: tuple[str, ...] = ()
+        """The index sets of the parties named and not yet in the index."""
         self._check = key is not None
-        self._pending: dict[str, str] = {}
-        """Parties not yet in the index, and their index set."""
         self.writes = NO_KEY_WRITES
-        self._update()
+        if key is None:
+            return
+        if parties:
+            self.named = tuple(dict.fromkeys(parties)) if len(parties) > 1 else tuple(parties)
+            self._pending = tuple([keys.party_conversations(p, shard) for p in self.named])
+        self.writes = KeyWrites(
+            keys.conversation_data_key(shard, conversation), wrapped, self._pending, self.subject
+        )
+
+    @property
+    def subject(self) -> str:
+        """The conversation's subject."""
+        return "c:" + self.conversation
 
     def renew(self, until: float) -> None:
         """Its next events carry the key again, to check that it is still the one stored."""
@@ -73,20 +92,16 @@ class ConversationSeal:
         """An event names ``party``: it is to be in the party index, with the conversation."""
         if party in self.named or self.key is None:
             return
-        self.named.add(party)
-        self._pending[party] = keys.party_conversations(party, self.shard)
+        self.named += (party,)
+        self._pending += (keys.party_conversations(party, self.shard),)
         self._update()
 
-    def stored(self, writes: KeyWrites) -> list[str]:
-        """An event that carried ``writes`` is in the log, and they are stored: the parties
-        that are in the index now."""
+    def stored(self, writes: KeyWrites) -> None:
+        """An event that carried ``writes`` is in the log, and they are stored."""
         if writes.data_key is not None and writes.wrapped == self.wrapped:
             self._check = False
-        indexed = [p for p, name in self._pending.items() if name in writes.party_sets]
-        for party in indexed:
-            del self._pending[party]
+        self._pending = tuple(s for s in self._pending if s not in writes.party_sets)
         self._update()
-        return indexed
 
     def found(self, key: DataKey | None, wrapped: bytes) -> None:
         """The conversation had ``key`` (``wrapped``) already, or (None) a tombstone: what
@@ -95,16 +110,17 @@ class ConversationSeal:
         self.wrapped = wrapped if key is not None else b""
         self._check = False
         if key is None:
-            self._pending.clear()
+            self._pending = ()
         self._update()
 
     def _update(self) -> None:
         if not self._check and not self._pending:
             self.writes = NO_KEY_WRITES
             return
+        check = self._check
         self.writes = KeyWrites(
-            self._data_key if self._check else None,
-            self.wrapped if self._check else b"",
-            tuple(self._pending.values()),
-            self.subject,
+            keys.conversation_data_key(self.shard, self.conversation) if check else None,
+            self.wrapped if check else b"",
+            self._pending,
+            "c:" + self.conversation,
         )

@@ -74,6 +74,8 @@ class LocalKeys:
         self._current = secrets[0]
         self._by_id = {bytes.fromhex(key_id_of(s)): AESGCM(s) for s in secrets}
         self._current_id = bytes.fromhex(key_id_of(secrets[0]))
+        self._wrapping = self._by_id[self._current_id]
+        self._wrapped_head = _FORMAT + self._current_id
 
     @property
     def key_id(self) -> str:
@@ -89,8 +91,9 @@ class LocalKeys:
     def wrap(self, data_key: bytes) -> bytes:
         """``data_key`` wrapped by the current key (format, key id, nonce, AES-GCM)."""
         nonce = random_nonce()
-        sealed = self._by_id[self._current_id].encrypt(nonce, data_key, _PURPOSE)
-        return _FORMAT + self._current_id + nonce + sealed
+        return b"".join(
+            (self._wrapped_head, nonce, self._wrapping.encrypt(nonce, data_key, _PURPOSE))
+        )
 
     def unwrap(self, wrapped: bytes) -> bytes:
         """The data key in ``wrapped``; :class:`UnwrapError` naming the key it needs."""

@@ -35,12 +35,14 @@ from relay.privacy.sealing import (
     DataKey,
     SealingError,
     conversation_subject,
+    is_sealed,
     open_data,
     open_value,
     party_hash,
     party_subject,
     personal_fields,
     seal_data,
+    seal_in_conversation,
     seal_value,
     subjects_of,
 )
@@ -115,50 +117,66 @@ class PersonalData:
         waiting for their key, which it must not overtake), else the plan to make it
         possible."""
         data = envelope.data
-        wanted = self._wanted.get(envelope.partnerId, PERSONAL_FIELDS)
-        if wanted.isdisjoint(data):
-            return envelope
-        fields = personal_fields(data, wanted)
-        if not fields:
+        present = self._wanted.get(envelope.partnerId, PERSONAL_FIELDS).intersection(data)
+        if not present:
             return envelope
         conversation = envelope.conversationId
-        if conversation:  # the common case: under the conversation's key, no wait
-            return self._seal_in_conversation(envelope, fields, conversation)
-        plan = self._plan(envelope, fields)
-        if plan.subject in held or not self.ready(plan):
-            return plan
-        return self.seal(envelope, plan)
-
-    def _seal_in_conversation(
-        self, envelope: Envelope, fields: list[str], conversation: str
-    ) -> Envelope | tuple[Envelope, ConversationSeal]:
-        """``envelope`` sealed under its conversation's key (:class:`ConversationSeal`)."""
-        seal = self._seals.get(conversation)
+        seal = self._seals.get(conversation) if conversation else None
+        if (
+            seal is not None
+            and seal.key is not None
+            and NUMBER_FIELDS.isdisjoint(present)
+            and seal.until >= time.monotonic()
+        ):
+            # The relay's hot path: a later event of a conversation it sealed lately, naming
+            # no number (a number may be the first of a party, to be indexed).
+            values = seal_in_conversation(data, present, seal.key, envelope.id)
+            if values is data:
+                return envelope
+            sealed = msgspec.structs.replace(envelope, data=values)
+            return sealed if seal.writes is NO_KEY_WRITES else (sealed, seal)
+        fields = [
+            f
+            for f in present
+            if (v := data[f]) is not None and v != "" and not (type(v) is dict and is_sealed(v))
+        ]
+        if not fields:
+            return envelope
+        if not conversation:
+            plan = self._plan(envelope, fields)
+            if plan.subject in held or not self.ready(plan):
+                return plan
+            return self.seal(envelope, plan)
+        # Under the conversation's key, no wait.
         now = time.monotonic()
         if seal is None:
-            seal = self._seal_of(conversation, now)
-        elif seal.until < now:
-            seal.renew(now + SEALING_SECONDS)
-        data = envelope.data
-        if seal.key is not None and not NUMBER_FIELDS.isdisjoint(fields):
-            region = self._regions.get(envelope.partnerId)
-            for field in fields:
-                if field in NUMBER_FIELDS:
-                    seal.name(self.party_of(str(data[field]), region))
+            seal = self._seal_of(conversation, now, self._parties_in(envelope, fields))
+        else:
+            if seal.until < now:
+                seal.renew(now + SEALING_SECONDS)
+            if seal.key is not None and not NUMBER_FIELDS.isdisjoint(fields):
+                for party in self._parties_in(envelope, fields):
+                    seal.name(party)
         sealed = msgspec.structs.replace(
-            envelope,
-            data=seal_data(data, fields, seal.key, seal.subject, envelope.id, conversation),
+            envelope, data=seal_in_conversation(data, fields, seal.key, envelope.id)
         )
         return sealed if seal.writes is NO_KEY_WRITES else (sealed, seal)
 
-    def _seal_of(self, conversation: str, now: float) -> ConversationSeal:
-        """A conversation's seal as this process starts sealing it: under a key of its own
-        (the append script keeps the one there, if any), or as erased."""
+    def _parties_in(self, envelope: Envelope, fields: list[str]) -> list[str]:
+        """The parties (number hashes) ``fields`` of ``envelope`` name."""
+        data = envelope.data
+        region = self._regions.get(envelope.partnerId)
+        return [self.party_of(str(data[f]), region) for f in fields if f in NUMBER_FIELDS]
+
+    def _seal_of(self, conversation: str, now: float, parties: list[str]) -> ConversationSeal:
+        """A conversation's seal as this process starts sealing it, its first event naming
+        ``parties``: under a key of its own (the append script keeps the one there, if
+        any), or as erased."""
         vault = self.vault
         subject = conversation_subject(conversation)
         key, wrapped = (None, b"") if vault.erased(subject) else vault.new_key(subject)
         shard = keys.shard_of(conversation, vault.shards)
-        seal = ConversationSeal(conversation, shard, key, wrapped, now + SEALING_SECONDS)
+        seal = ConversationSeal(conversation, shard, key, wrapped, now + SEALING_SECONDS, parties)
         seals = self._seals
         seals[conversation] = seal
         if len(seals) > SEALS_KEPT:
@@ -166,12 +184,10 @@ class PersonalData:
         return seal
 
     def stored(self, seal: ConversationSeal, writes: KeyWrites) -> None:
-        """An event carrying ``writes`` is in the log, and so are they."""
-        vault = self.vault
-        if writes.data_key is not None and seal.key is not None:
-            vault.remember(seal.subject, seal.key)
-        for party in seal.stored(writes):
-            vault.index(party, seal.subject)
+        """An event carrying ``writes`` is in the log, and so are they (the seal keeps the
+        key; the vault's cache is for keys read back, which a relay rarely needs)."""
+        if seal.writes is not NO_KEY_WRITES:  # else an earlier event of its batch said so
+            seal.stored(writes)
 
     def found(self, seal: ConversationSeal, wrapped: bytes) -> None:
         """An event was refused: its conversation had a key already (``wrapped``, or a

@@ -7,8 +7,10 @@ import base64
 
 import pytest
 
+from relay.privacy import sealing
 from relay.privacy.keys import LocalKeys, UnwrapError, key_id_of, new_data_key, parse_data_keys
 from relay.privacy.sealing import (
+    CIPHERS_KEPT,
     DataKey,
     conversation_subject,
     is_sealed,
@@ -17,6 +19,7 @@ from relay.privacy.sealing import (
     party_hash,
     personal_fields,
     seal_data,
+    seal_in_conversation,
     subjects_of,
 )
 
@@ -127,3 +130,46 @@ def test_several_data_keys_are_read_the_current_one_first() -> None:
 )
 def test_numbers_in_an_error_text_are_masked_and_dates_and_ids_kept(text: str, masked: str) -> None:
     assert mask_numbers(text) == masked
+
+
+def test_an_events_values_sealed_in_its_conversation_open_bound_to_it() -> None:
+    """The relay's hot path seals like :func:`seal_data` under the conversation's key: the
+    values open for their event, the rest of the data is as given."""
+    key = DataKey(new_data_key())
+    data = {**DATA, "language": "en_US"}
+    sealed = seal_in_conversation(data, ["callerANI", "notes"], key, EVENT)
+    assert sealed["language"] == "en_US" and sealed["conversationId"] == CONVERSATION
+    assert is_sealed(sealed["callerANI"]) and is_sealed(sealed["notes"])
+    assert open_data(sealed, {SUBJECT: key}, EVENT, CONVERSATION) == (data, [], [])
+    assert open_data(sealed, {SUBJECT: key}, "another-event", CONVERSATION)[2] == [
+        "callerANI",
+        "notes",
+    ]
+
+
+def test_values_given_empty_or_sealed_already_are_left_as_they_are() -> None:
+    """Nothing to seal (absent, empty, or sealed already): the data itself comes back."""
+    key = DataKey(new_data_key())
+    already = seal_in_conversation(DATA, ["notes"], key, EVENT)["notes"]
+    data = {"callerANI": None, "notes": already, "dialTo": ""}
+    assert seal_in_conversation(data, ["callerANI", "notes", "dialTo"], key, EVENT) is data
+
+
+def test_values_of_an_erased_conversation_are_sealed_as_erased() -> None:
+    """Under no key (the conversation was erased), nothing of a value is kept."""
+    sealed = seal_in_conversation(DATA, ["callerANI", "notes"], None, EVENT)
+    assert sealed["callerANI"] == {"sealed": "c", "v": ""}
+    assert open_data(sealed, {SUBJECT: None}, EVENT, CONVERSATION)[1] == ["callerANI", "notes"]
+
+
+def test_a_process_keeps_the_ciphers_of_its_latest_keys_only_and_remakes_older_ones() -> None:
+    """A cipher costs 2.5 KB, so a process holding the keys of 100,000 conversations keeps
+    the ciphers of the last CIPHERS_KEPT used only; an older key seals and opens as
+    before, its cipher made again."""
+    first = DataKey(new_data_key())
+    sealed = seal_data(DATA, ["notes"], first, SUBJECT, EVENT)
+    for _ in range(CIPHERS_KEPT):
+        seal_data(DATA, ["notes"], DataKey(new_data_key()), SUBJECT, EVENT)
+    assert len(sealing._with_cipher) == CIPHERS_KEPT
+    assert first._cipher is None  # dropped: the bound holds
+    assert open_data(sealed, {SUBJECT: first}, EVENT)[0]["notes"] == NOTES
