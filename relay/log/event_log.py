@@ -255,8 +255,7 @@ class EventLog:
             len(owners),
         ]
         keys_ = [self._streams[shard], *buckets, *old_format, *owners]
-        slots: dict[int, int] = {}
-        """Each slot's number, by the identity of its writes (alive in ``batch``)."""
+        slots: dict[int, int] = {}  # each slot's number, by its writes' id (alive in batch)
         slot_args: list[Any] = []
         event_args: list[Any] = []
         for _, digest, stored, _, _, partner, writes in batch:

@@ -66,15 +66,11 @@ class ConversationSeal:
         self._pending: tuple[str, ...] = ()
         """The index sets of the parties named and not yet in the index."""
         self._check = key is not None
+        if key is not None:
+            self.named = tuple(dict.fromkeys(parties))
+            self._pending = tuple(keys.party_conversations(p, shard) for p in self.named)
         self.writes = NO_KEY_WRITES
-        if key is None:
-            return
-        if parties:
-            self.named = tuple(dict.fromkeys(parties)) if len(parties) > 1 else tuple(parties)
-            self._pending = tuple([keys.party_conversations(p, shard) for p in self.named])
-        self.writes = KeyWrites(
-            keys.conversation_data_key(shard, conversation), wrapped, self._pending, self.subject
-        )
+        self._update()
 
     @property
     def subject(self) -> str:

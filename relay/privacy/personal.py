@@ -35,7 +35,6 @@ from relay.privacy.sealing import (
     DataKey,
     SealingError,
     conversation_subject,
-    is_sealed,
     open_data,
     open_value,
     party_hash,
@@ -122,44 +121,30 @@ class PersonalData:
             return envelope
         conversation = envelope.conversationId
         seal = self._seals.get(conversation) if conversation else None
-        if (
-            seal is not None
-            and seal.key is not None
-            and NUMBER_FIELDS.isdisjoint(present)
-            and seal.until >= time.monotonic()
-        ):
-            # The relay's hot path: a later event of a conversation it sealed lately, naming
-            # no number (a number may be the first of a party, to be indexed).
-            values = seal_in_conversation(data, present, seal.key, envelope.id)
-            if values is data:
-                return envelope
-            sealed = msgspec.structs.replace(envelope, data=values)
-            return sealed if seal.writes is NO_KEY_WRITES else (sealed, seal)
-        fields = [
-            f
-            for f in present
-            if (v := data[f]) is not None and v != "" and not (type(v) is dict and is_sealed(v))
-        ]
-        if not fields:
-            return envelope
-        if not conversation:
-            plan = self._plan(envelope, fields)
-            if plan.subject in held or not self.ready(plan):
-                return plan
-            return self.seal(envelope, plan)
-        # Under the conversation's key, no wait.
         now = time.monotonic()
-        if seal is None:
-            seal = self._seal_of(conversation, now, self._parties_in(envelope, fields))
-        else:
-            if seal.until < now:
-                seal.renew(now + SEALING_SECONDS)
-            if seal.key is not None and not NUMBER_FIELDS.isdisjoint(fields):
-                for party in self._parties_in(envelope, fields):
-                    seal.name(party)
-        sealed = msgspec.structs.replace(
-            envelope, data=seal_in_conversation(data, fields, seal.key, envelope.id)
-        )
+        if seal is None or seal.until < now or not NUMBER_FIELDS.isdisjoint(present):
+            # Not a later event of a conversation sealed lately naming no number (the
+            # relay's hot path): its key to make or check, its parties to index.
+            fields = personal_fields(data, present)
+            if not fields:
+                return envelope
+            if not conversation:
+                plan = self._plan(envelope, fields)
+                if plan.subject in held or not self.ready(plan):
+                    return plan
+                return self.seal(envelope, plan)
+            if seal is None:
+                seal = self._seal_of(conversation, now, self._parties_in(envelope, fields))
+            else:
+                if seal.until < now:
+                    seal.renew(now + SEALING_SECONDS)
+                if seal.key is not None:
+                    for party in self._parties_in(envelope, fields):
+                        seal.name(party)
+        values = seal_in_conversation(data, present, seal.key, envelope.id)
+        if values is data:
+            return envelope
+        sealed = msgspec.structs.replace(envelope, data=values)
         return sealed if seal.writes is NO_KEY_WRITES else (sealed, seal)
 
     def _parties_in(self, envelope: Envelope, fields: list[str]) -> list[str]:

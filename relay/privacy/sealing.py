@@ -36,7 +36,6 @@ SEALED: Final = "sealed"
 ERASED: Final = "[erased]"
 """How a reader shows a value whose key was erased."""
 _NONCE: Final = 12
-_json: Final = msgspec.json.encode
 
 
 class SealingError(ValueError):
@@ -156,11 +155,12 @@ def personal_fields(
 ) -> list[str]:
     """The fields of ``data`` among ``wanted`` (by default the contract's) that hold a value
     not sealed yet."""
-    return [
-        f
-        for f, v in data.items()
-        if f in wanted and v not in (None, "") and (type(v) is not dict or not is_sealed(v))
-    ]
+    return [f for f, v in data.items() if f in wanted and _to_seal(v)]
+
+
+def _to_seal(value: Any) -> bool:
+    """Whether a personal field's value is one to seal: given, and not sealed yet."""
+    return value not in (None, "") and (type(value) is not dict or not is_sealed(value))
 
 
 THIS_CONVERSATION: Final = "c"
@@ -197,27 +197,15 @@ def seal_in_conversation(
     data: Mapping[str, Any], fields: Iterable[str], key: DataKey | None, event_id: str
 ) -> Mapping[str, Any]:
     """:func:`seal_data` for an event under its own conversation's key, of ``fields`` those
-    that hold a value not sealed yet (``data`` itself if none does): the relay's hot path,
-    once per event, so one call and no helper per value."""
+    that hold a value not sealed yet (``data`` itself if none does)."""
     sealed: dict[str, Any] | None = None
-    encrypt = None
     for field in fields:
         value = data[field]
-        if value is None or value == "" or (type(value) is dict and is_sealed(value)):
+        if not _to_seal(value):
             continue
         if sealed is None:
             sealed = dict(data)
-            if key is not None:
-                encrypt = key.cipher.encrypt
-        if encrypt is None:
-            sealed[field] = {SEALED: THIS_CONVERSATION, "v": ""}
-            continue
-        nonce = random_nonce()
-        box = encrypt(nonce, _json(value), f"{event_id}\n{field}".encode())
-        sealed[field] = {
-            SEALED: THIS_CONVERSATION,
-            "v": b2a_base64(nonce + box, newline=False).decode(),
-        }
+        sealed[field] = seal_value(key, THIS_CONVERSATION, event_id, field, value)
     return data if sealed is None else sealed
 
 
